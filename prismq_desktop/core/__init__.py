@@ -1,0 +1,53 @@
+"""The Qt-free core: run model, executor, output capture, registry and engine.
+
+Nothing under this package may import Qt (tests/core/test_no_qt.py enforces it), so a
+script or the CLI can use it on a machine without PySide6.
+"""
+
+from prismq_desktop.core.engine import RunEngine, RunHandle
+from prismq_desktop.core.events import EventBus, Notice, OutputBatch, RunChanged, Subscription
+from prismq_desktop.core.launch import Launch, LaunchError, resolve
+from prismq_desktop.core.models import (
+    IllegalTransition,
+    Outcome,
+    OutcomeKind,
+    Run,
+    RunMode,
+    RunSpec,
+    RunStatus,
+    TargetKind,
+    transition,
+)
+from prismq_desktop.core.output import LineAssembler, LogWriter, OutputCapture, Stream, read_log
+from prismq_desktop.core.registry import RunRegistry
+from prismq_desktop.core.wrapper import SubprocessWrapper, choose_mode
+
+__all__ = [
+    "EventBus",
+    "IllegalTransition",
+    "Launch",
+    "LaunchError",
+    "LineAssembler",
+    "LogWriter",
+    "Notice",
+    "Outcome",
+    "OutcomeKind",
+    "OutputBatch",
+    "OutputCapture",
+    "Run",
+    "RunChanged",
+    "RunEngine",
+    "RunHandle",
+    "RunMode",
+    "RunRegistry",
+    "RunSpec",
+    "RunStatus",
+    "Stream",
+    "SubprocessWrapper",
+    "Subscription",
+    "TargetKind",
+    "choose_mode",
+    "read_log",
+    "resolve",
+    "transition",
+]

@@ -1,0 +1,332 @@
+"""RunEngine: registry + executor + event bus; what the CLI, the GUI and scripts use.
+
+Every status change goes through `_change`, which applies `models.transition`, writes the
+registry, and only then publishes `RunChanged`. Nothing a bad spec or a bad child does
+raises out of here: it becomes a run that ended `failed_to_start` or `failed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import os
+import threading
+from collections.abc import Callable
+
+from prismq_desktop.core import paths
+from prismq_desktop.core.events import EventBus, OutputBatch, RunChanged
+from prismq_desktop.core.launch import Launch, LaunchError, resolve
+from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec, RunStatus, transition
+from prismq_desktop.core.output import LogWriter, OutputCapture, OutputChunk, Stream
+from prismq_desktop.core.registry import RunRegistry
+from prismq_desktop.core.wrapper import Job, SubprocessWrapper
+
+log = logging.getLogger(__name__)
+
+SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL")
+
+
+def looks_secret(name: str) -> bool:
+    upper = name.upper()
+    return any(marker in upper for marker in SECRET_MARKERS)
+
+
+def masked_env(env: dict[str, str | None]) -> dict[str, str | None]:
+    return {k: ("••••••" if v is not None and looks_secret(k) else v) for k, v in env.items()}
+
+
+class RunHandle:
+    """A live (or finished) run: its record, its output tail, and controls."""
+
+    def __init__(self, engine: RunEngine, run: Run, job: Job | None, capture: OutputCapture | None) -> None:
+        self._engine = engine
+        self.run = run
+        self.job = job
+        self.capture = capture
+        self._done = threading.Event()
+        self._future: asyncio.Future[Run] | None = None
+
+    @property
+    def id(self) -> int:
+        return self.run.id
+
+    @property
+    def outcome(self) -> Outcome | None:
+        return self.run.outcome
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.run.exit_code
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def stdout(self) -> str:
+        return self.capture.text(Stream.STDOUT) if self.capture else ""
+
+    def stderr(self) -> str:
+        return self.capture.text(Stream.STDERR) if self.capture else ""
+
+    async def wait(self, timeout: float | None = None) -> Run:
+        if self._future is None:
+            raise RuntimeError("this run was not started on an event loop")
+        return await asyncio.wait_for(asyncio.shield(self._future), timeout)
+
+    def wait_blocking(self, timeout: float | None = None) -> Run:
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"run {self.id} still active after {timeout}s")
+        return self.run
+
+    def cancel(self, graceful: bool = True) -> bool:
+        return self._engine.cancel(self.id, graceful=graceful)
+
+    def pause(self) -> bool:
+        return self._engine.pause(self.id)
+
+    def resume(self) -> bool:
+        return self._engine.resume(self.id)
+
+
+class RunEngine:
+    """Starts runs, records them, and tells subscribers what happens."""
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        registry: RunRegistry | None = None,
+        executor: SubprocessWrapper | None = None,
+        mode: RunMode | str = RunMode.AUTO,
+        tail_lines: int = 2000,
+        max_line_chars: int = 16384,
+    ) -> None:
+        self.home = paths.data_dir(home)
+        self.registry = registry or RunRegistry(paths.registry_path(self.home))
+        self.executor = executor or SubprocessWrapper(mode)
+        self.bus = EventBus()
+        self.tail_lines = tail_lines
+        self.max_line_chars = max_line_chars
+        self._live: dict[int, RunHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = threading.RLock()
+
+    # -- the one place status changes
+    def _change(self, handle: RunHandle, status: RunStatus, outcome: Outcome | None = None) -> None:
+        with self._lock:
+            transition(handle.run, status, outcome)
+            self.registry.save(handle.run)
+            snapshot = copy.copy(handle.run)
+        self.bus.publish(RunChanged(snapshot))
+
+    # -- queries
+    def get(self, run_id: int) -> Run | None:
+        handle = self._live.get(run_id)
+        return copy.copy(handle.run) if handle else self.registry.get(run_id)
+
+    def handle(self, run_id: int) -> RunHandle | None:
+        return self._live.get(run_id)
+
+    def active(self) -> list[RunHandle]:
+        return [h for h in self._live.values() if not h.done]
+
+    # -- starting
+    def _prepare(self, spec: RunSpec, mode: RunMode | str | None) -> tuple[RunHandle, Launch | None, RunMode]:
+        chosen = self.executor.mode_for_run(mode)
+        run = self.registry.create(spec, mode=chosen.value, dry_run=chosen is RunMode.DRY_RUN)
+        run.log_path = str(paths.log_path(self.home, run.id))
+        handle = RunHandle(self, run, None, None)
+        self._live[run.id] = handle
+        self.registry.save(run)
+        self.bus.publish(RunChanged(copy.copy(run)))
+        try:
+            launch: Launch | None = resolve(spec)
+        except LaunchError as exc:
+            self._fail_to_start(handle, str(exc))
+            return handle, None, chosen
+        except Exception as exc:  # noqa: BLE001 - a bug in resolution must still end the run
+            log.exception("resolving run %s failed", run.id)
+            self._fail_to_start(handle, f"internal error: {exc}")
+            return handle, None, chosen
+        return handle, launch, chosen
+
+    def _fail_to_start(self, handle: RunHandle, message: str) -> None:
+        writer = LogWriter(handle.run.log_path or "")
+        writer.meta(event="failed_to_start", message=message)
+        writer.close()
+        self._change(handle, RunStatus.DONE, Outcome(OutcomeKind.FAILED_TO_START, None, message))
+        self._finish(handle)
+
+    def _make_job(self, handle: RunHandle, launch: Launch) -> Job:
+        run = handle.run
+        spec = run.spec
+        writer = LogWriter(run.log_path or "")
+        env_shown = {k: v for k, v in launch.env.items() if os.environ.get(k) != v}
+        removed = [k for k in spec.env if spec.env[k] is None]
+        writer.meta(
+            event="start",
+            run_id=run.id,
+            argv=list(launch.argv),
+            cwd=launch.cwd,
+            env=masked_env(dict(env_shown, **{k: None for k in removed})),
+            mode=run.mode,
+        )
+        capture = OutputCapture(writer, launch.encoding, self.tail_lines, self.max_line_chars)
+        handle.capture = capture
+        run.argv = launch.argv
+        run.cwd = launch.cwd
+
+        def on_started(pid: int, create_time: float | None) -> None:
+            run.pid, run.pid_create_time = pid, create_time
+            self._change(handle, RunStatus.RUNNING)
+
+        def on_output(chunks: list[OutputChunk]) -> None:
+            self.bus.publish(OutputBatch(run.id, tuple(chunks)))
+
+        job = Job(
+            run_id=run.id,
+            launch=launch,
+            capture=capture,
+            soft_timeout=spec.soft_timeout,
+            hard_timeout=spec.hard_timeout,
+            grace_period=spec.grace_period,
+            on_started=on_started,
+            on_output=on_output,
+        )
+        handle.job = job
+        return job
+
+    def _end(self, handle: RunHandle, outcome: Outcome) -> None:
+        job = handle.job
+        if job is not None and job.capture.log is not None:
+            job.capture.log.meta(event="end", outcome=outcome.kind.value, exit_code=outcome.exit_code, message=outcome.message)
+            job.capture.log.close()
+        if handle.run.status is RunStatus.QUEUED and outcome.kind not in (
+            OutcomeKind.FAILED_TO_START,
+            OutcomeKind.CANCELLED,
+            OutcomeKind.INTERRUPTED,
+        ):
+            self._change(handle, RunStatus.RUNNING)  # a dry run "runs" instantly
+        self._change(handle, RunStatus.DONE, outcome)
+        self._finish(handle)
+
+    def _finish(self, handle: RunHandle) -> None:
+        handle._done.set()
+        if handle._future is not None and not handle._future.done():
+            handle._future.set_result(copy.copy(handle.run))
+        self._live.pop(handle.id, None)
+
+    async def start(self, spec: RunSpec, *, mode: RunMode | str | None = None) -> RunHandle:
+        """Record the run, start it in the background, and return its handle at once."""
+        loop = asyncio.get_running_loop()
+        handle, launch, chosen = self._prepare(spec, mode)
+        handle._future = loop.create_future()
+        if handle.done:
+            handle._future.set_result(copy.copy(handle.run))
+            return handle
+        if launch is None:
+            return handle
+        job = self._make_job(handle, launch)
+        task = loop.create_task(self._drive(handle, job, chosen), name=f"run-{handle.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return handle
+
+    async def run(self, spec: RunSpec, *, mode: RunMode | str | None = None) -> RunHandle:
+        """Start and wait for the end; the handle carries outcome, exit code and output tail."""
+        handle = await self.start(spec, mode=mode)
+        if not handle.done:
+            await handle.wait()
+        return handle
+
+    async def _drive(self, handle: RunHandle, job: Job, mode: RunMode) -> None:
+        try:
+            outcome = await self.executor.execute(job, mode)
+        except asyncio.CancelledError:
+            self._end(handle, Outcome(OutcomeKind.INTERRUPTED, None, "the engine shut down during the run"))
+            raise
+        except Exception as exc:  # noqa: BLE001 - never lose a run record to an engine bug
+            log.exception("run %s: executor failed", handle.id)
+            outcome = Outcome(OutcomeKind.FAILED_TO_START if handle.run.pid is None else OutcomeKind.FAILED,
+                              None, f"internal error: {exc}")
+        self._end(handle, outcome)
+
+    def run_blocking(
+        self, spec: RunSpec, *, mode: RunMode | str | None = RunMode.LOCAL, on_started: Callable[[RunHandle], None] | None = None
+    ) -> RunHandle:
+        """LOCAL (or DRY_RUN) run on the calling thread, no event loop needed."""
+        chosen = self.executor.mode_for_run(mode)
+        if chosen not in (RunMode.LOCAL, RunMode.DRY_RUN):
+            chosen = RunMode.LOCAL
+        handle, launch, chosen = self._prepare(spec, chosen)
+        if launch is None or handle.done:
+            return handle
+        job = self._make_job(handle, launch)
+        if on_started is not None:
+            on_started(handle)
+        try:
+            if chosen is RunMode.DRY_RUN:
+                outcome = Outcome(OutcomeKind.SUCCEEDED, None, "dry run: nothing was started")
+            else:
+                outcome = self.executor.execute_blocking(job)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("run %s: executor failed", handle.id)
+            outcome = Outcome(OutcomeKind.FAILED, None, f"internal error: {exc}")
+        self._end(handle, outcome)
+        return handle
+
+    # -- control
+    def cancel(self, run_id: int, graceful: bool = True) -> bool:
+        handle = self._live.get(run_id)
+        if handle is None or handle.done:
+            return False
+        if handle.job is None or handle.run.status is RunStatus.QUEUED and handle.job.tree is None:
+            if handle.job is not None:
+                handle.job.request_stop(OutcomeKind.CANCELLED, "cancelled before it started")
+                return True
+            self._change(handle, RunStatus.DONE, Outcome(OutcomeKind.CANCELLED, None, "cancelled while queued"))
+            self._finish(handle)
+            return True
+        return handle.job.request_stop(OutcomeKind.CANCELLED, "cancelled by the user", graceful=graceful)
+
+    def pause(self, run_id: int) -> bool:
+        handle = self._live.get(run_id)
+        if handle is None or handle.job is None or handle.run.status is not RunStatus.RUNNING:
+            return False
+        if handle.job.pause():
+            self._change(handle, RunStatus.PAUSED)
+            return True
+        return False
+
+    def resume(self, run_id: int) -> bool:
+        handle = self._live.get(run_id)
+        if handle is None or handle.job is None or handle.run.status is not RunStatus.PAUSED:
+            return False
+        if handle.job.resume():
+            self._change(handle, RunStatus.RUNNING)
+            return True
+        return False
+
+    async def shutdown(self, cancel_running: bool = True, timeout: float = 10.0) -> None:
+        """Stop (or wait for) every live run, then close the registry."""
+        if cancel_running:
+            for handle in self.active():
+                self.cancel(handle.id)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=2)
+        self.registry.close()
+
+    async def __aenter__(self) -> RunEngine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    def close(self) -> None:
+        self.registry.close()
+

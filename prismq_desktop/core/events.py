@@ -1,0 +1,216 @@
+"""One plain-Python event stream from the engine to whoever watches it (GUI bridge, CLI).
+
+Publishing never waits for a subscriber. Each subscriber has its own bounded queue;
+when a slow subscriber falls behind, its oldest *output* batches are dropped (and
+counted, so a view can say "N bytes not shown - open the full log") while lifecycle
+events are always kept. The full output is always in the run's log file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from prismq_desktop.core.models import Run
+from prismq_desktop.core.output import OutputChunk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunChanged:
+    """A run's status or outcome changed (already persisted when this is published)."""
+
+    run: Run
+
+
+@dataclass(frozen=True)
+class OutputBatch:
+    """Output of one run since the previous batch; `dropped_bytes` were skipped for this subscriber."""
+
+    run_id: int
+    chunks: tuple[OutputChunk, ...]
+    dropped_bytes: int = 0
+
+    @property
+    def size(self) -> int:
+        return sum(len(c.data) for c in self.chunks)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something a person should know that is not a state change (a warning, a hint)."""
+
+    run_id: int | None
+    message: str
+    level: str = "info"
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Event = Union[RunChanged, OutputBatch, Notice]
+Callback = Callable[[Event], Union[None, Awaitable[None]]]
+
+
+class Subscription:
+    """A bounded per-subscriber queue; iterate it with `async for`, or give a callback."""
+
+    def __init__(self, bus: EventBus, max_output_bytes: int, callback: Callback | None) -> None:
+        self._bus = bus
+        self._queue: collections.deque[Event] = collections.deque()
+        self._output_bytes = 0
+        self.max_output_bytes = max_output_bytes
+        self.dropped_bytes = 0
+        self._dropped_pending: dict[int, int] = {}
+        self._callback = callback
+        self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()
+        self.closed = False
+
+    # -- producer side (any thread)
+    def _put(self, event: Event) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self._queue.append(event)
+            if isinstance(event, OutputBatch):
+                self._output_bytes += event.size
+                if self._output_bytes > self.max_output_bytes:
+                    self._shed()
+        self._wake()
+
+    def _shed(self) -> None:
+        kept: collections.deque[Event] = collections.deque()
+        for ev in self._queue:
+            if isinstance(ev, OutputBatch) and self._output_bytes > self.max_output_bytes // 2:
+                self._output_bytes -= ev.size
+                self.dropped_bytes += ev.size
+                self._dropped_pending[ev.run_id] = self._dropped_pending.get(ev.run_id, 0) + ev.size
+            else:
+                kept.append(ev)
+        self._queue = kept
+
+    def _wake(self) -> None:
+        loop = self._loop
+        if loop is None or self._wakeup is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wakeup.set()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(self._wakeup.set)
+
+    # -- consumer side
+    def get_nowait(self) -> Event | None:
+        with self._lock:
+            if not self._queue:
+                return None
+            ev = self._queue.popleft()
+            if isinstance(ev, OutputBatch):
+                self._output_bytes -= ev.size
+                lost = self._dropped_pending.pop(ev.run_id, 0)
+                if lost:
+                    ev = OutputBatch(ev.run_id, ev.chunks, ev.dropped_bytes + lost)
+            return ev
+
+    def _bind(self) -> None:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._wakeup = asyncio.Event()
+
+    async def get(self) -> Event:
+        self._bind()
+        assert self._wakeup is not None
+        while True:
+            ev = self.get_nowait()
+            if ev is not None:
+                return ev
+            if self.closed:
+                raise StopAsyncIteration
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self.get()
+
+    def start_callback(self) -> None:
+        """Deliver events to the callback from a task of its own on the running loop."""
+        self._bind()
+        self._task = asyncio.get_running_loop().create_task(self._pump())
+
+    async def _pump(self) -> None:
+        assert self._callback is not None
+        async for ev in self:
+            try:
+                result = self._callback(ev)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:  # a subscriber's bug must not stop the engine
+                log.exception("event subscriber %r failed", self._callback)
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+        self._bus._remove(self)
+        self._wake()
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._subs: list[Subscription] = []
+        self._sync: list[Callable[[Event], None]] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, callback: Callback | None = None, max_output_bytes: int = 16 * 2**20) -> Subscription:
+        """Queue events for a consumer. With a callback, a task on the running loop calls it."""
+        sub = Subscription(self, max_output_bytes, callback)
+        with self._lock:
+            self._subs.append(sub)
+        if callback is not None:
+            sub.start_callback()
+        return sub
+
+    def subscribe_sync(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call `callback` inline on the publishing thread (it must be quick: a Qt signal emit).
+
+        Returns a function that unsubscribes.
+        """
+        with self._lock:
+            self._sync.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._sync:
+                    self._sync.remove(callback)
+
+        return unsubscribe
+
+    def _remove(self, sub: Subscription) -> None:
+        with self._lock:
+            if sub in self._subs:
+                self._subs.remove(sub)
+
+    def publish(self, event: Event) -> None:
+        with self._lock:
+            subs = list(self._subs)
+            sync = list(self._sync)
+        for cb in sync:
+            try:
+                cb(event)
+            except Exception:
+                log.exception("event callback %r failed", cb)
+        for sub in subs:
+            sub._put(event)

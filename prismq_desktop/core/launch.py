@@ -1,0 +1,172 @@
+"""Turn a RunSpec into the exact argv, environment and cwd to start, or a clear error.
+
+Everything a person can get wrong (a missing script, a directory, a file that is not
+executable, an unknown interpreter, a missing cwd, bad quoting, an unknown encoding)
+is caught here, before any process exists, as a `LaunchError` whose message is shown
+in history as the run's "failed to start" reason.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from prismq_desktop.core.models import RunSpec, TargetKind
+
+#: Variables every Python child gets unless the spec overrides them: unbuffered output
+#: (so lines appear as they are printed) and UTF-8 mode (so output decodes everywhere).
+CHILD_DEFAULTS = {"PYTHONUNBUFFERED": "1", "PYTHONUTF8": "1"}
+
+_PY_SUFFIXES = (".py", ".pyw")
+
+
+class LaunchError(Exception):
+    """The spec cannot be started; the message is meant for a person."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A fully resolved command line, ready for any executor."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    cwd: str
+    encoding: str
+
+
+def is_frozen() -> bool:
+    return bool(getattr(sys, "frozen", False))
+
+
+@functools.lru_cache(maxsize=32)
+def _real_python(path: str) -> str:
+    """Resolve a launcher (such as a pyenv shim, ~100 ms per start) to the real binary."""
+    norm = path.replace("\\", "/")
+    if "/shims/" not in norm and not norm.endswith("/py.exe"):
+        return path
+    try:
+        out = subprocess.run(
+            [path, "-c", "import sys; print(sys.executable)"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return path
+    return out if out and os.path.isfile(out) else path
+
+
+def default_interpreter() -> str:
+    """The Python that runs user scripts when none is chosen.
+
+    Inside a frozen app `sys.executable` is the app itself, never a Python, so look on PATH.
+    """
+    if not is_frozen():
+        return sys.executable
+    for name in ("python3", "python"):
+        found = shutil.which(name)
+        if found:
+            return _real_python(found)
+    raise LaunchError("no Python interpreter found on PATH; choose one in the run's settings")
+
+
+def resolve_interpreter(interpreter: str | None, env_path: str | None = None) -> str:
+    if not interpreter:
+        return default_interpreter()
+    found = shutil.which(interpreter, path=env_path) if os.sep not in interpreter and "/" not in interpreter else None
+    candidate = found or os.path.abspath(os.path.expanduser(interpreter))
+    if not os.path.exists(candidate):
+        raise LaunchError(f"interpreter not found: {interpreter}")
+    if os.path.isdir(candidate):
+        raise LaunchError(f"interpreter is a directory, not a program: {interpreter}")
+    if not os.access(candidate, os.X_OK):
+        raise LaunchError(f"interpreter is not executable: {interpreter}")
+    return _real_python(candidate)
+
+
+def split_args(args: tuple[str, ...] | str) -> tuple[str, ...]:
+    """Split a typed argument string with POSIX shell quoting rules (no expansion)."""
+    if not isinstance(args, str):
+        return args
+    try:
+        return tuple(shlex.split(args, posix=True))
+    except ValueError as exc:
+        raise LaunchError(f"cannot parse arguments {args!r}: {exc}") from None
+
+
+def child_environment(overrides: Mapping[str, str | None], base: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    for key, value in CHILD_DEFAULTS.items():
+        env[key] = value
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[str(key)] = str(value)
+    return env
+
+
+def _kind_of(spec: RunSpec) -> TargetKind:
+    if spec.kind is not TargetKind.AUTO:
+        return spec.kind
+    return TargetKind.SCRIPT if spec.target.lower().endswith(_PY_SUFFIXES) else TargetKind.EXECUTABLE
+
+
+def resolve(spec: RunSpec) -> Launch:
+    """Resolve `spec` or raise LaunchError; starts nothing."""
+    if not spec.target or not spec.target.strip():
+        raise LaunchError("nothing to run: the script, module or command is empty")
+    try:
+        codecs.lookup(spec.encoding)
+    except LookupError:
+        raise LaunchError(f"unknown output encoding: {spec.encoding}") from None
+    for label, value in (("soft timeout", spec.soft_timeout), ("hard timeout", spec.hard_timeout)):
+        if value is not None and value <= 0:
+            raise LaunchError(f"{label} must be positive, got {value}")
+
+    cwd = os.path.abspath(os.path.expanduser(spec.cwd)) if spec.cwd else os.getcwd()
+    if not os.path.exists(cwd):
+        raise LaunchError(f"working directory does not exist: {cwd}")
+    if not os.path.isdir(cwd):
+        raise LaunchError(f"working directory is not a directory: {cwd}")
+
+    args = split_args(spec.args)
+    env = child_environment(spec.env)
+    kind = _kind_of(spec)
+
+    if kind is TargetKind.SCRIPT:
+        script = os.path.join(cwd, os.path.expanduser(spec.target))
+        if not os.path.exists(script):
+            raise LaunchError(f"script not found: {spec.target}")
+        if os.path.isdir(script):
+            raise LaunchError(f"script is a directory, not a file: {spec.target}")
+        if not os.access(script, os.R_OK):
+            raise LaunchError(f"script is not readable: {spec.target}")
+        python = resolve_interpreter(spec.interpreter, env.get("PATH"))
+        argv: tuple[str, ...] = (python, os.path.abspath(script), *args)
+    elif kind is TargetKind.MODULE:
+        parts = spec.target.split(".")
+        if not all(p.isidentifier() for p in parts):
+            raise LaunchError(f"not a module name: {spec.target!r}")
+        python = resolve_interpreter(spec.interpreter, env.get("PATH"))
+        argv = (python, "-m", spec.target, *args)
+    else:
+        target = os.path.expanduser(spec.target)
+        has_dir = os.sep in target or "/" in target
+        path = os.path.join(cwd, target) if has_dir else shutil.which(target, path=env.get("PATH"))
+        if not path or not os.path.exists(path):
+            raise LaunchError(f"command not found: {spec.target}")
+        if os.path.isdir(path):
+            raise LaunchError(f"{spec.target} is a directory, not a program")
+        if not os.access(path, os.X_OK):
+            raise LaunchError(f"{spec.target} is not executable (no execute permission)")
+        argv = (os.path.abspath(path), *args)
+    return Launch(argv=argv, env=env, cwd=cwd, encoding=spec.encoding)

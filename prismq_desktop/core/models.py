@@ -1,0 +1,241 @@
+"""What to run (`RunSpec`) and what happened to it (`Run`).
+
+Lifecycle status and outcome are separate on purpose (as in pueue's TaskStatus and
+TaskResult): "is it still going?" and "how did it end?" are different questions, and
+every change to either goes through `transition()` so an impossible history
+(a run that finishes twice, or resumes after it ended) raises instead of being stored.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+class RunStatus(str, enum.Enum):
+    """Where a run is in its life. Only DONE carries an outcome."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    DONE = "done"
+
+
+class OutcomeKind(str, enum.Enum):
+    """How a finished run ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # exited with a non-zero code (or was killed by a signal it got elsewhere)
+    FAILED_TO_START = "failed_to_start"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    INTERRUPTED = "interrupted"  # the process that owned it died before it finished
+
+
+class TargetKind(str, enum.Enum):
+    """What `RunSpec.target` names."""
+
+    AUTO = "auto"  # a `.py`/`.pyw` path is a script, anything else an executable
+    SCRIPT = "script"
+    MODULE = "module"
+    EXECUTABLE = "executable"
+
+
+class RunMode(str, enum.Enum):
+    """How the local executor starts and watches the process."""
+
+    AUTO = "auto"
+    ASYNC = "async"
+    THREADED = "threaded"
+    LOCAL = "local"
+    DRY_RUN = "dry-run"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The end of a run: a kind plus the exit code or message that explains it."""
+
+    kind: OutcomeKind
+    exit_code: int | None = None
+    message: str | None = None
+
+    @staticmethod
+    def from_exit_code(code: int) -> Outcome:
+        if code == 0:
+            return Outcome(OutcomeKind.SUCCEEDED, 0)
+        return Outcome(OutcomeKind.FAILED, code)
+
+    def describe(self) -> str:
+        if self.kind is OutcomeKind.FAILED:
+            return f"failed ({self.exit_code})"
+        if self.kind is OutcomeKind.FAILED_TO_START:
+            return f"failed to start: {self.message}"
+        if self.message:
+            return f"{self.kind.value.replace('_', ' ')}: {self.message}"
+        return self.kind.value.replace("_", " ")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A serialisable description of what to run, independent of how it is run.
+
+    `args` may be a list or a single string typed by a person; a string is split with
+    shell-like quoting when the run starts, and a quoting error fails that run cleanly.
+    `env` values of None remove the variable from the child's environment.
+    """
+
+    target: str
+    args: tuple[str, ...] | str = ()
+    kind: TargetKind = TargetKind.AUTO
+    cwd: str | None = None
+    env: Mapping[str, str | None] = field(default_factory=dict)
+    interpreter: str | None = None
+    soft_timeout: float | None = None
+    hard_timeout: float | None = None
+    grace_period: float = 5.0
+    encoding: str = "utf-8"
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.args, str):
+            object.__setattr__(self, "args", tuple(str(a) for a in self.args))
+        object.__setattr__(self, "kind", TargetKind(self.kind))
+        object.__setattr__(self, "env", dict(self.env))
+
+    @property
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        base = self.target.replace("\\", "/").rsplit("/", 1)[-1]
+        return base or self.target
+
+    def with_changes(self, **changes: Any) -> RunSpec:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "args": self.args if isinstance(self.args, str) else list(self.args),
+            "kind": self.kind.value,
+            "cwd": self.cwd,
+            "env": dict(self.env),
+            "interpreter": self.interpreter,
+            "soft_timeout": self.soft_timeout,
+            "hard_timeout": self.hard_timeout,
+            "grace_period": self.grace_period,
+            "encoding": self.encoding,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
+        args = data.get("args", ())
+        return cls(
+            target=str(data["target"]),
+            args=args if isinstance(args, str) else tuple(args),
+            kind=TargetKind(data.get("kind", "auto")),
+            cwd=data.get("cwd"),
+            env=dict(data.get("env") or {}),
+            interpreter=data.get("interpreter"),
+            soft_timeout=data.get("soft_timeout"),
+            hard_timeout=data.get("hard_timeout"),
+            grace_period=float(data.get("grace_period", 5.0)),
+            encoding=str(data.get("encoding", "utf-8")),
+            name=data.get("name"),
+        )
+
+
+class IllegalTransition(RuntimeError):
+    """A status change that the run state diagram does not allow."""
+
+
+# The run state diagram (docs/architecture.md draws it).
+_ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.DONE}),
+    RunStatus.RUNNING: frozenset({RunStatus.PAUSED, RunStatus.DONE}),
+    RunStatus.PAUSED: frozenset({RunStatus.RUNNING, RunStatus.DONE}),
+    RunStatus.DONE: frozenset(),
+}
+
+
+@dataclass
+class Run:
+    """One attempt at a RunSpec, as stored in the registry."""
+
+    id: int
+    spec: RunSpec
+    status: RunStatus = RunStatus.QUEUED
+    outcome: Outcome | None = None
+    mode: str = RunMode.AUTO.value
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    ended_at: float | None = None
+    pid: int | None = None
+    pid_create_time: float | None = None
+    argv: tuple[str, ...] = ()
+    cwd: str | None = None
+    log_path: str | None = None
+    dry_run: bool = False
+    owner_pid: int | None = None
+    owner_create_time: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.display_name
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.outcome.exit_code if self.outcome else None
+
+    @property
+    def error(self) -> str | None:
+        return self.outcome.message if self.outcome else None
+
+    @property
+    def is_active(self) -> bool:
+        return self.status is not RunStatus.DONE
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.ended_at if self.ended_at is not None else time.time()
+        return max(0.0, end - self.started_at)
+
+
+def transition(
+    run: Run, status: RunStatus, outcome: Outcome | None = None, *, now: float | None = None
+) -> Run:
+    """The one place a run's status or outcome changes.
+
+    Raises IllegalTransition for moves the state diagram forbids, for DONE without an
+    outcome, and for an outcome on any other status.
+    """
+    if status not in _ALLOWED[run.status]:
+        raise IllegalTransition(f"run {run.id}: {run.status.value} -> {status.value} is not allowed")
+    if (status is RunStatus.DONE) != (outcome is not None):
+        raise IllegalTransition(
+            f"run {run.id}: an outcome is required exactly when the run becomes done"
+        )
+    stamp = time.time() if now is None else now
+    if status is RunStatus.RUNNING and run.started_at is None:
+        run.started_at = stamp
+    if status is RunStatus.DONE:
+        run.ended_at = stamp
+    run.status = status
+    run.outcome = outcome
+    return run
+
+
+def allowed_next(status: RunStatus) -> frozenset[RunStatus]:
+    return _ALLOWED[status]
+
+
+def argv_preview(argv: Sequence[str]) -> str:
+    """A copy-pasteable rendering of an argv for people (POSIX quoting)."""
+    import shlex
+
+    return shlex.join(argv)

@@ -1,0 +1,287 @@
+"""RunRegistry: every run, in one SQLite file (WAL), surviving crashes.
+
+The engine writes every state change here *before* announcing it, so a view never
+shows a state the database does not have. On open, runs still marked queued, running or
+paused whose owning process is gone become `interrupted` with a reason, and a child the
+dead app left running is stopped: a run is never dropped and never left "running".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from prismq_desktop.core.models import (
+    Outcome,
+    OutcomeKind,
+    Run,
+    RunSpec,
+    RunStatus,
+    transition,
+)
+from prismq_desktop.core.proctree import kill_orphan
+
+SCHEMA_VERSION = 1
+
+# Each entry moves the schema from version i to i+1. Never edit a shipped one: append.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        status TEXT NOT NULL,
+        outcome TEXT,
+        exit_code INTEGER,
+        error TEXT,
+        mode TEXT,
+        dry_run INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        ended_at REAL,
+        pid INTEGER,
+        pid_create_time REAL,
+        argv TEXT,
+        cwd TEXT,
+        log_path TEXT,
+        owner_pid INTEGER,
+        owner_create_time REAL
+    );
+    CREATE INDEX runs_status_created ON runs(status, created_at DESC);
+    CREATE INDEX runs_outcome_created ON runs(outcome, created_at DESC);
+    CREATE INDEX runs_name_created ON runs(name, created_at DESC);
+    """,
+]
+
+_COLUMNS = (
+    "id, name, spec, status, outcome, exit_code, error, mode, dry_run, created_at, started_at, "
+    "ended_at, pid, pid_create_time, argv, cwd, log_path, owner_pid, owner_create_time"
+)
+
+
+class RegistryError(RuntimeError):
+    pass
+
+
+def _me() -> tuple[int, float]:
+    proc = psutil.Process()
+    return proc.pid, proc.create_time()
+
+
+def _owner_alive(pid: int | None, create_time: float | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return create_time is None or abs(proc.create_time() - create_time) < 0.01
+    except psutil.Error:
+        return False
+
+
+class RunRegistry:
+    """Thread-safe access to the runs table of one database file."""
+
+    def __init__(self, path: str | os.PathLike[str], *, recover: bool = True) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+        self._owner = _me()
+        self.recovered: list[Run] = self.recover() if recover else []
+
+    # -- schema
+    def _migrate(self) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                if version > len(MIGRATIONS):
+                    raise RegistryError(
+                        f"{self.path} was written by a newer PrismQ Desktop (schema {version}, "
+                        f"this one knows {len(MIGRATIONS)})"
+                    )
+                for i in range(version, len(MIGRATIONS)):
+                    for stmt in MIGRATIONS[i].split(";"):
+                        if stmt.strip():
+                            self._db.execute(stmt)
+                    self._db.execute(f"PRAGMA user_version={i + 1}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> RunRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- rows
+    @staticmethod
+    def _row_to_run(row: sqlite3.Row) -> Run:
+        outcome = None
+        if row["outcome"]:
+            outcome = Outcome(OutcomeKind(row["outcome"]), row["exit_code"], row["error"])
+        return Run(
+            id=row["id"],
+            spec=RunSpec.from_dict(json.loads(row["spec"])),
+            status=RunStatus(row["status"]),
+            outcome=outcome,
+            mode=row["mode"] or "",
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            ended_at=row["ended_at"],
+            pid=row["pid"],
+            pid_create_time=row["pid_create_time"],
+            argv=tuple(json.loads(row["argv"])) if row["argv"] else (),
+            cwd=row["cwd"],
+            log_path=row["log_path"],
+            dry_run=bool(row["dry_run"]),
+            owner_pid=row["owner_pid"],
+            owner_create_time=row["owner_create_time"],
+        )
+
+    @staticmethod
+    def _values(run: Run) -> dict[str, Any]:
+        out = run.outcome
+        return {
+            "id": run.id,
+            "name": run.name,
+            "spec": json.dumps(run.spec.to_dict(), sort_keys=True),
+            "status": run.status.value,
+            "outcome": out.kind.value if out else None,
+            "exit_code": out.exit_code if out else None,
+            "error": out.message if out else None,
+            "mode": run.mode,
+            "dry_run": int(run.dry_run),
+            "created_at": run.created_at,
+            "started_at": run.started_at,
+            "ended_at": run.ended_at,
+            "pid": run.pid,
+            "pid_create_time": run.pid_create_time,
+            "argv": json.dumps(list(run.argv)) if run.argv else None,
+            "cwd": run.cwd,
+            "log_path": run.log_path,
+            "owner_pid": run.owner_pid,
+            "owner_create_time": run.owner_create_time,
+        }
+
+    def create(self, spec: RunSpec, *, mode: str = "", dry_run: bool = False) -> Run:
+        """Insert a new queued run owned by this process and return it with its id."""
+        run = Run(id=0, spec=spec, mode=mode, dry_run=dry_run)
+        run.owner_pid, run.owner_create_time = self._owner
+        values = self._values(run)
+        del values["id"]
+        with self._lock:
+            cur = self._db.execute(
+                f"INSERT INTO runs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                tuple(values.values()),
+            )
+            run.id = int(cur.lastrowid or 0)
+        return run
+
+    def save(self, run: Run) -> None:
+        values = self._values(run)
+        run_id = values.pop("id")
+        with self._lock:
+            cur = self._db.execute(
+                f"UPDATE runs SET {', '.join(f'{k}=?' for k in values)} WHERE id=?",
+                (*values.values(), run_id),
+            )
+            if cur.rowcount != 1:
+                raise RegistryError(f"run {run_id} is not in the registry")
+
+    def get(self, run_id: int) -> Run | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM runs WHERE id=?", (run_id,)).fetchone()
+        return self._row_to_run(row) if row else None
+
+    def _where(
+        self, status: Iterable[str] | str | None, outcome: Iterable[str] | str | None, name: str | None
+    ) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for col, val in (("status", status), ("outcome", outcome)):
+            if val is None:
+                continue
+            vals = [val] if isinstance(val, str) else list(val)
+            clauses.append(f"{col} IN ({', '.join('?' * len(vals))})")
+            params.extend(vals)
+        if name is not None:
+            clauses.append("name = ?")
+            params.append(name)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def list(
+        self,
+        *,
+        status: Iterable[str] | str | None = None,
+        outcome: Iterable[str] | str | None = None,
+        name: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Run]:
+        """Newest first."""
+        where, params = self._where(status, outcome, name)
+        sql = f"SELECT {_COLUMNS} FROM runs{where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
+        with self._lock:
+            rows = self._db.execute(sql, (*params, limit, offset)).fetchall()
+        return [self._row_to_run(r) for r in rows]
+
+    def count(
+        self,
+        *,
+        status: Iterable[str] | str | None = None,
+        outcome: Iterable[str] | str | None = None,
+        name: str | None = None,
+    ) -> int:
+        where, params = self._where(status, outcome, name)
+        with self._lock:
+            return int(self._db.execute(f"SELECT COUNT(*) FROM runs{where}", params).fetchone()[0])
+
+    def delete(self, run_ids: Sequence[int]) -> int:
+        with self._lock:
+            cur = self._db.execute(
+                f"DELETE FROM runs WHERE id IN ({', '.join('?' * len(run_ids))})", tuple(run_ids)
+            )
+        return cur.rowcount
+
+    # -- crash recovery
+    def recover(self) -> list[Run]:
+        """Mark runs orphaned by a dead owner `interrupted`, stopping children left alive."""
+        active = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
+        recovered = []
+        for run in self.list(status=active, limit=1_000_000):
+            if _owner_alive(run.owner_pid, run.owner_create_time):
+                continue
+            was = run.status.value
+            reason = f"PrismQ process {run.owner_pid} ended while this run was {was}"
+            if run.pid and run.status is not RunStatus.QUEUED and kill_orphan(run.pid, run.pid_create_time):
+                reason += f"; its process tree (pid {run.pid}) was still alive and has been stopped"
+            transition(run, RunStatus.DONE, Outcome(OutcomeKind.INTERRUPTED, None, reason), now=time.time())
+            self.save(run)
+            recovered.append(run)
+        return recovered
