@@ -32,7 +32,11 @@ class RunChanged:
 
 @dataclass(frozen=True)
 class OutputBatch:
-    """Output of one run since the previous batch; `dropped_bytes` were skipped for this subscriber."""
+    """Output of one run since the previous batch.
+
+    A batch with no chunks and `dropped_bytes` > 0 marks output this subscriber missed
+    because it fell behind (it is still in the log file).
+    """
 
     run_id: int
     chunks: tuple[OutputChunk, ...]
@@ -66,7 +70,6 @@ class Subscription:
         self._output_bytes = 0
         self.max_output_bytes = max_output_bytes
         self.dropped_bytes = 0
-        self._dropped_pending: dict[int, int] = {}
         self._callback = callback
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -87,14 +90,22 @@ class Subscription:
         self._wake()
 
     def _shed(self) -> None:
+        """Drop the oldest output until half the budget is free; leave a marker saying how much."""
         kept: collections.deque[Event] = collections.deque()
+        markers: dict[int, int] = {}  # run id -> index of its marker in `kept`
+        lost: dict[int, int] = {}
         for ev in self._queue:
-            if isinstance(ev, OutputBatch) and self._output_bytes > self.max_output_bytes // 2:
+            if isinstance(ev, OutputBatch) and ev.chunks and self._output_bytes > self.max_output_bytes // 2:
                 self._output_bytes -= ev.size
                 self.dropped_bytes += ev.size
-                self._dropped_pending[ev.run_id] = self._dropped_pending.get(ev.run_id, 0) + ev.size
+                lost[ev.run_id] = lost.get(ev.run_id, 0) + ev.size
+                if ev.run_id not in markers:
+                    markers[ev.run_id] = len(kept)
+                    kept.append(ev)  # placeholder, replaced below
             else:
                 kept.append(ev)
+        for run_id, index in markers.items():
+            kept[index] = OutputBatch(run_id, (), lost[run_id])
         self._queue = kept
 
     def _wake(self) -> None:
@@ -118,9 +129,6 @@ class Subscription:
             ev = self._queue.popleft()
             if isinstance(ev, OutputBatch):
                 self._output_bytes -= ev.size
-                lost = self._dropped_pending.pop(ev.run_id, 0)
-                if lost:
-                    ev = OutputBatch(ev.run_id, ev.chunks, ev.dropped_bytes + lost)
             return ev
 
     def _bind(self) -> None:

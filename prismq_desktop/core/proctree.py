@@ -136,8 +136,10 @@ class ProcessTree:
     def _finish_stop(self, snap: list[psutil.Process]) -> None:
         self.kill(snap)
 
-    def _leftovers(self, snap: list[psutil.Process]) -> bool:
-        return self.group_alive() or any(_alive(p) for p in snap[1:])
+    @staticmethod
+    def _leftovers(snap: list[psutil.Process]) -> bool:
+        # Zombies do not count: they are dead, only not yet reaped by their new parent.
+        return any(_alive(p) for p in snap)
 
     async def stop(self, grace: float, graceful: bool = True) -> None:
         """Graceful stop on the running loop: TERM, wait up to `grace`, then KILL."""
