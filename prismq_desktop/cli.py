@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         "With no command it opens the window.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--data-dir", help="where the registry and logs live (default: $PRISMQ_DESKTOP_HOME or the user data dir)")
+    parser.add_argument(
+        "--data-dir", help="where the registry and logs live (default: $PRISMQ_DESKTOP_HOME or the user data dir)"
+    )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a script, module or command and stream its output")
@@ -176,9 +178,8 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     if run.dry_run:
         print(f"dry run #{run.id}: would run {' '.join(run.argv)} in {run.cwd}", file=sys.stderr)
     assert run.outcome is not None
-    if run.outcome.kind.value != "succeeded" or run.outcome.message:
-        if not run.dry_run:
-            print(f"prismq-desktop: run #{run.id} {run.outcome.describe()}", file=sys.stderr)
+    if (run.outcome.kind.value != "succeeded" or run.outcome.message) and not run.dry_run:
+        print(f"prismq-desktop: run #{run.id} {run.outcome.describe()}", file=sys.stderr)
     return _exit_status(run.outcome)
 
 
@@ -243,7 +244,7 @@ def _cmd_history(ns: argparse.Namespace) -> int:
 
 
 def _cmd_logs(ns: argparse.Namespace) -> int:
-    from prismq_desktop.core import RunRegistry, read_log
+    from prismq_desktop.core import RunRegistry
     from prismq_desktop.core.output import Stream
     from prismq_desktop.core.paths import data_dir, registry_path
 
@@ -257,23 +258,28 @@ def _cmd_logs(ns: argparse.Namespace) -> int:
         if not path or not os.path.exists(path):
             print(f"prismq-desktop: run #{ns.run_id} has no log file", file=sys.stderr)
             return 1
-        offset = 0
         out = sys.stdout.buffer
-        while True:
-            for record, offset in read_log(path, offset):
-                if record.stream in wanted:
-                    out.write(record.data)
-            out.flush()
-            if not ns.follow:
-                return 0
+        offset = _copy_log(path, 0, wanted, out)
+        while ns.follow:
             current = reg.get(ns.run_id)
             if current is None or not current.is_active:
-                for record, offset in read_log(path, offset):
-                    if record.stream in wanted:
-                        out.write(record.data)
-                out.flush()
-                return 0
+                _copy_log(path, offset, wanted, out)
+                break
             time.sleep(0.2)
+            offset = _copy_log(path, offset, wanted, out)
+        return 0
+
+
+def _copy_log(path: str, offset: int, wanted: set[Any], out: Any) -> int:
+    """Write the payload of records from `offset` on; return the offset after the last one."""
+    from prismq_desktop.core import read_log
+
+    for record, end in read_log(path, offset):
+        if record.stream in wanted:
+            out.write(record.data)
+        offset = end
+    out.flush()
+    return offset
 
 
 def _usage_error(message: str) -> NoReturn:

@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 from prismq_desktop.core.models import Run
 from prismq_desktop.core.output import OutputChunk
@@ -57,8 +57,8 @@ class Notice:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-Event = Union[RunChanged, OutputBatch, Notice]
-Callback = Callable[[Event], Union[None, Awaitable[None]]]
+Event: TypeAlias = RunChanged | OutputBatch | Notice
+Callback: TypeAlias = Callable[[Event], None | Awaitable[None]]
 
 
 class Subscription:

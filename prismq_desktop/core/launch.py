@@ -82,7 +82,7 @@ def resolve_interpreter(interpreter: str | None, env_path: str | None = None) ->
     if not interpreter:
         return default_interpreter()
     found = shutil.which(interpreter, path=env_path) if os.sep not in interpreter and "/" not in interpreter else None
-    candidate = found or os.path.abspath(os.path.expanduser(interpreter))
+    candidate: str = found or os.path.abspath(os.path.expanduser(interpreter))
     if not os.path.exists(candidate):
         raise LaunchError(f"interpreter not found: {interpreter}")
     if os.path.isdir(candidate):
@@ -104,13 +104,12 @@ def split_args(args: tuple[str, ...] | str) -> tuple[str, ...]:
 
 def child_environment(overrides: Mapping[str, str | None], base: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
-    for key, value in CHILD_DEFAULTS.items():
-        env[key] = value
-    for key, value in overrides.items():
-        if value is None:
+    env.update(CHILD_DEFAULTS)
+    for key, override in overrides.items():
+        if override is None:
             env.pop(key, None)
         else:
-            env[str(key)] = str(value)
+            env[str(key)] = str(override)
     return env
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 
-class RunStatus(str, enum.Enum):
+class RunStatus(enum.StrEnum):
     """Where a run is in its life. Only DONE carries an outcome."""
 
     QUEUED = "queued"
@@ -24,7 +24,7 @@ class RunStatus(str, enum.Enum):
     DONE = "done"
 
 
-class OutcomeKind(str, enum.Enum):
+class OutcomeKind(enum.StrEnum):
     """How a finished run ended."""
 
     SUCCEEDED = "succeeded"
@@ -35,7 +35,7 @@ class OutcomeKind(str, enum.Enum):
     INTERRUPTED = "interrupted"  # the process that owned it died before it finished
 
 
-class TargetKind(str, enum.Enum):
+class TargetKind(enum.StrEnum):
     """What `RunSpec.target` names."""
 
     AUTO = "auto"  # a `.py`/`.pyw` path is a script, anything else an executable
@@ -44,7 +44,7 @@ class TargetKind(str, enum.Enum):
     EXECUTABLE = "executable"
 
 
-class RunMode(str, enum.Enum):
+class RunMode(enum.StrEnum):
     """How the local executor starts and watches the process."""
 
     AUTO = "auto"

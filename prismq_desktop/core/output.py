@@ -38,7 +38,7 @@ LOG_MAGIC = b"PRISMQ-LOG 1\n"
 CHUNK_SIZE = 64 * 1024
 
 
-class Stream(str, enum.Enum):
+class Stream(enum.StrEnum):
     STDOUT = "o"
     STDERR = "e"
     META = "m"

@@ -27,7 +27,7 @@ POLL = 0.02
 def popen_kwargs() -> dict[str, object]:
     """Keyword arguments that give a new process its own group/session (and no console)."""
     if IS_WINDOWS:
-        flags = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
+        flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200) | getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
         return {"creationflags": flags}
     return {"start_new_session": True}
 
@@ -54,7 +54,8 @@ class ProcessTree:
         if self._root is None:
             return []
         try:
-            return self._root.children(recursive=True)
+            kids: list[psutil.Process] = self._root.children(recursive=True)
+            return kids
         except psutil.Error:
             return []
 
@@ -168,7 +169,7 @@ class ProcessTree:
 
 def _alive(proc: psutil.Process) -> bool:
     try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 

@@ -8,6 +8,7 @@ dead app left running is stopped: a run is never dropped and never left "running
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import sqlite3
@@ -270,7 +271,7 @@ class RunRegistry:
         return cur.rowcount
 
     # -- crash recovery
-    def recover(self) -> list[Run]:
+    def recover(self) -> builtins.list[Run]:  # `list` is also a method of this class
         """Mark runs orphaned by a dead owner `interrupted`, stopping children left alive."""
         active = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
         recovered = []

@@ -17,7 +17,7 @@ from typing import Any
 if sys.platform != "win32":  # pragma: no cover - keeps mypy and linters honest elsewhere
     raise ImportError("winjob is Windows-only")
 
-_kernel32: Any = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+_kernel32: Any = ctypes.WinDLL("kernel32", use_last_error=True)
 
 JobObjectExtendedLimitInformation = 9
 JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000
@@ -68,7 +68,7 @@ _kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
 
 def _check(ok: Any, what: str) -> None:
     if not ok:
-        raise OSError(ctypes.get_last_error(), f"{what} failed")  # type: ignore[attr-defined]
+        raise OSError(ctypes.get_last_error(), f"{what} failed")
 
 
 def assign_new_job(pid: int) -> int | None:

@@ -50,10 +50,11 @@ def _parse_mode(value: str) -> RunMode:
 
 def loop_can_spawn(loop: asyncio.AbstractEventLoop) -> bool:
     """Can this loop run asyncio subprocesses? (Not: a Windows selector loop, or loops without support.)"""
-    if IS_WINDOWS and not isinstance(loop, asyncio.ProactorEventLoop):
+    proactor = getattr(asyncio, "ProactorEventLoop", None)
+    if IS_WINDOWS and (proactor is None or not isinstance(loop, proactor)):
         return False
     impl = getattr(type(loop), "_make_subprocess_transport", None)
-    return impl is not None and impl is not asyncio.BaseEventLoop._make_subprocess_transport
+    return impl is not None and impl is not getattr(asyncio.BaseEventLoop, "_make_subprocess_transport", None)
 
 
 def requested_mode(requested: RunMode | str = RunMode.AUTO) -> RunMode:
@@ -243,7 +244,7 @@ class SubprocessWrapper:
             loop.create_task(pump(proc.stdout, Stream.STDOUT)),
             loop.create_task(pump(proc.stderr, Stream.STDERR)),
         ]
-        waiter = loop.create_task(proc.wait())
+        waiter: asyncio.Future[object] = loop.create_task(proc.wait())
 
         def abort_pipes() -> None:
             transport = getattr(proc, "_transport", None)
@@ -280,11 +281,21 @@ class SubprocessWrapper:
                     result: object = fn()
                 except BaseException as exc:  # noqa: BLE001 - handed to the loop
                     err = exc
+
+                    def fail() -> None:
+                        if not fut.done():
+                            fut.set_exception(err)
+
                     with contextlib.suppress(RuntimeError):
-                        loop.call_soon_threadsafe(lambda: fut.done() or fut.set_exception(err))
+                        loop.call_soon_threadsafe(fail)
                     return
+
+                def succeed() -> None:
+                    if not fut.done():
+                        fut.set_result(result)
+
                 with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(result))
+                    loop.call_soon_threadsafe(succeed)
 
             threading.Thread(target=body, name=name, daemon=True).start()
             return fut

@@ -259,7 +259,7 @@ def test_200mb_firehose_no_deadlock_and_byte_exact_log(home, scripts, mode):
     assert got["bytes"] == 200_000_000
     assert got["batches"] < 200_000_000 / 65536  # batched, not one event per chunk
     assert len(handle.capture.tail) == 500
-    assert handle.capture.tail[-1] == (Stream.STDOUT, "%079d" % (200_000_000 // 80 - 1))
+    assert handle.capture.tail[-1] == (Stream.STDOUT, f"{200_000_000 // 80 - 1:079d}")
 
 
 @pytest.mark.parametrize("mode", MODES)
