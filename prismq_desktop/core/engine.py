@@ -20,7 +20,7 @@ from prismq_desktop.core.launch import Launch, LaunchError, resolve
 from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec, RunStatus, transition
 from prismq_desktop.core.output import LogWriter, OutputCapture, OutputChunk, Stream
 from prismq_desktop.core.registry import RunRegistry
-from prismq_desktop.core.wrapper import Job, SubprocessWrapper
+from prismq_desktop.core.wrapper import Executor, Job, SubprocessWrapper
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +97,14 @@ class RunEngine:
         home: str | os.PathLike[str] | None = None,
         *,
         registry: RunRegistry | None = None,
-        executor: SubprocessWrapper | None = None,
+        executor: Executor | None = None,
         mode: RunMode | str = RunMode.AUTO,
         tail_lines: int = 2000,
         max_line_chars: int = 16384,
     ) -> None:
         self.home = paths.data_dir(home)
         self.registry = registry or RunRegistry(paths.registry_path(self.home))
-        self.executor = executor or SubprocessWrapper(mode)
+        self.executor: Executor = executor or SubprocessWrapper(mode)
         self.bus = EventBus()
         self.tail_lines = tail_lines
         self.max_line_chars = max_line_chars

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from prismq_desktop.core.launch import Launch
 from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode
@@ -182,6 +183,21 @@ class _Flusher:
         chunks = self.job.capture.take_pending()
         if chunks:
             self.job.on_output(chunks)
+
+
+class Executor(Protocol):
+    """What the engine needs from whatever actually runs a Launch (local now, remote later).
+
+    The spec (what to run) is resolved and recorded by the engine; an executor only
+    starts it, reports through the Job's callbacks, honours its stop/pause requests and
+    returns the Outcome.
+    """
+
+    def mode_for_run(self, override: RunMode | str | None = None) -> RunMode: ...
+
+    async def execute(self, job: Job, mode: RunMode) -> Outcome: ...
+
+    def execute_blocking(self, job: Job) -> Outcome: ...
 
 
 class SubprocessWrapper:
