@@ -12,13 +12,16 @@ import copy
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
 from prismq_desktop.core import paths
-from prismq_desktop.core.events import EventBus, OutputBatch, RunChanged
+from prismq_desktop.core.events import EventBus, OutputBatch, Progress, RunChanged
 from prismq_desktop.core.launch import Launch, LaunchError, resolve
 from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec, RunStatus, transition
 from prismq_desktop.core.output import LogWriter, OutputCapture, OutputChunk, Stream
+from prismq_desktop.core.progress import PROTOCOL_PREFIX, ProgressTracker
 from prismq_desktop.core.registry import RunRegistry
 from prismq_desktop.core.wrapper import Executor, Job, SubprocessWrapper
 
@@ -34,6 +37,16 @@ def looks_secret(name: str) -> bool:
 
 def masked_env(env: dict[str, str | None]) -> dict[str, str | None]:
     return {k: ("••••••" if v is not None and looks_secret(k) else v) for k, v in env.items()}
+
+
+def _change_kind(before: RunStatus, after: RunStatus) -> str:
+    if after is RunStatus.DONE:
+        return "finished"
+    if after is RunStatus.PAUSED:
+        return "paused"
+    if after is RunStatus.RUNNING:
+        return "resumed" if before is RunStatus.PAUSED else "started"
+    return "queued"
 
 
 class RunHandle:
@@ -115,10 +128,11 @@ class RunEngine:
     # -- the one place status changes
     def _change(self, handle: RunHandle, status: RunStatus, outcome: Outcome | None = None) -> None:
         with self._lock:
+            before = handle.run.status
             transition(handle.run, status, outcome)
             self.registry.save(handle.run)
             snapshot = copy.copy(handle.run)
-        self.bus.publish(RunChanged(snapshot))
+        self.bus.publish(RunChanged(snapshot, _change_kind(before, status)))
 
     # -- queries
     def get(self, run_id: int) -> Run | None:
@@ -132,24 +146,57 @@ class RunEngine:
         return [h for h in self._live.values() if not h.done]
 
     # -- starting
-    def _prepare(self, spec: RunSpec, mode: RunMode | str | None) -> tuple[RunHandle, Launch | None, RunMode]:
+    def create(self, spec: RunSpec, *, mode: RunMode | str | None = None, **fields: Any) -> RunHandle:
+        """Record a queued run (persisted, then announced) without starting it.
+
+        `fields` set orchestration columns of the Run (priority, pattern, attempt, ...).
+        """
         chosen = self.executor.mode_for_run(mode)
-        run = self.registry.create(spec, mode=chosen.value, dry_run=chosen is RunMode.DRY_RUN)
-        run.log_path = str(paths.log_path(self.home, run.id))
+        run = self.registry.create(
+            spec,
+            mode=chosen.value,
+            dry_run=chosen is RunMode.DRY_RUN,
+            log_path=lambda run_id: str(paths.log_path(self.home, run_id)),
+            **fields,
+        )
         handle = RunHandle(self, run, None, None)
-        self._live[run.id] = handle
-        self.registry.save(run)
-        self.bus.publish(RunChanged(copy.copy(run)))
         try:
-            launch: Launch | None = resolve(spec)
+            handle._future = asyncio.get_running_loop().create_future()
+        except RuntimeError:
+            handle._future = None
+        self._live[run.id] = handle
+        self.bus.publish(RunChanged(copy.copy(run), "queued"))
+        return handle
+
+    def _resolve(self, handle: RunHandle) -> Launch | None:
+        try:
+            return resolve(handle.run.spec)
         except LaunchError as exc:
             self._fail_to_start(handle, str(exc))
-            return handle, None, chosen
         except Exception as exc:  # noqa: BLE001 - a bug in resolution must still end the run
-            log.exception("resolving run %s failed", run.id)
+            log.exception("resolving run %s failed", handle.id)
             self._fail_to_start(handle, f"internal error: {exc}")
-            return handle, None, chosen
-        return handle, launch, chosen
+        return None
+
+    def launch(self, handle: RunHandle) -> None:
+        """Start a queued run in the background (needs a running loop)."""
+        loop = asyncio.get_running_loop()
+        if handle.done or handle.job is not None:
+            return
+        launch = self._resolve(handle)
+        if launch is None:
+            return
+        job = self._make_job(handle, launch)
+        task = loop.create_task(self._drive(handle, job, RunMode(handle.run.mode)), name=f"run-{handle.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def finish_unstarted(self, handle: RunHandle, outcome: Outcome) -> None:
+        """End a run that never started (cancelled while queued, dependency failed, ...)."""
+        if handle.done:
+            return
+        self._change(handle, RunStatus.DONE, outcome)
+        self._finish(handle)
 
     def _fail_to_start(self, handle: RunHandle, message: str) -> None:
         writer = LogWriter(handle.run.log_path or "")
@@ -181,8 +228,25 @@ class RunEngine:
             run.pid, run.pid_create_time = pid, create_time
             self._change(handle, RunStatus.RUNNING)
 
+        tracker = ProgressTracker()
+        last_saved = [0.0]
+
         def on_output(chunks: list[OutputChunk]) -> None:
             self.bus.publish(OutputBatch(run.id, tuple(chunks)))
+            reading = None
+            for chunk in chunks:  # the protocol marker is looked for everywhere (a C-speed `in`)
+                if PROTOCOL_PREFIX in chunk.text:
+                    reading = tracker.feed(chunk.text) or reading
+            if reading is None:  # heuristics only look at the newest output
+                reading = tracker.feed(chunks[-1].text)
+            if reading is not None:
+                run.progress, run.progress_message = reading.fraction, reading.message
+                self.bus.publish(Progress(run.id, reading.fraction, reading.message))
+                now = time.monotonic()
+                if now - last_saved[0] >= 1.0:  # progress is persisted at most once a second
+                    last_saved[0] = now
+                    with self._lock:
+                        self.registry.save(run)
 
         job = Job(
             run_id=run.id,
@@ -217,27 +281,16 @@ class RunEngine:
             handle._future.set_result(copy.copy(handle.run))
         self._live.pop(handle.id, None)
 
-    async def start(self, spec: RunSpec, *, mode: RunMode | str | None = None) -> RunHandle:
+    async def start(self, spec: RunSpec, *, mode: RunMode | str | None = None, **fields: Any) -> RunHandle:
         """Record the run, start it in the background, and return its handle at once."""
-        loop = asyncio.get_running_loop()
-        handle, launch, chosen = self._prepare(spec, mode)
-        handle._future = loop.create_future()
-        if handle.done:
-            handle._future.set_result(copy.copy(handle.run))
-            return handle
-        if launch is None:
-            return handle
-        job = self._make_job(handle, launch)
-        task = loop.create_task(self._drive(handle, job, chosen), name=f"run-{handle.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        handle = self.create(spec, mode=mode, **fields)
+        self.launch(handle)
         return handle
 
-    async def run(self, spec: RunSpec, *, mode: RunMode | str | None = None) -> RunHandle:
+    async def run(self, spec: RunSpec, *, mode: RunMode | str | None = None, **fields: Any) -> RunHandle:
         """Start and wait for the end; the handle carries outcome, exit code and output tail."""
-        handle = await self.start(spec, mode=mode)
-        if not handle.done:
-            await handle.wait()
+        handle = await self.start(spec, mode=mode, **fields)
+        await handle.wait()
         return handle
 
     async def _drive(self, handle: RunHandle, job: Job, mode: RunMode) -> None:
@@ -259,8 +312,9 @@ class RunEngine:
         chosen = self.executor.mode_for_run(mode)
         if chosen not in (RunMode.LOCAL, RunMode.DRY_RUN):
             chosen = RunMode.LOCAL
-        handle, launch, chosen = self._prepare(spec, chosen)
-        if launch is None or handle.done:
+        handle = self.create(spec, mode=chosen)
+        launch = self._resolve(handle)
+        if launch is None:
             return handle
         job = self._make_job(handle, launch)
         if on_started is not None:
@@ -281,12 +335,11 @@ class RunEngine:
         handle = self._live.get(run_id)
         if handle is None or handle.done:
             return False
-        if handle.job is None or handle.run.status is RunStatus.QUEUED and handle.job.tree is None:
-            if handle.job is not None:
-                handle.job.request_stop(OutcomeKind.CANCELLED, "cancelled before it started")
-                return True
-            self._change(handle, RunStatus.DONE, Outcome(OutcomeKind.CANCELLED, None, "cancelled while queued"))
-            self._finish(handle)
+        if handle.job is None:
+            self.finish_unstarted(handle, Outcome(OutcomeKind.CANCELLED, None, "cancelled while queued"))
+            return True
+        if handle.run.status is RunStatus.QUEUED and handle.job.tree is None:
+            handle.job.request_stop(OutcomeKind.CANCELLED, "cancelled before it started")
             return True
         return handle.job.request_stop(OutcomeKind.CANCELLED, "cancelled by the user", graceful=graceful)
 

@@ -25,9 +25,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunChanged:
-    """A run's status or outcome changed (already persisted when this is published)."""
+    """A run's status or outcome changed (already persisted when this is published).
+
+    `kind` names the change: queued, started, paused, resumed or finished.
+    """
 
     run: Run
+    kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,34 @@ class OutputBatch:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """A run's progress changed: `fraction` in [0, 1], with an optional message."""
+
+    run_id: int
+    fraction: float
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class RetryScheduled:
+    """A failed attempt will be retried as run `next_run_id` at `at` (unix time)."""
+
+    run_id: int
+    next_run_id: int
+    attempt: int
+    at: float
+
+
+@dataclass(frozen=True)
+class DeadLettered:
+    """A run's retries ran out; it is on the dead-letter list as entry `dead_letter_id`."""
+
+    run_id: int
+    dead_letter_id: int
+    reason: str | None
+
+
+@dataclass(frozen=True)
 class Notice:
     """Something a person should know that is not a state change (a warning, a hint)."""
 
@@ -57,7 +89,7 @@ class Notice:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-Event: TypeAlias = RunChanged | OutputBatch | Notice
+Event: TypeAlias = RunChanged | OutputBatch | Progress | RetryScheduled | DeadLettered | Notice
 Callback: TypeAlias = Callable[[Event], None | Awaitable[None]]
 
 

@@ -33,6 +33,7 @@ class OutcomeKind(enum.StrEnum):
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
     INTERRUPTED = "interrupted"  # the process that owned it died before it finished
+    DEPENDENCY_FAILED = "dependency_failed"  # a run it waited for (`after=`) did not succeed
 
 
 class TargetKind(enum.StrEnum):
@@ -181,6 +182,17 @@ class Run:
     dry_run: bool = False
     owner_pid: int | None = None
     owner_create_time: float | None = None
+    # orchestration (issue 3): where the run sits in the queue and how it relates to others
+    priority: int = 2
+    pattern: str = "simple"
+    attempt: int = 1
+    parent_id: int | None = None  # the first attempt of a retried run
+    idempotency_key: str | None = None
+    not_before: float | None = None  # a retry waits until then
+    depends_on: tuple[int, ...] = ()
+    progress: float | None = None
+    progress_message: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

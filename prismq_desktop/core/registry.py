@@ -14,7 +14,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,6 @@ from prismq_desktop.core.models import (
     transition,
 )
 from prismq_desktop.core.proctree import kill_orphan
-
-SCHEMA_VERSION = 1
 
 # Each entry moves the schema from version i to i+1. Never edit a shipped one: append.
 MIGRATIONS: list[str] = [
@@ -60,12 +59,59 @@ MIGRATIONS: list[str] = [
     CREATE INDEX runs_outcome_created ON runs(outcome, created_at DESC);
     CREATE INDEX runs_name_created ON runs(name, created_at DESC);
     """,
+    """
+    ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 2;
+    ALTER TABLE runs ADD COLUMN pattern TEXT NOT NULL DEFAULT 'simple';
+    ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE runs ADD COLUMN parent_id INTEGER;
+    ALTER TABLE runs ADD COLUMN idempotency_key TEXT;
+    ALTER TABLE runs ADD COLUMN not_before REAL;
+    ALTER TABLE runs ADD COLUMN depends_on TEXT;
+    ALTER TABLE runs ADD COLUMN progress REAL;
+    ALTER TABLE runs ADD COLUMN progress_message TEXT;
+    ALTER TABLE runs ADD COLUMN options TEXT;
+    CREATE INDEX runs_idempotency ON runs(idempotency_key, created_at DESC) WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX runs_parent ON runs(parent_id) WHERE parent_id IS NOT NULL;
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER NOT NULL,
+        first_run_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        options TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        reason TEXT,
+        created_at REAL NOT NULL,
+        requeued_run_id INTEGER
+    );
+    """,
 ]
 
 _COLUMNS = (
     "id, name, spec, status, outcome, exit_code, error, mode, dry_run, created_at, started_at, "
-    "ended_at, pid, pid_create_time, argv, cwd, log_path, owner_pid, owner_create_time"
+    "ended_at, pid, pid_create_time, argv, cwd, log_path, owner_pid, owner_create_time, "
+    "priority, pattern, attempt, parent_id, idempotency_key, not_before, depends_on, progress, "
+    "progress_message, options"
 )
+
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A run whose retries ran out; it can be requeued (a fresh chain) or purged."""
+
+    id: int
+    run_id: int
+    first_run_id: int
+    name: str
+    spec: RunSpec
+    options: dict[str, Any]
+    attempts: int
+    reason: str | None
+    created_at: float
+    requeued_run_id: int | None
 
 
 class RegistryError(RuntimeError):
@@ -163,6 +209,16 @@ class RunRegistry:
             dry_run=bool(row["dry_run"]),
             owner_pid=row["owner_pid"],
             owner_create_time=row["owner_create_time"],
+            priority=row["priority"],
+            pattern=row["pattern"],
+            attempt=row["attempt"],
+            parent_id=row["parent_id"],
+            idempotency_key=row["idempotency_key"],
+            not_before=row["not_before"],
+            depends_on=tuple(json.loads(row["depends_on"])) if row["depends_on"] else (),
+            progress=row["progress"],
+            progress_message=row["progress_message"],
+            options=json.loads(row["options"]) if row["options"] else {},
         )
 
     @staticmethod
@@ -188,20 +244,50 @@ class RunRegistry:
             "log_path": run.log_path,
             "owner_pid": run.owner_pid,
             "owner_create_time": run.owner_create_time,
+            "priority": run.priority,
+            "pattern": run.pattern,
+            "attempt": run.attempt,
+            "parent_id": run.parent_id,
+            "idempotency_key": run.idempotency_key,
+            "not_before": run.not_before,
+            "depends_on": json.dumps(list(run.depends_on)) if run.depends_on else None,
+            "progress": run.progress,
+            "progress_message": run.progress_message,
+            "options": json.dumps(run.options, sort_keys=True) if run.options else None,
         }
 
-    def create(self, spec: RunSpec, *, mode: str = "", dry_run: bool = False) -> Run:
-        """Insert a new queued run owned by this process and return it with its id."""
-        run = Run(id=0, spec=spec, mode=mode, dry_run=dry_run)
+    def create(
+        self,
+        spec: RunSpec,
+        *,
+        mode: str = "",
+        dry_run: bool = False,
+        log_path: Callable[[int], str] | None = None,
+        **fields: Any,
+    ) -> Run:
+        """Insert a new queued run owned by this process and return it with its id.
+
+        `log_path(id)` names the run's log file; it is stored in the same transaction.
+        """
+        run = Run(id=0, spec=spec, mode=mode, dry_run=dry_run, **fields)
         run.owner_pid, run.owner_create_time = self._owner
         values = self._values(run)
         del values["id"]
         with self._lock:
-            cur = self._db.execute(
-                f"INSERT INTO runs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
-                tuple(values.values()),
-            )
-            run.id = int(cur.lastrowid or 0)
+            self._db.execute("BEGIN")
+            try:
+                cur = self._db.execute(
+                    f"INSERT INTO runs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                    tuple(values.values()),
+                )
+                run.id = int(cur.lastrowid or 0)
+                if log_path is not None:
+                    run.log_path = log_path(run.id)
+                    self._db.execute("UPDATE runs SET log_path=? WHERE id=?", (run.log_path, run.id))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
         return run
 
     def save(self, run: Run) -> None:
@@ -268,6 +354,74 @@ class RunRegistry:
             cur = self._db.execute(
                 f"DELETE FROM runs WHERE id IN ({', '.join('?' * len(run_ids))})", tuple(run_ids)
             )
+        return cur.rowcount
+
+    def find_idempotent(self, key: str, window: float | None) -> Run | None:
+        """The newest run with this key that is still active, or succeeded within `window` seconds."""
+        since = time.time() - window if window else None
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM runs WHERE idempotency_key=? AND (status != 'done' OR "
+                "(outcome = 'succeeded' AND ? IS NOT NULL AND ended_at >= ?)) ORDER BY created_at DESC LIMIT 1",
+                (key, since, since),
+            ).fetchone()
+        return self._row_to_run(row) if row else None
+
+    def latest_attempt(self, first_id: int) -> Run | None:
+        """The newest retry of run `first_id` (or the run itself when it was never retried)."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM runs WHERE parent_id=? ORDER BY attempt DESC LIMIT 1", (first_id,)
+            ).fetchone()
+        return self._row_to_run(row) if row else self.get(first_id)
+
+    def durations(self, name: str, limit: int = 1000) -> builtins.list[tuple[str, float | None]]:
+        """(outcome, duration) of the newest finished runs with this name."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT outcome, ended_at - started_at FROM runs WHERE name=? AND status='done' "
+                "ORDER BY created_at DESC LIMIT ?",
+                (name, limit),
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    # -- dead letters
+    def add_dead_letter(self, run: Run, first_run_id: int, attempts: int, reason: str | None) -> int:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO dead_letters (run_id, first_run_id, name, spec, options, attempts, reason, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run.id, first_run_id, run.name, json.dumps(run.spec.to_dict(), sort_keys=True),
+                 json.dumps(run.options, sort_keys=True), attempts, reason, time.time()),
+            )
+        return int(cur.lastrowid or 0)
+
+    def dead_letters(self, include_requeued: bool = False) -> builtins.list[DeadLetter]:
+        where = "" if include_requeued else " WHERE requeued_run_id IS NULL"
+        with self._lock:
+            rows = self._db.execute(f"SELECT * FROM dead_letters{where} ORDER BY id").fetchall()
+        return [
+            DeadLetter(r["id"], r["run_id"], r["first_run_id"], r["name"], RunSpec.from_dict(json.loads(r["spec"])),
+                       json.loads(r["options"]), r["attempts"], r["reason"], r["created_at"], r["requeued_run_id"])
+            for r in rows
+        ]
+
+    def dead_letter(self, dead_letter_id: int) -> DeadLetter | None:
+        found = [d for d in self.dead_letters(include_requeued=True) if d.id == dead_letter_id]
+        return found[0] if found else None
+
+    def mark_requeued(self, dead_letter_id: int, run_id: int) -> None:
+        with self._lock:
+            self._db.execute("UPDATE dead_letters SET requeued_run_id=? WHERE id=?", (run_id, dead_letter_id))
+
+    def purge_dead_letters(self, ids: Sequence[int] | None = None) -> int:
+        with self._lock:
+            if ids is None:
+                cur = self._db.execute("DELETE FROM dead_letters")
+            else:
+                cur = self._db.execute(
+                    f"DELETE FROM dead_letters WHERE id IN ({', '.join('?' * len(ids))})", tuple(ids)
+                )
         return cur.rowcount
 
     # -- crash recovery

@@ -1,0 +1,799 @@
+"""TaskOrchestrator: one queue, one concurrency limit, six patterns, one result type.
+
+Every submission becomes a run in the registry at once (status queued) and waits in a
+priority queue (CRITICAL first, FIFO within a priority) for a slot under the global
+limit. Retries are new runs linked to the first attempt (`parent_id`) that wait until
+their backoff is over; a chain whose retries run out lands on the dead-letter list.
+`after=[ids]` holds a run until those chains succeed (else it ends `dependency_failed`);
+`on_success=` / `on_failure=` submit follow-ups. All of it is plain asyncio: the GUI
+drives the same object through qasync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import heapq
+import inspect
+import itertools
+import logging
+import os
+import random
+import statistics
+import time
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prismq_desktop.core.engine import RunEngine, RunHandle
+from prismq_desktop.core.events import DeadLettered, Event, Notice, OutputBatch, Progress, RetryScheduled, RunChanged
+from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec, RunStatus, TargetKind
+from prismq_desktop.core.output import LogWriter, Stream, read_log
+from prismq_desktop.core.patterns import PatternAdvisor, Priority, TaskPattern
+from prismq_desktop.core.registry import DeadLetter
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CONCURRENT = max(2, os.cpu_count() or 2)
+
+
+class PatternUnavailable(RuntimeError):
+    """A pattern the API accepts but whose machinery is not part of this build yet."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a failed attempt is retried: exponential backoff with jitter, capped.
+
+    `retry_on` holds outcome names ("failed", "timed_out", "failed_to_start") and/or exit
+    codes; when it holds exit codes, "failed" runs are retried only for those codes.
+    """
+
+    max_retries: int = 0
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 60.0
+    jitter: float = 0.25
+    retry_on: tuple[str | int, ...] = ("failed", "timed_out")
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        if self.base < 0 or self.factor < 1 or self.cap < 0 or not 0 <= self.jitter <= 1:
+            raise ValueError("backoff needs base >= 0, factor >= 1, cap >= 0 and 0 <= jitter <= 1")
+        normalised: list[str | int] = []
+        for item in self.retry_on:
+            if isinstance(item, str):
+                name = item.strip().lower().replace("-", "_")
+                name = {"timeout": "timed_out", "exit_code": "failed"}.get(name, name)
+                if name not in ("failed", "timed_out", "failed_to_start"):
+                    raise ValueError(f"retry_on: unknown outcome {item!r} (failed, timed_out, failed_to_start or exit codes)")
+                normalised.append(name)
+            else:
+                normalised.append(int(item))
+        object.__setattr__(self, "retry_on", tuple(normalised))
+
+    def matches(self, outcome: Outcome) -> bool:
+        codes = {c for c in self.retry_on if isinstance(c, int)}
+        if outcome.kind is OutcomeKind.FAILED:
+            if codes:
+                return outcome.exit_code in codes
+            return "failed" in self.retry_on
+        return outcome.kind.value in self.retry_on and outcome.kind in (OutcomeKind.TIMED_OUT, OutcomeKind.FAILED_TO_START)
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before attempt number `attempt + 1` (attempt counts from 1)."""
+        raw = min(self.cap, self.base * self.factor ** (attempt - 1))
+        spread = (rng or random).uniform(-self.jitter, self.jitter)
+        return max(0.0, min(self.cap, raw * (1 + spread)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_retries": self.max_retries, "base": self.base, "factor": self.factor, "cap": self.cap,
+                "jitter": self.jitter, "retry_on": list(self.retry_on)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RetryPolicy:
+        return cls(int(data.get("max_retries", 0)), float(data.get("base", 1.0)), float(data.get("factor", 2.0)),
+                   float(data.get("cap", 60.0)), float(data.get("jitter", 0.25)),
+                   tuple(data.get("retry_on", ("failed", "timed_out"))))
+
+
+@dataclass
+class TaskResult:
+    """The one result type of every pattern.
+
+    For a batch (CONCURRENT) `results` holds one result per item in input order and
+    `run_id` is None; for FIRE_AND_FORGET the result comes back at once with status
+    queued/running and no outcome yet.
+    """
+
+    run_id: int | None
+    pattern: TaskPattern
+    status: RunStatus
+    outcome: Outcome | None = None
+    stdout: str = ""
+    stderr: str = ""
+    run: Run | None = None
+    attempts: int = 1
+    results: list[TaskResult] = field(default_factory=list)
+    follow_up_ids: list[int] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is not None and self.outcome.kind is OutcomeKind.SUCCEEDED
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.outcome.exit_code if self.outcome else None
+
+    @property
+    def done(self) -> bool:
+        return self.status is RunStatus.DONE
+
+    @property
+    def progress(self) -> float | None:
+        return self.run.progress if self.run else None
+
+    @property
+    def duration(self) -> float | None:
+        return self.run.duration if self.run else None
+
+
+@dataclass(frozen=True)
+class TaskMetrics:
+    name: str
+    count: int
+    succeeded: int
+    success_rate: float | None
+    p50_seconds: float | None
+    p95_seconds: float | None
+    queued: int
+    running: int
+
+
+ResultCallback = Callable[[TaskResult], None | Awaitable[None]]
+
+
+@dataclass
+class _Chain:
+    """All attempts of one submission; `future` resolves with the final result."""
+
+    first_id: int
+    spec: RunSpec
+    policy: RetryPolicy
+    pattern: TaskPattern
+    priority: Priority
+    mode: RunMode | str | None
+    callback: ResultCallback | None
+    on_success: RunSpec | None
+    on_failure: RunSpec | None
+    idempotency_key: str | None
+    future: asyncio.Future[TaskResult]
+    current: RunHandle
+    attempt: int = 1
+    depends_on: tuple[int, ...] = ()
+    seq: int = 0
+    timer: asyncio.TimerHandle | None = None
+    follow_ups: list[int] = field(default_factory=list)
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def tail_from_log(path: str | None, stream: Stream, max_bytes: int = 64 * 1024) -> str:
+    """The last `max_bytes` of one stream of a finished run, decoded (for results after a restart)."""
+    if not path or not os.path.exists(path):
+        return ""
+    pieces: collections.deque[bytes] = collections.deque()
+    size = 0
+    for record, _ in read_log(path):
+        if record.stream is stream:
+            pieces.append(record.data)
+            size += len(record.data)
+            while size - len(pieces[0]) > max_bytes:
+                size -= len(pieces.popleft())
+    return b"".join(pieces)[-max_bytes:].decode("utf-8", "replace").rstrip("\n")
+
+
+class TaskOrchestrator:
+    """Owns the registry (through a RunEngine), the run queue and the concurrency limit."""
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+        mode: RunMode | str = RunMode.AUTO,
+        backlog_warning: int = 1000,
+        engine: RunEngine | None = None,
+    ) -> None:
+        if max_concurrent < 1:
+            raise ValueError("max_concurrent must be at least 1")
+        self.engine = engine or RunEngine(home, mode=mode)
+        self.registry = self.engine.registry
+        self.bus = self.engine.bus
+        self._limit = max_concurrent
+        self.backlog_warning = backlog_warning
+        self._backlog_warned = False
+        self._heap: list[tuple[int, int, int]] = []  # (priority, seq, run id)
+        self._queued: dict[int, _Chain] = {}  # run id -> chain, ready to start
+        self._blocked: dict[int, _Chain] = {}  # run id -> chain, waiting for deps or a retry delay
+        self._running: dict[int, _Chain] = {}
+        self._chains: dict[int, _Chain] = {}  # any attempt's run id -> its chain
+        self._dependents: dict[int, list[_Chain]] = collections.defaultdict(list)
+        self._seq = itertools.count()
+        self._paused = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.rng = random.Random()
+        self.callback_errors: list[tuple[int, str]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> TaskOrchestrator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self, cancel_running: bool = True) -> None:
+        """Cancel what is queued and running, wait for the trees to go, close the registry."""
+        if cancel_running:
+            self.cancel_all()
+        await self.engine.shutdown(cancel_running=cancel_running)
+        for task in list(self._tasks):
+            task.cancel()
+
+    # ------------------------------------------------------------------ limits
+    @property
+    def max_concurrent(self) -> int:
+        return self._limit
+
+    def set_max_concurrent(self, limit: int) -> None:
+        """Raising the limit starts queued runs at once; lowering it never stops running ones."""
+        if limit < 1:
+            raise ValueError("max_concurrent must be at least 1")
+        self._limit = limit
+        self._pump()
+
+    def pause_queue(self) -> None:
+        """Stop starting queued runs (running ones go on)."""
+        self._paused = True
+
+    def resume_queue(self) -> None:
+        self._paused = False
+        self._pump()
+
+    @property
+    def queue_length(self) -> int:
+        return len(self._queued) + len(self._blocked)
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    def queued_runs(self) -> list[Run]:
+        """Queued and waiting runs, in the order they would start."""
+        ready = [self._queued[rid].current.run for _, _, rid in sorted(self._heap) if rid in self._queued]
+        waiting = sorted((c.current.run for c in self._blocked.values()), key=lambda r: (r.priority, r.id))
+        return ready + waiting
+
+    # ------------------------------------------------------------------ submitting
+    def _make_spec(self, script: str | os.PathLike[str] | RunSpec, args: Iterable[str] | str | None,
+                   options: dict[str, Any]) -> RunSpec:
+        if isinstance(script, RunSpec):
+            spec = script
+            if args is not None:
+                spec = spec.with_changes(args=args if isinstance(args, str) else tuple(args))
+            return spec
+        kind = TargetKind.MODULE if options.pop("module", False) else TargetKind(options.pop("kind", TargetKind.AUTO))
+        return RunSpec(
+            target=str(script),
+            args=(args if isinstance(args, str) else tuple(str(a) for a in args)) if args is not None else (),
+            kind=kind,
+            cwd=options.pop("cwd", None),
+            env=options.pop("env", None) or {},
+            interpreter=options.pop("interpreter", options.pop("python", None)),
+            soft_timeout=options.pop("timeout", options.pop("soft_timeout", None)),
+            hard_timeout=options.pop("hard_timeout", None),
+            grace_period=options.pop("grace_period", 5.0),
+            encoding=options.pop("encoding", "utf-8"),
+            name=options.pop("task_name", options.pop("name", None)),
+        )
+
+    def delay(
+        self,
+        script: str | os.PathLike[str] | RunSpec,
+        args: Iterable[str] | str | None = None,
+        *,
+        callback: ResultCallback | None = None,
+        priority: Priority | str | int = Priority.NORMAL,
+        max_retries: int = 0,
+        retry_on: Iterable[str | int] = ("failed", "timed_out"),
+        backoff_base: float = 1.0,
+        backoff_factor: float = 2.0,
+        backoff_cap: float = 60.0,
+        jitter: float = 0.25,
+        on_success: RunSpec | str | None = None,
+        on_failure: RunSpec | str | None = None,
+        after: Iterable[int] = (),
+        idempotency_key: str | None = None,
+        idempotency_window: float | None = None,
+        mode: RunMode | str | None = None,
+        pattern: TaskPattern | str = TaskPattern.FIRE_AND_FORGET,
+        **spec_options: Any,
+    ) -> int:
+        """Queue a run and return its id at once. `callback(result)` is called exactly once at the end."""
+        spec = self._make_spec(script, args, spec_options)
+        if spec_options:
+            raise TypeError(f"unknown option(s): {', '.join(sorted(spec_options))}")
+        if idempotency_key:
+            existing = self.registry.find_idempotent(idempotency_key, idempotency_window)
+            if existing is not None:
+                chain = self._chains.get(existing.id)
+                if callback is not None:
+                    if chain is not None:
+                        chain.future.add_done_callback(lambda fut: self._spawn(self._call_back(callback, fut.result())))
+                    else:
+                        self._spawn(self._call_back(callback, self._result_from_run(existing)))
+                return chain.first_id if chain else existing.id
+        policy = RetryPolicy(max_retries, backoff_base, backoff_factor, backoff_cap, jitter, tuple(retry_on))
+        prio = Priority.parse(priority)
+        pat = TaskPattern.parse(pattern)
+        options = {"retry": policy.to_dict()}
+        follow = {"on_success": _as_spec(on_success), "on_failure": _as_spec(on_failure)}
+        for key, value in follow.items():
+            if value is not None:
+                options[key] = value.to_dict()
+        deps = tuple(int(d) for d in after)
+        handle = self.engine.create(spec, mode=mode, priority=int(prio), pattern=pat.value,
+                                    idempotency_key=idempotency_key, depends_on=deps, options=options)
+        loop = asyncio.get_running_loop()
+        chain = _Chain(
+            first_id=handle.id, spec=spec, policy=policy, pattern=pat, priority=prio, mode=mode, callback=callback,
+            on_success=follow["on_success"], on_failure=follow["on_failure"], idempotency_key=idempotency_key,
+            future=loop.create_future(), current=handle, depends_on=deps, seq=next(self._seq),
+        )
+        self._chains[handle.id] = chain
+        if handle.done:  # e.g. a dry run that could not even be recorded as started
+            self._spawn(self._after_run(chain))
+            return handle.id
+        self._enqueue(chain)
+        self._check_backlog()
+        self._pump()
+        return handle.id
+
+    def _enqueue(self, chain: _Chain) -> None:
+        run_id = chain.current.id
+        unmet = [d for d in chain.depends_on if not self._dependency_settled(d)]
+        failed = self._failed_dependency(chain.depends_on)
+        if failed is not None:
+            self._end_unstarted(chain, Outcome(OutcomeKind.DEPENDENCY_FAILED, None, failed))
+            return
+        if unmet:
+            self._blocked[run_id] = chain
+            for dep in unmet:
+                self._dependents[self._chain_root(dep)].append(chain)
+            return
+        not_before = chain.current.run.not_before
+        if not_before is not None and not_before > time.time():
+            self._blocked[run_id] = chain
+            loop = asyncio.get_running_loop()
+            chain.timer = loop.call_later(not_before - time.time(), self._release, chain)
+            return
+        self._queued[run_id] = chain
+        heapq.heappush(self._heap, (int(chain.priority), chain.seq, run_id))
+
+    def _release(self, chain: _Chain) -> None:
+        chain.timer = None
+        if self._blocked.pop(chain.current.id, None) is not None:
+            chain.current.run.not_before = None
+            self._enqueue(chain)
+            self._pump()
+
+    def _chain_root(self, run_id: int) -> int:
+        chain = self._chains.get(run_id)
+        return chain.first_id if chain else run_id
+
+    def _dependency_settled(self, run_id: int) -> bool:
+        chain = self._chains.get(run_id)
+        if chain is not None:
+            return chain.future.done()
+        run = self.registry.get(run_id)
+        return run is None or not run.is_active
+
+    def _failed_dependency(self, deps: Sequence[int]) -> str | None:
+        for dep in deps:
+            chain = self._chains.get(dep)
+            if chain is not None:
+                if not chain.future.done():
+                    continue
+                result = chain.future.result()
+                if not result.ok:
+                    what = result.outcome.describe() if result.outcome else "did not finish"
+                    return f"run #{dep} it depends on {what}"
+                continue
+            run = self.registry.get(dep)
+            if run is None:
+                return f"run #{dep} it depends on does not exist"
+            if not run.is_active and (run.outcome is None or run.outcome.kind is not OutcomeKind.SUCCEEDED):
+                return f"run #{dep} it depends on {run.outcome.describe() if run.outcome else 'did not finish'}"
+        return None
+
+    def _check_backlog(self) -> None:
+        backlog = self.queue_length
+        if backlog > self.backlog_warning and not self._backlog_warned:
+            self._backlog_warned = True
+            self.bus.publish(Notice(None, f"backlog: {backlog} runs are waiting (warning threshold {self.backlog_warning})",
+                                    "warning", {"queued": backlog, "threshold": self.backlog_warning}))
+        elif backlog <= self.backlog_warning // 2:
+            self._backlog_warned = False
+
+    # ------------------------------------------------------------------ dispatching
+    def _pump(self) -> None:
+        while self._heap and not self._paused and len(self._running) < self._limit:
+            _, _, run_id = heapq.heappop(self._heap)
+            chain = self._queued.pop(run_id, None)
+            if chain is None or chain.current.done:
+                continue
+            self._running[run_id] = chain
+            self.engine.launch(chain.current)
+            self._spawn(self._watch(chain))
+        self._check_backlog()
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self, chain: _Chain) -> None:
+        handle = chain.current
+        try:
+            await handle.wait()
+        finally:
+            self._running.pop(handle.id, None)
+            self._pump()
+        await self._after_run(chain)
+
+    def _end_unstarted(self, chain: _Chain, outcome: Outcome) -> None:
+        self.engine.finish_unstarted(chain.current, outcome)
+        self._spawn(self._after_run(chain))
+
+    async def _after_run(self, chain: _Chain) -> None:
+        run = chain.current.run
+        outcome = run.outcome
+        assert outcome is not None
+        retryable = outcome.kind is not OutcomeKind.SUCCEEDED and chain.policy.matches(outcome)
+        if retryable and chain.attempt <= chain.policy.max_retries:
+            self._schedule_retry(chain)
+            return
+        if retryable and chain.policy.max_retries > 0:
+            reason = f"gave up after {chain.attempt} attempts: {outcome.describe()}"
+            dl_id = self.registry.add_dead_letter(run, chain.first_id, chain.attempt, reason)
+            self.bus.publish(DeadLettered(run.id, dl_id, reason))
+        follow = chain.on_success if outcome.kind is OutcomeKind.SUCCEEDED else chain.on_failure
+        if follow is not None and outcome.kind is not OutcomeKind.CANCELLED:
+            chain.follow_ups.append(self.delay(follow, priority=chain.priority, mode=chain.mode,
+                                               pattern=TaskPattern.FIRE_AND_FORGET))
+        result = self._result(chain)
+        if not chain.future.done():
+            chain.future.set_result(result)
+        # release or fail the runs that waited for this chain
+        for waiting in self._dependents.pop(chain.first_id, []):
+            if waiting.current.id in self._blocked and not waiting.current.done:
+                self._blocked.pop(waiting.current.id)
+                self._enqueue(waiting)
+        self._pump()
+        if chain.callback is not None:
+            await self._call_back(chain.callback, result)
+
+    def _schedule_retry(self, chain: _Chain) -> None:
+        wait = chain.policy.delay(chain.attempt, self.rng)
+        previous = chain.current
+        at = time.time() + wait
+        handle = self.engine.create(
+            chain.spec, mode=chain.mode, priority=int(chain.priority), pattern=chain.pattern.value,
+            attempt=chain.attempt + 1, parent_id=chain.first_id, not_before=at,
+            idempotency_key=chain.idempotency_key, options=previous.run.options,
+        )
+        chain.attempt += 1
+        chain.current = handle
+        self._chains[handle.id] = chain
+        self.bus.publish(RetryScheduled(previous.id, handle.id, chain.attempt, at))
+        self._enqueue(chain)
+        self._pump()
+
+    async def _call_back(self, callback: ResultCallback, result: TaskResult) -> None:
+        """Call a result callback; an exception is logged, written to the run's log and announced."""
+        try:
+            outcome = callback(result)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception as exc:  # noqa: BLE001 - recorded below, never swallowed silently
+            tb = traceback.format_exc()
+            log.error("callback for run %s raised:\n%s", result.run_id, tb)
+            self.callback_errors.append((result.run_id or 0, tb))
+            path = result.run.log_path if result.run else None
+            if path:
+                writer = LogWriter(path)
+                writer.meta(event="callback_error", error=repr(exc), traceback=tb)
+                writer.close()
+            self.bus.publish(Notice(result.run_id, f"the result callback raised {exc!r}", "error", {"traceback": tb}))
+
+    # ------------------------------------------------------------------ results
+    def _result(self, chain: _Chain) -> TaskResult:
+        handle = chain.current
+        res = TaskResult(
+            run_id=chain.first_id,
+            pattern=chain.pattern,
+            status=handle.run.status,
+            outcome=handle.run.outcome,
+            stdout=handle.stdout(),
+            stderr=handle.stderr(),
+            run=handle.run,
+            attempts=chain.attempt,
+            follow_up_ids=list(chain.follow_ups),
+        )
+        return res
+
+    def _result_from_run(self, run: Run) -> TaskResult:
+        pattern = TaskPattern.parse(run.pattern) if run.pattern else TaskPattern.SIMPLE
+        if run.is_active:
+            return TaskResult(run.id, pattern, run.status, None, run=run, attempts=run.attempt)
+        return TaskResult(
+            run.id, pattern, run.status, run.outcome,
+            tail_from_log(run.log_path, Stream.STDOUT), tail_from_log(run.log_path, Stream.STDERR),
+            run=run, attempts=run.attempt,
+        )
+
+    def get_result(self, run_id: int) -> TaskResult | None:
+        """The final result, or None while the run (or a retry of it) is pending."""
+        chain = self._chains.get(run_id)
+        if chain is not None:
+            return chain.future.result() if chain.future.done() else None
+        run = self.registry.latest_attempt(run_id)
+        if run is None:
+            raise KeyError(f"no run #{run_id}")
+        if run.is_active:
+            return None
+        return self._result_from_run(run)
+
+    def status(self, run_id: int) -> TaskResult:
+        """Where a run is now, finished or not (also for runs of an earlier session)."""
+        chain = self._chains.get(run_id)
+        if chain is not None:
+            return chain.future.result() if chain.future.done() else self._result(chain)
+        run = self.registry.latest_attempt(run_id)
+        if run is None:
+            raise KeyError(f"no run #{run_id}")
+        return self._result_from_run(run)
+
+    async def wait(self, run_id: int, timeout: float | None = None) -> TaskResult:
+        chain = self._chains.get(run_id)
+        if chain is not None:
+            return await asyncio.wait_for(asyncio.shield(chain.future), timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:  # a run of another process: poll the registry
+            result = self.get_result(run_id)
+            if result is not None:
+                return result
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run #{run_id} still pending after {timeout}s")
+            await asyncio.sleep(0.2)
+
+    async def submit(self, script: str | os.PathLike[str] | RunSpec, args: Iterable[str] | str | None = None,
+                     **options: Any) -> TaskResult:
+        """Queue a run and wait for its final result (after any retries)."""
+        options.setdefault("pattern", TaskPattern.SIMPLE)
+        run_id = self.delay(script, args, **options)
+        try:
+            return await self.wait(run_id)
+        except asyncio.CancelledError:
+            self.cancel(run_id)
+            raise
+
+    # ------------------------------------------------------------------ control
+    def cancel(self, run_id: int) -> bool:
+        """Cancel a run whether it is queued, running or waiting for a retry."""
+        chain = self._chains.get(run_id)
+        if chain is None:
+            return self.engine.cancel(run_id)
+        if chain.future.done():
+            return False
+        current = chain.current.id
+        if current in self._queued or current in self._blocked:
+            self._queued.pop(current, None)
+            self._blocked.pop(current, None)
+            if chain.timer is not None:
+                chain.timer.cancel()
+                chain.timer = None
+            waiting_retry = chain.attempt > 1
+            why = "cancelled while waiting to retry" if waiting_retry else "cancelled while queued"
+            self._end_unstarted(chain, Outcome(OutcomeKind.CANCELLED, None, why))
+            return True
+        return self.engine.cancel(current)
+
+    def cancel_all(self) -> int:
+        count = 0
+        for chain in {id(c): c for c in self._chains.values() if not c.future.done()}.values():
+            count += bool(self.cancel(chain.first_id))
+        return count
+
+    def pause(self, run_id: int) -> bool:
+        chain = self._chains.get(run_id)
+        return self.engine.pause(chain.current.id if chain else run_id)
+
+    def resume(self, run_id: int) -> bool:
+        chain = self._chains.get(run_id)
+        return self.engine.resume(chain.current.id if chain else run_id)
+
+    # ------------------------------------------------------------------ dead letters
+    def dead_letters(self) -> list[DeadLetter]:
+        return self.registry.dead_letters()
+
+    def requeue_dead_letter(self, dead_letter_id: int, **overrides: Any) -> int:
+        """Start a fresh chain (same spec and retry policy) for a dead letter; returns the new run id."""
+        entry = self.registry.dead_letter(dead_letter_id)
+        if entry is None:
+            raise KeyError(f"no dead letter #{dead_letter_id}")
+        if entry.requeued_run_id is not None:
+            raise ValueError(f"dead letter #{dead_letter_id} was already requeued as run #{entry.requeued_run_id}")
+        policy = RetryPolicy.from_dict(entry.options.get("retry", {}))
+        options: dict[str, Any] = {
+            "max_retries": policy.max_retries, "retry_on": policy.retry_on, "backoff_base": policy.base,
+            "backoff_factor": policy.factor, "backoff_cap": policy.cap, "jitter": policy.jitter,
+        }
+        options.update(overrides)
+        run_id = self.delay(entry.spec, **options)
+        self.registry.mark_requeued(dead_letter_id, run_id)
+        return run_id
+
+    def purge_dead_letters(self, ids: Sequence[int] | None = None) -> int:
+        return self.registry.purge_dead_letters(ids)
+
+    # ------------------------------------------------------------------ metrics
+    def metrics(self, name: str) -> TaskMetrics:
+        rows = self.registry.durations(name)
+        durations = sorted(d for outcome, d in rows if d is not None and outcome == OutcomeKind.SUCCEEDED.value)
+        count = len(rows)
+        succeeded = sum(1 for outcome, _ in rows if outcome == OutcomeKind.SUCCEEDED.value)
+        queued = sum(1 for c in [*self._queued.values(), *self._blocked.values()] if c.current.run.name == name)
+        running = sum(1 for c in self._running.values() if c.current.run.name == name)
+        return TaskMetrics(name, count, succeeded, succeeded / count if count else None,
+                           _percentile(durations, 50), _percentile(durations, 95), queued, running)
+
+    # ------------------------------------------------------------------ events
+    async def events(self, run_id: int) -> AsyncIterator[Event]:
+        """Every event of one run (all attempts), ending after its final result."""
+        sub = self.bus.subscribe()
+        chain = self._chains.get(run_id)
+        try:
+            while True:
+                if chain is not None and chain.future.done() and sub.get_nowait() is None:
+                    return
+                getter = asyncio.ensure_future(sub.get())
+                waiters: set[asyncio.Future[Any]] = {getter}
+                if chain is not None and not chain.future.done():
+                    waiters.add(chain.future)
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    continue
+                ev = getter.result()
+                ids = {c_id for c_id, c in self._chains.items() if c is chain} if chain else {run_id}
+                if _event_run_id(ev) in ids:
+                    yield ev
+        finally:
+            sub.close()
+
+    # ------------------------------------------------------------------ the pattern API
+    async def execute(
+        self,
+        script: str | os.PathLike[str] | RunSpec,
+        args: Iterable[str] | str | None = None,
+        pattern: TaskPattern | str | None = None,
+        **options: Any,
+    ) -> TaskResult:
+        """One entry point for all six patterns (auto-selected from the options when not given)."""
+        chosen = TaskPattern.parse(pattern) if pattern is not None else PatternAdvisor.select(options)
+        for key in ("streaming", "wait_for_result", "use_pool", "concurrent_tasks"):
+            options.pop(key, None)
+        if chosen is TaskPattern.PERIODIC:
+            raise PatternUnavailable(
+                "PERIODIC needs the scheduler, which this build does not have yet; nothing was scheduled"
+            )
+        if chosen is TaskPattern.POOLED:
+            raise PatternUnavailable("POOLED needs the warm worker pool, which this build does not have yet; nothing was run")
+        if chosen is TaskPattern.CONCURRENT:
+            return await self._execute_batch(script, args, options)
+        on_event = options.pop("on_event", None)
+        on_output = options.pop("on_output", None)
+        on_progress = options.pop("on_progress", None)
+        on_start = options.pop("on_start", None)
+        run_id = self.delay(script, args, pattern=chosen, **options)
+        if on_start is not None:
+            on_start(run_id)
+        if chosen is TaskPattern.FIRE_AND_FORGET:
+            return self.status(run_id)
+        if chosen is TaskPattern.LONG_RUNNING and (on_event or on_output or on_progress):
+            return await self._stream_until_done(run_id, on_event, on_output, on_progress)
+        try:
+            return await self.wait(run_id)
+        except asyncio.CancelledError:
+            self.cancel(run_id)
+            raise
+
+    async def _stream_until_done(self, run_id: int, on_event: Any, on_output: Any, on_progress: Any) -> TaskResult:
+        try:
+            async for ev in self.events(run_id):
+                for cb, wanted in ((on_event, object), (on_output, OutputBatch), (on_progress, Progress)):
+                    if cb is not None and isinstance(ev, wanted):
+                        res = cb(ev)
+                        if inspect.isawaitable(res):
+                            await res
+            return await self.wait(run_id)
+        except asyncio.CancelledError:
+            self.cancel(run_id)
+            raise
+
+    async def _execute_batch(self, script: str | os.PathLike[str] | RunSpec, args: Iterable[str] | str | None,
+                             options: dict[str, Any]) -> TaskResult:
+        tasks = list(options.pop("tasks", None) or [])
+        max_concurrent = int(options.pop("max_concurrent", self._limit))
+        fail_fast = bool(options.pop("fail_fast", False))
+        if max_concurrent < 1:
+            raise ValueError("max_concurrent must be at least 1")
+        base_args = [] if args is None else ([args] if isinstance(args, str) else list(args))
+        gate = asyncio.Semaphore(max_concurrent)
+        ids: list[int | None] = [None] * len(tasks)
+        stop = asyncio.Event()
+
+        async def one(index: int, item: Any) -> TaskResult:
+            async with gate:
+                if stop.is_set():
+                    return TaskResult(None, TaskPattern.CONCURRENT, RunStatus.DONE,
+                                      Outcome(OutcomeKind.CANCELLED, None, "not started: an earlier item failed (fail_fast)"))
+                if isinstance(item, RunSpec):
+                    run_id = self.delay(item, pattern=TaskPattern.CONCURRENT, **dict(options))
+                else:
+                    item_args = [item] if isinstance(item, str) else [str(a) for a in item]
+                    run_id = self.delay(script, [*base_args, *item_args], pattern=TaskPattern.CONCURRENT, **dict(options))
+                ids[index] = run_id
+                result = await self.wait(run_id)
+                if fail_fast and not result.ok and not stop.is_set():
+                    stop.set()
+                    for other in ids:
+                        if other is not None and other != run_id:
+                            self.cancel(other)
+                return result
+
+        jobs = [asyncio.ensure_future(one(i, item)) for i, item in enumerate(tasks)]
+        try:
+            results = list(await asyncio.gather(*jobs))
+        except asyncio.CancelledError:
+            for run_id in ids:
+                if run_id is not None:
+                    self.cancel(run_id)
+            raise
+        failed = sum(1 for r in results if not r.ok)
+        outcome = (Outcome(OutcomeKind.SUCCEEDED, 0) if not failed
+                   else Outcome(OutcomeKind.FAILED, None, f"{failed} of {len(results)} items did not succeed"))
+        return TaskResult(None, TaskPattern.CONCURRENT, RunStatus.DONE, outcome, results=results,
+                          attempts=sum(r.attempts for r in results))
+
+
+def _as_spec(value: RunSpec | str | os.PathLike[str] | None) -> RunSpec | None:
+    if value is None or isinstance(value, RunSpec):
+        return value
+    return RunSpec(str(value) if not isinstance(value, Path) else str(value))
+
+
+def _event_run_id(ev: Event) -> int | None:
+    if isinstance(ev, RunChanged):
+        return ev.run.id
+    return getattr(ev, "run_id", None)
