@@ -23,7 +23,7 @@ from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSp
 from prismq_desktop.core.output import LogWriter, OutputCapture, OutputChunk, Stream
 from prismq_desktop.core.progress import PROTOCOL_PREFIX, ProgressTracker
 from prismq_desktop.core.registry import RunRegistry
-from prismq_desktop.core.wrapper import Executor, Job, SubprocessWrapper
+from prismq_desktop.core.wrapper import ENV_MODE, Executor, Job, SubprocessWrapper
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class RunHandle:
         self.run = run
         self.job = job
         self.capture = capture
-        self._done = threading.Event()
+        self._done = False
+        self._done_event: threading.Event | None = None  # made only if a thread waits
         self._future: asyncio.Future[Run] | None = None
 
     @property
@@ -74,7 +75,7 @@ class RunHandle:
 
     @property
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._done
 
     def stdout(self) -> str:
         return self.capture.text(Stream.STDOUT) if self.capture else ""
@@ -88,7 +89,12 @@ class RunHandle:
         return await asyncio.wait_for(asyncio.shield(self._future), timeout)
 
     def wait_blocking(self, timeout: float | None = None) -> Run:
-        if not self._done.wait(timeout):
+        with self._engine._lock:
+            if self._done_event is None:
+                self._done_event = threading.Event()
+                if self._done:
+                    self._done_event.set()
+        if not self._done_event.wait(timeout):
             raise TimeoutError(f"run {self.id} still active after {timeout}s")
         return self.run
 
@@ -122,11 +128,15 @@ class RunEngine:
         self.tail_lines = tail_lines
         self.max_line_chars = max_line_chars
         self._live: dict[int, RunHandle] = {}
+        self._unannounced: list[RunHandle] = []
+        self._mode_cache: dict[tuple[int, object, str | None], RunMode] = {}  # created in the open transaction, not yet committed
+        self._home_str = str(self.home)
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.RLock()
 
     # -- the one place status changes
     def _change(self, handle: RunHandle, status: RunStatus, outcome: Outcome | None = None) -> None:
+        self.flush_created()
         with self._lock:
             before = handle.run.status
             transition(handle.run, status, outcome)
@@ -151,22 +161,39 @@ class RunEngine:
 
         `fields` set orchestration columns of the Run (priority, pattern, attempt, ...).
         """
-        chosen = self.executor.mode_for_run(mode)
-        run = self.registry.create(
-            spec,
-            mode=chosen.value,
-            dry_run=chosen is RunMode.DRY_RUN,
-            log_path=lambda run_id: str(paths.log_path(self.home, run_id)),
-            **fields,
-        )
-        handle = RunHandle(self, run, None, None)
         try:
-            handle._future = asyncio.get_running_loop().create_future()
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
-            handle._future = None
+            loop = None
+        key = (id(loop), mode, os.environ.get(ENV_MODE))
+        chosen = self._mode_cache.get(key)
+        if chosen is None:
+            chosen = self._mode_cache[key] = self.executor.mode_for_run(mode)
+        run = self.registry.new_run(spec, mode=chosen.value, dry_run=chosen is RunMode.DRY_RUN, **fields)
+        handle = RunHandle(self, run, None, None)
+        handle._future = loop.create_future() if loop is not None else None
         self._live[run.id] = handle
-        self.bus.publish(RunChanged(copy.copy(run), "queued"))
+        if loop is None:
+            self.registry.insert([run])
+            self.bus.publish(RunChanged(copy.copy(run), "queued"))
+            return handle
+        # A burst of submissions in one loop iteration is stored with one commit; each run
+        # is announced only after that (or before any later change of any run).
+        with self._lock:
+            if not self._unannounced:
+                loop.call_soon(self.flush_created)
+            self._unannounced.append(handle)
         return handle
+
+    def flush_created(self) -> None:
+        """Store runs created since the last flush in one transaction, then announce them."""
+        with self._lock:
+            if not self._unannounced:
+                return
+            handles, self._unannounced = self._unannounced, []
+            self.registry.insert([h.run for h in handles])
+        for handle in handles:
+            self.bus.publish(RunChanged(copy.copy(handle.run), "queued"))
 
     def _resolve(self, handle: RunHandle) -> Launch | None:
         try:
@@ -276,7 +303,10 @@ class RunEngine:
         self._finish(handle)
 
     def _finish(self, handle: RunHandle) -> None:
-        handle._done.set()
+        with self._lock:
+            handle._done = True
+            if handle._done_event is not None:
+                handle._done_event.set()
         if handle._future is not None and not handle._future.done():
             handle._future.set_result(copy.copy(handle.run))
         self._live.pop(handle.id, None)
@@ -372,6 +402,7 @@ class RunEngine:
             task.cancel()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=2)
+        self.flush_created()
         self.registry.close()
 
     async def __aenter__(self) -> RunEngine:
@@ -381,5 +412,6 @@ class RunEngine:
         await self.shutdown()
 
     def close(self) -> None:
+        self.flush_created()
         self.registry.close()
 

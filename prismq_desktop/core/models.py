@@ -9,6 +9,8 @@ every change to either goes through `transition()` so an impossible history
 from __future__ import annotations
 
 import enum
+import functools
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -112,6 +114,11 @@ class RunSpec:
             return self.name
         base = self.target.replace("\\", "/").rsplit("/", 1)[-1]
         return base or self.target
+
+    @functools.cached_property
+    def json(self) -> str:
+        """The spec as stored in the registry (computed once per spec: it is on the submit path)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     def with_changes(self, **changes: Any) -> RunSpec:
         return replace(self, **changes)

@@ -333,6 +333,7 @@ class TaskOrchestrator:
         if spec_options:
             raise TypeError(f"unknown option(s): {', '.join(sorted(spec_options))}")
         if idempotency_key:
+            self.engine.flush_created()  # runs submitted earlier in this loop turn count too
             existing = self.registry.find_idempotent(idempotency_key, idempotency_window)
             if existing is not None:
                 chain = self._chains.get(existing.id)

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,6 +149,10 @@ class RunRegistry:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
         self._owner = _me()
+        self._next_id = self._block_end = 0
+        self._logs_dir = str(self.path.parent / "logs")
+        names = [c.strip() for c in _COLUMNS.split(",")]
+        self._insert_sql = f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
         self.recovered: list[Run] = self.recover() if recover else []
 
     # -- schema
@@ -227,7 +231,7 @@ class RunRegistry:
         return {
             "id": run.id,
             "name": run.name,
-            "spec": json.dumps(run.spec.to_dict(), sort_keys=True),
+            "spec": run.spec.json,
             "status": run.status.value,
             "outcome": out.kind.value if out else None,
             "exit_code": out.exit_code if out else None,
@@ -253,41 +257,66 @@ class RunRegistry:
             "depends_on": json.dumps(list(run.depends_on)) if run.depends_on else None,
             "progress": run.progress,
             "progress_message": run.progress_message,
-            "options": json.dumps(run.options, sort_keys=True) if run.options else None,
+            "options": json.dumps(run.options) if run.options else None,
         }
 
-    def create(
-        self,
-        spec: RunSpec,
-        *,
-        mode: str = "",
-        dry_run: bool = False,
-        log_path: Callable[[int], str] | None = None,
-        **fields: Any,
-    ) -> Run:
-        """Insert a new queued run owned by this process and return it with its id.
+    ID_BLOCK = 512
 
-        `log_path(id)` names the run's log file; it is stored in the same transaction.
+    def reserve_id(self) -> int:
+        """A fresh run id with no SQL on the common path.
+
+        Ids are taken from blocks reserved by advancing the table's AUTOINCREMENT counter
+        in `sqlite_sequence` inside an IMMEDIATE transaction, so two processes sharing the
+        file never hand out the same id and plain AUTOINCREMENT inserts skip our blocks.
         """
-        run = Run(id=0, spec=spec, mode=mode, dry_run=dry_run, **fields)
+        with self._lock:
+            if self._next_id >= self._block_end:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='runs'").fetchone()
+                    top = max(int(row[0]) if row else 0,
+                              int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0]))
+                    if row:
+                        self._db.execute("UPDATE sqlite_sequence SET seq=? WHERE name='runs'", (top + self.ID_BLOCK,))
+                    else:
+                        self._db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('runs', ?)", (top + self.ID_BLOCK,))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._next_id, self._block_end = top + 1, top + self.ID_BLOCK + 1
+            run_id = self._next_id
+            self._next_id += 1
+            return run_id
+
+    def new_run(self, spec: RunSpec, *, mode: str = "", dry_run: bool = False, **fields: Any) -> Run:
+        """A queued Run with a reserved id, owned by this process, not yet stored (see insert)."""
+        run = Run(id=self.reserve_id(), spec=spec, mode=mode, dry_run=dry_run, **fields)
         run.owner_pid, run.owner_create_time = self._owner
-        values = self._values(run)
-        del values["id"]
+        run.log_path = self.default_log_path(run.id)
+        return run
+
+    def default_log_path(self, run_id: int) -> str:
+        return f"{self._logs_dir}{os.sep}run-{run_id}.log"
+
+    def insert(self, runs: Sequence[Run]) -> None:
+        """Store new runs in one transaction (a burst of submissions costs one commit)."""
+        if not runs:
+            return
+        rows = [tuple(self._values(run).values()) for run in runs]
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                cur = self._db.execute(
-                    f"INSERT INTO runs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
-                    tuple(values.values()),
-                )
-                run.id = int(cur.lastrowid or 0)
-                if log_path is not None:
-                    run.log_path = log_path(run.id)
-                    self._db.execute("UPDATE runs SET log_path=? WHERE id=?", (run.log_path, run.id))
+                self._db.executemany(self._insert_sql, rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def create(self, spec: RunSpec, *, mode: str = "", dry_run: bool = False, **fields: Any) -> Run:
+        """Insert a new queued run owned by this process and return it with its id."""
+        run = self.new_run(spec, mode=mode, dry_run=dry_run, **fields)
+        self.insert([run])
         return run
 
     def save(self, run: Run) -> None:
