@@ -75,6 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="record what would run, start nothing")
     run.add_argument("--name", help="name shown in history")
     run.add_argument("--encoding", default="utf-8", help="the child's output encoding (default utf-8)")
+    run.add_argument("--pattern", default="simple", metavar="P",
+                     help="simple (default), long_running (same, streamed) or fire_and_forget (run detached, print its id)")
+    run.add_argument("--priority", default="normal", choices=["critical", "high", "normal", "low"])
+    run.add_argument("--retries", type=int, default=0, metavar="N", help="retry a failed run up to N times")
+    run.add_argument("--retry-on", default="failed,timed_out", metavar="WHAT",
+                     help="comma list of failed, timed_out, failed_to_start and/or exit codes (default failed,timed_out)")
+    run.add_argument("--retry-delay", type=float, default=1.0, metavar="S",
+                     help="first backoff in seconds; doubles per attempt, capped at 60, with jitter")
+
+    dead = sub.add_parser("dead-letters", help="runs whose retries ran out: list, requeue or purge")
+    dead.add_argument("--requeue", type=int, metavar="ID", help="run the entry again (a fresh chain of attempts)")
+    dead.add_argument("--purge", type=int, nargs="*", metavar="ID", help="delete these entries (all when no ID)")
+    dead.add_argument("--all", action="store_true", help="include entries already requeued")
+    dead.add_argument("--json", action="store_true")
 
     hist = sub.add_parser("history", help="list recorded runs, newest first")
     hist.add_argument("--status", help="queued, running, paused, done, or an outcome: succeeded, failed, "
@@ -136,6 +150,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     from prismq_desktop.core import OutputBatch, RunEngine, RunMode, RunSpec, TargetKind
     from prismq_desktop.core.events import Event
     from prismq_desktop.core.output import Stream
+    from prismq_desktop.core.patterns import TaskPattern
     from prismq_desktop.core.wrapper import requested_mode
 
     args = list(ns.args)
@@ -155,6 +170,16 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         name=ns.name,
     )
     mode = RunMode.DRY_RUN if ns.dry_run else (RunMode(ns.mode) if ns.mode else None)
+    pattern = TaskPattern.parse(ns.pattern)
+    if pattern not in (TaskPattern.SIMPLE, TaskPattern.LONG_RUNNING, TaskPattern.FIRE_AND_FORGET):
+        _usage_error(f"--pattern {pattern.value} is not available from `run` (use simple, long_running or "
+                     "fire_and_forget; batches and pools are in the Python API and the window)")
+    chosen = requested_mode(mode or RunMode.AUTO)
+    blocking = chosen in (RunMode.LOCAL, RunMode.DRY_RUN)
+    if blocking and ns.retries:
+        _usage_error("--retries needs the async or threaded mode")
+    if pattern is TaskPattern.FIRE_AND_FORGET and not os.environ.get(ENV_ANNOUNCE):
+        return _detach(ns)
     out, err = sys.stdout.buffer, sys.stderr.buffer
 
     def show(event: Event) -> None:
@@ -164,17 +189,15 @@ def _cmd_run(ns: argparse.Namespace) -> int:
             out.flush()
             err.flush()
 
-    engine = RunEngine(ns.data_dir, mode=RunMode.AUTO)
-    try:
-        chosen = requested_mode(mode or RunMode.AUTO)
-        if chosen in (RunMode.LOCAL, RunMode.DRY_RUN):
+    if blocking:
+        engine = RunEngine(ns.data_dir, mode=RunMode.AUTO)
+        try:
             engine.bus.subscribe_sync(show)
-            handle = engine.run_blocking(spec, mode=chosen)
-        else:
-            handle = asyncio.run(_run_async(engine, spec, mode, show))
-    finally:
-        engine.close()
-    run = handle.run
+            run = engine.run_blocking(spec, mode=chosen).run
+        finally:
+            engine.close()
+    else:
+        run = asyncio.run(_run_async(ns, spec, mode, pattern, show))
     if run.dry_run:
         print(f"dry run #{run.id}: would run {' '.join(run.argv)} in {run.cwd}", file=sys.stderr)
     assert run.outcome is not None
@@ -183,31 +206,137 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     return _exit_status(run.outcome)
 
 
-async def _run_async(engine: Any, spec: Any, mode: Any, show: Any) -> Any:
+ENV_ANNOUNCE = "PRISMQ_CLI_ANNOUNCE"
+
+
+def _detach(ns: argparse.Namespace) -> int:
+    """fire_and_forget from a shell: run the same command in a detached process, print its run id."""
+    import subprocess
+
+    argv = list(ns.original_argv)
+    cleaned: list[str] = []
+    skip = False
+    for i, tok in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if tok == "--pattern" and "--" not in argv[:i]:
+            skip = True
+            continue
+        if tok.startswith("--pattern=") and "--" not in argv[:i]:
+            continue
+        cleaned.append(tok)
+    env = dict(os.environ, **{ENV_ANNOUNCE: "1"})
+    kwargs: dict[str, Any] = {"start_new_session": True} if os.name != "nt" else {
+        "creationflags": getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000) | 0x00000008}  # DETACHED_PROCESS
+    proc = subprocess.Popen([sys.executable, "-m", "prismq_desktop", *cleaned], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, **kwargs)
+    assert proc.stdout is not None
+    line = proc.stdout.readline(200).decode("ascii", "replace").strip()  # one short line, not output
+    proc.stdout.close()
+    if not line.startswith("PRISMQ-RUN-ID "):
+        code = proc.wait(timeout=60)
+        print(f"prismq-desktop: the background run could not be started (exit {code})", file=sys.stderr)
+        return EXIT_FAILED_TO_START
+    run_id = line.split()[1]
+    print(f"run #{run_id} started in the background; follow it with: prismq-desktop logs {run_id} --follow")
+    return 0
+
+
+async def _run_async(ns: argparse.Namespace, spec: Any, mode: Any, pattern: Any, show: Any) -> Any:
+    from prismq_desktop.core.orchestrator import TaskOrchestrator
+
     loop = asyncio.get_running_loop()
-    engine.bus.subscribe_sync(show)
-    handle = await engine.start(spec, mode=mode)
+    async with TaskOrchestrator(ns.data_dir, max_concurrent=1) as orch:
+        orch.bus.subscribe_sync(show)
+        run_id = orch.delay(spec, mode=mode, pattern=pattern, priority=ns.priority, max_retries=ns.retries,
+                            retry_on=tuple(_retry_on(ns.retry_on)), backoff_base=ns.retry_delay)
+        if os.environ.get(ENV_ANNOUNCE):
+            _announce_and_detach(run_id)
 
-    def on_signal() -> None:
-        engine.cancel(handle.id)
+        def on_signal() -> None:
+            orch.cancel(run_id)
 
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, on_signal)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
         try:
-            loop.add_signal_handler(sig, on_signal)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass
-    try:
-        await handle.wait()
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-    return handle
+            result = await orch.wait(run_id)
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        return result.run
+
+
+def _announce_and_detach(run_id: int) -> None:
+    """In the detached child: tell the parent the run id, then stop writing to its pipe."""
+    os.write(1, f"PRISMQ-RUN-ID {run_id}\n".encode())
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
+def _retry_on(text: str) -> list[str | int]:
+    items: list[str | int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part:
+            items.append(int(part) if part.lstrip("-").isdigit() else part)
+    return items
+
+
+def _cmd_dead_letters(ns: argparse.Namespace) -> int:
+    from prismq_desktop.core import RunRegistry
+    from prismq_desktop.core.paths import data_dir, registry_path
+
+    if ns.requeue is not None:
+        return asyncio.run(_requeue(ns))
+    with RunRegistry(registry_path(data_dir(ns.data_dir))) as reg:
+        if ns.purge is not None:
+            ids = ns.purge or None
+            n = reg.purge_dead_letters(ids)
+            print(f"purged {n} dead letter(s)")
+            return 0
+        entries = reg.dead_letters(include_requeued=ns.all)
+    if ns.json:
+        json.dump([{"id": d.id, "run_id": d.run_id, "first_run_id": d.first_run_id, "name": d.name,
+                    "attempts": d.attempts, "reason": d.reason, "created_at": d.created_at,
+                    "requeued_run_id": d.requeued_run_id, "spec": d.spec.to_dict()} for d in entries], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    if not entries:
+        print("no dead letters")
+        return 0
+    print(f"{'ID':>5}  {'RUN':>6}  {'NAME':<24} {'TRIES':>5}  REASON")
+    for d in entries:
+        note = f" (requeued as #{d.requeued_run_id})" if d.requeued_run_id else ""
+        print(f"{d.id:>5}  {d.run_id:>6}  {d.name[:24]:<24} {d.attempts:>5}  {d.reason}{note}")
+    return 0
+
+
+async def _requeue(ns: argparse.Namespace) -> int:
+    from prismq_desktop.core.orchestrator import TaskOrchestrator
+
+    async with TaskOrchestrator(ns.data_dir, max_concurrent=1) as orch:
+        try:
+            run_id = orch.requeue_dead_letter(ns.requeue)
+        except (KeyError, ValueError) as exc:
+            print(f"prismq-desktop: {exc.args[0]}", file=sys.stderr)
+            return 1
+        print(f"dead letter #{ns.requeue} requeued as run #{run_id}", file=sys.stderr)
+        result = await orch.wait(run_id)
+        assert result.outcome is not None
+        print(f"prismq-desktop: run #{run_id} {result.outcome.describe()}", file=sys.stderr)
+        return _exit_status(result.outcome)
 
 
 _STATUSES = {"queued", "running", "paused", "done"}
-_OUTCOMES = {"succeeded", "failed", "failed_to_start", "cancelled", "timed_out", "interrupted"}
+_OUTCOMES = {"succeeded", "failed", "failed_to_start", "cancelled", "timed_out", "interrupted", "dependency_failed"}
 
 
 def _cmd_history(ns: argparse.Namespace) -> int:
@@ -299,7 +428,9 @@ def _cmd_gui(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    ns = parser.parse_args(raw)
+    ns.original_argv = raw
     try:
         if ns.command == "run":
             return _cmd_run(ns)
@@ -307,6 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_history(ns)
         if ns.command == "logs":
             return _cmd_logs(ns)
+        if ns.command == "dead-letters":
+            return _cmd_dead_letters(ns)
         return _cmd_gui(ns, parser)
     except BrokenPipeError:
         return 1

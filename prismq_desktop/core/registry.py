@@ -150,6 +150,7 @@ class RunRegistry:
         self._migrate()
         self._owner = _me()
         self._next_id = self._block_end = 0
+        self._block = 4
         self._logs_dir = str(self.path.parent / "logs")
         names = [c.strip() for c in _COLUMNS.split(",")]
         self._insert_sql = f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
@@ -182,7 +183,20 @@ class RunRegistry:
 
     def close(self) -> None:
         with self._lock:
+            self._release_ids()
             self._db.close()
+
+    def _release_ids(self) -> None:
+        """Give back the unused rest of our id block, if nobody reserved after us (keeps ids dense)."""
+        if self._next_id >= self._block_end:
+            return
+        try:
+            self._db.execute(
+                "UPDATE sqlite_sequence SET seq=? WHERE name='runs' AND seq=?", (self._next_id - 1, self._block_end - 1)
+            )
+        except sqlite3.Error:
+            pass
+        self._next_id = self._block_end
 
     def __enter__(self) -> RunRegistry:
         return self
@@ -260,7 +274,7 @@ class RunRegistry:
             "options": json.dumps(run.options) if run.options else None,
         }
 
-    ID_BLOCK = 512
+    ID_BLOCK_MAX = 1024
 
     def reserve_id(self) -> int:
         """A fresh run id with no SQL on the common path.
@@ -276,15 +290,17 @@ class RunRegistry:
                     row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='runs'").fetchone()
                     top = max(int(row[0]) if row else 0,
                               int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0]))
+                    # blocks grow while submissions keep coming, so a burst costs few reservations
+                    self._block = min(self.ID_BLOCK_MAX, self._block * 2)
                     if row:
-                        self._db.execute("UPDATE sqlite_sequence SET seq=? WHERE name='runs'", (top + self.ID_BLOCK,))
+                        self._db.execute("UPDATE sqlite_sequence SET seq=? WHERE name='runs'", (top + self._block,))
                     else:
-                        self._db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('runs', ?)", (top + self.ID_BLOCK,))
+                        self._db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('runs', ?)", (top + self._block,))
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
-                self._next_id, self._block_end = top + 1, top + self.ID_BLOCK + 1
+                self._next_id, self._block_end = top + 1, top + self._block + 1
             run_id = self._next_id
             self._next_id += 1
             return run_id
