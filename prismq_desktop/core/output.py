@@ -31,10 +31,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any, BinaryIO
 
 LOG_MAGIC = b"PRISMQ-LOG 1\n"
+_writev = getattr(os, "writev", None)  # POSIX only
 CHUNK_SIZE = 64 * 1024
 
 
@@ -62,6 +62,7 @@ class LogWriter:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         self._fh: BinaryIO | None = open(path, "ab", buffering=0)  # noqa: SIM115
         self._lock = threading.Lock()
+        self._fd = self._fh.fileno()
         if self._fh.tell() == 0:
             self._fh.write(LOG_MAGIC)
         self.bytes_written = 0
@@ -71,7 +72,13 @@ class LogWriter:
         with self._lock:
             if self._fh is None:
                 return
-            self._fh.write(b"".join((header, data, b"\n")))
+            if _writev is not None:  # no copy of the payload
+                todo = len(header) + len(data) + 1
+                done = _writev(self._fd, (header, data, b"\n"))
+                if done != todo:  # a short write (disk full, signal): finish it plainly
+                    self._fh.write(b"".join((header, data, b"\n"))[done:])
+            else:
+                self._fh.write(b"".join((header, data, b"\n")))
             self.bytes_written += len(data)
 
     def meta(self, **fields: Any) -> None:
@@ -155,34 +162,54 @@ class LineAssembler:
         else:
             self.partial += text
 
-    def feed_text(self, text: str) -> list[str]:
-        """Add decoded text; return the lines it completed (without newlines)."""
+    def feed_block(self, text: str) -> tuple[str, int, bool] | None:
+        """Add decoded text; return the lines it completed as one `\n`-joined block, their count,
+        and whether the first line was already clipped (it carried a long partial).
+
+        The common case (no `\r`) is a handful of C-speed string scans per chunk, whatever
+        the number of lines in it; long complete lines are clipped when read (`clip_block`).
+        """
         if self._pending_cr:
             text = "\r" + text
             self._pending_cr = False
         if text.endswith("\r"):
             text = text[:-1]
             self._pending_cr = True
-        if "\n" not in text:
+        last = text.rfind("\n")
+        if last < 0:
             self._add_partial(text)
-            return []
-        has_cr = "\r" in text
-        if has_cr:
+            return None
+        if "\r" in text:
             text = text.replace("\r\n", "\n")
-        parts = text.split("\n")
-        self._add_partial(parts[0])
-        lines = [self._clip(self.partial, self.partial_dropped)]
-        middle = parts[1:-1]
-        if middle:
-            if has_cr:
-                middle = [m.rpartition("\r")[2] for m in middle]
-            if max(map(len, middle)) > self.max_line_chars:
-                middle = [self._clip(m) for m in middle]
-            lines.extend(middle)
+            last = text.rfind("\n")
+            parts = text[:last].split("\n")
+            self._add_partial(parts[0])
+            clipped = bool(self.partial_dropped)
+            lines = [self._clip(self.partial, self.partial_dropped)]
+            lines.extend(p.rpartition("\r")[2] for p in parts[1:])
+            block, count = "\n".join(lines), len(lines)
+        else:
+            first_nl = text.find("\n")
+            self._add_partial(text[:first_nl])
+            clipped = bool(self.partial_dropped)
+            first = self._clip(self.partial, self.partial_dropped)
+            block = first if first_nl == last else f"{first}\n{text[first_nl + 1 : last]}"
+            count = text.count("\n", first_nl, last + 1)
         self.partial = ""
         self.partial_dropped = 0
-        self._add_partial(parts[-1])
+        self._add_partial(text[last + 1 :])
+        return block, count, clipped
+
+    def clip_block(self, block: str, first_clipped: bool = False) -> list[str]:
+        lines = block.split("\n")
+        if max(map(len, lines)) > self.max_line_chars:
+            lines = [line if (i == 0 and first_clipped) else self._clip(line) for i, line in enumerate(lines)]
         return lines
+
+    def feed_text(self, text: str) -> list[str]:
+        """Add decoded text; return the lines it completed (without newlines)."""
+        got = self.feed_block(text)
+        return self.clip_block(got[0], got[2]) if got else []
 
     def finish(self) -> list[str]:
         """Flush the decoder at end of stream; a non-empty partial becomes a last line."""
@@ -202,6 +229,8 @@ class LineAssembler:
 class OutputCapture:
     """Everything one run's output goes through; `feed` may be called from any thread.
 
+    The tail is kept as blocks of complete lines (one per chunk), trimmed by line count,
+    so a chunk of a thousand short lines costs one append, not a thousand.
     `on_pending` is called (outside the lock) when a batch becomes pending after being
     empty, so the executor can schedule a flush without polling.
     """
@@ -216,18 +245,27 @@ class OutputCapture:
         keep_batches: bool = True,
     ) -> None:
         self.log = log
-        self.tail: collections.deque[tuple[Stream, str]] = collections.deque(maxlen=tail_lines)
+        self.tail_max = tail_lines
+        self._blocks: collections.deque[tuple[Stream, str, int, bool]] = collections.deque()
+        self._tail_count = 0
         self._asm = {
             Stream.STDOUT: LineAssembler(encoding, max_line_chars),
             Stream.STDERR: LineAssembler(encoding, max_line_chars),
         }
         self._lock = threading.Lock()
         self._pending: list[OutputChunk] = []
-        self._pending_bytes = 0
         self.on_pending = on_pending
         self.keep_batches = keep_batches
         self.bytes_read = {Stream.STDOUT: 0, Stream.STDERR: 0}
         self.lines_seen = 0
+
+    def _add_block(self, stream: Stream, block: str, count: int, first_clipped: bool) -> None:
+        self._blocks.append((stream, block, count, first_clipped))
+        self._tail_count += count
+        self.lines_seen += count
+        blocks = self._blocks
+        while self._tail_count - blocks[0][2] >= self.tail_max:
+            self._tail_count -= blocks.popleft()[2]
 
     def feed(self, stream: Stream, data: bytes) -> None:
         if not data:
@@ -239,36 +277,42 @@ class OutputCapture:
         with self._lock:
             asm = self._asm[stream]
             text = asm.decode(data)
-            lines = asm.feed_text(text)
-            if lines:
-                self.lines_seen += len(lines)
-                self.tail.extend(zip(repeat(stream), lines))
+            got = asm.feed_block(text)
+            if got is not None:
+                self._add_block(stream, *got)
             self.bytes_read[stream] += len(data)
             if self.keep_batches:
                 notify = not self._pending
                 self._pending.append(OutputChunk(stream, data, text, now))
-                self._pending_bytes += len(data)
         if notify and self.on_pending is not None:
             self.on_pending()
 
     def finish(self) -> None:
-        """End of both streams: decode what the decoders held back, close the log."""
+        """End of both streams: decode what the decoders held back."""
         with self._lock:
             for stream, asm in self._asm.items():
-                lines = asm.finish()
-                if lines:
-                    self.lines_seen += len(lines)
-                    self.tail.extend(zip(repeat(stream), lines))
+                for line in asm.finish():  # already clipped, one block each
+                    self._add_block(stream, line, 1, True)
 
     def take_pending(self) -> list[OutputChunk]:
         with self._lock:
             chunks, self._pending = self._pending, []
-            self._pending_bytes = 0
         return chunks
 
-    def tail_lines(self, n: int | None = None) -> list[tuple[Stream, str]]:
+    @property
+    def tail(self) -> list[tuple[Stream, str]]:
+        """The last complete lines (at most `tail_lines`), oldest first."""
         with self._lock:
-            items = list(self.tail)
+            blocks = list(self._blocks)
+        items: list[tuple[Stream, str]] = []
+        for stream, block, _, first_clipped in blocks:
+            items.extend((stream, line) for line in self._asm[stream].clip_block(block, first_clipped))
+        return items[-self.tail_max :]
+
+    def tail_lines(self, n: int | None = None) -> list[tuple[Stream, str]]:
+        """The tail plus each stream's unfinished line (a progress bar being redrawn)."""
+        items = self.tail
+        with self._lock:
             for stream, asm in self._asm.items():
                 if asm.partial or asm.partial_dropped:
                     items.append((stream, asm.current()))
