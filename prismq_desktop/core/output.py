@@ -36,6 +36,7 @@ from typing import Any, BinaryIO
 LOG_MAGIC = b"PRISMQ-LOG 1\n"
 _writev = getattr(os, "writev", None)  # POSIX only
 CHUNK_SIZE = 64 * 1024
+URGENT_BATCH_BYTES = 1 << 20  # a pending batch this big is flushed without waiting for the timer
 
 
 class Stream(enum.StrEnum):
@@ -231,8 +232,9 @@ class OutputCapture:
 
     The tail is kept as blocks of complete lines (one per chunk), trimmed by line count,
     so a chunk of a thousand short lines costs one append, not a thousand.
-    `on_pending` is called (outside the lock) when a batch becomes pending after being
-    empty, so the executor can schedule a flush without polling.
+    `on_pending(urgent)` is called (outside the lock) when a batch becomes pending after
+    being empty, and with urgent=True when it grows past 1 MiB, so the executor can
+    schedule a flush without polling.
     """
 
     def __init__(
@@ -241,7 +243,7 @@ class OutputCapture:
         encoding: str = "utf-8",
         tail_lines: int = 2000,
         max_line_chars: int = 16384,
-        on_pending: Callable[[], None] | None = None,
+        on_pending: Callable[[bool], None] | None = None,
         keep_batches: bool = True,
     ) -> None:
         self.log = log
@@ -254,6 +256,7 @@ class OutputCapture:
         }
         self._lock = threading.Lock()
         self._pending: list[OutputChunk] = []
+        self._pending_bytes = 0
         self.on_pending = on_pending
         self.keep_batches = keep_batches
         self.bytes_read = {Stream.STDOUT: 0, Stream.STDERR: 0}
@@ -281,11 +284,16 @@ class OutputCapture:
             if got is not None:
                 self._add_block(stream, *got)
             self.bytes_read[stream] += len(data)
+            urgent = False
             if self.keep_batches:
                 notify = not self._pending
                 self._pending.append(OutputChunk(stream, data, text, now))
-        if notify and self.on_pending is not None:
-            self.on_pending()
+                before = self._pending_bytes
+                self._pending_bytes += len(data)
+                # crossing the cap asks for a flush now, so a batch never holds much more than it
+                urgent = before < URGENT_BATCH_BYTES <= self._pending_bytes
+        if (notify or urgent) and self.on_pending is not None:
+            self.on_pending(urgent)
 
     def finish(self) -> None:
         """End of both streams: decode what the decoders held back."""
@@ -297,6 +305,7 @@ class OutputCapture:
     def take_pending(self) -> list[OutputChunk]:
         with self._lock:
             chunks, self._pending = self._pending, []
+            self._pending_bytes = 0
         return chunks
 
     @property

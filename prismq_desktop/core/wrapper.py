@@ -150,38 +150,54 @@ def _start_error(launch: Launch, exc: OSError) -> Outcome:
 
 
 class _Flusher:
-    """Hands pending output to `emit` on the loop: at once after a quiet spell, else every ~50 ms."""
+    """Hands pending output to subscribers on the loop.
+
+    Sparse output goes out at once (a line split over two writes must not wait 50 ms for
+    its newline); a stream is throttled to a batch every ~50 ms, or sooner once a batch
+    holds 1 MiB, so memory stays bounded however fast the child writes.
+    """
+
+    QUIET_BYTES = 4096  # batches this small (and few) do not start throttling
+    QUIET_BURST = 4
 
     def __init__(self, loop: asyncio.AbstractEventLoop, job: Job, threadsafe: bool) -> None:
         self.loop = loop
         self.job = job
         self.threadsafe = threadsafe
         self._handle: asyncio.TimerHandle | asyncio.Handle | None = None
-        self._last = 0.0
+        self._window_start = -1.0
+        self._window_bytes = 0
+        self._window_batches = 0
 
-    def request(self) -> None:
+    def request(self, urgent: bool = False) -> None:
         if self.threadsafe:
             with contextlib.suppress(RuntimeError):  # loop closed at shutdown
-                self.loop.call_soon_threadsafe(self._schedule)
+                self.loop.call_soon_threadsafe(self._schedule, urgent)
         else:
-            self._schedule()
+            self._schedule(urgent)
 
-    def _schedule(self) -> None:
+    def _schedule(self, urgent: bool = False) -> None:
         if self._handle is not None:
-            return
-        delay = self._last + FLUSH_INTERVAL - time.monotonic()
-        if delay <= 0:
+            if not urgent or not isinstance(self._handle, asyncio.TimerHandle):
+                return
+            self._handle.cancel()
+        now = time.monotonic()
+        if now - self._window_start >= FLUSH_INTERVAL:
+            self._window_start, self._window_bytes, self._window_batches = now, 0, 0
+        quiet = self._window_bytes < self.QUIET_BYTES and self._window_batches < self.QUIET_BURST
+        if urgent or quiet:
             self._handle = self.loop.call_soon(self.fire)
         else:
-            self._handle = self.loop.call_later(delay, self.fire)
+            self._handle = self.loop.call_later(self._window_start + FLUSH_INTERVAL - now, self.fire)
 
     def fire(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        self._last = time.monotonic()
         chunks = self.job.capture.take_pending()
         if chunks:
+            self._window_batches += 1
+            self._window_bytes += sum(len(c.data) for c in chunks)
             self.job.on_output(chunks)
 
 
