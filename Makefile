@@ -39,7 +39,7 @@ test-core-noqt: $(CORE_VENV)/.installed
 	$(CORE_BIN)/python -m pytest tests/core -p no:pytestqt -q
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check prismq_desktop tests benchmarks
+	$(BIN)/ruff check prismq_desktop tests $(wildcard benchmarks examples)
 	$(BIN)/mypy prismq_desktop/core
 
 bench: $(VENV)/.installed
