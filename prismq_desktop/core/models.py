@@ -36,6 +36,8 @@ class OutcomeKind(enum.StrEnum):
     TIMED_OUT = "timed_out"
     INTERRUPTED = "interrupted"  # the process that owned it died before it finished
     DEPENDENCY_FAILED = "dependency_failed"  # a run it waited for (`after=`) did not succeed
+    SKIPPED = "skipped"  # a schedule's fire not started (overlap policy forbid)
+    MISSED = "missed"  # a schedule's fire that fell while no PrismQ was running (catch-up skip/coalesce)
 
 
 class TargetKind(enum.StrEnum):
@@ -200,6 +202,14 @@ class Run:
     progress: float | None = None
     progress_message: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # scheduling (issue 4): which schedule fired it and why ("schedule", "run now", "catch-up", ...)
+    schedule_id: int | None = None
+    trigger: str | None = None
+    # resource usage of the whole tree, saved when the run ends
+    peak_cpu: float | None = None
+    mean_cpu: float | None = None
+    peak_rss: int | None = None
+    mean_rss: int | None = None
 
     @property
     def name(self) -> str:

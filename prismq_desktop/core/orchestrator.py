@@ -119,6 +119,7 @@ class TaskResult:
     attempts: int = 1
     results: list[TaskResult] = field(default_factory=list)
     follow_up_ids: list[int] = field(default_factory=list)
+    schedule_id: int | None = None  # PERIODIC: the schedule that was created
 
     @property
     def ok(self) -> bool:
@@ -233,6 +234,7 @@ class TaskOrchestrator:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.rng = random.Random()
         self.callback_errors: list[tuple[int, str]] = []
+        self._scheduler: Any = None
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> TaskOrchestrator:
@@ -243,6 +245,8 @@ class TaskOrchestrator:
 
     async def close(self, cancel_running: bool = True) -> None:
         """Cancel what is queued and running, wait for the trees to go, close the registry."""
+        if self._scheduler is not None:
+            await self._scheduler.stop()
         if cancel_running:
             self.cancel_all()
         await self.engine.shutdown(cancel_running=cancel_running)
@@ -326,6 +330,8 @@ class TaskOrchestrator:
         idempotency_window: float | None = None,
         mode: RunMode | str | None = None,
         pattern: TaskPattern | str = TaskPattern.FIRE_AND_FORGET,
+        schedule_id: int | None = None,
+        trigger: str | None = None,
         **spec_options: Any,
     ) -> int:
         """Queue a run and return its id at once. `callback(result)` is called exactly once at the end."""
@@ -353,7 +359,8 @@ class TaskOrchestrator:
                 options[key] = value.to_dict()
         deps = tuple(int(d) for d in after)
         handle = self.engine.create(spec, mode=mode, priority=int(prio), pattern=pat.value,
-                                    idempotency_key=idempotency_key, depends_on=deps, options=options)
+                                    idempotency_key=idempotency_key, depends_on=deps, options=options,
+                                    schedule_id=schedule_id, trigger=trigger)
         loop = asyncio.get_running_loop()
         chain = _Chain(
             first_id=handle.id, spec=spec, policy=policy, pattern=pat, priority=prio, mode=mode, callback=callback,
@@ -501,6 +508,7 @@ class TaskOrchestrator:
             chain.spec, mode=chain.mode, priority=int(chain.priority), pattern=chain.pattern.value,
             attempt=chain.attempt + 1, parent_id=chain.first_id, not_before=at,
             idempotency_key=chain.idempotency_key, options=previous.run.options,
+            schedule_id=previous.run.schedule_id, trigger=previous.run.trigger,
         )
         chain.attempt += 1
         chain.current = handle
@@ -705,9 +713,7 @@ class TaskOrchestrator:
         for key in ("streaming", "wait_for_result", "use_pool", "concurrent_tasks"):
             options.pop(key, None)
         if chosen is TaskPattern.PERIODIC:
-            raise PatternUnavailable(
-                "PERIODIC needs the scheduler, which this build does not have yet; nothing was scheduled"
-            )
+            return self._execute_periodic(script, args, options)
         if chosen is TaskPattern.POOLED:
             raise PatternUnavailable("POOLED needs the warm worker pool, which this build does not have yet; nothing was run")
         if chosen is TaskPattern.CONCURRENT:
@@ -728,6 +734,35 @@ class TaskOrchestrator:
         except asyncio.CancelledError:
             self.cancel(run_id)
             raise
+
+    @property
+    def scheduler(self) -> Any:
+        """The periodic scheduler sharing this orchestrator's queue (created on first use, not started)."""
+        if self._scheduler is None:
+            from prismq_desktop.core.scheduler import Scheduler
+
+            self._scheduler = Scheduler(self)
+        return self._scheduler
+
+    def _execute_periodic(self, script: str | os.PathLike[str] | RunSpec, args: Iterable[str] | str | None,
+                          options: dict[str, Any]) -> TaskResult:
+        from prismq_desktop.core.scheduler import make_trigger
+
+        trigger = make_trigger(interval_seconds=options.pop("interval_seconds", None), cron=options.pop("cron", None),
+                               at=options.pop("at", None), timezone=options.pop("timezone", "UTC"))
+        policy = {k: options.pop(k) for k in ("overlap", "misfire_grace", "catchup", "catchup_limit", "jitter", "enabled")
+                  if k in options}
+        run_options = {k: options.pop(k) for k in ("max_retries", "retry_on", "backoff_base", "backoff_factor",
+                                                    "backoff_cap", "priority") if k in options}
+        spec = self._make_spec(script, args, options)
+        if options:
+            raise TypeError(f"unknown option(s) for a periodic task: {', '.join(sorted(options))}")
+        name = spec.name or spec.display_name
+        sched = self.scheduler.add(name, spec, trigger, **policy, **run_options)
+        self.scheduler.start()
+        result = TaskResult(None, TaskPattern.PERIODIC, RunStatus.QUEUED)
+        result.schedule_id = sched.id
+        return result
 
     async def _stream_until_done(self, run_id: int, on_event: Any, on_output: Any, on_progress: Any) -> TaskResult:
         try:

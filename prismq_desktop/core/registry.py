@@ -85,13 +85,47 @@ MIGRATIONS: list[str] = [
         requeued_run_id INTEGER
     );
     """,
+    """
+    ALTER TABLE runs ADD COLUMN schedule_id INTEGER;
+    ALTER TABLE runs ADD COLUMN trigger TEXT;
+    ALTER TABLE runs ADD COLUMN peak_cpu REAL;
+    ALTER TABLE runs ADD COLUMN mean_cpu REAL;
+    ALTER TABLE runs ADD COLUMN peak_rss INTEGER;
+    ALTER TABLE runs ADD COLUMN mean_rss INTEGER;
+    CREATE INDEX runs_schedule_created ON runs(schedule_id, created_at DESC) WHERE schedule_id IS NOT NULL;
+    CREATE TABLE schedules (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        spec TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        overlap TEXT NOT NULL DEFAULT 'forbid',
+        misfire_grace REAL NOT NULL DEFAULT 60,
+        catchup TEXT NOT NULL DEFAULT 'coalesce',
+        catchup_limit INTEGER NOT NULL DEFAULT 10,
+        jitter REAL NOT NULL DEFAULT 0,
+        options TEXT,
+        last_fire REAL,
+        next_fire REAL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE schedule_fires (
+        schedule_id INTEGER NOT NULL,
+        due REAL NOT NULL,
+        claimed_by INTEGER NOT NULL,
+        claimed_at REAL NOT NULL,
+        run_id INTEGER,
+        PRIMARY KEY (schedule_id, due)
+    );
+    """,
 ]
 
 _COLUMNS = (
     "id, name, spec, status, outcome, exit_code, error, mode, dry_run, created_at, started_at, "
     "ended_at, pid, pid_create_time, argv, cwd, log_path, owner_pid, owner_create_time, "
     "priority, pattern, attempt, parent_id, idempotency_key, not_before, depends_on, progress, "
-    "progress_message, options"
+    "progress_message, options, schedule_id, trigger, peak_cpu, mean_cpu, peak_rss, mean_rss"
 )
 
 
@@ -237,6 +271,12 @@ class RunRegistry:
             progress=row["progress"],
             progress_message=row["progress_message"],
             options=json.loads(row["options"]) if row["options"] else {},
+            schedule_id=row["schedule_id"],
+            trigger=row["trigger"],
+            peak_cpu=row["peak_cpu"],
+            mean_cpu=row["mean_cpu"],
+            peak_rss=row["peak_rss"],
+            mean_rss=row["mean_rss"],
         )
 
     @staticmethod
@@ -272,6 +312,12 @@ class RunRegistry:
             "progress": run.progress,
             "progress_message": run.progress_message,
             "options": json.dumps(run.options) if run.options else None,
+            "schedule_id": run.schedule_id,
+            "trigger": run.trigger,
+            "peak_cpu": run.peak_cpu,
+            "mean_cpu": run.mean_cpu,
+            "peak_rss": run.peak_rss,
+            "mean_rss": run.mean_rss,
         }
 
     ID_BLOCK_MAX = 1024
@@ -352,7 +398,11 @@ class RunRegistry:
         return self._row_to_run(row) if row else None
 
     def _where(
-        self, status: Iterable[str] | str | None, outcome: Iterable[str] | str | None, name: str | None
+        self,
+        status: Iterable[str] | str | None,
+        outcome: Iterable[str] | str | None,
+        name: str | None,
+        schedule_id: int | None = None,
     ) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         params: list[Any] = []
@@ -365,6 +415,9 @@ class RunRegistry:
         if name is not None:
             clauses.append("name = ?")
             params.append(name)
+        if schedule_id is not None:
+            clauses.append("schedule_id = ?")
+            params.append(schedule_id)
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def list(
@@ -373,11 +426,12 @@ class RunRegistry:
         status: Iterable[str] | str | None = None,
         outcome: Iterable[str] | str | None = None,
         name: str | None = None,
+        schedule_id: int | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[Run]:
         """Newest first."""
-        where, params = self._where(status, outcome, name)
+        where, params = self._where(status, outcome, name, schedule_id)
         sql = f"SELECT {_COLUMNS} FROM runs{where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
         with self._lock:
             rows = self._db.execute(sql, (*params, limit, offset)).fetchall()
@@ -468,6 +522,108 @@ class RunRegistry:
                     f"DELETE FROM dead_letters WHERE id IN ({', '.join('?' * len(ids))})", tuple(ids)
                 )
         return cur.rowcount
+
+    # -- schedules
+    def _schedule_row(self, row: sqlite3.Row) -> dict[str, Any]:
+        data = dict(row)
+        data["spec"] = json.loads(data["spec"])
+        data["trigger"] = json.loads(data["trigger"])
+        data["options"] = json.loads(data["options"]) if data["options"] else {}
+        data["enabled"] = bool(data["enabled"])
+        return data
+
+    def add_schedule(self, values: dict[str, Any]) -> int:
+        row = self._schedule_values(values)
+        row["created_at"] = row["updated_at"] = time.time()
+        with self._lock:
+            try:
+                cur = self._db.execute(
+                    f"INSERT INTO schedules ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
+                )
+            except sqlite3.IntegrityError:
+                raise RegistryError(f"a schedule named {values['name']!r} already exists") from None
+        return int(cur.lastrowid or 0)
+
+    @staticmethod
+    def _schedule_values(values: dict[str, Any]) -> dict[str, Any]:
+        row = dict(values)
+        row.pop("id", None)
+        for key in ("spec", "trigger", "options"):
+            if key in row and not isinstance(row[key], str):
+                row[key] = json.dumps(row[key], sort_keys=True)
+        if "enabled" in row:
+            row["enabled"] = int(bool(row["enabled"]))
+        return row
+
+    def update_schedule(self, schedule_id: int, values: dict[str, Any]) -> None:
+        row = self._schedule_values(values)
+        row["updated_at"] = time.time()
+        with self._lock:
+            try:
+                cur = self._db.execute(
+                    f"UPDATE schedules SET {', '.join(f'{k}=?' for k in row)} WHERE id=?", (*row.values(), schedule_id)
+                )
+            except sqlite3.IntegrityError:
+                raise RegistryError(f"a schedule named {values.get('name')!r} already exists") from None
+        if cur.rowcount != 1:
+            raise RegistryError(f"no schedule #{schedule_id}")
+
+    def get_schedule(self, key: int | str) -> dict[str, Any] | None:
+        col = "id" if isinstance(key, int) else "name"
+        with self._lock:
+            row = self._db.execute(f"SELECT * FROM schedules WHERE {col}=?", (key,)).fetchone()
+        return self._schedule_row(row) if row else None
+
+    def list_schedules(self) -> builtins.list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM schedules ORDER BY name").fetchall()
+        return [self._schedule_row(r) for r in rows]
+
+    def delete_schedule(self, schedule_id: int) -> bool:
+        """Delete a schedule; its runs (and their schedule_id) stay in history."""
+        with self._lock:
+            cur = self._db.execute("DELETE FROM schedules WHERE id=?", (schedule_id,))
+        return cur.rowcount == 1
+
+    def claim_fires(self, schedule_id: int, expected_next: float | None, dues: Sequence[float],
+                    next_fire: float | None, last_fire: float | None) -> bool:
+        """Atomically claim due times of a schedule and move its next fire on.
+
+        Exactly once across processes: the claim only succeeds if the schedule's stored
+        next fire is still what this process saw, and every (schedule, due) pair is a
+        primary key, so a second process trying the same due time fails and fires nothing.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT next_fire FROM schedules WHERE id=?", (schedule_id,)).fetchone()
+                if row is None or row[0] != expected_next:
+                    self._db.execute("ROLLBACK")
+                    return False
+                me, now = self._owner[0], time.time()
+                self._db.executemany(
+                    "INSERT INTO schedule_fires (schedule_id, due, claimed_by, claimed_at) VALUES (?, ?, ?, ?)",
+                    [(schedule_id, due, me, now) for due in dues],
+                )
+                self._db.execute(
+                    "UPDATE schedules SET next_fire=?, last_fire=COALESCE(?, last_fire), updated_at=? WHERE id=?",
+                    (next_fire, last_fire, now, schedule_id),
+                )
+                self._db.execute("COMMIT")
+                return True
+            except sqlite3.IntegrityError:
+                self._db.execute("ROLLBACK")
+                return False
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def fire_claims(self, schedule_id: int) -> builtins.list[tuple[float, int]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT due, claimed_by FROM schedule_fires WHERE schedule_id=? ORDER BY due", (schedule_id,)
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows]
 
     # -- crash recovery
     def recover(self) -> builtins.list[Run]:  # `list` is also a method of this class

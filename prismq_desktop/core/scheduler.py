@@ -1,0 +1,445 @@
+"""The periodic scheduler (pattern 5): persisted schedules fired through the orchestrator.
+
+Built on our own trigger loop rather than APScheduler 3.x: the loop is ~one screen of
+asyncio, it shares the orchestrator's queue, limit and registry (so a fired run is an
+ordinary run with retries, history and cancel), and exactly-once across processes comes
+from the registry itself (see RunRegistry.claim_fires). APScheduler 4 is pre-release.
+
+* Overlap policy per schedule (Kubernetes concurrencyPolicy / Windows Task Scheduler):
+  ``forbid`` (default; the fire is recorded as a ``skipped`` run), ``allow``, ``replace``
+  (cancel the running one, start the new one), ``queue`` (start when the running one ends).
+* Misfires: a fire later than ``misfire_grace`` seconds (the app was closed, the machine
+  slept) is a miss. ``catchup`` then decides: ``coalesce`` (default: run once now), ``all``
+  (run every missed fire, at most ``catchup_limit``), ``skip`` (run none). Missed fires are
+  recorded either way as ``missed`` runs (the first 100 one by one, then one summary).
+* No drift: the next fire always comes from the trigger's grid, never from "now".
+* Jitter: each fire is delayed by a random 0..``jitter`` seconds; the grid stays put.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import enum
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prismq_desktop.core.events import Notice
+from prismq_desktop.core.models import Outcome, OutcomeKind, RunSpec, RunStatus
+from prismq_desktop.core.patterns import TaskPattern
+from prismq_desktop.core.registry import RegistryError
+from prismq_desktop.core.triggers import (
+    CronTrigger,
+    IntervalTrigger,
+    OneShotTrigger,
+    Trigger,
+    TriggerError,
+    local_text,
+    trigger_from_dict,
+)
+
+log = logging.getLogger(__name__)
+
+MISSED_RECORDED_ONE_BY_ONE = 100
+MISSED_ENUMERATION_LIMIT = 100_000
+RELOAD_SECONDS = 2.0  # schedules edited by another process (the CLI) are picked up this fast
+
+
+class OverlapPolicy(str, enum.Enum):
+    ALLOW = "allow"
+    FORBID = "forbid"
+    REPLACE = "replace"
+    QUEUE = "queue"
+
+
+class CatchUp(str, enum.Enum):
+    COALESCE = "coalesce"
+    ALL = "all"
+    SKIP = "skip"
+
+
+class ScheduleError(ValueError):
+    """A schedule that cannot be created or changed; the message is for a person."""
+
+
+@dataclass
+class Schedule:
+    id: int
+    name: str
+    spec: RunSpec
+    trigger: Trigger
+    enabled: bool = True
+    overlap: OverlapPolicy = OverlapPolicy.FORBID
+    misfire_grace: float = 60.0
+    catchup: CatchUp = CatchUp.COALESCE
+    catchup_limit: int = 10
+    jitter: float = 0.0
+    options: dict[str, Any] = field(default_factory=dict)  # max_retries, priority, retry backoff
+    last_fire: float | None = None
+    next_fire: float | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def describe(self) -> str:
+        return self.trigger.describe()
+
+    @staticmethod
+    def from_row(row: dict[str, Any]) -> Schedule:
+        return Schedule(
+            id=row["id"], name=row["name"], spec=RunSpec.from_dict(row["spec"]), trigger=trigger_from_dict(row["trigger"]),
+            enabled=row["enabled"], overlap=OverlapPolicy(row["overlap"]), misfire_grace=row["misfire_grace"],
+            catchup=CatchUp(row["catchup"]), catchup_limit=row["catchup_limit"], jitter=row["jitter"],
+            options=row["options"], last_fire=row["last_fire"], next_fire=row["next_fire"],
+            created_at=row["created_at"], updated_at=row["updated_at"],
+        )
+
+
+@dataclass(frozen=True)
+class ScheduleChanged:
+    """A schedule was added, edited, enabled/disabled, fired or removed (`schedule` None)."""
+
+    schedule_id: int
+    schedule: Schedule | None
+    what: str
+
+
+def make_trigger(
+    *, interval_seconds: float | None = None, cron: str | None = None, at: float | None = None,
+    start: float | None = None, end: float | None = None, timezone: str = "UTC", now: float | None = None,
+) -> Trigger:
+    given = [x is not None for x in (interval_seconds, cron, at)]
+    if sum(given) != 1:
+        raise TriggerError("give exactly one of an interval, a cron expression or a one-shot time")
+    if interval_seconds is not None:
+        first = start if start is not None else (time.time() if now is None else now) + interval_seconds
+        return IntervalTrigger(float(interval_seconds), first, end, timezone)
+    if cron is not None:
+        return CronTrigger(cron, timezone)
+    assert at is not None
+    return OneShotTrigger(at, timezone)
+
+
+class Scheduler:
+    """Fires persisted schedules through a TaskOrchestrator while started."""
+
+    def __init__(self, orchestrator: Any, *, clock: Any = time.time, rng: random.Random | None = None) -> None:
+        self.orch = orchestrator
+        self.registry = orchestrator.registry
+        self.bus = orchestrator.bus
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._schedules: dict[int, Schedule] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._jitter: dict[int, tuple[float, float]] = {}  # schedule id -> (due, delayed fire time)
+        self._queued: dict[int, int] = {}  # schedule id -> fires waiting (overlap policy queue)
+        self._active: dict[int, set[int]] = {}  # schedule id -> run ids started here and not finished
+        self._unsubscribe: Any = None
+        self.paused = False
+        self._last_reload = 0.0
+        self._lost_claims: dict[int, float] = {}  # a due time whose claim failed: wait for a reload to move on
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Start the trigger loop on the running event loop (catch-up happens on its first turn)."""
+        if self.running:
+            return
+        self._wake = asyncio.Event()
+        self._unsubscribe = self.bus.subscribe_sync(self._on_event)
+        self.reload()
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="prismq-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def pause_all(self) -> None:
+        """Hold every schedule (fires falling due meanwhile are handled as misfires on resume)."""
+        self.paused = True
+        self._poke()
+
+    def resume_all(self) -> None:
+        self.paused = False
+        self._poke()
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    # ------------------------------------------------------------------ CRUD
+    def reload(self) -> None:
+        self._schedules = {row["id"]: Schedule.from_row(row) for row in self.registry.list_schedules()}
+        self._last_reload = time.monotonic()
+
+    def all(self) -> builtins.list[Schedule]:
+        self.reload()
+        return sorted(self._schedules.values(), key=lambda s: s.name)
+
+    def get(self, key: int | str) -> Schedule:
+        row = self.registry.get_schedule(key)
+        if row is None:
+            raise ScheduleError(f"no schedule {key!r}")
+        return Schedule.from_row(row)
+
+    def add(
+        self,
+        name: str,
+        spec: RunSpec,
+        trigger: Trigger,
+        *,
+        enabled: bool = True,
+        overlap: OverlapPolicy | str = OverlapPolicy.FORBID,
+        misfire_grace: float = 60.0,
+        catchup: CatchUp | str = CatchUp.COALESCE,
+        catchup_limit: int = 10,
+        jitter: float = 0.0,
+        **options: Any,
+    ) -> Schedule:
+        name = name.strip()
+        if not name:
+            raise ScheduleError("a schedule needs a name")
+        values = self._validated(spec, trigger, overlap, misfire_grace, catchup, catchup_limit, jitter, options)
+        now = self.clock()
+        values.update(name=name, enabled=enabled, next_fire=trigger.next_after(now))
+        try:
+            sid = self.registry.add_schedule(values)
+        except RegistryError as exc:
+            raise ScheduleError(str(exc)) from None
+        return self._changed(sid, "added")
+
+    def _validated(self, spec: RunSpec, trigger: Trigger, overlap: Any, misfire_grace: float, catchup: Any,
+                   catchup_limit: int, jitter: float, options: dict[str, Any]) -> dict[str, Any]:
+        try:
+            overlap = OverlapPolicy(overlap)
+            catchup = CatchUp(catchup)
+        except ValueError as exc:
+            raise ScheduleError(str(exc)) from None
+        if misfire_grace < 0 or jitter < 0 or catchup_limit < 1:
+            raise ScheduleError("misfire grace and jitter must be >= 0 and the catch-up limit >= 1")
+        allowed = {"max_retries", "retry_on", "backoff_base", "backoff_factor", "backoff_cap", "priority"}
+        unknown = set(options) - allowed
+        if unknown:
+            raise ScheduleError(f"unknown schedule option(s): {', '.join(sorted(unknown))}")
+        return {"spec": spec.to_dict(), "trigger": trigger.to_dict(), "overlap": overlap.value,
+                "misfire_grace": misfire_grace, "catchup": catchup.value, "catchup_limit": catchup_limit,
+                "jitter": jitter, "options": options}
+
+    def update(self, key: int | str, **changes: Any) -> Schedule:
+        """Edit a schedule; its next fire is recomputed from the (new) trigger."""
+        current = self.get(key)
+        name = changes.pop("name", current.name)
+        enabled = changes.pop("enabled", current.enabled)
+        merged = {key: changes.pop(key, getattr(current, key))
+                  for key in ("spec", "trigger", "overlap", "misfire_grace", "catchup", "catchup_limit", "jitter")}
+        options = dict(current.options)
+        options.update(changes)
+        values = self._validated(merged["spec"], merged["trigger"], merged["overlap"], merged["misfire_grace"],
+                                 merged["catchup"], merged["catchup_limit"], merged["jitter"], options)
+        values.update(name=name, enabled=enabled, next_fire=merged["trigger"].next_after(self.clock()))
+        try:
+            self.registry.update_schedule(current.id, values)
+        except RegistryError as exc:
+            raise ScheduleError(str(exc)) from None
+        self._jitter.pop(current.id, None)
+        return self._changed(current.id, "edited")
+
+    def enable(self, key: int | str) -> Schedule:
+        """Enabling starts from now: fires that fell while it was disabled are not missed, just skipped."""
+        return self.update(key, enabled=True)
+
+    def disable(self, key: int | str) -> Schedule:
+        s = self.get(key)
+        self.registry.update_schedule(s.id, {"enabled": False})
+        return self._changed(s.id, "disabled")
+
+    def remove(self, key: int | str) -> None:
+        """Delete the schedule; the runs it fired stay in history."""
+        s = self.get(key)
+        self.registry.delete_schedule(s.id)
+        self._schedules.pop(s.id, None)
+        self.bus.publish(ScheduleChanged(s.id, None, "removed"))
+        self._poke()
+
+    def _changed(self, sid: int, what: str) -> Schedule:
+        s = self.get(sid)
+        self._schedules[sid] = s
+        self.bus.publish(ScheduleChanged(sid, s, what))
+        self._poke()
+        return s
+
+    def history(self, key: int | str, limit: int = 100) -> builtins.list[Any]:
+        """This schedule's runs, newest first: fired, skipped and missed ones."""
+        return list(self.registry.list(schedule_id=self.get(key).id, limit=limit))
+
+    # ------------------------------------------------------------------ the loop
+    async def _loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            try:
+                await self._turn()
+            except Exception:  # noqa: BLE001 - one bad schedule must not stop the others
+                log.exception("scheduler turn failed")
+                await asyncio.sleep(1.0)
+            self._wake.clear()
+            delay = self._sleep_time()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    def _fire_time(self, s: Schedule) -> float | None:
+        """When to act on `s`'s next due time: the due time plus this fire's jitter."""
+        if s.next_fire is None or self._lost_claims.get(s.id) == s.next_fire:
+            return None
+        if s.jitter <= 0:
+            return s.next_fire
+        due, at = self._jitter.get(s.id, (None, None))
+        if due != s.next_fire or at is None:
+            at = s.next_fire + self.rng.uniform(0, s.jitter)
+            self._jitter[s.id] = (s.next_fire, at)
+        return at
+
+    def _sleep_time(self) -> float:
+        now = self.clock()
+        upcoming = [t for s in self._schedules.values() if s.enabled and (t := self._fire_time(s)) is not None]
+        nearest = min(upcoming, default=now + RELOAD_SECONDS) - now
+        return float(max(0.0, min(nearest, RELOAD_SECONDS)))
+
+    async def _turn(self) -> None:
+        if time.monotonic() - self._last_reload >= RELOAD_SECONDS:
+            self.reload()
+        if self.paused:
+            return
+        now = self.clock()
+        for s in list(self._schedules.values()):
+            at = self._fire_time(s)
+            if s.enabled and at is not None and at <= now:
+                self._fire_due(s, now)
+
+    def _fire_due(self, s: Schedule, now: float) -> None:
+        due = s.next_fire
+        assert due is not None
+        if now - due <= s.misfire_grace:
+            nxt = s.trigger.next_after(due)
+            if not self.registry.claim_fires(s.id, due, [due], nxt, due):
+                self._lost_claim(s, due)  # another process fired it (or the schedule changed)
+                return
+            self._start_or_skip(s, "schedule", due)
+        else:
+            self._catch_up(s, now)
+        self._changed(s.id, "fired")
+
+    def _lost_claim(self, s: Schedule, due: float) -> None:
+        self.reload()
+        fresh = self._schedules.get(s.id)
+        if fresh is not None and fresh.next_fire == due:
+            self._lost_claims[s.id] = due  # stale or foreign claim on this very due time: do not spin on it
+
+    def _catch_up(self, s: Schedule, now: float) -> None:
+        """Fires that fell while nobody was scheduling: run per policy, record every miss."""
+        assert s.next_fire is not None
+        missed: builtins.list[float] = []
+        t: float | None = s.next_fire
+        while t is not None and t <= now and len(missed) < MISSED_ENUMERATION_LIMIT:
+            missed.append(t)
+            t = s.trigger.next_after(t)
+        more = 0
+        if t is not None and t <= now:  # absurdly many (a 1 s interval over days): count the rest
+            more = -1
+        nxt = s.trigger.next_after(now)
+        if not self.registry.claim_fires(s.id, s.next_fire, missed, nxt, missed[-1]):
+            self._lost_claim(s, s.next_fire)
+            return
+        if s.catchup is CatchUp.ALL:
+            to_run, to_record = missed[: s.catchup_limit], missed[s.catchup_limit :]
+        elif s.catchup is CatchUp.COALESCE:
+            to_run, to_record = missed[-1:], missed[:-1]
+        else:
+            to_run, to_record = [], missed
+        self._record_missed(s, to_record, more)
+        for due in to_run:
+            label = f"catch-up for {local_text(due, s.trigger.timezone)}"
+            if s.catchup is CatchUp.COALESCE and len(missed) > 1:
+                label = f"catch-up, coalescing {len(missed)} missed fires"
+            self._start_or_skip(s, label, due)
+
+    def _record_missed(self, s: Schedule, dues: builtins.list[float], more: int) -> None:
+        if not dues:
+            return
+        why = {CatchUp.COALESCE: "coalesced into one catch-up run", CatchUp.ALL: "over the catch-up limit",
+               CatchUp.SKIP: "catch-up policy is skip"}[s.catchup]
+        for due in dues[:MISSED_RECORDED_ONE_BY_ONE]:
+            self._record(s, OutcomeKind.MISSED, f"missed the fire due {local_text(due, s.trigger.timezone)} "
+                                                f"(no scheduler was running); {why}", "missed")
+        rest = len(dues) - MISSED_RECORDED_ONE_BY_ONE
+        if rest > 0 or more:
+            count = f"{rest}" if rest > 0 else "more"
+            self._record(s, OutcomeKind.MISSED, f"and {count} more missed fires up to {local_text(dues[-1], s.trigger.timezone)}"
+                         + (" (and more beyond the enumeration limit)" if more else ""), "missed")
+
+    def _record(self, s: Schedule, kind: OutcomeKind, message: str, trigger: str) -> int:
+        handle = self.orch.engine.create(s.spec, pattern=TaskPattern.PERIODIC.value, schedule_id=s.id, trigger=trigger)
+        self.orch.engine.finish_unstarted(handle, Outcome(kind, None, message))
+        return int(handle.id)
+
+    # ------------------------------------------------------------------ starting runs
+    def _live_runs(self, s: Schedule) -> builtins.list[int]:
+        local = {rid for rid in self._active.get(s.id, set()) if self.orch.engine.handle(rid) is not None}
+        self._active[s.id] = local
+        stored = self.registry.list(schedule_id=s.id, status=[RunStatus.QUEUED.value, RunStatus.RUNNING.value,
+                                                             RunStatus.PAUSED.value], limit=50)
+        return sorted(local | {r.id for r in stored})
+
+    def _start_or_skip(self, s: Schedule, label: str, due: float) -> int | None:
+        live = self._live_runs(s)
+        if live and s.overlap is OverlapPolicy.FORBID:
+            self._record(s, OutcomeKind.SKIPPED, f"skipped the fire due {local_text(due, s.trigger.timezone)}: "
+                         f"run #{live[0]} is still running (overlap policy forbid)", "skipped")
+            return None
+        if live and s.overlap is OverlapPolicy.QUEUE:
+            self._queued[s.id] = self._queued.get(s.id, 0) + 1
+            self.bus.publish(Notice(None, f"schedule {s.name!r}: fire queued behind run #{live[0]}", "info",
+                                    {"schedule_id": s.id}))
+            return None
+        if live and s.overlap is OverlapPolicy.REPLACE:
+            for rid in live:
+                self.orch.cancel(rid)
+        return self._submit(s, label)
+
+    def _submit(self, s: Schedule, label: str) -> int:
+        opts = dict(s.options)
+        run_id = int(self.orch.delay(s.spec, pattern=TaskPattern.PERIODIC, schedule_id=s.id, trigger=label, **opts))
+        self._active.setdefault(s.id, set()).add(run_id)
+        return run_id
+
+    def run_now(self, key: int | str) -> int | None:
+        """Fire once now, outside the trigger's grid, obeying the overlap policy. Returns the run id (None if skipped)."""
+        s = self.get(key)
+        return self._start_or_skip(s, "run now", self.clock())
+
+    def _on_event(self, ev: Any) -> None:
+        run = getattr(ev, "run", None)
+        if run is None or run.schedule_id is None or run.status is not RunStatus.DONE:
+            return
+        active = self._active.get(run.schedule_id)
+        if active is not None:
+            active.discard(run.id)
+        waiting = self._queued.get(run.schedule_id, 0)
+        if waiting and not (active or set()):
+            s = self._schedules.get(run.schedule_id)
+            if s is not None and run.outcome is not None and run.outcome.kind not in (OutcomeKind.SKIPPED, OutcomeKind.MISSED):
+                self._queued[run.schedule_id] = waiting - 1
+                asyncio.get_running_loop().call_soon(self._submit, s, "queued fire")
+
