@@ -101,6 +101,40 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing while the run is active")
     logs.add_argument("--stream", choices=["stdout", "stderr"], help="only this stream")
 
+    sched = sub.add_parser("schedule", help="periodic runs: add, list, enable, disable, remove, run-now")
+    ssub = sched.add_subparsers(dest="schedule_command", parser_class=_Parser, metavar="ACTION")
+    sched_add = ssub.add_parser("add", help="add a schedule (it fires while a PrismQ window or `prismq-desktop scheduler` runs)")
+    sched_add.add_argument("name")
+    sched_add.add_argument("target", metavar="SCRIPT")
+    sched_add.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
+    when = sched_add.add_mutually_exclusive_group(required=True)
+    when.add_argument("--every", metavar="DURATION", help="an interval: 30s, 5m, 2h, 1d (or plain seconds)")
+    when.add_argument("--cron", metavar="EXPR", help="5 fields, 6 with seconds first, or @hourly/@daily/...")
+    when.add_argument("--at", metavar="DATETIME", help="once, at an ISO date-time (e.g. 2026-12-01T09:30)")
+    sched_add.add_argument("--tz", default="UTC", help="timezone for cron and --at (default UTC), e.g. Europe/Berlin")
+    sched_add.add_argument("--overlap", choices=["forbid", "allow", "replace", "queue"], default="forbid")
+    sched_add.add_argument("--catchup", choices=["coalesce", "all", "skip"], default="coalesce")
+    sched_add.add_argument("--misfire-grace", type=float, default=60.0, metavar="S")
+    sched_add.add_argument("--jitter", type=float, default=0.0, metavar="S")
+    sched_add.add_argument("--retries", type=int, default=0, metavar="N")
+    sched_add.add_argument("-m", "--module", action="store_true", help="SCRIPT is a module name")
+    sched_add.add_argument("--cwd")
+    sched_add.add_argument("--python")
+    sched_add.add_argument("--env", type=_env_pair, action="append", default=[], metavar="K=V")
+    sched_add.add_argument("--timeout", type=_positive)
+    sched_add.add_argument("--disabled", action="store_true", help="create it disabled")
+    sched_list = ssub.add_parser("list", help="all schedules with their next fire")
+    sched_list.add_argument("--json", action="store_true")
+    for action, text in (("enable", "enable a schedule"), ("disable", "disable a schedule"),
+                         ("remove", "delete a schedule (its runs stay in history)"),
+                         ("run-now", "fire once now (obeys the overlap policy) and stream the run")):
+        p = ssub.add_parser(action, help=text)
+        p.add_argument("schedule", metavar="NAME_OR_ID")
+    sched_hist = ssub.add_parser("history", help="a schedule's runs, including skipped and missed fires")
+    sched_hist.add_argument("schedule", metavar="NAME_OR_ID")
+    sched_hist.add_argument("--limit", type=int, default=20)
+
+    sub.add_parser("scheduler", help="run the scheduler in the foreground (no window) until Ctrl+C")
     sub.add_parser("gui", help="open the window (the default with no command)")
     return parser
 
@@ -290,6 +324,139 @@ def _retry_on(text: str) -> list[str | int]:
     return items
 
 
+def parse_duration(text: str) -> float:
+    """`30s`, `5m`, `2h`, `1d`, `1h30m` or plain seconds → seconds."""
+    import re
+
+    raw = text.strip().lower()
+    try:
+        value = float(raw)
+    except ValueError:
+        parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", raw)
+        if not raw or parts is None or not any(parts.groups()):
+            raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 2h, 1d)") from None
+        d, h, m, sec = (float(g) if g else 0.0 for g in parts.groups())
+        value = d * 86400 + h * 3600 + m * 60 + sec
+    if value <= 0:
+        raise ValueError(f"the interval must be positive: {text!r}")
+    return value
+
+
+def _cmd_schedule(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if not ns.schedule_command:
+        _usage_error("schedule needs an action: add, list, enable, disable, remove, run-now, history")
+    return asyncio.run(_schedule_async(ns))
+
+
+async def _schedule_async(ns: argparse.Namespace) -> int:
+    from prismq_desktop.core import RunSpec, TargetKind
+    from prismq_desktop.core.orchestrator import TaskOrchestrator
+    from prismq_desktop.core.scheduler import ScheduleError, make_trigger
+    from prismq_desktop.core.triggers import TriggerError, local_text, parse_when
+
+    async with TaskOrchestrator(ns.data_dir, max_concurrent=1) as orch:
+        sch = orch.scheduler
+        action = ns.schedule_command
+        try:
+            if action == "add":
+                args = list(ns.args)
+                if args and args[0] == "--":
+                    args = args[1:]
+                spec = RunSpec(ns.target, tuple(args), kind=TargetKind.MODULE if ns.module else TargetKind.AUTO, cwd=ns.cwd,
+                               env=dict(ns.env), interpreter=ns.python, soft_timeout=ns.timeout, name=ns.name)
+                if ns.every:
+                    trigger = make_trigger(interval_seconds=parse_duration(ns.every), timezone=ns.tz)
+                elif ns.cron:
+                    trigger = make_trigger(cron=ns.cron, timezone=ns.tz)
+                else:
+                    trigger = make_trigger(at=parse_when(ns.at, ns.tz), timezone=ns.tz)
+                options = {"max_retries": ns.retries} if ns.retries else {}
+                s = sch.add(ns.name, spec, trigger, enabled=not ns.disabled, overlap=ns.overlap, catchup=ns.catchup,
+                            misfire_grace=ns.misfire_grace, jitter=ns.jitter, **options)
+                nxt = local_text(s.next_fire, s.trigger.timezone) if s.next_fire else "never"
+                print(f"schedule #{s.id} {s.name!r}: {s.describe()}; next fire {nxt}")
+                return 0
+            if action == "list":
+                items = sch.all()
+                if ns.json:
+                    json.dump([{"id": s.id, "name": s.name, "trigger": s.trigger.to_dict(), "describe": s.describe(),
+                                "enabled": s.enabled, "overlap": s.overlap.value, "catchup": s.catchup.value,
+                                "next_fire": s.next_fire, "last_fire": s.last_fire, "spec": s.spec.to_dict()} for s in items],
+                              sys.stdout, indent=2)
+                    sys.stdout.write("\n")
+                    return 0
+                if not items:
+                    print("no schedules")
+                    return 0
+                print(f"{'ID':>4}  {'NAME':<20} {'WHEN':<28} {'ON':<3} {'OVERLAP':<8} NEXT FIRE")
+                for s in items:
+                    nxt = local_text(s.next_fire, s.trigger.timezone) if s.next_fire and s.enabled else "-"
+                    print(f"{s.id:>4}  {s.name[:20]:<20} {s.describe()[:28]:<28} {'yes' if s.enabled else 'no':<3} "
+                          f"{s.overlap.value:<8} {nxt}")
+                return 0
+            key: int | str = int(ns.schedule) if ns.schedule.isdigit() else ns.schedule
+            if action == "enable":
+                s = sch.enable(key)
+                nxt = local_text(s.next_fire, s.trigger.timezone) if s.next_fire else "never"
+                print(f"schedule {s.name!r} enabled; next fire {nxt}")
+            elif action == "disable":
+                s = sch.disable(key)
+                print(f"schedule {s.name!r} disabled")
+            elif action == "remove":
+                s = sch.get(key)
+                sch.remove(key)
+                print(f"schedule {s.name!r} removed (its runs stay in history)")
+            elif action == "history":
+                for r in sch.history(key, limit=ns.limit):
+                    state = r.outcome.describe() if r.outcome else r.status.value
+                    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at or r.created_at))
+                    print(f"{r.id:>6}  {when}  {(r.trigger or '')[:34]:<34} {state}")
+            elif action == "run-now":
+                run_id = sch.run_now(key)
+                if run_id is None:
+                    last = sch.history(key, limit=1)
+                    print(f"prismq-desktop: {last[0].error if last else 'skipped'}", file=sys.stderr)
+                    return 1
+                result = await orch.wait(run_id)
+                sys.stdout.write(result.stdout + ("\n" if result.stdout else ""))
+                assert result.outcome is not None
+                if not result.ok:
+                    print(f"prismq-desktop: run #{run_id} {result.outcome.describe()}", file=sys.stderr)
+                return _exit_status(result.outcome)
+            return 0
+        except (ScheduleError, TriggerError, ValueError) as exc:
+            print(f"prismq-desktop: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+
+
+async def _scheduler_foreground(ns: argparse.Namespace) -> int:
+    """Fire schedules until Ctrl+C or SIGTERM, with no window (a headless PrismQ)."""
+    from prismq_desktop.core.orchestrator import TaskOrchestrator
+    from prismq_desktop.core.scheduler import ScheduleChanged
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+    async with TaskOrchestrator(ns.data_dir) as orch:
+        def report(ev: Any) -> None:
+            run = getattr(ev, "run", None)
+            if run is not None and run.schedule_id is not None and ev.kind in ("started", "finished"):
+                state = run.outcome.describe() if run.outcome else "started"
+                print(f"{time.strftime('%H:%M:%S')} run #{run.id} ({run.name}, {run.trigger}): {state}", flush=True)
+            elif isinstance(ev, ScheduleChanged) and ev.what in ("added", "removed"):
+                print(f"{time.strftime('%H:%M:%S')} schedule #{ev.schedule_id} {ev.what}", flush=True)
+
+        orch.bus.subscribe_sync(report)
+        orch.scheduler.start()
+        print(f"scheduler running with {len(orch.scheduler.all())} schedule(s); Ctrl+C to stop", flush=True)
+        await stop.wait()
+    return 0
+
+
 def _cmd_dead_letters(ns: argparse.Namespace) -> int:
     from prismq_desktop.core import RunRegistry
     from prismq_desktop.core.paths import data_dir, registry_path
@@ -440,6 +607,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_logs(ns)
         if ns.command == "dead-letters":
             return _cmd_dead_letters(ns)
+        if ns.command == "schedule":
+            return _cmd_schedule(ns, parser)
+        if ns.command == "scheduler":
+            return asyncio.run(_scheduler_foreground(ns))
         return _cmd_gui(ns, parser)
     except BrokenPipeError:
         return 1
