@@ -136,7 +136,7 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._jitter: dict[int, tuple[float, float]] = {}  # schedule id -> (due, delayed fire time)
-        self._queued: dict[int, int] = {}  # schedule id -> fires waiting (overlap policy queue)
+        self._queued: dict[int, builtins.list[str]] = {}  # schedule id -> labels of fires waiting their turn
         self._active: dict[int, set[int]] = {}  # schedule id -> run ids started here and not finished
         self._unsubscribe: Any = None
         self.paused = False
@@ -369,11 +369,14 @@ class Scheduler:
         else:
             to_run, to_record = [], missed
         self._record_missed(s, to_record, more)
-        for due in to_run:
+        for i, due in enumerate(to_run):
             label = f"catch-up for {local_text(due, s.trigger.timezone)}"
             if s.catchup is CatchUp.COALESCE and len(missed) > 1:
                 label = f"catch-up, coalescing {len(missed)} missed fires"
-            self._start_or_skip(s, label, due)
+            if i and s.overlap is not OverlapPolicy.ALLOW:
+                self._queued.setdefault(s.id, []).append(label)  # catch-up runs go one after another
+            else:
+                self._start_or_skip(s, label, due)
 
     def _record_missed(self, s: Schedule, dues: builtins.list[float], more: int) -> None:
         if not dues:
@@ -409,7 +412,7 @@ class Scheduler:
                          f"run #{live[0]} is still running (overlap policy forbid)", "skipped")
             return None
         if live and s.overlap is OverlapPolicy.QUEUE:
-            self._queued[s.id] = self._queued.get(s.id, 0) + 1
+            self._queued.setdefault(s.id, []).append("queued fire")
             self.bus.publish(Notice(None, f"schedule {s.name!r}: fire queued behind run #{live[0]}", "info",
                                     {"schedule_id": s.id}))
             return None
@@ -436,10 +439,9 @@ class Scheduler:
         active = self._active.get(run.schedule_id)
         if active is not None:
             active.discard(run.id)
-        waiting = self._queued.get(run.schedule_id, 0)
+        waiting = self._queued.get(run.schedule_id)
         if waiting and not (active or set()):
             s = self._schedules.get(run.schedule_id)
             if s is not None and run.outcome is not None and run.outcome.kind not in (OutcomeKind.SKIPPED, OutcomeKind.MISSED):
-                self._queued[run.schedule_id] = waiting - 1
-                asyncio.get_running_loop().call_soon(self._submit, s, "queued fire")
+                asyncio.get_running_loop().call_soon(self._submit, s, waiting.pop(0))
 
