@@ -243,6 +243,7 @@ def transition(
     Raises IllegalTransition for moves the state diagram forbids, for DONE without an
     outcome, and for an outcome on any other status.
     """
+    status = RunStatus(status)  # a plain "done" must obey the same rules as RunStatus.DONE
     if status not in _ALLOWED[run.status]:
         raise IllegalTransition(f"run {run.id}: {run.status.value} -> {status.value} is not allowed")
     if (status is RunStatus.DONE) != (outcome is not None):
