@@ -585,9 +585,10 @@ def _usage_error(message: str) -> NoReturn:
 
 def _cmd_gui(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
-        from prismq_desktop.gui.app import main as gui_main  # type: ignore[import-not-found]
-    except ImportError:
+        from prismq_desktop.gui.app import main as gui_main
+    except ImportError as exc:  # the core alone (no PySide6/qasync): the CLI still works
         parser.print_help()
+        print(f"\nThe window needs the GUI extra (pip install 'prismq-desktop[gui]'): {exc}", file=sys.stderr)
         return 0
     result: int = gui_main(ns.data_dir)
     return result

@@ -437,6 +437,83 @@ class RunRegistry:
             rows = self._db.execute(sql, (*params, limit, offset)).fetchall()
         return [self._row_to_run(r) for r in rows]
 
+    SORTABLE = {"id": "id", "name": "name", "pattern": "pattern", "trigger": "trigger", "status": "outcome",
+                "started": "started_at", "created": "created_at", "duration": "(ended_at - started_at)",
+                "exit_code": "exit_code", "peak_cpu": "peak_cpu", "peak_rss": "peak_rss"}
+
+    def _search_where(self, text: str | None, statuses: Iterable[str] | None, since: float | None,
+                      until: float | None) -> tuple[str, builtins.list[Any]]:
+        clauses: builtins.list[str] = []
+        params: builtins.list[Any] = []
+        if text:
+            clauses.append("(name LIKE ? ESCAPE '\\' OR trigger LIKE ? ESCAPE '\\' OR error LIKE ? ESCAPE '\\')")
+            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            params += [like, like, like]
+        if statuses:
+            wanted = builtins.list(statuses)
+            lifecycle = [s for s in wanted if s in ("queued", "running", "paused")]
+            outcomes = [s for s in wanted if s not in lifecycle]
+            parts = []
+            if lifecycle:
+                parts.append(f"status IN ({', '.join('?' * len(lifecycle))})")
+                params += lifecycle
+            if outcomes:
+                parts.append(f"outcome IN ({', '.join('?' * len(outcomes))})")
+                params += outcomes
+            clauses.append("(" + " OR ".join(parts) + ")")
+        if since is not None:
+            clauses.append("created_at >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("created_at < ?")
+            params.append(until)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def search(
+        self,
+        *,
+        text: str | None = None,
+        statuses: Iterable[str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        sort: str = "created",
+        descending: bool = True,
+        limit: int = 200,
+        offset: int = 0,
+    ) -> builtins.list[Run]:
+        """One page of history for the History tab: text filter, status/outcome and date filters, sorting."""
+        where, params = self._search_where(text, statuses, since, until)
+        col = self.SORTABLE.get(sort, "created_at")
+        direction = "DESC" if descending else "ASC"
+        sql = f"SELECT {_COLUMNS} FROM runs{where} ORDER BY {col} {direction}, id {direction} LIMIT ? OFFSET ?"
+        with self._lock:
+            rows = self._db.execute(sql, (*params, limit, offset)).fetchall()
+        return [self._row_to_run(r) for r in rows]
+
+    def search_count(self, *, text: str | None = None, statuses: Iterable[str] | None = None,
+                     since: float | None = None, until: float | None = None) -> int:
+        where, params = self._search_where(text, statuses, since, until)
+        with self._lock:
+            return int(self._db.execute(f"SELECT COUNT(*) FROM runs{where}", params).fetchone()[0])
+
+    def apply_retention(self, *, keep_days: float | None = None, keep_runs: int | None = None) -> builtins.list[str]:
+        """Delete finished runs beyond the retention setting; returns their log paths (for the caller to remove)."""
+        doomed: builtins.list[tuple[int, str | None]] = []
+        with self._lock:
+            if keep_days is not None:
+                cutoff = time.time() - keep_days * 86400
+                doomed += self._db.execute(
+                    "SELECT id, log_path FROM runs WHERE status='done' AND created_at < ?", (cutoff,)).fetchall()
+            if keep_runs is not None:
+                doomed += self._db.execute(
+                    "SELECT id, log_path FROM runs WHERE status='done' ORDER BY created_at DESC LIMIT -1 OFFSET ?",
+                    (keep_runs,)).fetchall()
+            ids = sorted({int(r[0]) for r in doomed})
+            for i in range(0, len(ids), 500):
+                part = ids[i : i + 500]
+                self._db.execute(f"DELETE FROM runs WHERE id IN ({', '.join('?' * len(part))})", part)
+        return sorted({r[1] for r in doomed if r[1]})
+
     def count(
         self,
         *,

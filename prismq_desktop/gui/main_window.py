@@ -1,0 +1,764 @@
+"""The main window: launch, runs with live log panes, history, schedules - a thin view.
+
+It talks to the core only through the TaskOrchestrator and the Bridge's signals; dialogs
+are shown with open()/show() (never exec() inside the asyncio loop).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QIcon, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDateEdit,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionProgressBar,
+    QSystemTrayIcon,
+    QTableView,
+    QTabWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from prismq_desktop import APP_NAME
+from prismq_desktop.core.models import OutcomeKind, Run, RunSpec
+from prismq_desktop.core.output import Stream, read_log
+from prismq_desktop.core.patterns import TaskPattern
+from prismq_desktop.gui.bridge import Bridge
+from prismq_desktop.gui.launch import LaunchPanel
+from prismq_desktop.gui.logview import LogPane
+from prismq_desktop.gui.models import PROGRESS_ROLE, HistoryModel, RunsModel
+
+log = logging.getLogger(__name__)
+MAX_PANES = 24
+
+
+class ProgressDelegate(QStyledItemDelegate):
+    """Draws the Progress column as a bar."""
+
+    def paint(self, painter: Any, option: Any, index: Any) -> None:
+        value = index.data(PROGRESS_ROLE)
+        if value is None:
+            super().paint(painter, option, index)
+            return
+        bar = QStyleOptionProgressBar()
+        bar.rect = option.rect.adjusted(2, 3, -2, -3)
+        bar.minimum, bar.maximum = 0, 1000
+        bar.progress = int(value * 1000)
+        bar.text = f"{value * 100:.0f}%"
+        bar.textVisible = True
+        QWidgetStyle = option.widget.style() if option.widget else None  # noqa: N806
+        if QWidgetStyle is not None:
+            QWidgetStyle.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter)
+
+
+class TaskStore:
+    """Saved task definitions: a JSON file in the data dir, written atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tasks: list[dict[str, Any]] = []
+        try:
+            self.tasks = json.loads(path.read_text("utf-8")) if path.exists() else []
+        except (OSError, ValueError):
+            log.exception("cannot read %s; starting with no saved tasks", path)
+            self.tasks = []
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.tasks, indent=2), "utf-8")
+        os.replace(tmp, self.path)
+
+    def names(self) -> list[str]:
+        return [t["name"] for t in self.tasks]
+
+    def put(self, name: str, spec: RunSpec, options: dict[str, Any]) -> None:
+        entry = {"name": name, "spec": spec.to_dict(),
+                 "options": {k: (v.value if hasattr(v, "value") else v) for k, v in options.items()}}
+        for i, task in enumerate(self.tasks):
+            if task["name"] == name:
+                self.tasks[i] = entry
+                break
+        else:
+            self.tasks.append(entry)
+        self.save()
+
+    def get(self, name: str) -> tuple[RunSpec, dict[str, Any]] | None:
+        for task in self.tasks:
+            if task["name"] == name:
+                return RunSpec.from_dict(task["spec"]), dict(task.get("options", {}))
+        return None
+
+    def remove(self, name: str) -> None:
+        self.tasks = [t for t in self.tasks if t["name"] != name]
+        self.save()
+
+    def import_file(self, path: str) -> int:
+        data = json.loads(Path(path).read_text("utf-8"))
+        items = data if isinstance(data, list) else [data]
+        count = 0
+        for item in items:
+            RunSpec.from_dict(item["spec"])  # validate before accepting
+            self.put(str(item["name"]), RunSpec.from_dict(item["spec"]), dict(item.get("options", {})))
+            count += 1
+        return count
+
+    def export_file(self, path: str) -> None:
+        Path(path).write_text(json.dumps(self.tasks, indent=2), "utf-8")
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, orchestrator: Any, settings: QSettings | None = None) -> None:
+        super().__init__()
+        self.orch = orchestrator
+        self.home = Path(orchestrator.engine.home)
+        self.settings = settings or QSettings(str(self.home / "settings.ini"), QSettings.Format.IniFormat)
+        self.bridge = Bridge(orchestrator, self)
+        self.tasks = TaskStore(self.home / "tasks.json")
+        self.panes: dict[int, LogPane] = {}
+        self._quitting = False
+        self.setWindowTitle(f"{APP_NAME} — {self.home}")
+        self.setObjectName("mainWindow")
+        self.resize(1280, 820)
+
+        # -- runs tab
+        self.launch_panel = LaunchPanel(self.settings)
+        self.launch_panel.launchRequested.connect(self.launch)
+        self.launch_panel.saveRequested.connect(self.save_task)
+        launch_scroll = QScrollArea()
+        launch_scroll.setWidget(self.launch_panel)
+        launch_scroll.setWidgetResizable(True)
+        launch_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        launch_scroll.setMinimumWidth(380)
+
+        self.runs_model = RunsModel(self)
+        self.runs_table = QTableView()
+        self.runs_table.setObjectName("runsTable")
+        self.runs_table.setModel(self.runs_model)
+        self.runs_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.runs_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.runs_table.setItemDelegateForColumn(3, ProgressDelegate(self.runs_table))
+        self.runs_table.verticalHeader().hide()
+        self.runs_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.runs_table.selectionModel().currentRowChanged.connect(self._run_selected)
+
+        toolbar = QToolBar("Run actions")
+        toolbar.setObjectName("runToolbar")
+        px = QStyle.StandardPixmap
+        self.act_cancel = self._action("Cancel", "cancelButton", "Ctrl+.", self.cancel_selected, px.SP_BrowserStop)
+        self.act_pause = self._action("Pause", "pauseButton", "Ctrl+P", self.pause_selected, QStyle.StandardPixmap.SP_MediaPause)
+        self.act_resume = self._action("Resume", "resumeButton", "Ctrl+Shift+P", self.resume_selected,
+                                       QStyle.StandardPixmap.SP_MediaPlay)
+        self.act_rerun = self._action("Rerun", "rerunButton", "Ctrl+R", self.rerun_selected, px.SP_BrowserReload)
+        self.act_cancel_all = self._action("Cancel all", "cancelAllButton", "Ctrl+Shift+.", self.cancel_all,
+                                           QStyle.StandardPixmap.SP_DialogCancelButton)
+        self.act_clear = self._action("Clear finished", "clearFinishedButton", None, self.clear_finished,
+                                      QStyle.StandardPixmap.SP_DialogResetButton)
+        for act in (self.act_cancel, self.act_pause, self.act_resume, self.act_rerun, self.act_cancel_all, self.act_clear):
+            toolbar.addAction(act)
+            button = toolbar.widgetForAction(act)
+            if button is not None:
+                button.setObjectName(act.objectName())
+                button.setAccessibleName(act.text())
+        self.act_launch = QAction("Launch", self)
+        self.act_launch.setShortcut(QKeySequence("Ctrl+Return"))
+        self.act_launch.triggered.connect(self.launch_panel._launch)
+        self.addAction(self.act_launch)
+
+        self.log_tabs = QTabWidget()
+        self.log_tabs.setObjectName("logTabs")
+        self.log_tabs.setTabsClosable(True)
+        self.log_tabs.setDocumentMode(True)
+        self.log_tabs.tabCloseRequested.connect(self._close_pane)
+
+        runs_box = QWidget()
+        rl = QVBoxLayout(runs_box)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(toolbar)
+        rl.addWidget(self.runs_table)
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.setObjectName("runsSplitter")
+        right.addWidget(runs_box)
+        right.addWidget(self.log_tabs)
+        right.setSizes([260, 520])
+        self.runs_split = QSplitter(Qt.Orientation.Horizontal)
+        self.runs_split.setObjectName("launchSplitter")
+        self.runs_split.addWidget(launch_scroll)
+        self.runs_split.addWidget(right)
+        self.runs_split.setSizes([430, 700])
+
+        # saved tasks sidebar
+        self.task_list = QListWidget()
+        self.task_list.setObjectName("taskList")
+        self.task_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.task_list.customContextMenuRequested.connect(self._task_menu)
+        self.task_list.itemDoubleClicked.connect(lambda item: self.run_task(item.text()))
+        tasks_box = QWidget()
+        tl = QVBoxLayout(tasks_box)
+        tl.setContentsMargins(4, 4, 4, 4)
+        tl.addWidget(QLabel("<b>Saved tasks</b>"))
+        tl.addWidget(self.task_list, 1)
+        row = QHBoxLayout()
+        for text, name, slot in (("Run", "runTaskButton", lambda: self._with_task(self.run_task)),
+                                 ("Import…", "importTasksButton", self.import_tasks),
+                                 ("Export…", "exportTasksButton", self.export_tasks)):
+            b = QPushButton(text)
+            b.setObjectName(name)
+            b.clicked.connect(slot)
+            row.addWidget(b)
+        tl.addLayout(row)
+        self.outer_split = QSplitter(Qt.Orientation.Horizontal)
+        self.outer_split.setObjectName("outerSplitter")
+        self.outer_split.addWidget(tasks_box)
+        self.outer_split.addWidget(self.runs_split)
+        self.outer_split.setSizes([170, 1110])
+
+        # -- history tab
+        self.history_model = HistoryModel(orchestrator.registry, self)
+        self.history_table = QTableView()
+        self.history_table.setObjectName("historyTable")
+        self.history_table.setModel(self.history_model)
+        self.history_table.setSortingEnabled(True)
+        self.history_table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.DescendingOrder)
+        self.history_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.history_table.verticalHeader().hide()
+        self.history_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.history_table.doubleClicked.connect(self._history_open)
+        self.history_filter = QLineEdit()
+        self.history_filter.setObjectName("historyFilter")
+        self.history_filter.setPlaceholderText("Filter by name, trigger or error…")
+        self.history_status = QComboBox()
+        self.history_status.setObjectName("historyStatus")
+        self.history_status.addItems(["any status", "active", "succeeded", "failed", "failed_to_start", "cancelled",
+                                      "timed_out", "interrupted", "skipped", "missed"])
+        self.history_since = QDateEdit()
+        self.history_since.setObjectName("historySince")
+        self.history_since.setCalendarPopup(True)
+        self.history_since.setSpecialValueText("any date")
+        self.history_since.setMinimumDate(self.history_since.minimumDate())
+        self.history_since.setDate(self.history_since.minimumDate())
+        self._filter_timer = QTimer(self)
+        self._filter_timer.setSingleShot(True)
+        self._filter_timer.timeout.connect(self._apply_history_filter)
+        self.history_filter.textChanged.connect(lambda: self._filter_timer.start(150))
+        self.history_status.currentIndexChanged.connect(self._apply_history_filter)
+        self.history_since.dateChanged.connect(self._apply_history_filter)
+        self.history_count = QLabel()
+        hbar = QHBoxLayout()
+        hbar.addWidget(self.history_filter, 1)
+        hbar.addWidget(self.history_status)
+        hbar.addWidget(QLabel("since"))
+        hbar.addWidget(self.history_since)
+        for text, name, slot in (("Open log", "historyOpenButton", self._history_open_selected),
+                                 ("Rerun", "historyRerunButton", self._history_rerun),
+                                 ("Delete", "historyDeleteButton", self._history_delete),
+                                 ("Export…", "historyExportButton", self._history_export)):
+            b = QPushButton(text)
+            b.setObjectName(name)
+            b.clicked.connect(slot)
+            hbar.addWidget(b)
+        hbox = QWidget()
+        hl = QVBoxLayout(hbox)
+        hl.addLayout(hbar)
+        hl.addWidget(self.history_table, 1)
+        hl.addWidget(self.history_count)
+
+        # -- scheduler and pool tabs (filled in by their views)
+        self.scheduler_tab = QWidget()
+        self.scheduler_tab.setObjectName("schedulerTab")
+        self.pool_view = QWidget()
+        self.pool_view.setObjectName("poolView")
+        self._build_scheduler_tab()
+        self._build_pool_tab()
+
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("mainTabs")
+        self.tabs.addTab(self.outer_split, "Runs")
+        self.tabs.addTab(hbox, "History")
+        self.tabs.addTab(self.scheduler_tab, "Scheduler")
+        self.tabs.addTab(self.pool_view, "Pool")
+        self.setCentralWidget(self.tabs)
+
+        # -- status bar
+        self.status_runs = QLabel()
+        self.status_runs.setObjectName("statusRuns")
+        self.status_slots = QLabel()
+        self.status_slots.setObjectName("statusSlots")
+        self.status_sched = QLabel()
+        self.status_sched.setObjectName("statusScheduler")
+        for w in (self.status_runs, self.status_slots, self.status_sched):
+            self.statusBar().addPermanentWidget(w)
+
+        # -- wiring
+        self.bridge.runChanged.connect(self._on_run_changed)
+        self.bridge.output.connect(self._on_output)
+        self.bridge.progress.connect(lambda rid, frac, _msg: self.runs_model.set_progress(rid, frac))
+        self.bridge.notice.connect(self._on_notice)
+        self.bridge.scheduleChanged.connect(lambda _ev: self._refresh_schedules())
+        self._ticker = QTimer(self)
+        self._ticker.timeout.connect(self._tick)
+        self._ticker.start(1000)
+        self.tray: QSystemTrayIcon | None = None
+        self._refresh_tasks()
+        self._update_status()
+        self._update_actions()
+        self._restore_geometry()
+
+    # ------------------------------------------------------------------ helpers
+    def _action(self, text: str, name: str, shortcut: str | None, slot: Any, icon: QStyle.StandardPixmap) -> QAction:
+        act = QAction(self.style().standardIcon(icon), text, self)
+        act.setObjectName(name)
+        if shortcut:
+            act.setShortcut(QKeySequence(shortcut))
+            act.setToolTip(f"{text} ({shortcut})")
+        act.triggered.connect(slot)
+        return act
+
+    def selected_run(self) -> Run | None:
+        index = self.runs_table.currentIndex()
+        return self.runs_model.run_at(index.row()) if index.isValid() else None
+
+    def _update_actions(self) -> None:
+        run = self.selected_run()
+        active = run is not None and run.is_active
+        self.act_cancel.setEnabled(active)
+        self.act_pause.setEnabled(run is not None and run.status.value == "running")
+        self.act_resume.setEnabled(run is not None and run.status.value == "paused")
+        self.act_rerun.setEnabled(run is not None)
+        self.act_cancel_all.setEnabled(bool(self.runs_model.active_ids()))
+
+    def _update_status(self) -> None:
+        running, queued = self.orch.running_count, self.orch.queue_length
+        self.status_runs.setText(f"{running} running · {queued} queued")
+        self.status_slots.setText(f"slots {running}/{self.orch.max_concurrent}")
+        sched = self.orch._scheduler
+        state = "off" if sched is None or not sched.running else ("paused" if sched.paused else "on")
+        self.status_sched.setText(f"scheduler {state}")
+        if self.tray is not None:
+            self.tray.setToolTip(f"{APP_NAME}: {running} running, {queued} queued")
+
+    def _tick(self) -> None:
+        self.runs_model.tick()
+        self._update_status()
+
+    # ------------------------------------------------------------------ launching and control
+    def launch(self, spec: RunSpec, options: dict[str, Any]) -> int | None:
+        opts = dict(options)
+        pattern = TaskPattern.parse(opts.pop("pattern", TaskPattern.LONG_RUNNING))
+        try:
+            run_id = self.orch.delay(spec, pattern=pattern, **opts)
+        except (ValueError, TypeError) as exc:
+            self._message("Cannot launch", str(exc), QMessageBox.Icon.Warning)
+            return None
+        self._ensure_pane(run_id, focus=True)
+        return int(run_id)
+
+    def _ensure_pane(self, run_id: int, focus: bool = False) -> LogPane:
+        pane = self.panes.get(run_id)
+        if pane is None:
+            run = self.orch.engine.get(run_id)
+            limit = int(self.settings.value("view/pane_line_limit", 5000))
+            pane = LogPane(run_id, run.log_path if run else None, line_limit=limit,
+                           encoding=run.spec.encoding if run else "utf-8")
+            pane.openFullLog.connect(self.open_full_log)
+            self.panes[run_id] = pane
+            title = f"#{run_id} {run.name if run else ''}"
+            self.log_tabs.addTab(pane, title)
+            self._trim_panes()
+        if focus:
+            self.log_tabs.setCurrentWidget(pane)
+        return pane
+
+    def _trim_panes(self) -> None:
+        while self.log_tabs.count() > MAX_PANES:
+            for i in range(self.log_tabs.count()):
+                pane = self.log_tabs.widget(i)
+                if isinstance(pane, LogPane):
+                    run = self.orch.engine.get(pane.run_id)
+                    if run is None or not run.is_active:
+                        self._close_pane(i)
+                        break
+            else:
+                return
+
+    def _close_pane(self, index: int) -> None:
+        pane = self.log_tabs.widget(index)
+        self.log_tabs.removeTab(index)
+        if isinstance(pane, LogPane):
+            self.panes.pop(pane.run_id, None)
+            pane.deleteLater()
+
+    def cancel_selected(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.orch.cancel(run.id)
+
+    def pause_selected(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.orch.pause(run.id)
+
+    def resume_selected(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.orch.resume(run.id)
+
+    def rerun_selected(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.rerun(run)
+
+    def rerun(self, run: Run) -> int | None:
+        opts = {"priority": run.priority, "max_retries": int(run.options.get("retry", {}).get("max_retries", 0))}
+        return self.launch(run.spec, {"pattern": TaskPattern.LONG_RUNNING, **opts})
+
+    def cancel_all(self) -> None:
+        self.orch.cancel_all()
+
+    def clear_finished(self) -> None:
+        self.runs_model.clear_finished()
+        self._update_actions()
+
+    # ------------------------------------------------------------------ events from the core
+    def _on_run_changed(self, run: Run) -> None:
+        self.runs_model.upsert(run)
+        self.history_model.upsert(run)
+        pane = self.panes.get(run.id)
+        if run.outcome is not None:
+            if pane is not None:
+                pane.finish()
+            if run.outcome.kind in (OutcomeKind.FAILED, OutcomeKind.FAILED_TO_START, OutcomeKind.TIMED_OUT) \
+                    and self.tray is not None and bool(self.settings.value("notify/failures", True, type=bool)):
+                self.tray.showMessage(f"Run #{run.id} {run.name}", run.outcome.describe(),
+                                      QSystemTrayIcon.MessageIcon.Warning, 5000)
+        if self.runs_table.currentIndex().isValid() is False and self.runs_model.rowCount():
+            row = self.runs_model.row_of(run.id)
+            if row is not None:
+                self.runs_table.selectionModel().setCurrentIndex(
+                    self.runs_model.index(row, 0),
+                    QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+        self._update_actions()
+        self._update_status()
+
+    def _on_output(self, run_id: int, chunks: Any, dropped: int) -> None:
+        pane = self.panes.get(run_id)
+        if pane is None:
+            if run_id not in self.runs_model.active_ids():
+                return
+            pane = self._ensure_pane(run_id)
+        pane.feed_chunks(chunks, dropped)
+
+    def _on_notice(self, notice: Any) -> None:
+        self.statusBar().showMessage(notice.message, 8000)
+        if notice.level == "error":
+            log.error("%s", notice.message)
+
+    def _run_selected(self, current: Any, _previous: Any) -> None:
+        run = self.runs_model.run_at(current.row()) if current.isValid() else None
+        if run is not None and run.id in self.panes:
+            self.log_tabs.setCurrentWidget(self.panes[run.id])
+        self._update_actions()
+
+    # ------------------------------------------------------------------ history
+    def _apply_history_filter(self) -> None:
+        status = self.history_status.currentText()
+        statuses = None if status == "any status" else (["queued", "running", "paused"] if status == "active" else [status])
+        since = None
+        if self.history_since.date() != self.history_since.minimumDate():
+            d = self.history_since.date()
+            since = time.mktime((d.year(), d.month(), d.day(), 0, 0, 0, 0, 0, -1))
+        started = time.perf_counter()
+        self.history_model.set_filter(self.history_filter.text(), statuses, since)
+        took = (time.perf_counter() - started) * 1000
+        self.history_count.setText(f"{self.history_model.total:,} runs · filtered in {took:.0f} ms")
+
+    def _history_selected(self) -> list[Run]:
+        rows = sorted({i.row() for i in self.history_table.selectionModel().selectedRows()})
+        return [r for r in (self.history_model.run_at(row) for row in rows) if r is not None]
+
+    def _history_open(self, index: Any) -> None:
+        run = self.history_model.run_at(index.row())
+        if run is not None:
+            self.open_run_log(run)
+
+    def _history_open_selected(self) -> None:
+        for run in self._history_selected()[:5]:
+            self.open_run_log(run)
+
+    def open_run_log(self, run: Run) -> None:
+        if run.id in self.panes:
+            self.tabs.setCurrentIndex(0)
+            self.log_tabs.setCurrentWidget(self.panes[run.id])
+            return
+        pane = self._ensure_pane(run.id, focus=True)
+        if run.log_path and os.path.exists(run.log_path) and not run.is_active:
+            pane.load_from_log(run.log_path)
+        self.tabs.setCurrentIndex(0)
+
+    def open_full_log(self, run_id: int) -> None:
+        """Write the run's output as plain text next to its log and open it in the desktop's viewer."""
+        run = self.orch.engine.get(run_id)
+        if run is None or not run.log_path or not os.path.exists(run.log_path):
+            return
+        out = Path(run.log_path).with_suffix(".txt")
+        with open(out, "wb") as fh:
+            for record, _ in read_log(run.log_path):
+                if record.stream is not Stream.META:
+                    fh.write(record.data)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(out)))
+
+    def _history_rerun(self) -> None:
+        for run in self._history_selected():
+            self.rerun(run)
+        self.tabs.setCurrentIndex(0)
+
+    def _history_delete(self) -> None:
+        runs = [r for r in self._history_selected() if not r.is_active]
+        if not runs:
+            return
+        ids = [r.id for r in runs]
+        self.orch.registry.delete(ids)
+        for run in runs:
+            if run.log_path and os.path.exists(run.log_path):
+                os.remove(run.log_path)
+        self.history_model.remove_rows_of(set(ids))
+
+    def _history_export(self) -> None:
+        dialog = QFileDialog(self, "Export history", str(Path.home() / "prismq-history.csv"), "CSV (*.csv);;JSON (*.json)")
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.fileSelected.connect(self.export_history)
+        dialog.open()
+
+    def export_history(self, path: str) -> int:
+        """Export what the History filter shows (every page, not only the loaded ones)."""
+        m = self.history_model
+        runs = self.orch.registry.search(text=m.text or None, statuses=m.statuses, since=m.since, until=m.until,
+                                         sort=m.sort_key, descending=m.descending, limit=1_000_000)
+        from prismq_desktop.cli import run_to_json
+        from prismq_desktop.core.engine import masked_env
+
+        rows = []
+        for run in runs:
+            row = run_to_json(run)
+            row.update(pattern=run.pattern, trigger=run.trigger, peak_cpu=run.peak_cpu, peak_rss=run.peak_rss,
+                       env=masked_env(dict(run.spec.env)))
+            rows.append(row)
+        if path.lower().endswith(".json"):
+            Path(path).write_text(json.dumps(rows, indent=2), "utf-8")
+        else:
+            with open(path, "w", newline="", encoding="utf-8") as fh:
+                fields = ["id", "name", "pattern", "trigger", "status", "outcome", "exit_code", "error", "started_at",
+                          "ended_at", "duration", "peak_cpu", "peak_rss", "log_path"]
+                writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows)
+        return len(rows)
+
+    # ------------------------------------------------------------------ saved tasks
+    def _refresh_tasks(self) -> None:
+        self.task_list.clear()
+        for name in self.tasks.names():
+            QListWidgetItem(name, self.task_list)
+
+    def _with_task(self, fn: Any) -> None:
+        item = self.task_list.currentItem()
+        if item is not None:
+            fn(item.text())
+
+    def save_task(self, spec: RunSpec, options: dict[str, Any]) -> None:
+        dialog = QInputDialog(self)
+        dialog.setWindowTitle("Save task")
+        dialog.setLabelText("Name of the task:")
+        dialog.setTextValue(spec.display_name)
+        dialog.textValueSelected.connect(lambda name: self._store_task(name, spec, options))
+        dialog.open()
+
+    def _store_task(self, name: str, spec: RunSpec, options: dict[str, Any]) -> None:
+        name = name.strip()
+        if name:
+            self.tasks.put(name, spec, options)
+            self._refresh_tasks()
+
+    def run_task(self, name: str) -> int | None:
+        found = self.tasks.get(name)
+        if found is None:
+            return None
+        spec, options = found
+        return self.launch(spec.with_changes(name=name), options)
+
+    def _task_menu(self, pos: Any) -> None:
+        item = self.task_list.itemAt(pos)
+        if item is None:
+            return
+        name = item.text()
+        menu = QMenu(self)
+        menu.addAction("Run", lambda: self.run_task(name))
+        menu.addAction("Edit in the launch panel", lambda: self._edit_task(name))
+        menu.addAction("Duplicate", lambda: self._duplicate_task(name))
+        menu.addAction("Delete", lambda: (self.tasks.remove(name), self._refresh_tasks()))
+        menu.popup(self.task_list.viewport().mapToGlobal(pos))
+
+    def _edit_task(self, name: str) -> None:
+        found = self.tasks.get(name)
+        if found is not None:
+            self.launch_panel.set_spec(*found)
+
+    def _duplicate_task(self, name: str) -> None:
+        found = self.tasks.get(name)
+        if found is None:
+            return
+        copy_name = f"{name} (copy)"
+        n = 2
+        while copy_name in self.tasks.names():
+            copy_name = f"{name} (copy {n})"
+            n += 1
+        self.tasks.put(copy_name, *found)
+        self._refresh_tasks()
+
+    def import_tasks(self) -> None:
+        dialog = QFileDialog(self, "Import tasks", str(Path.home()), "JSON (*.json)")
+        dialog.fileSelected.connect(self._import_tasks_from)
+        dialog.open()
+
+    def _import_tasks_from(self, path: str) -> None:
+        try:
+            count = self.tasks.import_file(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self._message("Import failed", f"{path}: {exc}", QMessageBox.Icon.Warning)
+            return
+        self._refresh_tasks()
+        self.statusBar().showMessage(f"imported {count} task(s)", 5000)
+
+    def export_tasks(self) -> None:
+        dialog = QFileDialog(self, "Export tasks", str(Path.home() / "prismq-tasks.json"), "JSON (*.json)")
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.fileSelected.connect(self.tasks.export_file)
+        dialog.open()
+
+    # ------------------------------------------------------------------ scheduler and pool tabs (basic views)
+    def _build_scheduler_tab(self) -> None:
+        lay = QVBoxLayout(self.scheduler_tab)
+        self.schedule_list = QListWidget()
+        self.schedule_list.setObjectName("scheduleList")
+        lay.addWidget(QLabel("<b>Schedules</b> (they fire while this window or <code>prismq-desktop scheduler</code> runs)"))
+        lay.addWidget(self.schedule_list, 1)
+        self._refresh_schedules()
+
+    def _refresh_schedules(self) -> None:
+        self.schedule_list.clear()
+        from prismq_desktop.core.triggers import local_text
+
+        for row in self.orch.registry.list_schedules():
+            from prismq_desktop.core.scheduler import Schedule
+
+            s = Schedule.from_row(row)
+            nxt = local_text(s.next_fire, s.trigger.timezone) if s.next_fire and s.enabled else "—"
+            state = "on" if s.enabled else "off"
+            QListWidgetItem(f"{s.name}: {s.describe()} · {state} · next {nxt}", self.schedule_list)
+
+    def _build_pool_tab(self) -> None:
+        lay = QVBoxLayout(self.pool_view)
+        lay.addWidget(QLabel("The warm worker pool view arrives with the pool."))
+        lay.addStretch(1)
+
+    # ------------------------------------------------------------------ closing
+    def _message(self, title: str, text: str, icon: QMessageBox.Icon = QMessageBox.Icon.Information) -> QMessageBox:
+        box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        return box
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        active = self.runs_model.active_ids() or [h.id for h in self.orch.engine.active()]
+        if self._quitting or not active:
+            self._save_geometry()
+            event.accept()
+            self._quitting = True
+            return
+        event.ignore()
+        self.ask_before_quit(len(active))
+
+    def ask_before_quit(self, count: int) -> QMessageBox:
+        box = QMessageBox(QMessageBox.Icon.Question, "Runs are still active",
+                          f"{count} run(s) are still running or queued. What should happen to them?",
+                          QMessageBox.StandardButton.NoButton, self)
+        box.setObjectName("quitDialog")
+        cancel_btn = box.addButton("Cancel them and quit", QMessageBox.ButtonRole.DestructiveRole)
+        tray_btn = box.addButton("Keep running in the tray", QMessageBox.ButtonRole.AcceptRole)
+        stay_btn = box.addButton("Don't quit", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(stay_btn)
+        box.setEscapeButton(stay_btn)
+
+        def chosen(button: Any) -> None:
+            if button is cancel_btn:
+                self.orch.cancel_all()
+                self._quitting = True
+                self.close()
+            elif button is tray_btn:
+                self.hide_to_tray()
+
+        box.buttonClicked.connect(chosen)
+        box.open()
+        return box
+
+    def hide_to_tray(self) -> None:
+        if self.tray is None and QSystemTrayIcon.isSystemTrayAvailable():
+            self.tray = QSystemTrayIcon(self.windowIcon() or QIcon(), self)
+            menu = QMenu(self)
+            menu.addAction("Show", self.show_normal)
+            menu.addAction("Quit", lambda: (setattr(self, "_quitting", True), self.orch.cancel_all(), self.close()))
+            self.tray.setContextMenu(menu)
+            self.tray.activated.connect(lambda *_: self.show_normal())
+        if self.tray is not None:
+            self.tray.show()
+            self.hide()
+        else:
+            self.showMinimized()
+
+    def show_normal(self) -> None:
+        self.show()
+        self.setWindowState(self.windowState() & ~Qt.WindowState.WindowMinimized)
+        self.raise_()
+        self.activateWindow()
+
+    def _save_geometry(self) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/outer", self.outer_split.saveState())
+        self.settings.setValue("window/runs", self.runs_split.saveState())
+        self.settings.setValue("window/tab", self.tabs.currentIndex())
+        self.settings.sync()
+
+    def _restore_geometry(self) -> None:
+        geometry = self.settings.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        for key, split in (("window/outer", self.outer_split), ("window/runs", self.runs_split)):
+            state = self.settings.value(key)
+            if state is not None:
+                split.restoreState(state)
+        self.tabs.setCurrentIndex(int(self.settings.value("window/tab", 0)))
