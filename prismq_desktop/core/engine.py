@@ -264,8 +264,13 @@ class RunEngine:
             for chunk in chunks:  # the protocol marker is looked for everywhere (a C-speed `in`)
                 if PROTOCOL_PREFIX in chunk.text:
                     reading = tracker.feed(chunk.text) or reading
-            if reading is None:  # heuristics only look at the newest output
-                reading = tracker.feed(chunks[-1].text)
+            if reading is None:  # heuristics only look at the newest output (the last few KiB)
+                tail = chunks[-1].text
+                for chunk in reversed(chunks[:-1]):
+                    if len(tail) >= 4096:
+                        break
+                    tail = chunk.text + tail
+                reading = tracker.feed(tail[-8192:])
             if reading is not None:
                 run.progress, run.progress_message = reading.fraction, reading.message
                 self.bus.publish(Progress(run.id, reading.fraction, reading.message))

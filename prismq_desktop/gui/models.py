@@ -106,7 +106,7 @@ class RunsModel(QAbstractTableModel):
             human_bytes(rss) if rss is not None and run.is_active else "",
             run.pattern.replace("_", " "), run.trigger or "",
         ]
-        return values[col]
+        return str(values[col])
 
     def upsert(self, run: Run) -> None:
         row = self._row.get(run.id)
@@ -260,7 +260,7 @@ class HistoryModel(QAbstractTableModel):
             f"{run.peak_cpu:.0f}%" if run.peak_cpu is not None else "",
             human_bytes(run.peak_rss),
         ]
-        return values[col]
+        return str(values[col])
 
     def run_at(self, row: int) -> Run | None:
         return self._runs[row] if 0 <= row < len(self._runs) else None
