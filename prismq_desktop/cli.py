@@ -38,6 +38,17 @@ def _env_pair(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _count(text: str) -> int:
+    """A positive whole number that fits SQLite (so a typo is a usage error, not a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 < value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {2**63 - 1}: {text!r}")
+    return value
+
+
 def _positive(text: str) -> float:
     try:
         value = float(text)
@@ -85,19 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="first backoff in seconds; doubles per attempt, capped at 60, with jitter")
 
     dead = sub.add_parser("dead-letters", help="runs whose retries ran out: list, requeue or purge")
-    dead.add_argument("--requeue", type=int, metavar="ID", help="run the entry again (a fresh chain of attempts)")
-    dead.add_argument("--purge", type=int, nargs="*", metavar="ID", help="delete these entries (all when no ID)")
+    dead.add_argument("--requeue", type=_count, metavar="ID", help="run the entry again (a fresh chain of attempts)")
+    dead.add_argument("--purge", type=_count, nargs="*", metavar="ID", help="delete these entries (all when no ID)")
     dead.add_argument("--all", action="store_true", help="include entries already requeued")
     dead.add_argument("--json", action="store_true")
 
     hist = sub.add_parser("history", help="list recorded runs, newest first")
     hist.add_argument("--status", help="queued, running, paused, done, or an outcome: succeeded, failed, "
                       "failed_to_start, cancelled, timed_out, interrupted")
-    hist.add_argument("--limit", type=int, default=20)
+    hist.add_argument("--limit", type=_count, default=20)
     hist.add_argument("--json", action="store_true", help="print a JSON array")
 
     logs = sub.add_parser("logs", help="print a run's output exactly as it was written")
-    logs.add_argument("run_id", type=int, metavar="RUN_ID")
+    logs.add_argument("run_id", type=_count, metavar="RUN_ID")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing while the run is active")
     logs.add_argument("--stream", choices=["stdout", "stderr"], help="only this stream")
 
@@ -132,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("schedule", metavar="NAME_OR_ID")
     sched_hist = ssub.add_parser("history", help="a schedule's runs, including skipped and missed fires")
     sched_hist.add_argument("schedule", metavar="NAME_OR_ID")
-    sched_hist.add_argument("--limit", type=int, default=20)
+    sched_hist.add_argument("--limit", type=_count, default=20)
 
     sub.add_parser("scheduler", help="run the scheduler in the foreground (no window) until Ctrl+C")
     sub.add_parser("gui", help="open the window (the default with no command)")
@@ -224,12 +235,21 @@ def _cmd_run(ns: argparse.Namespace) -> int:
             err.flush()
 
     if blocking:
+        def interrupt(signum: int, _frame: Any) -> None:
+            raise KeyboardInterrupt  # LOCAL mode turns this into a cancel of the whole tree
+
+        previous = {}
+        for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if sig is not None:
+                previous[sig] = signal.signal(sig, interrupt)
         engine = RunEngine(ns.data_dir, mode=RunMode.AUTO)
         try:
             engine.bus.subscribe_sync(show)
             run = engine.run_blocking(spec, mode=chosen).run
         finally:
             engine.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     else:
         run = asyncio.run(_run_async(ns, spec, mode, pattern, show))
     if run.dry_run:
@@ -543,6 +563,7 @@ def _cmd_logs(ns: argparse.Namespace) -> int:
     from prismq_desktop.core import RunRegistry
     from prismq_desktop.core.output import Stream
     from prismq_desktop.core.paths import data_dir, registry_path
+    from prismq_desktop.core.registry import owner_alive
 
     wanted = {"stdout": {Stream.STDOUT}, "stderr": {Stream.STDERR}, None: {Stream.STDOUT, Stream.STDERR}}[ns.stream]
     with RunRegistry(registry_path(data_dir(ns.data_dir)), recover=False) as reg:
@@ -558,7 +579,7 @@ def _cmd_logs(ns: argparse.Namespace) -> int:
         offset = _copy_log(path, 0, wanted, out)
         while ns.follow:
             current = reg.get(ns.run_id)
-            if current is None or not current.is_active:
+            if current is None or not current.is_active or not owner_alive(current.owner_pid, current.owner_create_time):
                 _copy_log(path, offset, wanted, out)
                 break
             time.sleep(0.2)
@@ -617,7 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return EXIT_CANCELLED
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, OverflowError) as exc:
         sys.stderr.write(f"prismq-desktop: error: {exc}\n")
         return 1
 

@@ -18,6 +18,7 @@ from prismq_desktop.core.models import (
     TargetKind,
     transition,
 )
+from prismq_desktop.core.monitor import ResourceMonitor, RunSample, RunUsage, SystemSample
 from prismq_desktop.core.output import LineAssembler, LogWriter, OutputCapture, Stream, read_log
 from prismq_desktop.core.registry import RunRegistry
 from prismq_desktop.core.wrapper import SubprocessWrapper, choose_mode
@@ -35,7 +36,11 @@ __all__ = [
     "OutputBatch",
     "OutputCapture",
     "Run",
+    "ResourceMonitor",
     "RunChanged",
+    "RunSample",
+    "RunUsage",
+    "SystemSample",
     "RunEngine",
     "RunHandle",
     "RunMode",

@@ -20,6 +20,7 @@ from prismq_desktop.core import paths
 from prismq_desktop.core.events import EventBus, OutputBatch, Progress, RunChanged
 from prismq_desktop.core.launch import Launch, LaunchError, resolve
 from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec, RunStatus, transition
+from prismq_desktop.core.monitor import ResourceMonitor
 from prismq_desktop.core.output import LogWriter, OutputCapture, OutputChunk, Stream
 from prismq_desktop.core.progress import PROTOCOL_PREFIX, ProgressTracker
 from prismq_desktop.core.registry import RunRegistry
@@ -120,6 +121,7 @@ class RunEngine:
         mode: RunMode | str = RunMode.AUTO,
         tail_lines: int = 2000,
         max_line_chars: int = 16384,
+        monitor_interval: float = 1.0,
     ) -> None:
         self.home = paths.data_dir(home)
         self.registry = registry or RunRegistry(paths.registry_path(self.home))
@@ -127,12 +129,28 @@ class RunEngine:
         self.bus = EventBus()
         self.tail_lines = tail_lines
         self.max_line_chars = max_line_chars
+        # psutil/procfs sampling of every live run's tree, off the loop thread; samples are
+        # published on the loop, and each run's peak/mean CPU and RSS are saved when it ends
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.monitor = ResourceMonitor(monitor_interval, publish=self._publish_sample, disk_path=str(self.home))
         self._live: dict[int, RunHandle] = {}
         self._unannounced: list[RunHandle] = []
-        self._mode_cache: dict[tuple[int, object, str | None], RunMode] = {}  # created in the open transaction, not yet committed
+        self._mode_cache: dict[tuple[int, object, str | None], RunMode] = {}
         self._home_str = str(self.home)
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.RLock()
+
+    def _publish_sample(self, ev: Any) -> None:
+        """Runs on the sampler thread: hand the sample to the loop (or publish directly with no loop)."""
+        loop = self._loop
+        if loop is None:
+            self.bus.publish(ev)
+            return
+        if not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self.bus.publish, ev)
+            except RuntimeError:
+                pass  # the loop closed meanwhile
 
     # -- the one place status changes
     def _change(self, handle: RunHandle, status: RunStatus, outcome: Outcome | None = None) -> None:
@@ -254,6 +272,13 @@ class RunEngine:
         def on_started(pid: int, create_time: float | None) -> None:
             run.pid, run.pid_create_time = pid, create_time
             self._change(handle, RunStatus.RUNNING)
+            if self._loop is None:
+                try:
+                    self._loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    pass
+            self.monitor.watch(run.id, pid)
+            self.monitor.start()  # no-op when already running
 
         tracker = ProgressTracker()
         last_saved = [0.0]
@@ -304,10 +329,17 @@ class RunEngine:
             OutcomeKind.INTERRUPTED,
         ):
             self._change(handle, RunStatus.RUNNING)  # a dry run "runs" instantly
-        self._change(handle, RunStatus.DONE, outcome)
-        self._finish(handle)
+        try:
+            usage = self.monitor.unwatch(handle.id)
+            if usage is not None:
+                for key, value in usage.run_fields().items():
+                    setattr(handle.run, key, value)
+            self._change(handle, RunStatus.DONE, outcome)
+        finally:
+            self._finish(handle)  # whatever happened above, nobody waits for this run forever
 
     def _finish(self, handle: RunHandle) -> None:
+        self.monitor.unwatch(handle.id)
         with self._lock:
             handle._done = True
             if handle._done_event is not None:
@@ -408,6 +440,7 @@ class RunEngine:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=2)
         self.flush_created()
+        self.monitor.stop()
         self.registry.close()
 
     async def __aenter__(self) -> RunEngine:
@@ -418,5 +451,6 @@ class RunEngine:
 
     def close(self) -> None:
         self.flush_created()
+        self.monitor.stop()
         self.registry.close()
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from prismq_desktop.core.models import Run
+from prismq_desktop.core.monitor import RunSample, SystemSample
 from prismq_desktop.core.output import OutputChunk
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class Notice:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-Event: TypeAlias = RunChanged | OutputBatch | Progress | RetryScheduled | DeadLettered | Notice
+Event: TypeAlias = RunChanged | OutputBatch | Progress | RetryScheduled | DeadLettered | Notice | RunSample | SystemSample
 Callback: TypeAlias = Callable[[Event], None | Awaitable[None]]
 
 

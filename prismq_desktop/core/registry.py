@@ -119,6 +119,15 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (schedule_id, due)
     );
     """,
+    """
+    CREATE INDEX runs_created ON runs(created_at DESC, id DESC);
+    DROP INDEX runs_status_created;
+    CREATE INDEX runs_status_created ON runs(status, created_at DESC, id DESC);
+    DROP INDEX runs_outcome_created;
+    CREATE INDEX runs_outcome_created ON runs(outcome, created_at DESC, id DESC);
+    DROP INDEX runs_name_created;
+    CREATE INDEX runs_name_created ON runs(name, created_at DESC, id DESC);
+    """,
 ]
 
 _COLUMNS = (
@@ -148,6 +157,34 @@ class DeadLetter:
     requeued_run_id: int | None
 
 
+def _storable(text: str | None) -> str | None:
+    """Text SQLite can store: a path that is not UTF-8 (lone surrogates from the OS) keeps a
+    readable form here; the exact bytes survive in the JSON of the spec and argv."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+_JSON_PATH = "json:"  # never the start of an absolute path
+
+
+def _path_to_db(path: str | None) -> str | None:
+    """Store a path exactly: one that is not valid UTF-8 is kept as JSON (which escapes its surrogates)."""
+    if path is None or _storable(path) == path:
+        return path
+    return _JSON_PATH + json.dumps(path)
+
+
+def _path_from_db(value: str | None) -> str | None:
+    if value is not None and value.startswith(_JSON_PATH):
+        return str(json.loads(value[len(_JSON_PATH):]))
+    return value
+
+
 class RegistryError(RuntimeError):
     pass
 
@@ -157,7 +194,7 @@ def _me() -> tuple[int, float]:
     return proc.pid, proc.create_time()
 
 
-def _owner_alive(pid: int | None, create_time: float | None) -> bool:
+def owner_alive(pid: int | None, create_time: float | None) -> bool:
     if pid is None:
         return False
     try:
@@ -181,7 +218,11 @@ class RunRegistry:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
         self._owner = _me()
         self._next_id = self._block_end = 0
         self._block = 4
@@ -256,7 +297,7 @@ class RunRegistry:
             pid=row["pid"],
             pid_create_time=row["pid_create_time"],
             argv=tuple(json.loads(row["argv"])) if row["argv"] else (),
-            cwd=row["cwd"],
+            cwd=_path_from_db(row["cwd"]),
             log_path=row["log_path"],
             dry_run=bool(row["dry_run"]),
             owner_pid=row["owner_pid"],
@@ -281,6 +322,14 @@ class RunRegistry:
 
     @staticmethod
     def _values(run: Run) -> dict[str, Any]:
+        values = RunRegistry._raw_values(run)
+        for key in ("name", "error", "log_path", "trigger", "progress_message"):
+            values[key] = _storable(values[key])
+        values["cwd"] = _path_to_db(values["cwd"])
+        return values
+
+    @staticmethod
+    def _raw_values(run: Run) -> dict[str, Any]:
         out = run.outcome
         return {
             "id": run.id,
@@ -410,7 +459,8 @@ class RunRegistry:
             if val is None:
                 continue
             vals = [val] if isinstance(val, str) else list(val)
-            clauses.append(f"{col} IN ({', '.join('?' * len(vals))})")
+            # one value: "=" lets SQLite walk the (col, created_at) index in order
+            clauses.append(f"{col} = ?" if len(vals) == 1 else f"{col} IN ({', '.join('?' * len(vals))})")
             params.extend(vals)
         if name is not None:
             clauses.append("name = ?")
@@ -708,7 +758,7 @@ class RunRegistry:
         active = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
         recovered = []
         for run in self.list(status=active, limit=1_000_000):
-            if _owner_alive(run.owner_pid, run.owner_create_time):
+            if owner_alive(run.owner_pid, run.owner_create_time):
                 continue
             was = run.status.value
             reason = f"PrismQ process {run.owner_pid} ended while this run was {was}"

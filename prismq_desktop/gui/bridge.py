@@ -13,6 +13,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from prismq_desktop.core.events import DeadLettered, Notice, OutputBatch, Progress, RetryScheduled, RunChanged
+from prismq_desktop.core.monitor import RunSample, SystemSample
 
 
 class Bridge(QObject):
@@ -23,7 +24,7 @@ class Bridge(QObject):
     retryScheduled = Signal(object)
     deadLettered = Signal(object)
     scheduleChanged = Signal(object)
-    sample = Signal(object)  # monitor samples (emitted from the sampler thread: queued)
+    sample = Signal(object)  # RunSample / SystemSample (the engine hands them to the loop first)
 
     def __init__(self, orchestrator: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -43,6 +44,8 @@ class Bridge(QObject):
             self.retryScheduled.emit(ev)
         elif isinstance(ev, DeadLettered):
             self.deadLettered.emit(ev)
+        elif isinstance(ev, (RunSample, SystemSample)):
+            self.sample.emit(ev)
         elif type(ev).__name__ == "ScheduleChanged":
             self.scheduleChanged.emit(ev)
 

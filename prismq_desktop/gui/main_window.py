@@ -319,6 +319,7 @@ class MainWindow(QMainWindow):
         self.bridge.output.connect(self._on_output)
         self.bridge.progress.connect(lambda rid, frac, _msg: self.runs_model.set_progress(rid, frac))
         self.bridge.notice.connect(self._on_notice)
+        self.bridge.sample.connect(self._on_sample)
         self.bridge.scheduleChanged.connect(lambda _ev: self._refresh_schedules())
         self._ticker = QTimer(self)
         self._ticker.timeout.connect(self._tick)
@@ -472,6 +473,11 @@ class MainWindow(QMainWindow):
                 return
             pane = self._ensure_pane(run_id)
         pane.feed_chunks(chunks, dropped)
+
+    def _on_sample(self, sample: Any) -> None:
+        run_id = getattr(sample, "run_id", None)
+        if run_id is not None:
+            self.runs_model.set_usage(run_id, sample.cpu_percent, sample.rss_bytes)
 
     def _on_notice(self, notice: Any) -> None:
         self.statusBar().showMessage(notice.message, 8000)

@@ -1,0 +1,615 @@
+"""The fork server behind `ResourcePool` on POSIX: a warm Python that forks one child per run.
+
+The pool starts it as ``python -c BOOT forkserver.py --fd N --preload a,b`` (see `command()`),
+which runs this file without importing the `prismq_desktop` package, so a child sees a fresh
+interpreter's modules plus the preloaded ones only. ``python -m prismq_desktop.core.forkserver
+--fd N`` works too (it imports the package first). It imports the preload modules, freezes the
+heap (`gc.freeze`, so children do not copy it on their first collection), tells the pool it is
+ready, then serves requests from the control socket (fd N, one end of a socketpair):
+
+pool -> server  ``{"t": "run", "seq", "kind": "path"|"module", "target", "argv", "cwd", "env",
+                "unbuffered"}`` with the run's stdout and stderr pipe write ends attached
+                (SCM_RIGHTS, `socket.send_fds`);
+server -> pool  ``{"t": "ready", "pid", "preloaded", "failed"}`` once;
+                ``{"t": "started", "seq", "pid"[, "error"]}`` as soon as the child has its own
+                session (and could change directory); ``{"t": "exit", "seq", "pid", "code"}``
+                when it is reaped: the code is negative for a signal, as in `subprocess`.
+
+Messages are a 4-byte big-endian length and UTF-8 JSON. EOF on the control socket means the
+pool is gone: the server kills its children's process groups and exits.
+
+The child: `setsid()` (its own session, so the pool's `ProcessTree` stops it exactly like a
+spawned run), stdio onto /dev/null and the two pipes, `chdir`, then a handshake with the server
+(the server reports the pid only once the session exists, and the child runs the script only
+once the pid is reported: a run that is lost with its server never runs unseen). Then it
+replaces `os.environ`, `sys.argv`, `sys.path[0]` and the stdio objects, restores default
+signal handlers and runs the script with `runpy` as ``__main__``; at the end it does what
+interpreter shutdown does (join non-daemon threads, atexit, flush stdio) and leaves with
+`os._exit` and the code `python script.py` would have given: SystemExit's code, 1 and a
+traceback on stderr for an exception, death by SIGINT for an unhandled KeyboardInterrupt, 120
+when stdout cannot be flushed.
+
+Known differences from a fresh interpreter: the preloaded modules are already imported (and
+`sys.modules` holds them); all runs of one server share its hash seed; `sys.flags` and
+`sys.orig_argv[0]`-style startup facts are the server's; the process's command line (`ps`) is
+the server's. Interpreter startup settings (PYTHONPATH, PYTHONHASHSEED, ...) must match the
+server's: the pool runs anything else as a normal spawn.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import errno
+import gc
+import importlib
+import io
+import json
+import locale
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any, NoReturn
+
+_HEADER = struct.Struct("!I")
+MAX_MESSAGE = 64 * 1024 * 1024
+MAX_FDS = 16
+STATUS_CONTROL_C_EXIT = 0xC000013A  # what Windows Python exits with after an unhandled Ctrl+C
+
+#: Runs the server file by path, so the server does not import the prismq_desktop package.
+BOOT = "import sys; del sys.path[0]; import runpy; runpy.run_path(sys.argv[1], run_name='__main__')"
+
+
+def command(python: str, fd: int, preload: tuple[str, ...]) -> list[str]:
+    """The server's command line (the pool passes `fd`, the server's end of the socketpair)."""
+    return [python, "-c", BOOT, os.path.abspath(__file__), "--fd", str(fd), "--preload", ",".join(preload)]
+
+
+# ---------------------------------------------------------------------------- framing
+def encode(msg: dict[str, Any]) -> bytes:
+    body = json.dumps(msg, separators=(",", ":")).encode("utf-8")
+    return _HEADER.pack(len(body)) + body
+
+
+class Decoder:
+    """Turns the bytes (and fds) read from a stream socket into whole messages."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.fds: list[int] = []
+
+    def feed(self, data: bytes, fds: list[int] | None = None) -> Iterator[dict[str, Any]]:
+        self._buf += data
+        if fds:
+            self.fds.extend(fds)
+        while len(self._buf) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(self._buf)
+            if size > MAX_MESSAGE:
+                raise ValueError(f"control message too large ({size} bytes)")
+            if len(self._buf) < _HEADER.size + size:
+                return
+            body = bytes(self._buf[_HEADER.size : _HEADER.size + size])
+            del self._buf[: _HEADER.size + size]
+            msg = json.loads(body)
+            if isinstance(msg, dict):
+                yield msg
+
+
+# ---------------------------------------------------------------------------- the child
+_SERVER_FILES: set[str] = {os.path.abspath(__file__), "<frozen runpy>"}
+
+
+def _trim(tb: TracebackType | None) -> TracebackType | None:
+    """Drop the server's and runpy's frames, so a traceback starts at the script, as usual."""
+    import runpy
+
+    skip = _SERVER_FILES | {os.path.abspath(runpy.__file__ or "runpy.py")}
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if name not in skip and os.path.abspath(name) not in skip:
+            break
+        tb = tb.tb_next
+    return tb
+
+
+def _report(exc: BaseException) -> None:
+    """Print an unhandled exception the way the interpreter does (through sys.excepthook)."""
+    tb = _trim(exc.__traceback__)
+    exc = exc.with_traceback(tb)  # the default hook prints the exception's own traceback
+    try:
+        sys.excepthook(type(exc), exc, tb)
+    except BaseException as hook_exc:  # noqa: BLE001 - the interpreter reports both, so do we
+        with contextlib.suppress(BaseException):
+            print("Error in sys.excepthook:", file=sys.stderr)
+            traceback.print_exception(type(hook_exc), hook_exc, hook_exc.__traceback__)
+            print("\nOriginal exception was:", file=sys.stderr)
+            traceback.print_exception(type(exc), exc, tb)
+
+
+def _system_exit_code(exc: SystemExit) -> int:
+    """What `python script.py` exits with for an unhandled SystemExit."""
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    with contextlib.suppress(BaseException):
+        sys.stderr.write(f"{code}\n")
+    return 1
+
+
+def _stdio(encoding: str, errors: str, unbuffered: bool) -> None:
+    """Fresh sys.stdin/stdout/stderr over fds 0-2, made the way interpreter startup makes them."""
+
+    def text(fd: int, name: str, errs: str, line_buffering: bool) -> io.TextIOWrapper:
+        writing = fd != 0
+        raw = io.FileIO(fd, "w" if writing else "r", closefd=False)
+        raw.name = name
+        buf: Any = raw if unbuffered and writing else (io.BufferedWriter(raw) if writing else io.BufferedReader(raw))
+        stream = io.TextIOWrapper(
+            buf,
+            encoding=encoding,
+            errors=errs,
+            newline=None if sys.platform == "win32" and not writing else "\n",
+            line_buffering=line_buffering,
+            write_through=unbuffered and writing,
+        )
+        setattr(stream, "mode", "w" if writing else "r")  # noqa: B010 - a read-only property to type checkers
+        return stream
+
+    stdin = text(0, "<stdin>", errors, False)
+    stdout = text(1, "<stdout>", errors, False)
+    stderr = text(2, "<stderr>", "backslashreplace", not unbuffered)  # non-interactive stderr is line-buffered
+    sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
+    for name, stream in (("__stdin__", stdin), ("__stdout__", stdout), ("__stderr__", stderr)):
+        setattr(sys, name, stream)
+
+
+def _reset_signals() -> None:
+    with contextlib.suppress(ValueError, OSError):
+        signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as the interpreter sets them at startup
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+def _finalize(code: int) -> int:
+    """Interpreter shutdown: wait for non-daemon threads, run atexit, flush stdio."""
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        shutdown = getattr(threading, "_shutdown", None)
+        if shutdown is not None:
+            try:
+                shutdown()
+            except BaseException as exc:  # noqa: BLE001
+                _report(exc)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except BaseException:  # noqa: BLE001 - as the interpreter: a failed stdout flush means 120
+            if stream is sys.stdout:
+                code = 120
+    return code
+
+
+def _run(req: dict[str, Any], finalize: Callable[[int], int] = _finalize, die_by_sigint: bool = True) -> int:
+    """Run the request's script or module as __main__; return the exit code.
+
+    `finalize` does the interpreter's shutdown work; with `die_by_sigint` an unhandled
+    KeyboardInterrupt ends the process by SIGINT (POSIX), else it gives STATUS_CONTROL_C_EXIT.
+    """
+    import runpy
+
+    target: str = req["target"]
+    interrupted = False
+    try:
+        if req.get("kind") == "module":
+            try:
+                runpy.run_module(target, run_name="__main__", alter_sys=True)
+            except ImportError as exc:
+                if type(exc).__module__ == "runpy" or "No module named" in str(exc) and exc.name == target:
+                    sys.stderr.write(f"{sys.executable}: {exc}\n")
+                    return finalize(1)
+                raise
+        else:
+            try:
+                with open(target, "rb"):
+                    pass
+            except OSError as exc:
+                sys.stderr.write(f"{sys.executable}: can't open file {target!r}: [Errno {exc.errno}] {exc.strerror}\n")
+                return finalize(2)
+            runpy.run_path(target, run_name="__main__")
+        code = 0
+    except SystemExit as exc:
+        code = _system_exit_code(exc)
+    except KeyboardInterrupt as exc:
+        _report(exc)
+        code, interrupted = (130 if die_by_sigint else STATUS_CONTROL_C_EXIT), True
+    except BaseException as exc:  # noqa: BLE001 - an uncaught exception ends the run like the interpreter does
+        _report(exc)
+        code = 1
+    code = finalize(code)
+    if interrupted and die_by_sigint:  # like the interpreter: die by SIGINT so the parent sees the signal
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    return code
+
+
+def _become_session(close_fds: list[int]) -> None:
+    """First steps of every child (a spare does them before any request): own session, clean signals and fds."""
+    os.setsid()
+    _reset_signals()
+    for fd in close_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _become_run(req: dict[str, Any], out_fd: int, err_fd: int, sync: socket.socket, handshake: bool = True) -> NoReturn:
+    """In the child, once it has a request: take the run's stdio and cwd, handshake, run. Never returns.
+
+    Without `handshake` (a spare: the server checked the directory and reported the pid before
+    handing the request over) a directory that vanished since is reported on the run's stderr.
+    """
+    code = 1
+    try:
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        for fd in {null, out_fd, err_fd} - {0, 1, 2}:
+            os.close(fd)
+        try:
+            os.chdir(req["cwd"])
+        except OSError as exc:
+            why = f"cannot change directory to {req['cwd']}: {exc.strerror or exc}"
+            if handshake:
+                sync.sendall(b"E" + why.encode("utf-8", "replace"))
+            else:
+                os.write(2, f"{sys.executable}: {why}\n".encode("utf-8", "replace"))
+            os._exit(127)
+        if handshake:
+            sync.sendall(b"k")
+            go = sync.recv(1)  # the server has reported our pid (or died: then never run)
+            if go != b"g":
+                os._exit(1)
+        sync.close()
+        # Now the run's own interpreter state.
+        env: dict[str, str] = req["env"]
+        _set_environ(env)
+        with contextlib.suppress(locale.Error):
+            locale.setlocale(locale.LC_CTYPE, "")
+        if hasattr(time, "tzset"):
+            time.tzset()
+        sys.dont_write_bytecode = bool(env.get("PYTHONDONTWRITEBYTECODE"))
+        argv: list[str] = req["argv"]
+        sys.argv = list(argv)
+        sys.orig_argv = [sys.executable, *(["-m"] if req.get("kind") == "module" else []), *argv]
+        sys.path.insert(0, os.getcwd() if req.get("kind") == "module" else os.path.dirname(os.path.abspath(req["target"])))
+        encoding, errors = _STDIO
+        _stdio(encoding, errors, bool(req.get("unbuffered")))
+        code = _run(req)
+    except BaseException as exc:  # noqa: BLE001 - the child must never return into the server
+        with contextlib.suppress(BaseException):
+            os.write(2, f"prismq fork server: child setup failed: {exc!r}\n".encode())
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _set_environ(env: dict[str, str]) -> None:
+    """Make os.environ (and the C environment) exactly `env`, touching only what differs."""
+    current = os.environ
+    for key in [k for k in current if k not in env]:
+        del current[key]
+    for key, value in env.items():
+        if current.get(key) != value:
+            current[key] = value
+
+
+def _warm_up() -> None:
+    """Take the copy-on-write page faults of a run's setup in the spare, before any request waits.
+
+    A forked child pays for the first write to every page it shares with the server; running
+    the setup once on nothing (stdio objects, os.environ, runpy on an empty file) roughly halves
+    the time from a request to the script's first line.
+    """
+    saved = sys.stdin, sys.stdout, sys.stderr
+    dunders = {name: getattr(sys, name) for name in ("__stdin__", "__stdout__", "__stderr__")}
+    try:
+        _stdio(*_STDIO, True)
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved
+        for name, stream in dunders.items():
+            setattr(sys, name, stream)
+    _set_environ(dict(os.environ))
+    locale.setlocale(locale.LC_CTYPE)
+    import runpy
+
+    argv = list(sys.argv)
+    try:
+        runpy.run_path(os.devnull, run_name="__main__")
+    finally:
+        sys.argv = argv
+
+
+def _spare_main(sock: socket.socket, close_fds: list[int], warm: bool) -> NoReturn:
+    """A pre-forked spare: takes its own session, says so ("r"), and waits for its one request (EOF: the server is gone)."""
+    try:
+        _become_session(close_fds)
+        if warm:
+            with contextlib.suppress(Exception):
+                _warm_up()
+        sock.sendall(b"r")
+        decoder = Decoder()
+        while True:
+            data, fds, _flags, _addr = socket.recv_fds(sock, 256 * 1024, MAX_FDS)
+            if not data:
+                os._exit(0)
+            for req in decoder.feed(data, fds):
+                take = decoder.fds[:2]
+                for fd in decoder.fds[2:]:
+                    os.close(fd)
+                if len(take) != 2:
+                    os._exit(127)
+                _become_run(req, take[0], take[1], sock, handshake=bool(req.get("handshake")))
+    except BaseException:  # noqa: BLE001 - a spare never returns into the server
+        os._exit(1)
+
+
+# ---------------------------------------------------------------------------- the server
+_STDIO: tuple[str, str] = ("utf-8", "strict")
+
+
+def _cwd_problem(cwd: str) -> str | None:
+    """Why a child could not change into `cwd` (checked before its pid is reported), or None."""
+    try:
+        if not os.path.isdir(cwd):
+            os.stat(cwd)
+            return f"cannot change directory to {cwd}: Not a directory"
+    except OSError as exc:
+        return f"cannot change directory to {cwd}: {exc.strerror or exc}"
+    if not os.access(cwd, os.X_OK):
+        return f"cannot change directory to {cwd}: Permission denied"
+    return None
+
+
+def _preload(names: list[str]) -> tuple[list[str], dict[str, str]]:
+    loaded, failed = [], {}
+    for name in names:
+        try:
+            importlib.import_module(name)
+            loaded.append(name)
+        except BaseException as exc:  # noqa: BLE001 - a bad preload must not stop the server
+            failed[name] = f"{type(exc).__name__}: {exc}"
+    return loaded, failed
+
+
+class _Server:
+    """Serves run requests; keeps one spare child forked ahead, so a request costs no fork."""
+
+    def __init__(self, sock: socket.socket, spare: bool = True) -> None:
+        self.sock = sock
+        self.children: dict[int, Any] = {}  # pid -> request seq (None: the spare)
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.use_spare = spare
+        self.spare: tuple[int, socket.socket] | None = None
+
+    def send(self, msg: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.sendall(encode(msg))
+
+    def fork_child(self, warm: bool = True) -> tuple[int, socket.socket]:
+        """Fork a child that takes its own session and waits on the returned socket for a request."""
+        ours, theirs = socket.socketpair()
+        try:
+            pid = os.fork()
+        except BaseException:
+            ours.close()
+            theirs.close()
+            raise
+        if pid == 0:
+            ours.close()
+            spare = self.spare[1].fileno() if self.spare is not None else -1
+            _spare_main(theirs, [self.sock.fileno(), self.wake_r, self.wake_w, spare], warm)
+        theirs.close()
+        self.children[pid] = None
+        return pid, ours
+
+    def refill(self) -> None:
+        if self.use_spare and self.spare is None:
+            try:
+                self.spare = self.fork_child()
+            except OSError:
+                self.spare = None  # try again at the next request
+
+    def spawn(self, req: dict[str, Any], fds: list[int]) -> None:
+        seq = req.get("seq")
+        try:
+            if len(fds) != 2:
+                self.send({"t": "started", "seq": seq, "pid": 0, "error": "the run's output pipes did not arrive"})
+                return
+            problem = _cwd_problem(req.get("cwd", ""))
+            if problem is not None:
+                self.send({"t": "started", "seq": seq, "pid": 0, "error": problem})
+                return
+            if not (self.spare is not None and self._hand_to_spare(req, fds, seq)):
+                self._fork_for(req, fds, seq)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self.refill()  # the next request's child, forked while this run runs
+
+    def _hand_to_spare(self, req: dict[str, Any], fds: list[int], seq: Any) -> bool:
+        """The fast path: once the spare says it has its session, report its pid, then give it the request.
+
+        (Reported first, so a run never runs unseen; if the hand-over fails, the spare is dead
+        and its reaping reports the run's end.) False if the spare died before: fork instead.
+        """
+        assert self.spare is not None
+        (pid, link), self.spare = self.spare, None
+        try:
+            ready = link.recv(1)  # normally long since in the buffer
+        except OSError:
+            ready = b""
+        if ready != b"r":
+            link.close()
+            return False
+        self.children[pid] = seq
+        self.send({"t": "started", "seq": seq, "pid": pid})
+        with contextlib.suppress(OSError):
+            socket.send_fds(link, [encode(req)], fds)
+        link.close()
+        return True
+
+    def _fork_for(self, req: dict[str, Any], fds: list[int], seq: Any) -> None:
+        """Without a spare: fork now, and report the pid once the child has its own session."""
+        try:
+            pid, link = self.fork_child(warm=False)
+        except OSError as exc:
+            self.send({"t": "started", "seq": seq, "pid": 0, "error": f"fork failed: {exc.strerror or exc}"})
+            return
+        self.children[pid] = seq
+        try:
+            socket.send_fds(link, [encode(dict(req, handshake=True))], fds)
+            reply = link.recv(4096)
+            if reply.startswith(b"r"):  # its "I have my session", then its answer to the request
+                reply = reply[1:] or link.recv(4096)
+        except OSError:
+            reply = b""
+        if reply == b"k":
+            self.send({"t": "started", "seq": seq, "pid": pid})
+            with contextlib.suppress(OSError):
+                link.sendall(b"g")
+        else:
+            why = reply[1:].decode("utf-8", "replace") if reply.startswith(b"E") else "the child died while starting"
+            self.send({"t": "started", "seq": seq, "pid": pid, "error": why})
+        link.close()
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            seq = self.children.pop(pid, None)
+            if self.spare is not None and self.spare[0] == pid:  # the spare died idle
+                self.spare[1].close()
+                self.spare = None
+            if seq is not None:
+                self.send({"t": "exit", "seq": seq, "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+
+    def serve(self) -> None:
+        decoder = Decoder()
+        self.refill()
+        while True:
+            try:
+                ready, _, _ = select.select([self.sock.fileno(), self.wake_r], [], [])
+            except InterruptedError:
+                continue
+            if self.wake_r in ready:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(self.wake_r, 4096):
+                        pass
+            self.reap()
+            if self.sock.fileno() in ready:
+                try:
+                    data, fds, _flags, _addr = socket.recv_fds(self.sock, 256 * 1024, MAX_FDS)
+                except OSError as exc:
+                    if exc.errno in (errno.EINTR, errno.EAGAIN):
+                        continue
+                    return
+                if not data:
+                    return  # the pool is gone
+                for msg in decoder.feed(data, fds):
+                    if msg.get("t") == "run":
+                        take, decoder.fds = decoder.fds[:2], decoder.fds[2:]
+                        self.spawn(msg, take)
+                    elif msg.get("t") == "quit":
+                        return
+                self.refill()
+
+    def shutdown(self) -> None:
+        """Kill what still runs (each child's whole session group, the spare too), reap, and go."""
+        if self.spare is not None:
+            self.spare[1].close()
+            self.spare = None
+        for pid in list(self.children):
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 2.0
+        while self.children and time.monotonic() < deadline:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.005)
+            else:
+                self.children.pop(pid, None)
+
+
+def _noop(signum: int, frame: object) -> None:
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    global _STDIO
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and not args[0].startswith("--"):  # run through BOOT: the first argument is this file
+        args = args[1:]
+    fd, preload, spare = -1, "", True
+    it = iter(args)
+    for arg in it:
+        if arg == "--fd":
+            fd = int(next(it))
+        elif arg == "--preload":
+            preload = next(it)
+        elif arg == "--no-spare":
+            spare = False
+    if fd < 0:
+        print("usage: forkserver --fd N [--preload mod1,mod2]", file=sys.stderr)
+        return 2
+    sock = socket.socket(fileno=fd)
+    sock.set_inheritable(False)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stdout = sys.stdout
+    _STDIO = (getattr(stdout, "encoding", None) or "utf-8", getattr(stdout, "errors", None) or "strict")
+    import pkgutil  # noqa: F401 - runpy.run_path imports it on every call
+    import runpy  # noqa: F401 - every child needs it
+
+    loaded, failed = _preload([name for name in preload.split(",") if name])
+    server = _Server(sock, spare=spare)
+    signal.signal(signal.SIGCHLD, _noop)
+    signal.set_wakeup_fd(server.wake_w, warn_on_full_buffer=False)
+    gc.collect()
+    gc.freeze()  # the children's first collections then leave the shared heap alone
+    server.send({"t": "ready", "pid": os.getpid(), "preloaded": loaded, "failed": failed})
+    try:
+        server.serve()
+    finally:
+        server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,4 @@
+"""Burn one core until killed (for the resource monitor's CPU test)."""
+print("ready", flush=True)
+while True:
+    pass
