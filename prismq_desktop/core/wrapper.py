@@ -21,6 +21,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -263,6 +264,10 @@ class SubprocessWrapper:
         job.tree = ProcessTree(proc.pid)
         job.on_started(proc.pid, job.tree.create_time)
         assert proc.stdout is not None and proc.stderr is not None
+        for transport_pipe in (proc._transport.get_pipe_transport(1), proc._transport.get_pipe_transport(2)):  # type: ignore[attr-defined]
+            pipe = transport_pipe.get_extra_info("pipe") if transport_pipe is not None else None
+            if pipe is not None:
+                widen_pipe(pipe.fileno())
 
         async def pump(reader: asyncio.StreamReader, stream: Stream) -> None:
             feed = job.capture.feed
@@ -304,6 +309,9 @@ class SubprocessWrapper:
             return _start_error(launch, exc)
         job.tree = ProcessTree(proc.pid)
         job.on_started(proc.pid, job.tree.create_time)
+        assert proc.stdout is not None and proc.stderr is not None
+        widen_pipe(proc.stdout.fileno())
+        widen_pipe(proc.stderr.fileno())
 
         def in_thread(fn: Callable[[], object], name: str) -> asyncio.Future[object]:
             fut: asyncio.Future[object] = loop.create_future()
@@ -466,6 +474,23 @@ class SubprocessWrapper:
         flush(force=True)
         tree.close()
         return _final_outcome(job, returncode)
+
+
+PIPE_SIZE = 1 << 20
+F_SETPIPE_SZ = 1031  # Linux fcntl
+
+
+def widen_pipe(fd: int) -> None:
+    """Give a child's output pipe 1 MiB of buffer (Linux), so a burst of output does not block
+    the child while the reader is briefly busy (a GUI repaint, a log write)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass  # over /proc/sys/fs/pipe-max-size: keep the default
 
 
 def _reader(fd: int, stream: Stream, capture: OutputCapture) -> Callable[[], None]:

@@ -77,7 +77,7 @@ class LogPane(QWidget):
         self.run_id = run_id
         self.log_path = log_path
         self.line_limit = max(100, line_limit)
-        self.rebuild_lines = min(self.line_limit, 1000)  # what a firehose shows: the newest screenfuls
+        self.rebuild_lines = min(self.line_limit, 400)  # what a firehose shows: the newest screenfuls
         self._asm = {Stream.STDOUT: LineAssembler(encoding), Stream.STDERR: LineAssembler(encoding)}
         self._pending: collections.deque[tuple[Stream, str, int, float, bool]] = collections.deque()
         self._pending_count = 0
