@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPushButton,
     QScrollArea,
+    QSpinBox,
     QSplitter,
     QStyle,
     QStyledItemDelegate,
@@ -164,6 +165,7 @@ class MainWindow(QMainWindow):
         self.runs_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.runs_table.setItemDelegateForColumn(3, ProgressDelegate(self.runs_table))
         self.runs_table.verticalHeader().hide()
+        self.runs_table.setWordWrap(False)
         self.runs_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.runs_table.selectionModel().currentRowChanged.connect(self._run_selected)
 
@@ -247,6 +249,8 @@ class MainWindow(QMainWindow):
         self.history_table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.DescendingOrder)
         self.history_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.history_table.verticalHeader().hide()
+        self.history_table.setWordWrap(False)
+        self.history_table.horizontalHeader().resizeSection(5, 150)
         self.history_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.history_table.doubleClicked.connect(self._history_open)
         self.history_filter = QLineEdit()
@@ -282,11 +286,33 @@ class MainWindow(QMainWindow):
             b.setObjectName(name)
             b.clicked.connect(slot)
             hbar.addWidget(b)
+        self.keep_days = QSpinBox()
+        self.keep_days.setObjectName("retentionDays")
+        self.keep_days.setRange(0, 3650)
+        self.keep_days.setSpecialValueText("forever")
+        self.keep_days.setSuffix(" days")
+        self.keep_days.setValue(int(self.settings.value("history/keep_days", 0) or 0))
+        self.keep_runs = QSpinBox()
+        self.keep_runs.setObjectName("retentionRuns")
+        self.keep_runs.setRange(0, 10_000_000)
+        self.keep_runs.setSpecialValueText("all")
+        self.keep_runs.setSuffix(" runs")
+        self.keep_runs.setValue(int(self.settings.value("history/keep_runs", 0) or 0))
+        apply_retention = QPushButton("Apply retention")
+        apply_retention.setObjectName("applyRetentionButton")
+        apply_retention.clicked.connect(self.apply_retention)
+        foot = QHBoxLayout()
+        foot.addWidget(self.history_count, 1)
+        foot.addWidget(QLabel("Keep"))
+        foot.addWidget(self.keep_days)
+        foot.addWidget(QLabel("and at most"))
+        foot.addWidget(self.keep_runs)
+        foot.addWidget(apply_retention)
         hbox = QWidget()
         hl = QVBoxLayout(hbox)
         hl.addLayout(hbar)
         hl.addWidget(self.history_table, 1)
-        hl.addWidget(self.history_count)
+        hl.addLayout(foot)
 
         # -- scheduler and pool tabs (filled in by their views)
         self.scheduler_tab = QWidget()
@@ -502,6 +528,19 @@ class MainWindow(QMainWindow):
         self.history_model.set_filter(self.history_filter.text(), statuses, since)
         took = (time.perf_counter() - started) * 1000
         self.history_count.setText(f"{self.history_model.total:,} runs · filtered in {took:.0f} ms")
+
+    def apply_retention(self) -> int:
+        """Save the retention setting (also applied at every start) and delete finished runs beyond it."""
+        days, runs = self.keep_days.value() or None, self.keep_runs.value() or None
+        self.settings.setValue("history/keep_days", days or "")
+        self.settings.setValue("history/keep_runs", runs or "")
+        self.settings.sync()
+        removed = self.orch.registry.apply_retention(keep_days=days, keep_runs=runs) if (days or runs) else []
+        for path in removed:
+            Path(path).unlink(missing_ok=True)
+        self.history_model.refresh()
+        self.history_count.setText(f"{self.history_model.total:,} runs · retention removed {len(removed)} log(s)")
+        return len(removed)
 
     def _history_selected(self) -> list[Run]:
         rows = sorted({i.row() for i in self.history_table.selectionModel().selectedRows()})

@@ -42,8 +42,11 @@ def human_duration(seconds: float | None) -> str:
 
 
 def state_text(run: Run) -> str:
+    """Short words for a table cell; the full reason is the cell's tooltip."""
     if run.outcome is not None:
-        return run.outcome.describe()
+        if run.outcome.kind is OutcomeKind.FAILED and run.outcome.exit_code is not None:
+            return f"failed ({run.outcome.exit_code})"
+        return run.outcome.kind.value.replace("_", " ")
     return run.status.value
 
 
@@ -104,7 +107,7 @@ class RunsModel(QAbstractTableModel):
             human_duration(run.duration),
             f"{cpu:.0f}%" if cpu is not None and run.is_active else "",
             human_bytes(rss) if rss is not None and run.is_active else "",
-            run.pattern.replace("_", " "), run.trigger or "",
+            run.pattern.replace("_", " "), run.trigger or "manual",
         ]
         return str(values[col])
 
@@ -253,7 +256,7 @@ class HistoryModel(QAbstractTableModel):
             return None
         started = run.started_at or run.created_at
         values = [
-            run.id, run.name, run.pattern.replace("_", " "), run.trigger or "", state_text(run),
+            run.id, run.name, run.pattern.replace("_", " "), run.trigger or "manual", state_text(run),
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
             human_duration(run.duration) if run.started_at else "",
             "" if run.exit_code is None else run.exit_code,
