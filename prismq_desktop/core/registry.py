@@ -492,9 +492,12 @@ class RunRegistry:
                 "exit_code": "exit_code", "peak_cpu": "peak_cpu", "peak_rss": "peak_rss"}
 
     def _search_where(self, text: str | None, statuses: Iterable[str] | None, since: float | None,
-                      until: float | None) -> tuple[str, builtins.list[Any]]:
+                      until: float | None, schedule_id: int | None = None) -> tuple[str, builtins.list[Any]]:
         clauses: builtins.list[str] = []
         params: builtins.list[Any] = []
+        if schedule_id is not None:
+            clauses.append("schedule_id = ?")
+            params.append(schedule_id)
         if text:
             clauses.append("(name LIKE ? ESCAPE '\\' OR trigger LIKE ? ESCAPE '\\' OR error LIKE ? ESCAPE '\\')")
             like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -526,13 +529,14 @@ class RunRegistry:
         statuses: Iterable[str] | None = None,
         since: float | None = None,
         until: float | None = None,
+        schedule_id: int | None = None,
         sort: str = "created",
         descending: bool = True,
         limit: int = 200,
         offset: int = 0,
     ) -> builtins.list[Run]:
         """One page of history for the History tab: text filter, status/outcome and date filters, sorting."""
-        where, params = self._search_where(text, statuses, since, until)
+        where, params = self._search_where(text, statuses, since, until, schedule_id)
         col = self.SORTABLE.get(sort, "created_at")
         direction = "DESC" if descending else "ASC"
         sql = f"SELECT {_COLUMNS} FROM runs{where} ORDER BY {col} {direction}, id {direction} LIMIT ? OFFSET ?"
@@ -541,8 +545,8 @@ class RunRegistry:
         return [self._row_to_run(r) for r in rows]
 
     def search_count(self, *, text: str | None = None, statuses: Iterable[str] | None = None,
-                     since: float | None = None, until: float | None = None) -> int:
-        where, params = self._search_where(text, statuses, since, until)
+                     since: float | None = None, until: float | None = None, schedule_id: int | None = None) -> int:
+        where, params = self._search_where(text, statuses, since, until, schedule_id)
         with self._lock:
             return int(self._db.execute(f"SELECT COUNT(*) FROM runs{where}", params).fetchone()[0])
 

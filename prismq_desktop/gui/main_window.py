@@ -707,24 +707,15 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ scheduler and pool tabs (basic views)
     def _build_scheduler_tab(self) -> None:
+        from prismq_desktop.gui.scheduler_view import SchedulerView
+
         lay = QVBoxLayout(self.scheduler_tab)
-        self.schedule_list = QListWidget()
-        self.schedule_list.setObjectName("scheduleList")
-        lay.addWidget(QLabel("<b>Schedules</b> (they fire while this window or <code>prismq-desktop scheduler</code> runs)"))
-        lay.addWidget(self.schedule_list, 1)
-        self._refresh_schedules()
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.scheduler_view = SchedulerView(self.orch.scheduler, self.orch.registry, self.scheduler_tab)
+        lay.addWidget(self.scheduler_view)
 
     def _refresh_schedules(self) -> None:
-        self.schedule_list.clear()
-        from prismq_desktop.core.triggers import local_text
-
-        for row in self.orch.registry.list_schedules():
-            from prismq_desktop.core.scheduler import Schedule
-
-            s = Schedule.from_row(row)
-            nxt = local_text(s.next_fire, s.trigger.timezone) if s.next_fire and s.enabled else "—"
-            state = "on" if s.enabled else "off"
-            QListWidgetItem(f"{s.name}: {s.describe()} · {state} · next {nxt}", self.schedule_list)
+        self.scheduler_view.refresh()
 
     def _build_pool_tab(self) -> None:
         lay = QVBoxLayout(self.pool_view)

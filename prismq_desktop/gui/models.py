@@ -177,6 +177,7 @@ class HistoryModel(QAbstractTableModel):
         self.statuses: list[str] | None = None
         self.since: float | None = None
         self.until: float | None = None
+        self.schedule_id: int | None = None
         self.sort_key = "created"
         self.descending = True
         self.refresh()
@@ -185,13 +186,14 @@ class HistoryModel(QAbstractTableModel):
     def refresh(self) -> None:
         self.beginResetModel()
         self._total = self.registry.search_count(text=self.text or None, statuses=self.statuses,
-                                                 since=self.since, until=self.until)
+                                                 since=self.since, until=self.until, schedule_id=self.schedule_id)
         self._runs = self._page(0)
         self.endResetModel()
 
     def _page(self, offset: int) -> list[Run]:
         return self.registry.search(text=self.text or None, statuses=self.statuses, since=self.since, until=self.until,
-                                    sort=self.sort_key, descending=self.descending, limit=self.PAGE, offset=offset)
+                                    schedule_id=self.schedule_id, sort=self.sort_key, descending=self.descending,
+                                    limit=self.PAGE, offset=offset)
 
     def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: N802, B008
         return not parent.isValid() and len(self._runs) < self._total
@@ -275,6 +277,8 @@ class HistoryModel(QAbstractTableModel):
                 self._runs[row] = run
                 self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.COLUMNS) - 1))
                 return
+        if self.schedule_id is not None and run.schedule_id != self.schedule_id:
+            return
         if self.sort_key == "created" and self.descending and not self.text and not self.statuses and self.until is None:
             self.beginInsertRows(QModelIndex(), 0, 0)
             self._runs.insert(0, run)
