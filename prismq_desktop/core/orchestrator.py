@@ -283,7 +283,8 @@ class TaskOrchestrator:
 
     def queued_runs(self) -> list[Run]:
         """Queued and waiting runs, in the order they would start."""
-        ready = [self._queued[rid].current.run for _, _, rid in sorted(self._heap) if rid in self._queued]
+        ready = [self._queued[rid].current.run for prio, seq, rid in sorted(self._heap)
+                 if rid in self._queued and (prio, seq) == (int(self._queued[rid].priority), self._queued[rid].seq)]
         waiting = sorted((c.current.run for c in self._blocked.values()), key=lambda r: (r.priority, r.id))
         return ready + waiting
 
@@ -445,9 +446,12 @@ class TaskOrchestrator:
     # ------------------------------------------------------------------ dispatching
     def _pump(self) -> None:
         while self._heap and not self._paused and len(self._running) < self._limit:
-            _, _, run_id = heapq.heappop(self._heap)
-            chain = self._queued.pop(run_id, None)
-            if chain is None or chain.current.done:
+            prio, seq, run_id = heapq.heappop(self._heap)
+            chain = self._queued.get(run_id)
+            if chain is None or (prio, seq) != (int(chain.priority), chain.seq):
+                continue  # a stale entry (the run was reprioritized or already left the queue)
+            del self._queued[run_id]
+            if chain.current.done:
                 continue
             self._running[run_id] = chain
             self.engine.launch(chain.current)
@@ -640,6 +644,21 @@ class TaskOrchestrator:
     def resume(self, run_id: int) -> bool:
         chain = self._chains.get(run_id)
         return self.engine.resume(chain.current.id if chain else run_id)
+
+    def reprioritize(self, run_id: int, priority: Priority | str | int) -> bool:
+        """Move a queued run within the queue (it goes behind runs already waiting at that priority)."""
+        chain = self._chains.get(run_id)
+        if chain is None or chain.future.done():
+            return False
+        prio = Priority.parse(priority)
+        chain.priority = prio
+        chain.current.run.priority = int(prio)
+        self.registry.save(chain.current.run)
+        rid = chain.current.id
+        if rid in self._queued:
+            chain.seq = next(self._seq)
+            heapq.heappush(self._heap, (int(prio), chain.seq, rid))  # the old entry is skipped when popped
+        return True
 
     # ------------------------------------------------------------------ dead letters
     def dead_letters(self) -> list[DeadLetter]:

@@ -264,10 +264,15 @@ class SubprocessWrapper:
         job.tree = ProcessTree(proc.pid)
         job.on_started(proc.pid, job.tree.create_time)
         assert proc.stdout is not None and proc.stderr is not None
-        for transport_pipe in (proc._transport.get_pipe_transport(1), proc._transport.get_pipe_transport(2)):  # type: ignore[attr-defined]
+        for fd in (1, 2):
+            transport_pipe = proc._transport.get_pipe_transport(fd)  # type: ignore[attr-defined]
             pipe = transport_pipe.get_extra_info("pipe") if transport_pipe is not None else None
-            if pipe is not None:
+            if pipe is None:
+                continue
+            try:
                 widen_pipe(pipe.fileno())
+            except (ValueError, OSError):
+                pass  # a fast child may already have closed it: nothing left to widen
 
         async def pump(reader: asyncio.StreamReader, stream: Stream) -> None:
             feed = job.capture.feed

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, QTimer, QUrl
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QIcon, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QComboBox,
     QDateEdit,
     QFileDialog,
@@ -143,6 +144,7 @@ class MainWindow(QMainWindow):
         self.tasks = TaskStore(self.home / "tasks.json")
         self.panes: dict[int, LogPane] = {}
         self._quitting = False
+        self.last_notification: str | None = None
         self.setWindowTitle(f"{APP_NAME} — {self.home}")
         self.setObjectName("mainWindow")
         self.resize(1280, 820)
@@ -327,6 +329,10 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.outer_split, "Runs")
         self.tabs.addTab(hbox, "History")
         self.tabs.addTab(self.scheduler_tab, "Scheduler")
+        from prismq_desktop.gui.concurrency_view import ConcurrencyView
+
+        self.concurrency_view = ConcurrencyView(orchestrator)
+        self.tabs.addTab(self.concurrency_view, "Concurrency")
         self.tabs.addTab(self.pool_view, "Pool")
         self.setCentralWidget(self.tabs)
 
@@ -347,10 +353,22 @@ class MainWindow(QMainWindow):
         self.bridge.notice.connect(self._on_notice)
         self.bridge.sample.connect(self._on_sample)
         self.bridge.scheduleChanged.connect(lambda _ev: self._refresh_schedules())
+        self.orch.engine.monitor.start()  # system gauges sample even with no run alive
         self._ticker = QTimer(self)
         self._ticker.timeout.connect(self._tick)
         self._ticker.start(1000)
         self.tray: QSystemTrayIcon | None = None
+        self._make_tray()
+        settings_act = QAction("Settings…", self)
+        settings_act.setObjectName("settingsAction")
+        settings_act.setShortcut(QKeySequence.StandardKey.Preferences)
+        settings_act.triggered.connect(self.open_settings)
+        toolbar.addSeparator()
+        toolbar.addAction(settings_act)
+        self.settings_dialog: Any = None
+        from prismq_desktop.gui.settings_dialog import apply_theme, value
+
+        apply_theme(value(self.settings, "view/theme"))
         self._refresh_tasks()
         self._update_status()
         self._update_actions()
@@ -392,6 +410,8 @@ class MainWindow(QMainWindow):
     def _tick(self) -> None:
         self.runs_model.tick()
         self._update_status()
+        if self.tabs.currentWidget() is self.concurrency_view:
+            self.concurrency_view.refresh()
 
     # ------------------------------------------------------------------ launching and control
     def launch(self, spec: RunSpec, options: dict[str, Any]) -> int | None:
@@ -479,10 +499,7 @@ class MainWindow(QMainWindow):
         if run.outcome is not None:
             if pane is not None:
                 pane.finish()
-            if run.outcome.kind in (OutcomeKind.FAILED, OutcomeKind.FAILED_TO_START, OutcomeKind.TIMED_OUT) \
-                    and self.tray is not None and bool(self.settings.value("notify/failures", True, type=bool)):
-                self.tray.showMessage(f"Run #{run.id} {run.name}", run.outcome.describe(),
-                                      QSystemTrayIcon.MessageIcon.Warning, 5000)
+            self.notify(run)
         if self.runs_table.currentIndex().isValid() is False and self.runs_model.rowCount():
             row = self.runs_model.row_of(run.id)
             if row is not None:
@@ -491,6 +508,25 @@ class MainWindow(QMainWindow):
                     QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
         self._update_actions()
         self._update_status()
+
+    def notify(self, run: Run) -> str | None:
+        """A desktop notification when a run (or a schedule's run) fails, or succeeds if chosen."""
+        from prismq_desktop.gui.settings_dialog import value
+
+        assert run.outcome is not None
+        failed = run.outcome.kind in (OutcomeKind.FAILED, OutcomeKind.FAILED_TO_START, OutcomeKind.TIMED_OUT,
+                                      OutcomeKind.INTERRUPTED, OutcomeKind.DEPENDENCY_FAILED)
+        ok = run.outcome.kind is OutcomeKind.SUCCEEDED
+        if not ((failed and value(self.settings, "notify/failures")) or (ok and value(self.settings, "notify/successes"))):
+            return None
+        title = f"{'Schedule ' + repr(run.name) if run.schedule_id else 'Run'} #{run.id}: {run.outcome.describe()}"
+        self.last_notification = title
+        if self.tray is not None:
+            icon = QSystemTrayIcon.MessageIcon.Warning if failed else QSystemTrayIcon.MessageIcon.Information
+            self.tray.showMessage(APP_NAME, title, icon, 6000)
+        else:
+            self.statusBar().showMessage(title, 8000)
+        return title
 
     def _on_output(self, run_id: int, chunks: Any, dropped: int) -> None:
         pane = self.panes.get(run_id)
@@ -504,6 +540,7 @@ class MainWindow(QMainWindow):
         run_id = getattr(sample, "run_id", None)
         if run_id is not None:
             self.runs_model.set_usage(run_id, sample.cpu_percent, sample.rss_bytes)
+        self.concurrency_view.add_sample(sample)
 
     def _on_notice(self, notice: Any) -> None:
         self.statusBar().showMessage(notice.message, 8000)
@@ -762,14 +799,50 @@ class MainWindow(QMainWindow):
         box.open()
         return box
 
+    def _make_tray(self) -> None:
+        """A tray icon with the running count, and a menu: show, pause all schedules, quit."""
+        if not QSystemTrayIcon.isSystemTrayAvailable():
+            return
+        icon = self.windowIcon()
+        if icon.isNull():
+            icon = self.style().standardIcon(QStyle.StandardPixmap.SP_ComputerIcon)
+        self.tray = QSystemTrayIcon(icon, self)
+        menu = QMenu(self)
+        menu.addAction("Show", self.show_normal)
+        pause = menu.addAction("Pause all schedules")
+        pause.setCheckable(True)
+        pause.toggled.connect(lambda on: self.scheduler_view.pause_button.setChecked(on))
+        menu.addSeparator()
+        menu.addAction("Quit", self.quit_now)
+        self.tray.setContextMenu(menu)
+        self.tray.activated.connect(lambda *_: self.show_normal())
+        self.tray.show()
+
+    def quit_now(self) -> None:
+        self._quitting = True
+        self.orch.cancel_all()
+        self.close()
+        app = QApplication.instance()
+        if app is not None:
+            app.quit()
+
+    def open_settings(self) -> Any:
+        from prismq_desktop.gui.settings_dialog import SettingsDialog
+
+        self.settings_dialog = SettingsDialog(self.settings, str(self.home), self)
+        self.settings_dialog.applied.connect(self._settings_applied)
+        self.settings_dialog.open()
+        return self.settings_dialog
+
+    def _settings_applied(self) -> None:
+        from prismq_desktop.gui.settings_dialog import value
+
+        self.orch.set_max_concurrent(value(self.settings, "run/max_concurrent"))
+        self.concurrency_view.refresh()
+        self.keep_days.setValue(value(self.settings, "history/keep_days"))
+        self.keep_runs.setValue(value(self.settings, "history/keep_runs"))
+
     def hide_to_tray(self) -> None:
-        if self.tray is None and QSystemTrayIcon.isSystemTrayAvailable():
-            self.tray = QSystemTrayIcon(self.windowIcon() or QIcon(), self)
-            menu = QMenu(self)
-            menu.addAction("Show", self.show_normal)
-            menu.addAction("Quit", lambda: (setattr(self, "_quitting", True), self.orch.cancel_all(), self.close()))
-            self.tray.setContextMenu(menu)
-            self.tray.activated.connect(lambda *_: self.show_normal())
         if self.tray is not None:
             self.tray.show()
             self.hide()
