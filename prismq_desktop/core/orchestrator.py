@@ -653,6 +653,7 @@ class TaskOrchestrator:
         prio = Priority.parse(priority)
         chain.priority = prio
         chain.current.run.priority = int(prio)
+        self.engine.flush_created()  # a run submitted in this loop turn is stored first
         self.registry.save(chain.current.run)
         rid = chain.current.id
         if rid in self._queued:

@@ -633,7 +633,6 @@ class ResourcePool:
         self._size = size
         self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: list[_Worker] = []
-        self._dying: list[_Worker] = []
         self._waiters: collections.deque[asyncio.Future[_Worker | None]] = collections.deque()
         self._reapers: set[asyncio.Task[None]] = set()
         self._seq = itertools.count(1)
@@ -658,7 +657,8 @@ class ResourcePool:
 
     async def execute(self, job: Job, mode: RunMode) -> Outcome:
         """Run `job` in a warm worker (or, when it cannot be pooled, as a normal spawn)."""
-        if mode in (RunMode.DRY_RUN, RunMode.LOCAL) or self.why_not_pooled(job.launch) is not None:
+        request = self._request(job.launch)
+        if mode in (RunMode.DRY_RUN, RunMode.LOCAL) or isinstance(request, str):
             return await self._spawn(job, mode)
         if job.stop_outcome is not None:
             return job.stop_outcome
@@ -672,7 +672,7 @@ class ResourcePool:
                     return job.stop_outcome
                 return await self._spawn(job, mode)
             threaded = mode is RunMode.THREADED or IS_WINDOWS
-            started = await self._start_on(worker, job, loop, threaded)
+            started = await self._start_on(worker, job, dict(request), loop, threaded)
             if started is None:
                 continue  # the worker died before the child existed: nothing ran; try another
             if isinstance(started, Outcome):
@@ -874,15 +874,13 @@ class ResourcePool:
 
     # ------------------------------------------------------------------ one run
     async def _start_on(
-        self, worker: _Worker, job: Job, loop: asyncio.AbstractEventLoop, threaded: bool
+        self, worker: _Worker, job: Job, request: dict[str, Any], loop: asyncio.AbstractEventLoop, threaded: bool
     ) -> tuple[_Slot, _Pipes] | Outcome | None:
         """Send the run to `worker`; the slot and its output pipes once the child exists.
 
         None: the worker died first (nothing ran, the run may go elsewhere); an Outcome: the
         child could not become the run (failed to start).
         """
-        request = self._request(job.launch)
-        assert isinstance(request, dict)
         slot = _Slot(next(self._seq), job, worker, loop)
         request["seq"] = slot.seq
         worker.reserved = False
@@ -972,9 +970,17 @@ class ResourcePool:
             if slot.abandoned:
                 if pid:
                     self._kill_group(pid)
+                elif msg.get("error"):
+                    worker.slot = None
+                    self._release(worker)
                 return
             if msg.get("error"):
                 slot.started.set_exception(_StartFailed(str(msg["error"])))
+                if not pid:  # no child was made, so no exit will be reported: the worker is free now
+                    worker.slot = None
+                    if not slot.exited.done():
+                        slot.exited.set_result(127)
+                    self._release(worker)
             else:
                 self._served += 1
                 slot.started.set_result(pid)
@@ -1078,7 +1084,8 @@ class ResourcePool:
                         pipe.close()
         if isinstance(worker, _WinWorker):
             worker.release_job()
-        await asyncio.to_thread(worker.join_reader, 1.0)
+        if worker._thread is not None:
+            await asyncio.to_thread(worker.join_reader, 1.0)
 
     # ------------------------------------------------------------------ shutdown
     async def close(self, timeout: float = 5.0) -> None:
