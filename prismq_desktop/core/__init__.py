@@ -19,7 +19,9 @@ from prismq_desktop.core.models import (
     transition,
 )
 from prismq_desktop.core.monitor import ResourceMonitor, RunSample, RunUsage, SystemSample
+from prismq_desktop.core.orchestrator import PatternUnavailable, RetryPolicy, TaskOrchestrator, TaskResult
 from prismq_desktop.core.output import LineAssembler, LogWriter, OutputCapture, Stream, read_log
+from prismq_desktop.core.patterns import PatternAdvisor, Priority, TaskPattern
 from prismq_desktop.core.registry import RunRegistry
 from prismq_desktop.core.wrapper import SubprocessWrapper, choose_mode
 
@@ -32,6 +34,13 @@ __all__ = [
     "LogWriter",
     "Notice",
     "Outcome",
+    "PatternAdvisor",
+    "PatternUnavailable",
+    "Priority",
+    "RetryPolicy",
+    "TaskOrchestrator",
+    "TaskPattern",
+    "TaskResult",
     "OutcomeKind",
     "OutputBatch",
     "OutputCapture",

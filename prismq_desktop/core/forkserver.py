@@ -172,6 +172,17 @@ def _stdio(encoding: str, errors: str, unbuffered: bool) -> None:
         setattr(sys, name, stream)
 
 
+def _startup_stdio_fits(unbuffered: bool) -> bool:
+    """Are the server's own stdio objects (now over the run's fds 0-2) what a fresh start would make?"""
+    streams = (sys.stdin, sys.stdout, sys.stderr)
+    originals = (sys.__stdin__, sys.__stdout__, sys.__stderr__)
+    return (
+        unbuffered == _STARTUP_UNBUFFERED
+        and all(a is b and a is not None and not a.closed for a, b in zip(streams, originals, strict=True))
+        and [getattr(stream, "fileno", lambda: -1)() for stream in streams] == [0, 1, 2]
+    )
+
+
 def _reset_signals() -> None:
     with contextlib.suppress(ValueError, OSError):
         signal.set_wakeup_fd(-1)
@@ -289,18 +300,23 @@ def _become_run(req: dict[str, Any], out_fd: int, err_fd: int, sync: socket.sock
         sync.close()
         # Now the run's own interpreter state.
         env: dict[str, str] = req["env"]
+        before = os.environ
+        relocale = any(before.get(k) != env.get(k) for k in ("LC_ALL", "LC_CTYPE", "LANG"))
+        retime = before.get("TZ") != env.get("TZ")
         _set_environ(env)
-        with contextlib.suppress(locale.Error):
-            locale.setlocale(locale.LC_CTYPE, "")
-        if hasattr(time, "tzset"):
+        if relocale:
+            with contextlib.suppress(locale.Error):
+                locale.setlocale(locale.LC_CTYPE, "")
+        if retime and hasattr(time, "tzset"):
             time.tzset()
         sys.dont_write_bytecode = bool(env.get("PYTHONDONTWRITEBYTECODE"))
         argv: list[str] = req["argv"]
         sys.argv = list(argv)
         sys.orig_argv = [sys.executable, *(["-m"] if req.get("kind") == "module" else []), *argv]
         sys.path.insert(0, os.getcwd() if req.get("kind") == "module" else os.path.dirname(os.path.abspath(req["target"])))
-        encoding, errors = _STDIO
-        _stdio(encoding, errors, bool(req.get("unbuffered")))
+        if not _startup_stdio_fits(bool(req.get("unbuffered"))):
+            encoding, errors = _STDIO
+            _stdio(encoding, errors, bool(req.get("unbuffered")))
         code = _run(req)
     except BaseException as exc:  # noqa: BLE001 - the child must never return into the server
         with contextlib.suppress(BaseException):
@@ -327,16 +343,16 @@ def _warm_up() -> None:
     the setup once on nothing (stdio objects, os.environ, runpy on an empty file) roughly halves
     the time from a request to the script's first line.
     """
-    saved = sys.stdin, sys.stdout, sys.stderr
-    dunders = {name: getattr(sys, name) for name in ("__stdin__", "__stdout__", "__stderr__")}
-    try:
-        _stdio(*_STDIO, True)
-    finally:
-        sys.stdin, sys.stdout, sys.stderr = saved
-        for name, stream in dunders.items():
-            setattr(sys, name, stream)
+    if not _STARTUP_UNBUFFERED:  # else runs use the server's own stdio objects (see _startup_stdio_fits)
+        saved = sys.stdin, sys.stdout, sys.stderr
+        dunders = {name: getattr(sys, name) for name in ("__stdin__", "__stdout__", "__stderr__")}
+        try:
+            _stdio(*_STDIO, True)
+        finally:
+            sys.stdin, sys.stdout, sys.stderr = saved
+            for name, stream in dunders.items():
+                setattr(sys, name, stream)
     _set_environ(dict(os.environ))
-    locale.setlocale(locale.LC_CTYPE)
     import runpy
 
     argv = list(sys.argv)
@@ -371,7 +387,8 @@ def _spare_main(sock: socket.socket, close_fds: list[int], warm: bool) -> NoRetu
 
 
 # ---------------------------------------------------------------------------- the server
-_STDIO: tuple[str, str] = ("utf-8", "strict")
+_STDIO: tuple[str, str] = ("utf-8", "strict")  # the server's stdio encoding and errors (set by main)
+_STARTUP_UNBUFFERED = False  # was the server started unbuffered (PYTHONUNBUFFERED)? (set by main)
 
 
 def _cwd_problem(cwd: str) -> str | None:
@@ -401,13 +418,14 @@ def _preload(names: list[str]) -> tuple[list[str], dict[str, str]]:
 class _Server:
     """Serves run requests; keeps one spare child forked ahead, so a request costs no fork."""
 
-    def __init__(self, sock: socket.socket, spare: bool = True) -> None:
+    def __init__(self, sock: socket.socket, spare: bool = True, warm: bool = True) -> None:
         self.sock = sock
         self.children: dict[int, Any] = {}  # pid -> request seq (None: the spare)
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.use_spare = spare
+        self.warm = warm
         self.spare: tuple[int, socket.socket] | None = None
 
     def send(self, msg: dict[str, Any]) -> None:
@@ -434,7 +452,7 @@ class _Server:
     def refill(self) -> None:
         if self.use_spare and self.spare is None:
             try:
-                self.spare = self.fork_child()
+                self.spare = self.fork_child(self.warm)
             except OSError:
                 self.spare = None  # try again at the next request
 
@@ -573,11 +591,11 @@ def _noop(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global _STDIO
+    global _STDIO, _STARTUP_UNBUFFERED
     args = list(sys.argv[1:] if argv is None else argv)
     if args and not args[0].startswith("--"):  # run through BOOT: the first argument is this file
         args = args[1:]
-    fd, preload, spare = -1, "", True
+    fd, preload, spare, warm = -1, "", True, True
     it = iter(args)
     for arg in it:
         if arg == "--fd":
@@ -586,6 +604,8 @@ def main(argv: list[str] | None = None) -> int:
             preload = next(it)
         elif arg == "--no-spare":
             spare = False
+        elif arg == "--no-warm-up":
+            warm = False
     if fd < 0:
         print("usage: forkserver --fd N [--preload mod1,mod2]", file=sys.stderr)
         return 2
@@ -594,11 +614,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stdout = sys.stdout
     _STDIO = (getattr(stdout, "encoding", None) or "utf-8", getattr(stdout, "errors", None) or "strict")
+    _STARTUP_UNBUFFERED = bool(getattr(stdout, "write_through", False))
     import pkgutil  # noqa: F401 - runpy.run_path imports it on every call
     import runpy  # noqa: F401 - every child needs it
 
     loaded, failed = _preload([name for name in preload.split(",") if name])
-    server = _Server(sock, spare=spare)
+    server = _Server(sock, spare=spare, warm=warm)
     signal.signal(signal.SIGCHLD, _noop)
     signal.set_wakeup_fd(server.wake_w, warn_on_full_buffer=False)
     gc.collect()

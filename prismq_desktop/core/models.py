@@ -74,7 +74,7 @@ class Outcome:
         return Outcome(OutcomeKind.FAILED, code)
 
     def describe(self) -> str:
-        if self.kind is OutcomeKind.FAILED:
+        if self.kind is OutcomeKind.FAILED and self.exit_code is not None:
             return f"failed ({self.exit_code})"
         if self.kind is OutcomeKind.FAILED_TO_START:
             return f"failed to start: {self.message}"

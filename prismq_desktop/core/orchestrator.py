@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import heapq
 import inspect
 import itertools
@@ -249,7 +250,14 @@ class TaskOrchestrator:
             await self._scheduler.stop()
         if cancel_running:
             self.cancel_all()
+            # let the cancelled chains finish (callbacks called once, futures resolved) first
+            pending = {t for t in self._tasks if not t.done()}
+            if pending:
+                await asyncio.wait(pending, timeout=10)
         await self.engine.shutdown(cancel_running=cancel_running)
+        pending = {t for t in self._tasks if not t.done()}
+        if pending:
+            await asyncio.wait(pending, timeout=10)
         for task in list(self._tasks):
             task.cancel()
 
@@ -335,7 +343,12 @@ class TaskOrchestrator:
         trigger: str | None = None,
         **spec_options: Any,
     ) -> int:
-        """Queue a run and return its id at once. `callback(result)` is called exactly once at the end."""
+        """Queue a run and return its id at once. `callback(result)` is called exactly once at the end.
+
+        A plain method (not a coroutine) that must be called with the event loop running; the
+        run is stored before the loop's next turn and announced only after that.
+        """
+        asyncio.get_running_loop()  # raises first: nothing is recorded without a loop to run it
         spec = self._make_spec(script, args, spec_options)
         if spec_options:
             raise TypeError(f"unknown option(s): {', '.join(sorted(spec_options))}")
@@ -698,24 +711,42 @@ class TaskOrchestrator:
 
     # ------------------------------------------------------------------ events
     async def events(self, run_id: int) -> AsyncIterator[Event]:
-        """Every event of one run (all attempts), ending after its final result."""
+        """Every event of one run (all attempts), ending after its final result.
+
+        Subscribe before the run can produce anything you want to see (e.g. right after
+        delay(), in the same loop turn); output a slow consumer misses arrives as a marker
+        batch with dropped_bytes, as for any subscriber.
+        """
         sub = self.bus.subscribe()
         chain = self._chains.get(run_id)
+
+        def mine(ev: Event) -> bool:
+            rid = _event_run_id(ev)
+            if chain is None:
+                return rid == run_id
+            return rid is not None and self._chains.get(rid) is chain
+
         try:
             while True:
-                if chain is not None and chain.future.done() and sub.get_nowait() is None:
-                    return
-                getter = asyncio.ensure_future(sub.get())
-                waiters: set[asyncio.Future[Any]] = {getter}
-                if chain is not None and not chain.future.done():
-                    waiters.add(chain.future)
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                if not getter.done():
-                    getter.cancel()
-                    continue
-                ev = getter.result()
-                ids = {c_id for c_id, c in self._chains.items() if c is chain} if chain else {run_id}
-                if _event_run_id(ev) in ids:
+                ev = sub.get_nowait()
+                if ev is None:
+                    if chain is not None and chain.future.done():
+                        return  # everything published before the final result has been seen
+                    getter = asyncio.ensure_future(sub.get())
+                    waiters: set[asyncio.Future[Any]] = {getter}
+                    if chain is not None:
+                        waiters.add(chain.future)
+                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                    if not getter.done():
+                        getter.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                            await getter
+                        continue
+                    try:
+                        ev = getter.result()
+                    except StopAsyncIteration:
+                        return
+                if mine(ev):
                     yield ev
         finally:
             sub.close()

@@ -147,15 +147,18 @@ class PatternAdvisor:
 
     @staticmethod
     def select(options: dict[str, Any]) -> TaskPattern:
-        """The pattern `execute()` uses when none is given, from its keyword arguments."""
+        """The pattern `execute()` uses when none is given, from its keyword arguments.
+
+        A schedule comes first, as in the flowchart: a periodic task may also stream.
+        """
+        if options.get("interval_seconds") is not None or options.get("cron") is not None:
+            return TaskPattern.PERIODIC
         if options.get("streaming"):
             return TaskPattern.LONG_RUNNING
         if options.get("tasks") is not None:
             return TaskPattern.CONCURRENT
         if options.get("wait_for_result") is False:
             return TaskPattern.FIRE_AND_FORGET
-        if options.get("interval_seconds") is not None or options.get("cron") is not None:
-            return TaskPattern.PERIODIC
         if options.get("use_pool"):
             return TaskPattern.POOLED
         return TaskPattern.SIMPLE

@@ -296,8 +296,12 @@ class Scheduler:
                 await asyncio.sleep(1.0)
             self._wake.clear()
             delay = self._sleep_time()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            # not wait_for(): on 3.11 it can swallow our cancellation when the wake-up raced it
+            waiter = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=delay)
+            finally:
+                waiter.cancel()
 
     def _fire_time(self, s: Schedule) -> float | None:
         """When to act on `s`'s next due time: the due time plus this fire's jitter."""
