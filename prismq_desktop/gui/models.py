@@ -112,11 +112,15 @@ class RunsModel(QAbstractTableModel):
         return str(values[col])
 
     def upsert(self, run: Run) -> None:
+        """Add or update a run; the newest run is on top. Skipped and missed schedule fires
+        (records, not runs) belong to History and the Scheduler tab, not here."""
         row = self._row.get(run.id)
         if row is None:
-            self.beginInsertRows(QModelIndex(), len(self._runs), len(self._runs))
-            self._row[run.id] = len(self._runs)
-            self._runs.append(run)
+            if run.outcome is not None and run.outcome.kind in (OutcomeKind.SKIPPED, OutcomeKind.MISSED):
+                return
+            self.beginInsertRows(QModelIndex(), 0, 0)
+            self._runs.insert(0, run)
+            self._row = {r.id: i for i, r in enumerate(self._runs)}
             self.endInsertRows()
         else:
             self._runs[row] = run
