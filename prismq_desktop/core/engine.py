@@ -236,6 +236,20 @@ class RunEngine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def finish_unstarted_many(self, handles: list[RunHandle], outcome: Outcome) -> None:
+        """finish_unstarted for many runs with one commit, then one announcement each."""
+        self.flush_created()
+        todo = [h for h in handles if not h.done]
+        with self._lock:
+            for handle in todo:
+                transition(handle.run, RunStatus.DONE, outcome)
+            self.registry.save_many([h.run for h in todo])
+            snapshots = [copy.copy(h.run) for h in todo]
+        for snap in snapshots:
+            self.bus.publish(RunChanged(snap, "finished"))
+        for handle in todo:
+            self._finish(handle)
+
     def finish_unstarted(self, handle: RunHandle, outcome: Outcome) -> None:
         """End a run that never started (cancelled while queued, dependency failed, ...)."""
         if handle.done:

@@ -2,8 +2,8 @@
 
 The pool starts it as ``python -c BOOT forkserver.py --fd N --preload a,b`` (see `command()`),
 which runs this file without importing the `prismq_desktop` package, so a child sees a fresh
-interpreter's modules plus the preloaded ones only. ``python -m prismq_desktop.core.forkserver
---fd N`` works too (it imports the package first). It imports the preload modules, freezes the
+interpreter's modules plus the preloaded ones only. (``python -m prismq_desktop.core.forkserver
+--fd N`` works too, but imports the package first.) It imports the preload modules, freezes the
 heap (`gc.freeze`, so children do not copy it on their first collection), tells the pool it is
 ready, then serves requests from the control socket (fd N, one end of a socketpair):
 
@@ -11,29 +11,37 @@ pool -> server  ``{"t": "run", "seq", "kind": "path"|"module", "target", "argv",
                 "unbuffered"}`` with the run's stdout and stderr pipe write ends attached
                 (SCM_RIGHTS, `socket.send_fds`);
 server -> pool  ``{"t": "ready", "pid", "preloaded", "failed"}`` once;
-                ``{"t": "started", "seq", "pid"[, "error"]}`` as soon as the child has its own
-                session (and could change directory); ``{"t": "exit", "seq", "pid", "code"}``
-                when it is reaped: the code is negative for a signal, as in `subprocess`.
+                ``{"t": "started", "seq", "pid"[, "error"]}`` once the child that is the run
+                exists in a session of its own (``"error"``: it could not be made, e.g. the
+                directory is gone: the run failed to start); ``{"t": "exit", "seq", "pid",
+                "code"}`` when it is reaped: the code is negative for a signal, as in `subprocess`.
 
 Messages are a 4-byte big-endian length and UTF-8 JSON. EOF on the control socket means the
-pool is gone: the server kills its children's process groups and exits.
+pool is gone: the server kills its children's process groups (and its spare) and exits.
 
-The child: `setsid()` (its own session, so the pool's `ProcessTree` stops it exactly like a
-spawned run), stdio onto /dev/null and the two pipes, `chdir`, then a handshake with the server
-(the server reports the pid only once the session exists, and the child runs the script only
-once the pid is reported: a run that is lost with its server never runs unseen). Then it
-replaces `os.environ`, `sys.argv`, `sys.path[0]` and the stdio objects, restores default
-signal handlers and runs the script with `runpy` as ``__main__``; at the end it does what
-interpreter shutdown does (join non-daemon threads, atexit, flush stdio) and leaves with
-`os._exit` and the code `python script.py` would have given: SystemExit's code, 1 and a
-traceback on stderr for an exception, death by SIGINT for an unhandled KeyboardInterrupt, 120
-when stdout cannot be flushed.
+The spare: the server keeps one child forked ahead. Right after the fork it calls `setsid()`
+(its own session, so the pool's `ProcessTree` stops it exactly like a spawned run), resets the
+signal handlers, closes the server's fds, takes the copy-on-write page faults of a run's setup
+once on nothing (`_warm_up`), says "r" and waits. A request then costs no fork: the server
+checks the directory, reports the spare's pid, and only then hands it the request and the two
+pipes (so a run never runs without its pid having been reported), and forks the next spare
+while this run runs. Without a ready spare the server forks at once and reports the pid after
+a handshake (the child answers "k" once it has its session and directory; it runs on "g").
+
+The child then puts /dev/null and the pipes on fds 0-2, changes directory, replaces
+`os.environ`, `sys.argv`, `sys.path[0]` and (unless the server's own fit) the stdio objects,
+and runs the script with `runpy.run_path(path, run_name="__main__")` (``-m``: `run_module`).
+At the end it does what interpreter shutdown does (join non-daemon threads, atexit, flush
+stdio) and leaves with `os._exit` and the code `python script.py` would have given:
+SystemExit's code (its message on stderr), 1 and the traceback on stderr (through
+`sys.excepthook`, without runpy's frames) for an exception, death by SIGINT for an unhandled
+KeyboardInterrupt, 120 when stdout cannot be flushed.
 
 Known differences from a fresh interpreter: the preloaded modules are already imported (and
-`sys.modules` holds them); all runs of one server share its hash seed; `sys.flags` and
-`sys.orig_argv[0]`-style startup facts are the server's; the process's command line (`ps`) is
-the server's. Interpreter startup settings (PYTHONPATH, PYTHONHASHSEED, ...) must match the
-server's: the pool runs anything else as a normal spawn.
+`sys.modules` holds them); all runs of one server share its hash seed; `sys.flags` are the
+server's; the process's command line (`ps`) is the server's. Interpreter startup settings
+(PYTHONPATH, PYTHONHASHSEED, locale, ...) must match the server's: the pool runs anything
+else as a normal spawn.
 """
 
 from __future__ import annotations
@@ -61,15 +69,17 @@ from typing import Any, NoReturn
 _HEADER = struct.Struct("!I")
 MAX_MESSAGE = 64 * 1024 * 1024
 MAX_FDS = 16
+WARM_UP_AFTER = 0.005  # seconds a spare waits for a request before it warms up
 STATUS_CONTROL_C_EXIT = 0xC000013A  # what Windows Python exits with after an unhandled Ctrl+C
 
 #: Runs the server file by path, so the server does not import the prismq_desktop package.
 BOOT = "import sys; del sys.path[0]; import runpy; runpy.run_path(sys.argv[1], run_name='__main__')"
 
 
-def command(python: str, fd: int, preload: tuple[str, ...]) -> list[str]:
+def command(python: str, fd: int, preload: tuple[str, ...], spare: bool = True) -> list[str]:
     """The server's command line (the pool passes `fd`, the server's end of the socketpair)."""
-    return [python, "-c", BOOT, os.path.abspath(__file__), "--fd", str(fd), "--preload", ",".join(preload)]
+    cmd = [python, "-c", BOOT, os.path.abspath(__file__), "--fd", str(fd), "--preload", ",".join(preload)]
+    return cmd if spare else [*cmd, "--no-spare"]
 
 
 # ---------------------------------------------------------------------------- framing
@@ -366,10 +376,12 @@ def _spare_main(sock: socket.socket, close_fds: list[int], warm: bool) -> NoRetu
     """A pre-forked spare: takes its own session, says so ("r"), and waits for its one request (EOF: the server is gone)."""
     try:
         _become_session(close_fds)
-        if warm:
+        sock.sendall(b"r")
+        # Warm up only if no request comes at once: back-to-back runs skip it (it costs CPU),
+        # a run after a pause finds the spare warm (it roughly halves the time to its first line).
+        if warm and not select.select([sock], [], [], WARM_UP_AFTER)[0]:
             with contextlib.suppress(Exception):
                 _warm_up()
-        sock.sendall(b"r")
         decoder = Decoder()
         while True:
             data, fds, _flags, _addr = socket.recv_fds(sock, 256 * 1024, MAX_FDS)

@@ -645,9 +645,24 @@ class TaskOrchestrator:
         return self.engine.cancel(current)
 
     def cancel_all(self) -> int:
-        count = 0
-        for chain in {id(c): c for c in self._chains.values() if not c.future.done()}.values():
-            count += bool(self.cancel(chain.first_id))
+        """Cancel everything: queued runs in one transaction, running ones through their trees."""
+        chains = list({id(c): c for c in self._chains.values() if not c.future.done()}.values())
+        waiting = [c for c in chains if c.current.id in self._queued or c.current.id in self._blocked]
+        for chain in waiting:
+            self._queued.pop(chain.current.id, None)
+            self._blocked.pop(chain.current.id, None)
+            if chain.timer is not None:
+                chain.timer.cancel()
+                chain.timer = None
+        self.engine.finish_unstarted_many([c.current for c in waiting],
+                                          Outcome(OutcomeKind.CANCELLED, None, "cancelled while queued (cancel all)"))
+        for chain in waiting:
+            self._spawn(self._after_run(chain))
+        count = len(waiting)
+        waiting_ids = {id(c) for c in waiting}
+        for chain in chains:
+            if id(chain) not in waiting_ids:
+                count += bool(self.cancel(chain.first_id))
         return count
 
     def pause(self, run_id: int) -> bool:

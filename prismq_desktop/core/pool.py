@@ -11,14 +11,17 @@ through the `Executor` protocol of wrapper.py:
     await engine.shutdown()
     await pool.close()
 
-POSIX: a worker is a fork server (see forkserver.py) that forks one child per run; the child
-calls setsid(), so it is the root of its own session exactly like a spawned run, and the
-engine's ProcessTree (killpg) cancels, pauses and times it out the same way. Windows: a
+POSIX: a worker is a fork server (see forkserver.py) that forks one child per run (one is
+kept forked ahead, so a request costs no fork); the child calls setsid(), so it is the root
+of its own session exactly like a spawned run, and the engine's ProcessTree (killpg) cancels,
+pauses and times it out the same way. The pool's end of each server's control socket is
+watched by the loop (`add_reader`), or by a thread on a loop that cannot. Windows: a
 worker is a long-lived Python that runs one script at a time with runpy (poolworker.py); a
 run's process is the worker, so stopping a run kills the worker and the pool replaces it.
 
 What is the same as a normal run: the run's stdout and stderr are pipes read in 64 KiB chunks
-into `job.capture` (on the loop in ASYNC mode, by reader threads in THREADED mode), batches
+into `job.capture` (on the loop in ASYNC mode, by wrapper.py's reader in two threads in
+THREADED mode), batches
 go out through wrapper.py's `_Flusher`, and the run is supervised by wrapper.py's own
 `_supervise` (timeouts, cancel, leftovers, the outcome), so status, history and the log
 do not tell a pooled run from a spawned one - except a ``pool`` metadata record in the log.
@@ -42,6 +45,7 @@ The pool binds to the event loop it is first used on; use it from that loop's th
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
 import contextlib
 import itertools
@@ -55,6 +59,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -291,7 +296,7 @@ class _ForkServer(_Worker):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.proc = subprocess.Popen(
-                forkserver.command(self.pool.python, theirs.fileno(), self.pool.preload),
+                forkserver.command(self.pool.python, theirs.fileno(), self.pool.preload, self.pool.spare),
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -602,7 +607,21 @@ def _thread_future(loop: asyncio.AbstractEventLoop, fn: Callable[[], None], name
 
 # ---------------------------------------------------------------------------- the pool
 class ResourcePool:
-    """Warm workers for Python script runs; an `Executor` for `RunEngine(executor=pool)`."""
+    """Warm workers for Python script runs; an `Executor` for `RunEngine(executor=pool)`.
+
+    size                 number of workers (each serves one run at a time); `resize()` changes it
+    preload              modules every worker imports before serving
+    max_runs_per_worker  a worker is replaced after this many runs
+    python               the interpreter of the workers (default `sys.executable`); runs by
+                         another interpreter are spawned normally
+    overflow             "queue": a run waits for a free worker; "spawn": it is spawned normally
+    mode, fallback       the `SubprocessWrapper` used for what is not pooled (and `mode_for_run`)
+    env                  the workers' environment (default: the app's plus the child defaults)
+    spare                POSIX: keep a child forked ahead in each fork server (faster starts)
+    accept               which jobs may use the pool (None: all); the rest spawn normally
+
+    Workers start with the first pooled run (or `await pool.start()`), on that run's loop.
+    """
 
     def __init__(
         self,
@@ -615,6 +634,8 @@ class ResourcePool:
         mode: RunMode | str = RunMode.AUTO,
         fallback: SubprocessWrapper | None = None,
         env: dict[str, str] | None = None,
+        spare: bool = True,
+        accept: Callable[[Job], bool] | None = None,
     ) -> None:
         if size < 0:
             raise ValueError("size must be 0 or more")
@@ -627,6 +648,10 @@ class ResourcePool:
         self.preload = tuple(preload)
         self.max_runs_per_worker = max_runs_per_worker
         self.overflow = overflow
+        self.spare = spare  # fork servers keep a child forked ahead (POSIX)
+        #: Which jobs may use the pool at all (say, runs of the POOLED pattern); the others are
+        #: spawned normally and not counted as fallbacks. None: every job that can be pooled.
+        self.accept = accept
         #: The workers' environment: what a run gets by default (the app's plus the child defaults).
         self.worker_env = dict(env) if env is not None else child_environment({})
         self.supported = pool_supported()
@@ -652,11 +677,14 @@ class ResourcePool:
 
     def execute_blocking(self, job: Job) -> Outcome:
         """LOCAL mode (no event loop): a normal blocking spawn; the pool lives on a loop."""
-        self._fallback_runs += 1
+        if self.accept is None or self.accept(job):
+            self._fallback_runs += 1
         return self.fallback.execute_blocking(job)
 
     async def execute(self, job: Job, mode: RunMode) -> Outcome:
         """Run `job` in a warm worker (or, when it cannot be pooled, as a normal spawn)."""
+        if self.accept is not None and not self.accept(job):
+            return await self.fallback.execute(job, mode)
         request = self._request(job.launch)
         if mode in (RunMode.DRY_RUN, RunMode.LOCAL) or isinstance(request, str):
             return await self._spawn(job, mode)
@@ -754,6 +782,7 @@ class ResourcePool:
                 raise RuntimeError("this ResourcePool is in use on another event loop")
             self._stop_workers_blocking()  # its loop ended without close(): start afresh here
         self._loop = loop
+        _LIVE_POOLS.add(self)
         self._top_up()
 
     def _live(self) -> list[_Worker]:
@@ -1020,6 +1049,8 @@ class ResourcePool:
                 code = worker.proc.wait(0.1)
         slot, worker.slot = worker.slot, None
         worker.reserved = False
+        if IS_WINDOWS and slot is not None and (slot.job.stop_outcome is not None or slot.started.done()):
+            expected = True  # the worker was the run's process: a stopped run (or os._exit) ends it
         if not expected:
             self._crashes += 1
             if not worker.ready:
@@ -1027,7 +1058,7 @@ class ResourcePool:
             else:
                 log.warning("pool %s %s died (%s)", worker.kind, worker.pid, _describe(code))
         if slot is not None:
-            self._fail_slot(slot, worker, code, expected)
+            self._fail_slot(slot, worker, code)
         if self._loop is not None:
             task = self._loop.create_task(self._reap(worker))
             self._reapers.add(task)
@@ -1037,7 +1068,7 @@ class ResourcePool:
             if self._broken is not None or self._size == 0:
                 self._wake_all_waiters()
 
-    def _fail_slot(self, slot: _Slot, worker: _Worker, code: int | None, expected: bool) -> None:
+    def _fail_slot(self, slot: _Slot, worker: _Worker, code: int | None) -> None:
         if slot.abandoned:
             return
         if self._closed:
@@ -1183,6 +1214,18 @@ class ResourcePool:
             broken=self._broken,
             closed=self._closed,
         )
+
+
+_LIVE_POOLS: weakref.WeakSet[ResourcePool] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_pools_at_exit() -> None:
+    """A pool left open when the interpreter exits: stop its workers (they would see EOF anyway)."""
+    for pool in list(_LIVE_POOLS):
+        if pool._workers:
+            with contextlib.suppress(Exception):
+                pool.close_blocking(timeout=2.0)
 
 
 def _closing_reader(fd: int, stream: Stream, job: Job) -> Callable[[], None]:

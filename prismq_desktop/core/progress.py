@@ -68,6 +68,8 @@ def _protocol_reading(text: str) -> ProgressReading | None:
 
 def _heuristic_reading(text: str) -> ProgressReading | None:
     tail = text[-_SCAN_TAIL:]
+    if "%" not in tail and "/" not in tail:  # C-speed check: most output says nothing about progress
+        return None
     # the newest segment that says anything about progress wins
     for segment in reversed(re.split(r"[\r\n]+", tail)):
         if not segment:

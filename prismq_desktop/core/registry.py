@@ -430,6 +430,25 @@ class RunRegistry:
         self.insert([run])
         return run
 
+    def save_many(self, runs: Sequence[Run]) -> None:
+        """Save several runs in one transaction (cancel-all on a long queue)."""
+        rows = []
+        for run in runs:
+            values = self._values(run)
+            run_id = values.pop("id")
+            rows.append((*values.values(), run_id))
+        if not rows:
+            return
+        cols = [c.strip() for c in _COLUMNS.split(",") if c.strip() != "id"]
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(f"UPDATE runs SET {', '.join(f'{k}=?' for k in cols)} WHERE id=?", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
     def save(self, run: Run) -> None:
         values = self._values(run)
         run_id = values.pop("id")
