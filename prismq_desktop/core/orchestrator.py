@@ -215,10 +215,19 @@ class TaskOrchestrator:
         mode: RunMode | str = RunMode.AUTO,
         backlog_warning: int = 1000,
         engine: RunEngine | None = None,
+        pool_size: int = 2,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
-        self.engine = engine or RunEngine(home, mode=mode)
+        # The warm worker pool (pattern 6) is the engine's executor; only POOLED runs use it,
+        # everything else spawns normally. Its fork servers start with the first pooled run.
+        from prismq_desktop.core.pool import ResourcePool
+
+        self.pool: ResourcePool | None = None
+        if engine is None:
+            self.pool = ResourcePool(size=pool_size, mode=mode, accept=self._pooled)
+            engine = RunEngine(home, mode=mode, executor=self.pool)
+        self.engine = engine
         self.registry = self.engine.registry
         self.bus = self.engine.bus
         self._limit = max_concurrent
@@ -236,6 +245,10 @@ class TaskOrchestrator:
         self.rng = random.Random()
         self.callback_errors: list[tuple[int, str]] = []
         self._scheduler: Any = None
+
+    def _pooled(self, job: Any) -> bool:
+        handle = self.engine.handle(job.run_id)
+        return handle is not None and handle.run.pattern == TaskPattern.POOLED.value
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> TaskOrchestrator:
@@ -255,6 +268,8 @@ class TaskOrchestrator:
             if pending:
                 await asyncio.wait(pending, timeout=10)
         await self.engine.shutdown(cancel_running=cancel_running)
+        if self.pool is not None:
+            await self.pool.close()
         pending = {t for t in self._tasks if not t.done()}
         if pending:
             await asyncio.wait(pending, timeout=10)
@@ -780,8 +795,9 @@ class TaskOrchestrator:
             options.pop(key, None)
         if chosen is TaskPattern.PERIODIC:
             return self._execute_periodic(script, args, options)
-        if chosen is TaskPattern.POOLED:
-            raise PatternUnavailable("POOLED needs the warm worker pool, which this build does not have yet; nothing was run")
+        if chosen is TaskPattern.POOLED and self.pool is None:
+            raise PatternUnavailable("POOLED needs the warm worker pool, and this orchestrator was given its own engine "
+                                     "without one; nothing was run")
         if chosen is TaskPattern.CONCURRENT:
             return await self._execute_batch(script, args, options)
         on_event = options.pop("on_event", None)

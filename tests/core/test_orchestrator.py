@@ -432,18 +432,33 @@ def test_status_after_restart_follows_retries_to_the_last_attempt(home, tmp_path
 # ---------------------------------------------------------------- PERIODIC / POOLED
 @pytest.mark.parametrize("options", [{"pattern": TaskPattern.POOLED, "use_pool": True}, {"use_pool": True},
                                      {"pattern": "pooled"}])
-def test_pooled_raises_pattern_unavailable_and_creates_nothing(home, options):
+def test_pooled_runs_in_a_warm_worker_and_is_recorded(home, options):
     async def main():
         async with TaskOrchestrator(home) as orch:
+            result = await orch.execute(TASK, ["print=pooled hello"], **dict(options))
+            plain = await orch.execute(TASK, ["print=plain hello"])
+            stats = orch.pool.stats()
+            return result, plain, stats
+
+    result, plain, stats = asyncio.run(main())
+    assert result.ok and result.pattern is TaskPattern.POOLED and "pooled hello" in result.stdout
+    assert result.run.pattern == "pooled"
+    assert plain.ok and "plain hello" in plain.stdout
+    assert stats.runs_served == 1  # only the pooled run used a warm worker; the plain one spawned normally
+
+
+def test_pooled_without_a_pool_raises_pattern_unavailable_and_creates_nothing(home):
+    from prismq_desktop.core.engine import RunEngine
+
+    async def main():
+        async with TaskOrchestrator(engine=RunEngine(home)) as orch:
             with pytest.raises(PatternUnavailable, match="POOLED") as info:
-                await orch.execute(TASK, ["print=should not run"], **dict(options))
-            assert "this build" in str(info.value) and "nothing" in str(info.value)
+                await orch.execute(TASK, ["print=should not run"], use_pool=True)
+            assert "nothing" in str(info.value)
             await asyncio.sleep(0.05)
             assert orch.registry.count() == 0
-            assert orch.queue_length == 0 and orch.running_count == 0
 
     asyncio.run(main())
-    assert not list((home / "logs").iterdir())
 
 
 @pytest.mark.parametrize(
