@@ -198,7 +198,7 @@ class LaunchPanel(QWidget):
         self.pattern = QComboBox()
         self.pattern.setObjectName("patternCombo")
         self.pattern.addItems([p.value.replace("_", " ") for p in (TaskPattern.LONG_RUNNING, TaskPattern.SIMPLE,
-                                                                   TaskPattern.FIRE_AND_FORGET)])
+                                                                   TaskPattern.FIRE_AND_FORGET, TaskPattern.POOLED)])
         self.advice = QLabel()
         self.advice.setObjectName("patternAdvice")
         self.advice.setWordWrap(True)

@@ -755,9 +755,12 @@ class MainWindow(QMainWindow):
         self.scheduler_view.refresh()
 
     def _build_pool_tab(self) -> None:
+        from prismq_desktop.gui.pool_view import PoolView
+
         lay = QVBoxLayout(self.pool_view)
-        lay.addWidget(QLabel("The warm worker pool view arrives with the pool."))
-        lay.addStretch(1)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.pool_widget = PoolView(self.orch, self.pool_view)
+        lay.addWidget(self.pool_widget)
 
     # ------------------------------------------------------------------ closing
     def _message(self, title: str, text: str, icon: QMessageBox.Icon = QMessageBox.Icon.Information) -> QMessageBox:

@@ -194,3 +194,26 @@ def test_dead_letters_requeue_and_purge_from_the_view(qapp, home):
     result, listed, rows_after, left = run_qt(qapp, main())
     assert result.outcome.kind is OutcomeKind.FAILED and result.attempts == 2
     assert listed == 1 and rows_after == 0 and left == []
+
+
+def test_pool_view_shows_workers_and_resizes(qapp, home):
+    async def main():
+        orch, win = await window_for(home)
+        try:
+            result = await orch.execute(str(SCRIPTS / "hello.py"), ["0", "warm"], use_pool=True, interpreter=PY)
+            assert result.ok and result.stdout.startswith("hello warm"), result.outcome
+            view = win.pool_widget
+            view.refresh()
+            rows = view.workers.rowCount()
+            states = {view.workers.item(r, 1).text() for r in range(rows)}
+            summary = view.summary.text()
+            view.size.setValue(3)
+            await until(lambda: (view.refresh() or True) and view.workers.rowCount() == 3, 20)
+            return rows, states, summary, orch.pool.stats().size
+        finally:
+            await close(orch, win)
+
+    rows, states, summary, size = run_qt(qapp, main())
+    assert rows == 2 and states <= {"idle", "busy", "starting"}
+    assert "1 served" in summary
+    assert size == 3
