@@ -300,16 +300,7 @@ class SubprocessWrapper:
         flusher = _Flusher(loop, job, threadsafe=True)
         job.capture.on_pending = flusher.request
         try:
-            proc = subprocess.Popen(
-                launch.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=launch.cwd,
-                env=launch.env,
-                bufsize=0,
-                **popen_kwargs(),  # type: ignore[call-overload]
-            )
+            proc = _popen(launch)
         except OSError as exc:
             return _start_error(launch, exc)
         job.tree = ProcessTree(proc.pid)
@@ -423,21 +414,14 @@ class SubprocessWrapper:
 
         job.capture.on_pending = None
         try:
-            proc = subprocess.Popen(
-                launch.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=launch.cwd,
-                env=launch.env,
-                bufsize=0,
-                **popen_kwargs(),  # type: ignore[call-overload]
-            )
+            proc = _popen(launch)
         except OSError as exc:
             return _start_error(launch, exc)
         tree = job.tree = ProcessTree(proc.pid)
         job.on_started(proc.pid, tree.create_time)
         assert proc.stdout is not None and proc.stderr is not None
+        widen_pipe(proc.stdout.fileno())
+        widen_pipe(proc.stderr.fileno())
         threads = [
             threading.Thread(target=_reader(pipe.fileno(), stream, job.capture), daemon=True)
             for pipe, stream in ((proc.stdout, Stream.STDOUT), (proc.stderr, Stream.STDERR))
@@ -479,6 +463,21 @@ class SubprocessWrapper:
         flush(force=True)
         tree.close()
         return _final_outcome(job, returncode)
+
+
+def _popen(launch: Launch) -> subprocess.Popen[bytes]:
+    """Start a launch with piped output in its own session/job (THREADED and LOCAL modes)."""
+    proc: subprocess.Popen[bytes] = subprocess.Popen(
+        launch.argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=launch.cwd,
+        env=launch.env,
+        bufsize=0,
+        **popen_kwargs(),  # type: ignore[call-overload]
+    )
+    return proc
 
 
 PIPE_SIZE = 1 << 20

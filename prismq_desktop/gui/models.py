@@ -60,16 +60,14 @@ def state_color(run: Run) -> str | None:
     }.get(run.outcome.kind)
 
 
-class RunsModel(QAbstractTableModel):
-    """Runs of this session: active ones plus those finished since the last "clear finished"."""
+class RunTable(QAbstractTableModel):
+    """The parts every run table shares: rows of runs under fixed column titles."""
 
-    COLUMNS = ["#", "Name", "Status", "Progress", "Elapsed", "CPU", "RSS", "Pattern", "Trigger"]
+    COLUMNS: list[str] = []
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self._runs: list[Run] = []
-        self._row: dict[int, int] = {}
-        self._usage: dict[int, tuple[float, int]] = {}
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
         return 0 if parent.isValid() else len(self._runs)
@@ -81,6 +79,20 @@ class RunsModel(QAbstractTableModel):
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole and 0 <= section < len(self.COLUMNS):
             return self.COLUMNS[section]
         return None
+
+    def run_at(self, row: int) -> Run | None:
+        return self._runs[row] if 0 <= row < len(self._runs) else None
+
+
+class RunsModel(RunTable):
+    """Runs of this session: active ones plus those finished since the last "clear finished"."""
+
+    COLUMNS = ["#", "Name", "Status", "Progress", "Elapsed", "CPU", "RSS", "Pattern", "Trigger"]
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._row: dict[int, int] = {}
+        self._usage: dict[int, tuple[float, int]] = {}
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._runs):
@@ -144,9 +156,6 @@ class RunsModel(QAbstractTableModel):
             if run.is_active and run.started_at is not None:
                 self.dataChanged.emit(self.index(row, 4), self.index(row, 4))
 
-    def run_at(self, row: int) -> Run | None:
-        return self._runs[row] if 0 <= row < len(self._runs) else None
-
     def row_of(self, run_id: int) -> int | None:
         return self._row.get(run_id)
 
@@ -165,7 +174,7 @@ class RunsModel(QAbstractTableModel):
         return running, queued
 
 
-class HistoryModel(QAbstractTableModel):
+class HistoryModel(RunTable):
     """Every recorded run, newest first by default, paged in from the registry."""
 
     COLUMNS = ["#", "Name", "Pattern", "Trigger", "Status", "Started", "Duration", "Exit", "Peak CPU", "Peak RSS"]
@@ -175,7 +184,6 @@ class HistoryModel(QAbstractTableModel):
     def __init__(self, registry: RunRegistry, parent: Any = None) -> None:
         super().__init__(parent)
         self.registry = registry
-        self._runs: list[Run] = []
         self._total = 0
         self.text = ""
         self.statuses: list[str] | None = None
@@ -233,17 +241,6 @@ class HistoryModel(QAbstractTableModel):
         self.refresh()
 
     # -- Qt model API
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self._runs)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole and 0 <= section < len(self.COLUMNS):
-            return self.COLUMNS[section]
-        return None
-
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._runs):
             return None
@@ -270,9 +267,6 @@ class HistoryModel(QAbstractTableModel):
             human_bytes(run.peak_rss),
         ]
         return str(values[col])
-
-    def run_at(self, row: int) -> Run | None:
-        return self._runs[row] if 0 <= row < len(self._runs) else None
 
     def upsert(self, run: Run) -> None:
         """A run changed: update its row if loaded, or show a new run at the top (newest-first view)."""
