@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 CORE_BIN := $(CORE_VENV)/bin
 endif
 
-.PHONY: run test test-all test-core-noqt lint bench clean
+.PHONY: run test test-all test-core-noqt lint bench bundle bundle-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,16 @@ test-core-noqt: $(CORE_VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check prismq_desktop tests $(wildcard benchmarks examples)
 	$(BIN)/mypy prismq_desktop/core
+
+# The double-click app: a one-folder PyInstaller bundle in dist/ (about 20 s here).
+bundle: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[bundle]'
+	$(BIN)/python -m PyInstaller --noconfirm --distpath dist --workpath build packaging/prismq-desktop.spec
+
+# Build the bundle, start it under Xvfb, run a script through its CLI entry, find it in history.
+bundle-check: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[bundle]'
+	PY=$(BIN)/python bash packaging/check_bundle.sh
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/run_all.py

@@ -102,8 +102,42 @@ def split_args(args: tuple[str, ...] | str) -> tuple[str, ...]:
         raise LaunchError(f"cannot parse arguments {args!r}: {exc}") from None
 
 
+_BUNDLE_VARS = ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "LIBPATH")
+
+
+def unfreeze_environment(env: dict[str, str]) -> dict[str, str]:
+    """Undo what a frozen (PyInstaller) app put in its own environment, for a child's sake.
+
+    The bundle prepends its folder to the library path (keeping the original in `<VAR>_ORIG`)
+    and points Qt at its plugins; a user's Python must see the machine as it was.
+    """
+    if not is_frozen():
+        return env
+    bundle = os.path.realpath(getattr(sys, "_MEIPASS", os.path.dirname(sys.executable)))
+    for var in _BUNDLE_VARS:
+        orig = env.pop(var + "_ORIG", None)
+        if orig is not None:
+            env[var] = orig
+        elif bundle in os.path.realpath(env.get(var, "") or "/nonexistent"):
+            env.pop(var, None)
+    bundle_vars = ("QML2_IMPORT_PATH", "QML_IMPORT_PATH", "PYTHONHOME", "PYTHONPATH")
+    for key in list(env):
+        ours = key.startswith("QT_") or key in bundle_vars
+        if ours and (bundle in env[key] or bundle in os.path.realpath(env[key])):
+            env.pop(key, None)  # set by the bundle; a user's own QT_* value is kept
+    return env
+
+
+def restore_dll_search_path() -> None:
+    """Windows, frozen: the bootloader's SetDllDirectory is inherited by children; reset it."""
+    if is_frozen() and sys.platform == "win32":
+        import ctypes
+
+        ctypes.windll.kernel32.SetDllDirectoryW(None)  # type: ignore[attr-defined]
+
+
 def child_environment(overrides: Mapping[str, str | None], base: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ if base is None else base)
+    env = unfreeze_environment(dict(os.environ if base is None else base))
     env.update(CHILD_DEFAULTS)
     for key, override in overrides.items():
         if override is None:

@@ -131,6 +131,9 @@ async def run_window(app: QApplication, home: Path, server: QLocalServer) -> int
 def main(data_dir: str | None = None) -> int:
     home = paths.data_dir(data_dir)
     log_path = setup_logging(home)
+    from prismq_desktop.core.launch import restore_dll_search_path
+
+    restore_dll_search_path()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("prismq-desktop")
     app.setApplicationDisplayName(APP_NAME)

@@ -1,0 +1,30 @@
+; Inno Setup script for PrismQ Desktop (per-user install, no admin rights needed).
+#ifndef AppVersion
+  #define AppVersion "0.0.0"
+#endif
+[Setup]
+AppId={{6F0B7C2E-4F3A-4C62-9C0B-5D1E2A7B9A41}
+AppName=PrismQ Desktop
+AppVersion={#AppVersion}
+DefaultDirName={localappdata}\Programs\PrismQ Desktop
+DefaultGroupName=PrismQ Desktop
+PrivilegesRequired=lowest
+OutputDir=..\..\dist
+OutputBaseFilename=PrismQ-Desktop-{#AppVersion}-setup
+SetupIconFile=..\..\resources\prismq.ico
+Compression=lzma2
+SolidCompression=yes
+WizardStyle=modern
+
+[Files]
+Source: "..\..\dist\prismq-desktop\*"; DestDir: "{app}"; Flags: recursesubdirs ignoreversion
+
+[Icons]
+Name: "{group}\PrismQ Desktop"; Filename: "{app}\prismq-desktop.exe"
+Name: "{userdesktop}\PrismQ Desktop"; Filename: "{app}\prismq-desktop.exe"; Tasks: desktopicon
+
+[Tasks]
+Name: "desktopicon"; Description: "Create a desktop shortcut"; Flags: unchecked
+
+[Run]
+Filename: "{app}\prismq-desktop.exe"; Description: "Start PrismQ Desktop"; Flags: nowait postinstall skipifsilent
