@@ -1,7 +1,13 @@
 """Start a tree: N children, each with a grandchild; print every pid; then sleep."""
+import os
 import subprocess
 import sys
 import time
+
+
+def say(text: str) -> None:
+    os.write(1, f"{text}\n".encode())  # one write per line: lines of several processes never interleave
+
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 if len(sys.argv) > 2 and sys.argv[2] == "leaf":
@@ -9,11 +15,11 @@ if len(sys.argv) > 2 and sys.argv[2] == "leaf":
     sys.exit(0)
 if len(sys.argv) > 2 and sys.argv[2] == "mid":
     leaf = subprocess.Popen([sys.executable, __file__, "0", "leaf"])
-    print(f"pid {leaf.pid}", flush=True)
+    say(f"pid {leaf.pid}")
     time.sleep(120)
     sys.exit(0)
 kids = [subprocess.Popen([sys.executable, __file__, "0", "mid"]) for _ in range(n)]
 for k in kids:
-    print(f"pid {k.pid}", flush=True)
-print("ready", flush=True)
+    say(f"pid {k.pid}")
+say("ready")
 time.sleep(120)
