@@ -83,11 +83,29 @@ class RunTable(QAbstractTableModel):
     def run_at(self, row: int) -> Run | None:
         return self._runs[row] if 0 <= row < len(self._runs) else None
 
+    STATUS_COLUMN = -1
+
+    def status_role(self, run: Run, col: int, role: int) -> Any:
+        """The roles every run table answers the same way: the run itself, the status colour and reason."""
+        if role == RUN_ROLE:
+            return run
+        if col != self.STATUS_COLUMN:
+            return None
+        if role == Qt.ItemDataRole.ForegroundRole:
+            from PySide6.QtGui import QColor
+
+            color = state_color(run)
+            return QColor(color) if color else None
+        if role == Qt.ItemDataRole.ToolTipRole and run.outcome and run.outcome.message:
+            return run.outcome.message
+        return None
+
 
 class RunsModel(RunTable):
     """Runs of this session: active ones plus those finished since the last "clear finished"."""
 
     COLUMNS = ["#", "Name", "Status", "Progress", "Elapsed", "CPU", "RSS", "Pattern", "Trigger"]
+    STATUS_COLUMN = 2
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
@@ -99,19 +117,10 @@ class RunsModel(RunTable):
             return None
         run = self._runs[index.row()]
         col = index.column()
-        if role == RUN_ROLE:
-            return run
         if role == PROGRESS_ROLE and col == 3:
             return run.progress
-        if role == Qt.ItemDataRole.ForegroundRole and col == 2:
-            from PySide6.QtGui import QColor
-
-            color = state_color(run)
-            return QColor(color) if color else None
-        if role == Qt.ItemDataRole.ToolTipRole and col == 2 and run.outcome and run.outcome.message:
-            return run.outcome.message
         if role != Qt.ItemDataRole.DisplayRole:
-            return None
+            return self.status_role(run, col, role)
         cpu, rss = self._usage.get(run.id, (None, None))
         values = [
             run.id, run.name, state_text(run),
@@ -178,6 +187,7 @@ class HistoryModel(RunTable):
     """Every recorded run, newest first by default, paged in from the registry."""
 
     COLUMNS = ["#", "Name", "Pattern", "Trigger", "Status", "Started", "Duration", "Exit", "Peak CPU", "Peak RSS"]
+    STATUS_COLUMN = 4
     SORT_KEYS = ["id", "name", "pattern", "trigger", "status", "started", "duration", "exit_code", "peak_cpu", "peak_rss"]
     PAGE = 200
 
@@ -246,17 +256,8 @@ class HistoryModel(RunTable):
             return None
         run = self._runs[index.row()]
         col = index.column()
-        if role == RUN_ROLE:
-            return run
-        if role == Qt.ItemDataRole.ForegroundRole and col == 4:
-            from PySide6.QtGui import QColor
-
-            color = state_color(run)
-            return QColor(color) if color else None
-        if role == Qt.ItemDataRole.ToolTipRole and col == 4 and run.outcome and run.outcome.message:
-            return run.outcome.message
         if role != Qt.ItemDataRole.DisplayRole:
-            return None
+            return self.status_role(run, col, role)
         started = run.started_at or run.created_at
         values = [
             run.id, run.name, run.pattern.replace("_", " "), run.trigger or "manual", state_text(run),
