@@ -202,6 +202,40 @@ class _Flusher:
             self.job.on_output(chunks)
 
 
+class _RunProtocol(asyncio.SubprocessProtocol):
+    """Pipes of an ASYNC run: each piece asyncio reads goes straight to the capture in chunks of
+    at most 64 KiB (no StreamReader buffer in between, no reader tasks)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, feed: Callable[[Stream, bytes], None]) -> None:
+        self.feed = feed
+        self.eof: dict[int, asyncio.Future[object]] = {1: loop.create_future(), 2: loop.create_future()}
+        self.exited: asyncio.Future[object] = loop.create_future()
+        self.transport: asyncio.SubprocessTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        stream = Stream.STDOUT if fd == 1 else Stream.STDERR
+        raw = data.encode() if isinstance(data, str) else data
+        if len(raw) <= CHUNK_SIZE:
+            self.feed(stream, raw)
+            return
+        view = memoryview(raw)
+        for start in range(0, len(raw), CHUNK_SIZE):
+            self.feed(stream, bytes(view[start : start + CHUNK_SIZE]))
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        fut = self.eof.get(fd)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def process_exited(self) -> None:
+        assert self.transport is not None
+        if not self.exited.done():
+            self.exited.set_result(self.transport.get_returncode())
+
+
 class Executor(Protocol):
     """What the engine needs from whatever actually runs a Launch (local now, remote later).
 
@@ -248,52 +282,36 @@ class SubprocessWrapper:
         launch = job.launch
         flusher = _Flusher(loop, job, threadsafe=False)
         job.capture.on_pending = flusher.request
+        proto = _RunProtocol(loop, job.capture.feed)
         try:
-            proc = await asyncio.create_subprocess_exec(
+            transport, _ = await loop.subprocess_exec(
+                lambda: proto,
                 *launch.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=launch.cwd,
                 env=launch.env,
-                limit=CHUNK_SIZE,
                 **popen_kwargs(),  # type: ignore[arg-type]
             )
         except OSError as exc:
             return _start_error(launch, exc)
-        job.tree = ProcessTree(proc.pid)
-        job.on_started(proc.pid, job.tree.create_time)
-        assert proc.stdout is not None and proc.stderr is not None
+        pid = transport.get_pid()
+        job.tree = ProcessTree(pid)
+        job.on_started(pid, job.tree.create_time)
         for fd in (1, 2):
-            transport_pipe = proc._transport.get_pipe_transport(fd)  # type: ignore[attr-defined]
-            pipe = transport_pipe.get_extra_info("pipe") if transport_pipe is not None else None
+            pipe_transport = transport.get_pipe_transport(fd)
+            pipe = pipe_transport.get_extra_info("pipe") if pipe_transport is not None else None
             if pipe is None:
                 continue
             try:
                 widen_pipe(pipe.fileno())
             except (ValueError, OSError):
                 pass  # a fast child may already have closed it: nothing left to widen
-
-        async def pump(reader: asyncio.StreamReader, stream: Stream) -> None:
-            feed = job.capture.feed
-            while True:
-                data = await reader.read(CHUNK_SIZE)
-                if not data:
-                    return
-                feed(stream, data)
-
-        readers = [
-            loop.create_task(pump(proc.stdout, Stream.STDOUT)),
-            loop.create_task(pump(proc.stderr, Stream.STDERR)),
-        ]
-        waiter: asyncio.Future[object] = loop.create_task(proc.wait())
-
-        def abort_pipes() -> None:
-            transport = getattr(proc, "_transport", None)
-            if transport is not None:
-                transport.close()
-
-        return await self._supervise(job, waiter, readers, flusher, abort_pipes)
+        try:
+            return await self._supervise(job, proto.exited, list(proto.eof.values()), flusher, transport.close)
+        finally:
+            transport.close()
 
     async def _execute_threaded(self, job: Job, loop: asyncio.AbstractEventLoop) -> Outcome:
         launch = job.launch
