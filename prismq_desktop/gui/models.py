@@ -60,17 +60,16 @@ def state_color(run: Run) -> str | None:
     }.get(run.outcome.kind)
 
 
-class RunTable(QAbstractTableModel):
-    """The parts every run table shares: rows of runs under fixed column titles."""
+class ColumnTable(QAbstractTableModel):
+    """A flat table under fixed column titles (every table model of the window)."""
 
     COLUMNS: list[str] = []
 
-    def __init__(self, parent: Any = None) -> None:
-        super().__init__(parent)
-        self._runs: list[Run] = []
+    def row_total(self) -> int:
+        raise NotImplementedError
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self._runs)
+        return 0 if parent.isValid() else self.row_total()
 
     def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
         return 0 if parent.isValid() else len(self.COLUMNS)
@@ -79,6 +78,17 @@ class RunTable(QAbstractTableModel):
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole and 0 <= section < len(self.COLUMNS):
             return self.COLUMNS[section]
         return None
+
+
+class RunTable(ColumnTable):
+    """The parts every run table shares: rows of runs."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._runs: list[Run] = []
+
+    def row_total(self) -> int:
+        return len(self._runs)
 
     def run_at(self, row: int) -> Run | None:
         return self._runs[row] if 0 <= row < len(self._runs) else None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QDateTime, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import QDateTime, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 from prismq_desktop.core.models import RunSpec, TargetKind
 from prismq_desktop.core.scheduler import Schedule, ScheduleError, Scheduler, make_trigger
 from prismq_desktop.core.triggers import Trigger, TriggerError, local_text, next_fires
-from prismq_desktop.gui.models import HistoryModel, state_text
+from prismq_desktop.gui.models import ColumnTable, HistoryModel, state_text
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -49,7 +49,7 @@ def countdown(seconds: float) -> str:
     return f"in {hours // 24} days"
 
 
-class SchedulesModel(QAbstractTableModel):
+class SchedulesModel(ColumnTable):
     COLUMNS = ["Name", "When", "Next fire", "Last outcome", "Enabled"]
 
     def __init__(self, scheduler: Scheduler, parent: Any = None) -> None:
@@ -68,16 +68,8 @@ class SchedulesModel(QAbstractTableModel):
             self.last[s.id] = state_text(latest[0]) if latest else "—"
         self.endResetModel()
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole and 0 <= section < len(self.COLUMNS):
-            return self.COLUMNS[section]
-        return None
+    def row_total(self) -> int:
+        return len(self.rows)
 
     def flags(self, index: Index) -> Qt.ItemFlag:
         base = super().flags(index)
