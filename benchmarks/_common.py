@@ -19,7 +19,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT_DIR = os.path.join(HERE, "out")
 
-#: What every Python child started by the engine gets (see prismq_desktop.core.launch.CHILD_DEFAULTS);
+#: What every Python child started by the engine gets (see prismq_desktop.core.process.launch.CHILD_DEFAULTS);
 #: the raw baselines give their children the same so both sides run identical children.
 CHILD_ENV = {"PYTHONUNBUFFERED": "1", "PYTHONUTF8": "1"}
 

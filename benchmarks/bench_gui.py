@@ -54,7 +54,7 @@ def firehose(nbytes: int) -> dict[str, float]:
     from PySide6.QtWidgets import QApplication
 
     from prismq_desktop.core import RunSpec
-    from prismq_desktop.core.orchestrator import TaskOrchestrator
+    from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
     from prismq_desktop.gui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([])
@@ -109,7 +109,7 @@ def history(n_runs: int) -> dict[str, float]:
     from PySide6.QtWidgets import QApplication, QTableView
 
     from prismq_desktop.core import RunSpec
-    from prismq_desktop.core.registry import RunRegistry
+    from prismq_desktop.core.store.registry import RunRegistry
     from prismq_desktop.gui.models import HistoryModel
 
     app = QApplication.instance() or QApplication([])

@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import figure, median, print_table, write_result  # noqa: E402
 
-from prismq_desktop.core.monitor import ResourceMonitor  # noqa: E402
+from prismq_desktop.core.monitor.monitor import ResourceMonitor  # noqa: E402
 
 GOAL_PERCENT = 3.0
 RATE = 1.0

@@ -41,8 +41,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import child_env, figure, median, print_table, write_result  # noqa: E402
 
 from prismq_desktop.core import RunSpec  # noqa: E402
-from prismq_desktop.core.orchestrator import DEFAULT_MAX_CONCURRENT, TaskOrchestrator  # noqa: E402
-from prismq_desktop.core.registry import MIGRATIONS, RunRegistry  # noqa: E402
+from prismq_desktop.core.orchestrator.orchestrator import DEFAULT_MAX_CONCURRENT, TaskOrchestrator  # noqa: E402
+from prismq_desktop.core.store.registry import MIGRATIONS, RunRegistry  # noqa: E402
 
 SUBMIT_GOAL_S = 1.0  # 10,000 delay() calls
 FLAT_GOAL = 1.5  # per-run cost of the last block of 1,000 / the first

@@ -24,8 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import figure, percentile, print_table, write_result  # noqa: E402
 
 from prismq_desktop.core import RunSpec  # noqa: E402
-from prismq_desktop.core.orchestrator import TaskOrchestrator  # noqa: E402
-from prismq_desktop.core.triggers import IntervalTrigger  # noqa: E402
+from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator  # noqa: E402
+from prismq_desktop.core.schedule.triggers import IntervalTrigger  # noqa: E402
 
 GOAL_P99_MS = 20.0
 

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from prismq_desktop.core.orchestrator import TaskOrchestrator, TaskResult
+from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator, TaskResult
 from prismq_desktop.core.patterns import Priority
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from prismq_desktop.core.events import OutputBatch, Progress, RunChanged
-from prismq_desktop.core.orchestrator import TaskOrchestrator
+from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
 from prismq_desktop.core.patterns import TaskPattern
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from prismq_desktop.core.orchestrator import PatternUnavailable, TaskOrchestrator
+from prismq_desktop.core.orchestrator.orchestrator import PatternUnavailable, TaskOrchestrator
 from prismq_desktop.core.patterns import PatternAdvisor, TaskPattern
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"

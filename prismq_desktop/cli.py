@@ -194,9 +194,9 @@ def _exit_status(outcome: Any) -> int:
 def _cmd_run(ns: argparse.Namespace) -> int:
     from prismq_desktop.core import OutputBatch, RunEngine, RunMode, RunSpec, TargetKind
     from prismq_desktop.core.events import Event
-    from prismq_desktop.core.output import Stream
     from prismq_desktop.core.patterns import TaskPattern
-    from prismq_desktop.core.wrapper import requested_mode
+    from prismq_desktop.core.process.local import requested_mode
+    from prismq_desktop.core.process.output import Stream
 
     args = list(ns.args)
     if args and args[0] == "--":
@@ -298,7 +298,7 @@ def _detach(ns: argparse.Namespace) -> int:
 
 
 async def _run_async(ns: argparse.Namespace, spec: Any, mode: Any, pattern: Any, show: Any) -> Any:
-    from prismq_desktop.core.orchestrator import TaskOrchestrator
+    from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
 
     loop = asyncio.get_running_loop()
     async with TaskOrchestrator(ns.data_dir, max_concurrent=1) as orch:
@@ -370,9 +370,9 @@ def _cmd_schedule(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
 async def _schedule_async(ns: argparse.Namespace) -> int:
     from prismq_desktop.core import RunSpec, TargetKind
-    from prismq_desktop.core.orchestrator import TaskOrchestrator
-    from prismq_desktop.core.scheduler import ScheduleError, make_trigger
-    from prismq_desktop.core.triggers import TriggerError, local_text, parse_when
+    from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
+    from prismq_desktop.core.schedule.scheduler import ScheduleError, make_trigger
+    from prismq_desktop.core.schedule.triggers import TriggerError, local_text, parse_when
 
     async with TaskOrchestrator(ns.data_dir, max_concurrent=1) as orch:
         sch = orch.scheduler
@@ -451,8 +451,8 @@ async def _schedule_async(ns: argparse.Namespace) -> int:
 
 async def _scheduler_foreground(ns: argparse.Namespace) -> int:
     """Fire schedules until Ctrl+C or SIGTERM, with no window (a headless PrismQ)."""
-    from prismq_desktop.core.orchestrator import TaskOrchestrator
-    from prismq_desktop.core.scheduler import ScheduleChanged
+    from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
+    from prismq_desktop.core.schedule.scheduler import ScheduleChanged
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -507,7 +507,7 @@ def _cmd_dead_letters(ns: argparse.Namespace) -> int:
 
 
 async def _requeue(ns: argparse.Namespace) -> int:
-    from prismq_desktop.core.orchestrator import TaskOrchestrator
+    from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
 
     async with TaskOrchestrator(ns.data_dir, max_concurrent=1) as orch:
         try:
@@ -561,9 +561,9 @@ def _cmd_history(ns: argparse.Namespace) -> int:
 
 def _cmd_logs(ns: argparse.Namespace) -> int:
     from prismq_desktop.core import RunRegistry
-    from prismq_desktop.core.output import Stream
     from prismq_desktop.core.paths import data_dir, registry_path
-    from prismq_desktop.core.registry import owner_alive
+    from prismq_desktop.core.process.output import Stream
+    from prismq_desktop.core.store.registry import owner_alive
 
     wanted = {"stdout": {Stream.STDOUT}, "stderr": {Stream.STDERR}, None: {Stream.STDOUT, Stream.STDERR}}[ns.stream]
     with RunRegistry(registry_path(data_dir(ns.data_dir)), recover=False) as reg:

@@ -6,7 +6,6 @@ script or the CLI can use it on a machine without PySide6.
 
 from prismq_desktop.core.engine import RunEngine, RunHandle
 from prismq_desktop.core.events import EventBus, Notice, OutputBatch, RunChanged, Subscription
-from prismq_desktop.core.launch import Launch, LaunchError, resolve
 from prismq_desktop.core.models import (
     IllegalTransition,
     Outcome,
@@ -18,12 +17,13 @@ from prismq_desktop.core.models import (
     TargetKind,
     transition,
 )
-from prismq_desktop.core.monitor import ResourceMonitor, RunSample, RunUsage, SystemSample
-from prismq_desktop.core.orchestrator import PatternUnavailable, RetryPolicy, TaskOrchestrator, TaskResult
-from prismq_desktop.core.output import LineAssembler, LogWriter, OutputCapture, Stream, read_log
+from prismq_desktop.core.monitor.monitor import ResourceMonitor, RunSample, RunUsage, SystemSample
+from prismq_desktop.core.orchestrator.orchestrator import PatternUnavailable, RetryPolicy, TaskOrchestrator, TaskResult
 from prismq_desktop.core.patterns import PatternAdvisor, Priority, TaskPattern
-from prismq_desktop.core.registry import RunRegistry
-from prismq_desktop.core.wrapper import SubprocessWrapper, choose_mode
+from prismq_desktop.core.process.launch import Launch, LaunchError, resolve
+from prismq_desktop.core.process.local import SubprocessWrapper, choose_mode
+from prismq_desktop.core.process.output import LineAssembler, LogWriter, OutputCapture, Stream, read_log
+from prismq_desktop.core.store.registry import RunRegistry
 
 __all__ = [
     "EventBus",

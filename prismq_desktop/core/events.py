@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from prismq_desktop.core.models import Run
-from prismq_desktop.core.monitor import RunSample, SystemSample
-from prismq_desktop.core.output import OutputChunk
+from prismq_desktop.core.monitor.monitor import RunSample, SystemSample
+from prismq_desktop.core.process.output import OutputChunk
 
 log = logging.getLogger(__name__)
 

@@ -72,7 +72,7 @@ _keep: list[Any] = []
 
 
 async def run_window(app: QApplication, home: Path, server: QLocalServer) -> int:
-    from prismq_desktop.core.orchestrator import TaskOrchestrator
+    from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
     from prismq_desktop.gui.main_window import MainWindow
 
     loop = asyncio.get_running_loop()
@@ -131,7 +131,7 @@ async def run_window(app: QApplication, home: Path, server: QLocalServer) -> int
 def main(data_dir: str | None = None) -> int:
     home = paths.data_dir(data_dir)
     log_path = setup_logging(home)
-    from prismq_desktop.core.launch import restore_dll_search_path
+    from prismq_desktop.core.process.launch import restore_dll_search_path
 
     restore_dll_search_path()
     app = QApplication.instance() or QApplication(sys.argv[:1])

@@ -34,9 +34,9 @@ from PySide6.QtWidgets import (
 )
 
 from prismq_desktop.core.engine import looks_secret
-from prismq_desktop.core.launch import LaunchError, is_frozen, resolve
 from prismq_desktop.core.models import RunSpec, TargetKind
 from prismq_desktop.core.patterns import PatternAdvisor, Priority, TaskPattern
+from prismq_desktop.core.process.launch import LaunchError, is_frozen, resolve
 
 MASK = "••••••"
 

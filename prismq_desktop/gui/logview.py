@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from prismq_desktop.core.output import LineAssembler, Stream, read_log
+from prismq_desktop.core.process.output import LineAssembler, Stream, read_log
 from prismq_desktop.gui.ansi import PLAIN, Style, split_styled, strip_ansi
 
 FLUSH_MS = 50

@@ -49,8 +49,8 @@ from PySide6.QtWidgets import (
 
 from prismq_desktop import APP_NAME
 from prismq_desktop.core.models import OutcomeKind, Run, RunSpec
-from prismq_desktop.core.output import Stream, read_log
 from prismq_desktop.core.patterns import TaskPattern
+from prismq_desktop.core.process.output import Stream, read_log
 from prismq_desktop.gui.bridge import Bridge
 from prismq_desktop.gui.launch import LaunchPanel
 from prismq_desktop.gui.logview import LogPane

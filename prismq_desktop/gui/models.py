@@ -12,7 +12,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 
 from prismq_desktop.core.models import OutcomeKind, Run, RunStatus
-from prismq_desktop.core.registry import RunRegistry
+from prismq_desktop.core.store.registry import RunRegistry
 
 Index = QModelIndex | QPersistentModelIndex
 RUN_ROLE = Qt.ItemDataRole.UserRole + 1

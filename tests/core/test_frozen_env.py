@@ -2,7 +2,7 @@
 
 import sys
 
-from prismq_desktop.core import launch
+from prismq_desktop.core.process import launch
 
 
 def test_bundle_variables_are_cleaned_for_children(monkeypatch, tmp_path):

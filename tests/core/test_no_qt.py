@@ -19,9 +19,9 @@ def test_core_modules_do_not_import_qt():
         "sys.meta_path.insert(0, Block())\n"
         "import prismq_desktop.core as core\n"
         "import prismq_desktop.cli\n"
-        "for m in pkgutil.iter_modules(core.__path__):\n"
-        "    if m.name != 'winjob' or sys.platform == 'win32':\n"
-        "        importlib.import_module('prismq_desktop.core.' + m.name)\n"
+        "for m in pkgutil.walk_packages(core.__path__, 'prismq_desktop.core.'):\n"
+        "    if not m.name.endswith('winjob') or sys.platform == 'win32':\n"
+        "        importlib.import_module(m.name)\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -23,7 +23,7 @@ import pytest
 from prismq_desktop.core import OutcomeKind, RunSpec, RunStatus, Stream, read_log
 from prismq_desktop.core.events import DeadLettered, Notice, OutputBatch, Progress, RetryScheduled, RunChanged
 from prismq_desktop.core.models import Outcome
-from prismq_desktop.core.orchestrator import PatternUnavailable, RetryPolicy, TaskOrchestrator, TaskResult
+from prismq_desktop.core.orchestrator.orchestrator import PatternUnavailable, RetryPolicy, TaskOrchestrator, TaskResult
 from prismq_desktop.core.patterns import Priority, TaskPattern
 from prismq_desktop.core.progress import ProgressReading, ProgressTracker, parse_value
 from tests.helpers import pid_gone

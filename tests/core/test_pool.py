@@ -17,8 +17,8 @@ import psutil
 import pytest
 
 from prismq_desktop.core import OutcomeKind, RunEngine, RunMode, RunSpec, RunStatus, Stream, TargetKind, read_log
-from prismq_desktop.core.launch import resolve
-from prismq_desktop.core.pool import ResourcePool, pool_supported
+from prismq_desktop.core.pool.pool import ResourcePool, pool_supported
+from prismq_desktop.core.process.launch import resolve
 from tests.helpers import pid_gone
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32" or not pool_supported(), reason="the fork server is POSIX-only")

@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from prismq_desktop.core.models import Outcome, OutcomeKind, RunSpec, RunStatus, transition
-from prismq_desktop.core.registry import MIGRATIONS, SCHEMA_VERSION, RegistryError, RunRegistry
+from prismq_desktop.core.store.registry import MIGRATIONS, SCHEMA_VERSION, RegistryError, RunRegistry
 from tests.helpers import pid_gone, wait_for
 
 PY = sys.executable

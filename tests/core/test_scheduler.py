@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from prismq_desktop.core import OutcomeKind, RunSpec, RunStatus
-from prismq_desktop.core.orchestrator import TaskOrchestrator, TaskPattern
-from prismq_desktop.core.scheduler import ScheduleError, make_trigger
-from prismq_desktop.core.triggers import (
+from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator, TaskPattern
+from prismq_desktop.core.schedule.scheduler import ScheduleError, make_trigger
+from prismq_desktop.core.schedule.triggers import (
     CronTrigger,
     IntervalTrigger,
     OneShotTrigger,

@@ -10,7 +10,7 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QDialogButtonBox
 
 from prismq_desktop.core import OutcomeKind, RunSpec
-from prismq_desktop.core.scheduler import make_trigger
+from prismq_desktop.core.schedule.scheduler import make_trigger
 from tests.gui.test_window import close, run_qt, until, window_for
 
 PY = sys.executable

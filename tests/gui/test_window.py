@@ -14,7 +14,7 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QPushButton, QTableView
 
 from prismq_desktop.core import OutcomeKind, RunSpec, RunStatus
-from prismq_desktop.core.orchestrator import TaskOrchestrator
+from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
 from prismq_desktop.gui.main_window import MainWindow
 from prismq_desktop.gui.models import HistoryModel
 from tests.helpers import pid_gone
@@ -179,7 +179,7 @@ def test_secret_env_values_never_shown_or_stored(qapp, home):
 
 
 def test_history_model_passes_qtmodeltester(qtmodeltester, home):
-    from prismq_desktop.core.registry import RunRegistry
+    from prismq_desktop.core.store.registry import RunRegistry
 
     reg = RunRegistry(home / "registry.sqlite3")
     for i in range(450):

@@ -2,7 +2,7 @@
 import asyncio
 import sys
 
-from prismq_desktop.core.orchestrator import TaskOrchestrator
+from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
 
 
 async def main(home: str, seconds: float) -> None:

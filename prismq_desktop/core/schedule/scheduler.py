@@ -31,8 +31,7 @@ from typing import Any
 from prismq_desktop.core.events import Notice
 from prismq_desktop.core.models import Outcome, OutcomeKind, RunSpec, RunStatus
 from prismq_desktop.core.patterns import TaskPattern
-from prismq_desktop.core.registry import RegistryError
-from prismq_desktop.core.triggers import (
+from prismq_desktop.core.schedule.triggers import (
     CronTrigger,
     IntervalTrigger,
     OneShotTrigger,
@@ -41,6 +40,7 @@ from prismq_desktop.core.triggers import (
     local_text,
     trigger_from_dict,
 )
+from prismq_desktop.core.store.registry import RegistryError
 
 log = logging.getLogger(__name__)
 

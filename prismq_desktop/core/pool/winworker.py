@@ -41,7 +41,7 @@ from typing import Any
 def _load_forkserver() -> ModuleType:
     """The sibling forkserver module; by path when run through BOOT (no package import, no sys.path entry)."""
     if __name__ != "__poolworker__":
-        return importlib.import_module("prismq_desktop.core.forkserver")
+        return importlib.import_module("prismq_desktop.core.pool.forkserver")
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "forkserver.py")
     spec = importlib.util.spec_from_file_location("_prismq_forkserver", path)
     assert spec is not None and spec.loader is not None
@@ -128,7 +128,7 @@ def _finalizer(saved: _Saved) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     if sys.platform != "win32":
-        print("poolworker runs on Windows only (POSIX pools use prismq_desktop.core.forkserver)", file=sys.stderr)
+        print("poolworker runs on Windows only (POSIX pools use prismq_desktop.core.pool.forkserver)", file=sys.stderr)
         return 2
     return _serve_windows(list(sys.argv[1:] if argv is None else argv))
 

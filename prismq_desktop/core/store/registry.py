@@ -29,7 +29,7 @@ from prismq_desktop.core.models import (
     RunStatus,
     transition,
 )
-from prismq_desktop.core.proctree import kill_orphan
+from prismq_desktop.core.process.tree import kill_orphan
 
 # Each entry moves the schema from version i to i+1. Never edit a shipped one: append.
 MIGRATIONS: list[str] = [

@@ -2,7 +2,7 @@
 
 The pool starts it as ``python -c BOOT forkserver.py --fd N --preload a,b`` (see `command()`),
 which runs this file without importing the `prismq_desktop` package, so a child sees a fresh
-interpreter's modules plus the preloaded ones only. (``python -m prismq_desktop.core.forkserver
+interpreter's modules plus the preloaded ones only. (``python -m prismq_desktop.core.pool.forkserver
 --fd N`` works too, but imports the package first.) It imports the preload modules, freezes the
 heap (`gc.freeze`, so children do not copy it on their first collection), tells the pool it is
 ready, then serves requests from the control socket (fd N, one end of a socketpair):

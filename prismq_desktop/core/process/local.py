@@ -28,10 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from prismq_desktop.core.launch import Launch
 from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode
-from prismq_desktop.core.output import CHUNK_SIZE, OutputCapture, OutputChunk, Stream
-from prismq_desktop.core.proctree import IS_WINDOWS, ProcessTree, popen_kwargs
+from prismq_desktop.core.process.launch import Launch
+from prismq_desktop.core.process.output import CHUNK_SIZE, OutputCapture, OutputChunk, Stream
+from prismq_desktop.core.process.tree import IS_WINDOWS, ProcessTree, popen_kwargs
 
 ENV_MODE = "PRISMQ_RUN_MODE"
 FLUSH_INTERVAL = 0.05  # batches reach subscribers at most every ~50 ms

@@ -31,9 +31,9 @@ from typing import Any
 from prismq_desktop.core.engine import RunEngine, RunHandle
 from prismq_desktop.core.events import DeadLettered, Event, Notice, OutputBatch, Progress, RetryScheduled, RunChanged
 from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec, RunStatus, TargetKind
-from prismq_desktop.core.output import LogWriter, Stream, read_log
 from prismq_desktop.core.patterns import PatternAdvisor, Priority, TaskPattern
-from prismq_desktop.core.registry import DeadLetter
+from prismq_desktop.core.process.output import LogWriter, Stream, read_log
+from prismq_desktop.core.store.registry import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ class TaskOrchestrator:
             raise ValueError("max_concurrent must be at least 1")
         # The warm worker pool (pattern 6) is the engine's executor; only POOLED runs use it,
         # everything else spawns normally. Its fork servers start with the first pooled run.
-        from prismq_desktop.core.pool import ResourcePool
+        from prismq_desktop.core.pool.pool import ResourcePool
 
         self.pool: ResourcePool | None = None
         if engine is None:
@@ -821,14 +821,14 @@ class TaskOrchestrator:
     def scheduler(self) -> Any:
         """The periodic scheduler sharing this orchestrator's queue (created on first use, not started)."""
         if self._scheduler is None:
-            from prismq_desktop.core.scheduler import Scheduler
+            from prismq_desktop.core.schedule.scheduler import Scheduler
 
             self._scheduler = Scheduler(self)
         return self._scheduler
 
     def _execute_periodic(self, script: str | os.PathLike[str] | RunSpec, args: Iterable[str] | str | None,
                           options: dict[str, Any]) -> TaskResult:
-        from prismq_desktop.core.scheduler import make_trigger
+        from prismq_desktop.core.schedule.scheduler import make_trigger
 
         trigger = make_trigger(interval_seconds=options.pop("interval_seconds", None), cron=options.pop("cron", None),
                                at=options.pop("at", None), timezone=options.pop("timezone", "UTC"))

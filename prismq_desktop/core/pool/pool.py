@@ -16,7 +16,7 @@ kept forked ahead, so a request costs no fork); the child calls setsid(), so it 
 of its own session exactly like a spawned run, and the engine's ProcessTree (killpg) cancels,
 pauses and times it out the same way. The pool's end of each server's control socket is
 watched by the loop (`add_reader`), or by a thread on a loop that cannot. Windows: a
-worker is a long-lived Python that runs one script at a time with runpy (poolworker.py); a
+worker is a long-lived Python that runs one script at a time with runpy (winworker.py); a
 run's process is the worker, so stopping a run kills the worker and the pool replaces it.
 
 What is the same as a normal run: the run's stdout and stderr are pipes read in 64 KiB chunks
@@ -66,12 +66,12 @@ from typing import Any, Literal
 
 import psutil
 
-from prismq_desktop.core import forkserver
-from prismq_desktop.core.launch import Launch, child_environment, is_frozen
 from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode
-from prismq_desktop.core.output import CHUNK_SIZE, Stream
-from prismq_desktop.core.proctree import IS_WINDOWS, ProcessTree
-from prismq_desktop.core.wrapper import Job, SubprocessWrapper, _Flusher, _reader
+from prismq_desktop.core.pool import forkserver
+from prismq_desktop.core.process.launch import Launch, child_environment, is_frozen
+from prismq_desktop.core.process.local import Job, SubprocessWrapper, _Flusher, _reader
+from prismq_desktop.core.process.output import CHUNK_SIZE, Stream
+from prismq_desktop.core.process.tree import IS_WINDOWS, ProcessTree
 
 log = logging.getLogger(__name__)
 
@@ -416,7 +416,7 @@ class _WinTree(ProcessTree):  # pragma: no cover - Windows only
 
 
 class _WinWorker(_Worker):  # pragma: no cover - Windows only
-    """Windows: poolworker.py with its control channel on its stdin/stdout pipes."""
+    """Windows: winworker.py with its control channel on its stdin/stdout pipes."""
 
     kind = "worker"
 
@@ -426,7 +426,7 @@ class _WinWorker(_Worker):  # pragma: no cover - Windows only
         self._send_lock = threading.Lock()
 
     def start(self) -> None:
-        from prismq_desktop.core import poolworker
+        from prismq_desktop.core.pool import winworker as poolworker
 
         flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200) | getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
         self.proc = subprocess.Popen(
@@ -440,7 +440,7 @@ class _WinWorker(_Worker):  # pragma: no cover - Windows only
         )
         self.pid = self.proc.pid
         if IS_WINDOWS:  # the worker dies with the app (kill-on-close job), like every run
-            from prismq_desktop.core import winjob
+            from prismq_desktop.core.process import winjob
 
             self._job_handle = winjob.assign_new_job(self.pid)
         self._start_reader()
@@ -483,7 +483,7 @@ class _WinWorker(_Worker):  # pragma: no cover - Windows only
 
     def release_job(self) -> None:
         if self._job_handle is not None and IS_WINDOWS:
-            from prismq_desktop.core import winjob
+            from prismq_desktop.core.process import winjob
 
             winjob.close_job(self._job_handle)
             self._job_handle = None

@@ -45,7 +45,7 @@ class ProcessTree:
             self._root = None
             self.create_time = None
         if IS_WINDOWS:
-            from prismq_desktop.core import winjob
+            from prismq_desktop.core.process import winjob
 
             self._job = winjob.assign_new_job(pid)
 
@@ -93,7 +93,7 @@ class ProcessTree:
     def kill(self, snapshot: list[psutil.Process] | None = None) -> None:
         """Kill the tree now: the group (or job), then every snapshotted descendant."""
         if IS_WINDOWS and self._job is not None:
-            from prismq_desktop.core import winjob
+            from prismq_desktop.core.process import winjob
 
             winjob.terminate_job(self._job)
         elif not IS_WINDOWS:
@@ -120,7 +120,7 @@ class ProcessTree:
 
     def close(self) -> None:
         if self._job is not None:
-            from prismq_desktop.core import winjob
+            from prismq_desktop.core.process import winjob
 
             winjob.close_job(self._job)
             self._job = None
@@ -170,7 +170,7 @@ class ProcessTree:
         if IS_WINDOWS:
             if self._job is None:
                 return False
-            from prismq_desktop.core import winjob
+            from prismq_desktop.core.process import winjob
 
             winjob.terminate_job(self._job)
             return True

@@ -1,0 +1,1 @@
+"""The orchestrator: one queue, one concurrency limit, retries, dead letters, the six patterns."""

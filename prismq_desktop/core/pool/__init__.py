@@ -1,0 +1,1 @@
+"""The warm worker pool (pattern 6): fork servers on POSIX, recycled workers on Windows."""

@@ -1,0 +1,1 @@
+"""Process execution: turning a RunSpec into a process tree, reading its output, stopping it."""

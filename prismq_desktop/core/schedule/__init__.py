@@ -1,0 +1,1 @@
+"""Periodic runs (pattern 5): triggers and the scheduler loop."""

@@ -1,0 +1,1 @@
+"""Persistence: the SQLite registry of runs, dead letters, schedules and saved tasks."""
