@@ -371,7 +371,8 @@ def _cmd_schedule(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 async def _schedule_async(ns: argparse.Namespace) -> int:
     from prismq_desktop.core import RunSpec, TargetKind
     from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
-    from prismq_desktop.core.schedule.scheduler import ScheduleError, make_trigger
+    from prismq_desktop.core.schedule.model import ScheduleError
+    from prismq_desktop.core.schedule.scheduler import make_trigger
     from prismq_desktop.core.schedule.triggers import TriggerError, local_text, parse_when
 
     async with TaskOrchestrator(ns.data_dir, max_concurrent=1) as orch:
@@ -451,8 +452,8 @@ async def _schedule_async(ns: argparse.Namespace) -> int:
 
 async def _scheduler_foreground(ns: argparse.Namespace) -> int:
     """Fire schedules until Ctrl+C or SIGTERM, with no window (a headless PrismQ)."""
+    from prismq_desktop.core.events import ScheduleChanged
     from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
-    from prismq_desktop.core.schedule.scheduler import ScheduleChanged
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

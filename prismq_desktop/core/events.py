@@ -20,6 +20,7 @@ from typing import Any, TypeAlias
 from prismq_desktop.core.models import Run
 from prismq_desktop.core.monitor.monitor import RunSample, SystemSample
 from prismq_desktop.core.process.output import OutputChunk
+from prismq_desktop.core.schedule.model import Schedule
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,18 @@ class Notice:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-Event: TypeAlias = RunChanged | OutputBatch | Progress | RetryScheduled | DeadLettered | Notice | RunSample | SystemSample
+@dataclass(frozen=True)
+class ScheduleChanged:
+    """A schedule was added, edited, enabled/disabled, fired or removed (`schedule` None)."""
+
+    schedule_id: int
+    schedule: Schedule | None
+    what: str
+
+
+Event: TypeAlias = (
+    RunChanged | OutputBatch | Progress | RetryScheduled | DeadLettered | Notice | ScheduleChanged | RunSample | SystemSample
+)
 Callback: TypeAlias = Callable[[Event], None | Awaitable[None]]
 
 

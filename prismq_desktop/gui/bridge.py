@@ -12,7 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from prismq_desktop.core.events import DeadLettered, Notice, OutputBatch, Progress, RetryScheduled, RunChanged
+from prismq_desktop.core.events import DeadLettered, Notice, OutputBatch, Progress, RetryScheduled, RunChanged, ScheduleChanged
 from prismq_desktop.core.monitor.monitor import RunSample, SystemSample
 
 
@@ -46,7 +46,7 @@ class Bridge(QObject):
             self.deadLettered.emit(ev)
         elif isinstance(ev, (RunSample, SystemSample)):
             self.sample.emit(ev)
-        elif type(ev).__name__ == "ScheduleChanged":
+        elif isinstance(ev, ScheduleChanged):
             self.scheduleChanged.emit(ev)
 
     def close(self) -> None:

@@ -29,7 +29,8 @@ from PySide6.QtWidgets import (
 )
 
 from prismq_desktop.core.models import RunSpec, TargetKind
-from prismq_desktop.core.schedule.scheduler import Schedule, ScheduleError, Scheduler, make_trigger
+from prismq_desktop.core.schedule.model import Schedule, ScheduleError
+from prismq_desktop.core.schedule.scheduler import Scheduler, make_trigger
 from prismq_desktop.core.schedule.triggers import Trigger, TriggerError, local_text, next_fires
 from prismq_desktop.gui.models import ColumnTable, HistoryModel, state_text
 

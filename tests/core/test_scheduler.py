@@ -12,7 +12,8 @@ import pytest
 
 from prismq_desktop.core import OutcomeKind, RunSpec, RunStatus
 from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator, TaskPattern
-from prismq_desktop.core.schedule.scheduler import ScheduleError, make_trigger
+from prismq_desktop.core.schedule.model import ScheduleError
+from prismq_desktop.core.schedule.scheduler import make_trigger
 from prismq_desktop.core.schedule.triggers import (
     CronTrigger,
     IntervalTrigger,
