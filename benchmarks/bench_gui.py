@@ -109,7 +109,7 @@ def history(n_runs: int) -> dict[str, float]:
     from PySide6.QtWidgets import QApplication, QTableView
 
     from prismq_desktop.core import RunSpec
-    from prismq_desktop.core.store.registry import RunRegistry
+    from prismq_desktop.core.store.registry import RunQuery, RunRegistry
     from prismq_desktop.gui.models import HistoryModel
 
     app = QApplication.instance() or QApplication([])
@@ -126,8 +126,8 @@ def history(n_runs: int) -> dict[str, float]:
             batch = []
     reg.insert(batch)
     t0 = time.perf_counter()
-    raw_page = reg.search(limit=HistoryModel.PAGE)
-    raw_count = reg.search_count()
+    raw_page = reg.query(RunQuery(limit=HistoryModel.PAGE))
+    raw_count = reg.count()
     raw = time.perf_counter() - t0
     assert len(raw_page) == HistoryModel.PAGE and raw_count == n_runs
 
@@ -145,8 +145,8 @@ def history(n_runs: int) -> dict[str, float]:
     app.processEvents()
     filter_time = time.perf_counter() - t0
     t0 = time.perf_counter()
-    reg.search(text="job_17", limit=HistoryModel.PAGE)
-    reg.search_count(text="job_17")
+    reg.query(RunQuery(text="job_17", limit=HistoryModel.PAGE))
+    reg.count(RunQuery(text="job_17"))
     raw_filter = time.perf_counter() - t0
     matched = model.total
     view.close()

@@ -149,7 +149,7 @@ def sample_row() -> tuple[list[str], list[Any]]:
     """The column names and the values of one queued run as the registry stores it (a similar row for the raw side)."""
     home = tempfile.mkdtemp(prefix="prismq-bench-row-")
     try:
-        reg = RunRegistry(os.path.join(home, "runs.db"), recover=False)
+        reg = RunRegistry(os.path.join(home, "runs.db"))
         spec = RunSpec(target=sys.executable, args=("-c", "pass"))
         run = reg.new_run(spec, mode="async", priority=2, pattern="fire_and_forget", options={"retry": {"max_retries": 0}})
         values = RunRegistry._values(run)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from prismq_desktop.core.orchestrator.orchestrator import PatternUnavailable, TaskOrchestrator
 from prismq_desktop.core.patterns import TaskPattern
+from prismq_desktop.core.store import RunQuery
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 
@@ -39,7 +40,8 @@ async def main(data_dir: str) -> int:
         print(f"schedule #{schedule.id} {schedule.name!r}: {schedule.describe()}")
 
         def fired():
-            return [r for r in orch.registry.list(schedule_id=schedule.id) if r.outcome and r.outcome.kind.value == "succeeded"]
+            runs = orch.registry.query(RunQuery.of("succeeded", schedule_id=schedule.id))
+            return runs
 
         while len(fired()) < 2:
             await asyncio.sleep(0.05)

@@ -530,6 +530,7 @@ _OUTCOMES = {"succeeded", "failed", "failed_to_start", "cancelled", "timed_out",
 def _cmd_history(ns: argparse.Namespace) -> int:
     from prismq_desktop.core import RunRegistry
     from prismq_desktop.core.paths import data_dir, registry_path
+    from prismq_desktop.core.store import RunQuery
 
     status = outcome = None
     if ns.status:
@@ -543,7 +544,7 @@ def _cmd_history(ns: argparse.Namespace) -> int:
     if ns.limit <= 0:
         _usage_error("--limit must be positive")
     with RunRegistry(registry_path(data_dir(ns.data_dir))) as reg:
-        runs = reg.list(status=status, outcome=outcome, limit=ns.limit)
+        runs = reg.query(RunQuery.of(status or outcome, limit=ns.limit))
     if ns.json:
         json.dump([run_to_json(r) for r in runs], sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -564,10 +565,10 @@ def _cmd_logs(ns: argparse.Namespace) -> int:
     from prismq_desktop.core import RunRegistry
     from prismq_desktop.core.paths import data_dir, registry_path
     from prismq_desktop.core.process.output import Stream
-    from prismq_desktop.core.store.registry import owner_alive
+    from prismq_desktop.core.store.recovery import process_alive as owner_alive
 
     wanted = {"stdout": {Stream.STDOUT}, "stderr": {Stream.STDERR}, None: {Stream.STDOUT, Stream.STDERR}}[ns.stream]
-    with RunRegistry(registry_path(data_dir(ns.data_dir)), recover=False) as reg:
+    with RunRegistry(registry_path(data_dir(ns.data_dir))) as reg:
         run = reg.get(ns.run_id)
         if run is None:
             print(f"prismq-desktop: no run #{ns.run_id}", file=sys.stderr)

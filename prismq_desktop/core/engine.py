@@ -8,7 +8,6 @@ raises out of here: it becomes a run that ended `failed_to_start` or `failed`.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import os
 import threading
@@ -20,10 +19,13 @@ from prismq_desktop.core import paths
 from prismq_desktop.core.events import EventBus, OutputBatch, Progress, RunChanged
 from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec, RunStatus, transition
 from prismq_desktop.core.monitor.monitor import ResourceMonitor
+from prismq_desktop.core.patterns import Priority
 from prismq_desktop.core.process.launch import Launch, LaunchError, resolve
 from prismq_desktop.core.process.local import ENV_MODE, Executor, Job, SubprocessWrapper
 from prismq_desktop.core.process.output import LogWriter, OutputCapture, OutputChunk, Stream
+from prismq_desktop.core.process.tree import kill_orphan
 from prismq_desktop.core.progress import PROTOCOL_PREFIX, ProgressTracker
+from prismq_desktop.core.store.recovery import find_orphans
 from prismq_desktop.core.store.registry import RunRegistry
 
 log = logging.getLogger(__name__)
@@ -50,17 +52,45 @@ def _change_kind(before: RunStatus, after: RunStatus) -> str:
     return "queued"
 
 
-class RunHandle:
-    """A live (or finished) run: its record, its output tail, and controls."""
+def recover_orphans(registry: RunRegistry, publish: Callable[[RunChanged], None] | None = None) -> list[Run]:
+    """End runs whose owning process died (`interrupted`), stopping a tree they left alive.
 
-    def __init__(self, engine: RunEngine, run: Run, job: Job | None, capture: OutputCapture | None) -> None:
+    The store reports the orphans; this decides and acts, then saves each new snapshot
+    before announcing it.
+    """
+    recovered = []
+    for orphan in find_orphans(registry):
+        run = orphan.run
+        reason = f"PrismQ process {run.owner_pid} ended while this run was {run.status.value}"
+        if orphan.tree_alive and run.pid and kill_orphan(run.pid, run.pid_create_time):
+            reason += f"; its process tree (pid {run.pid}) was still alive and has been stopped"
+        ended = transition(run, RunStatus.DONE, Outcome(OutcomeKind.INTERRUPTED, None, reason))
+        registry.save(ended)
+        if publish is not None:
+            publish(RunChanged(ended, "finished"))
+        recovered.append(ended)
+    return recovered
+
+
+class RunHandle:
+    """A live (or finished) run: its newest snapshot, its output tail, and controls.
+
+    `run` is an immutable snapshot that the engine replaces on every change; a handle
+    never lets anyone else change the run.
+    """
+
+    def __init__(self, engine: RunEngine, run: Run) -> None:
         self._engine = engine
-        self.run = run
-        self.job = job
-        self.capture = capture
+        self._run = run
+        self.job: Job | None = None
+        self.capture: OutputCapture | None = None
         self._done = False
-        self._done_event: threading.Event | None = None  # made only if a thread waits
         self._future: asyncio.Future[Run] | None = None
+        self._staged: dict[str, Any] = {}  # fields known before the next change (argv, cwd), saved with it
+
+    @property
+    def run(self) -> Run:
+        return self._run
 
     @property
     def id(self) -> int:
@@ -89,16 +119,6 @@ class RunHandle:
             raise RuntimeError("this run was not started on an event loop")
         return await asyncio.wait_for(asyncio.shield(self._future), timeout)
 
-    def wait_blocking(self, timeout: float | None = None) -> Run:
-        with self._engine._lock:
-            if self._done_event is None:
-                self._done_event = threading.Event()
-                if self._done:
-                    self._done_event.set()
-        if not self._done_event.wait(timeout):
-            raise TimeoutError(f"run {self.id} still active after {timeout}s")
-        return self.run
-
     def cancel(self, graceful: bool = True) -> bool:
         return self._engine.cancel(self.id, graceful=graceful)
 
@@ -122,6 +142,7 @@ class RunEngine:
         tail_lines: int = 2000,
         max_line_chars: int = 16384,
         monitor_interval: float = 1.0,
+        recover: bool = True,
     ) -> None:
         self.home = paths.data_dir(home)
         self.registry = registry or RunRegistry(paths.registry_path(self.home))
@@ -131,14 +152,15 @@ class RunEngine:
         self.max_line_chars = max_line_chars
         # psutil/procfs sampling of every live run's tree, off the loop thread; samples are
         # published on the loop, and each run's peak/mean CPU and RSS are saved when it ends
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = _running_loop()
         self.monitor = ResourceMonitor(monitor_interval, publish=self._publish_sample, disk_path=str(self.home))
         self._live: dict[int, RunHandle] = {}
         self._unannounced: list[RunHandle] = []
         self._mode_cache: dict[tuple[int, object, str | None], RunMode] = {}
-        self._home_str = str(self.home)
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.RLock()
+        # runs a dead PrismQ left active end `interrupted` before anything new starts
+        self.recovered: list[Run] = recover_orphans(self.registry, self.bus.publish) if recover else []
 
     def _publish_sample(self, ev: Any) -> None:
         """Runs on the sampler thread: hand the sample to the loop (or publish directly with no loop)."""
@@ -152,20 +174,48 @@ class RunEngine:
             except RuntimeError:
                 pass  # the loop closed meanwhile
 
-    # -- the one place status changes
-    def _change(self, handle: RunHandle, status: RunStatus, outcome: Outcome | None = None) -> None:
+    # -- the one place a run changes
+    def _change(self, handle: RunHandle, status: RunStatus, outcome: Outcome | None = None, **fields: Any) -> None:
+        """Next snapshot (state diagram checked), saved, then announced: the only writer of runs."""
         self.flush_created()
         with self._lock:
-            before = handle.run.status
-            transition(handle.run, status, outcome)
-            self.registry.save(handle.run)
-            snapshot = copy.copy(handle.run)
-        self.bus.publish(RunChanged(snapshot, _change_kind(before, status)))
+            before = handle._run
+            changes = {**handle._staged, **fields}
+            handle._staged.clear()
+            after = transition(before, status, outcome, **changes)
+            self.registry.save(after)
+            handle._run = after
+        self.bus.publish(RunChanged(after, _change_kind(before.status, status)))
+
+    def _amend(self, handle: RunHandle, **fields: Any) -> None:
+        """A change that is not a status change (priority, retry time): saved, then announced."""
+        self.flush_created()
+        with self._lock:
+            after = handle._run.with_changes(**fields)
+            self.registry.save(after)
+            handle._run = after
+        self.bus.publish(RunChanged(after, "updated"))
+
+    def amend(self, run_id: int, *, priority: Priority | None = None, hold_until: float | None | bool = False) -> bool:
+        """Change a queued run's place in the queue: its priority, or when a retry may start
+        (`hold_until=None` releases it). Returns False for a run that is not queued here."""
+        handle = self._live.get(run_id)
+        if handle is None or handle.done or handle._run.status is not RunStatus.QUEUED:
+            return False
+        fields: dict[str, Any] = {}
+        if priority is not None and priority != handle._run.priority:
+            fields["priority"] = Priority(priority)
+        if hold_until is not False and hold_until != handle._run.not_before:
+            fields["not_before"] = hold_until
+        if fields:
+            self._amend(handle, **fields)
+        return True
 
     # -- queries
     def get(self, run_id: int) -> Run | None:
+        """The newest snapshot: from memory while the run is live here, else from the registry."""
         handle = self._live.get(run_id)
-        return copy.copy(handle.run) if handle else self.registry.get(run_id)
+        return handle.run if handle else self.registry.get(run_id)
 
     def handle(self, run_id: int) -> RunHandle | None:
         return self._live.get(run_id)
@@ -187,14 +237,16 @@ class RunEngine:
         chosen = self._mode_cache.get(key)
         if chosen is None:
             chosen = self._mode_cache[key] = self.executor.mode_for_run(mode)
-        run = self.registry.new_run(spec, mode=chosen.value, dry_run=chosen is RunMode.DRY_RUN, **fields)
-        handle = RunHandle(self, run, None, None)
+        run = self.registry.new_run(spec, mode=chosen, dry_run=chosen is RunMode.DRY_RUN, **fields)
+        handle = RunHandle(self, run)
         handle._future = loop.create_future() if loop is not None else None
         self._live[run.id] = handle
         if loop is None:
             self.registry.insert([run])
-            self.bus.publish(RunChanged(copy.copy(run), "queued"))
+            self.bus.publish(RunChanged(run, "queued"))
             return handle
+        if self._loop is None:
+            self._loop = loop
         # A burst of submissions in one loop iteration is stored with one commit; each run
         # is announced only after that (or before any later change of any run).
         with self._lock:
@@ -211,7 +263,7 @@ class RunEngine:
             handles, self._unannounced = self._unannounced, []
             self.registry.insert([h.run for h in handles])
         for handle in handles:
-            self.bus.publish(RunChanged(copy.copy(handle.run), "queued"))
+            self.bus.publish(RunChanged(handle.run, "queued"))
 
     def _resolve(self, handle: RunHandle) -> Launch | None:
         try:
@@ -241,10 +293,10 @@ class RunEngine:
         self.flush_created()
         todo = [h for h in handles if not h.done]
         with self._lock:
-            for handle in todo:
-                transition(handle.run, RunStatus.DONE, outcome)
-            self.registry.save_many([h.run for h in todo])
-            snapshots = [copy.copy(h.run) for h in todo]
+            snapshots = [transition(h._run, RunStatus.DONE, outcome) for h in todo]
+            self.registry.save_many(snapshots)
+            for handle, snap in zip(todo, snapshots, strict=True):
+                handle._run = snap
         for snap in snapshots:
             self.bus.publish(RunChanged(snap, "finished"))
         for handle in todo:
@@ -280,17 +332,10 @@ class RunEngine:
         )
         capture = OutputCapture(writer, launch.encoding, self.tail_lines, self.max_line_chars)
         handle.capture = capture
-        run.argv = launch.argv
-        run.cwd = launch.cwd
+        handle._staged.update(argv=launch.argv, cwd=launch.cwd)  # saved with the next change
 
         def on_started(pid: int, create_time: float | None) -> None:
-            run.pid, run.pid_create_time = pid, create_time
-            self._change(handle, RunStatus.RUNNING)
-            if self._loop is None:
-                try:
-                    self._loop = asyncio.get_running_loop()
-                except RuntimeError:
-                    pass
+            self._change(handle, RunStatus.RUNNING, pid=pid, pid_create_time=create_time)
             self.monitor.watch(run.id, pid)
             self.monitor.start()  # no-op when already running
 
@@ -311,13 +356,15 @@ class RunEngine:
                     tail = chunk.text + tail
                 reading = tracker.feed(tail[-8192:])
             if reading is not None:
-                run.progress, run.progress_message = reading.fraction, reading.message
+                # a reading, not a state change: the snapshot follows it at once, the registry
+                # at most once a second (and with the final state)
+                with self._lock:
+                    handle._run = handle._run.with_changes(progress=reading.fraction, progress_message=reading.message)
+                    now = time.monotonic()
+                    if now - last_saved[0] >= 1.0:
+                        last_saved[0] = now
+                        self.registry.save(handle._run)
                 self.bus.publish(Progress(run.id, reading.fraction, reading.message))
-                now = time.monotonic()
-                if now - last_saved[0] >= 1.0:  # progress is persisted at most once a second
-                    last_saved[0] = now
-                    with self._lock:
-                        self.registry.save(run)
 
         job = Job(
             run_id=run.id,
@@ -345,10 +392,7 @@ class RunEngine:
             self._change(handle, RunStatus.RUNNING)  # a dry run "runs" instantly
         try:
             usage = self.monitor.unwatch(handle.id)
-            if usage is not None:
-                for key, value in usage.run_fields().items():
-                    setattr(handle.run, key, value)
-            self._change(handle, RunStatus.DONE, outcome)
+            self._change(handle, RunStatus.DONE, outcome, **(usage.run_fields() if usage is not None else {}))
         finally:
             self._finish(handle)  # whatever happened above, nobody waits for this run forever
 
@@ -356,10 +400,8 @@ class RunEngine:
         self.monitor.unwatch(handle.id)
         with self._lock:
             handle._done = True
-            if handle._done_event is not None:
-                handle._done_event.set()
         if handle._future is not None and not handle._future.done():
-            handle._future.set_result(copy.copy(handle.run))
+            handle._future.set_result(handle.run)
         self._live.pop(handle.id, None)
 
     async def start(self, spec: RunSpec, *, mode: RunMode | str | None = None, **fields: Any) -> RunHandle:
@@ -464,7 +506,14 @@ class RunEngine:
         await self.shutdown()
 
     def close(self) -> None:
+        """Close without a loop (scripts, the CLI's blocking paths): store what is pending first."""
         self.flush_created()
         self.monitor.stop()
         self.registry.close()
 
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -12,9 +12,11 @@ import enum
 import functools
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from prismq_desktop.core.patterns import Priority, TaskPattern
 
 
 class RunStatus(enum.StrEnum):
@@ -171,15 +173,20 @@ _ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class Run:
-    """One attempt at a RunSpec, as stored in the registry."""
+    """One attempt at a RunSpec, as stored in the registry: an immutable snapshot.
+
+    Only the engine makes new snapshots (`transition()` for status/outcome, `with_changes()`
+    for the rest) and it persists each before announcing it, so a snapshot held by a view,
+    a result or a callback never changes under it and never contradicts itself.
+    """
 
     id: int
     spec: RunSpec
     status: RunStatus = RunStatus.QUEUED
     outcome: Outcome | None = None
-    mode: str = RunMode.AUTO.value
+    mode: RunMode = RunMode.AUTO
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
     ended_at: float | None = None
@@ -192,8 +199,8 @@ class Run:
     owner_pid: int | None = None
     owner_create_time: float | None = None
     # orchestration (issue 3): where the run sits in the queue and how it relates to others
-    priority: int = 2
-    pattern: str = "simple"
+    priority: Priority = Priority.NORMAL
+    pattern: TaskPattern = TaskPattern.SIMPLE
     attempt: int = 1
     parent_id: int | None = None  # the first attempt of a retried run
     idempotency_key: str | None = None
@@ -201,7 +208,7 @@ class Run:
     depends_on: tuple[int, ...] = ()
     progress: float | None = None
     progress_message: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
     # scheduling (issue 4): which schedule fired it and why ("schedule", "run now", "catch-up", ...)
     schedule_id: int | None = None
     trigger: str | None = None
@@ -210,6 +217,21 @@ class Run:
     mean_cpu: float | None = None
     peak_rss: int | None = None
     mean_rss: int | None = None
+
+    def __post_init__(self) -> None:
+        # stored values come back as plain strings/ints: the snapshot always carries the enums
+        object.__setattr__(self, "status", RunStatus(self.status))
+        object.__setattr__(self, "mode", RunMode(self.mode or RunMode.AUTO))
+        object.__setattr__(self, "priority", Priority.parse(self.priority))
+        object.__setattr__(self, "pattern", TaskPattern.parse(self.pattern or TaskPattern.SIMPLE))
+        object.__setattr__(self, "depends_on", tuple(self.depends_on))
+        object.__setattr__(self, "argv", tuple(self.argv))
+
+    def with_changes(self, **changes: Any) -> Run:
+        """A new snapshot with other field values (status and outcome change only via `transition`)."""
+        if "status" in changes or "outcome" in changes:
+            raise IllegalTransition("status and outcome change only through transition()")
+        return replace(self, **changes)
 
     @property
     def name(self) -> str:
@@ -236,12 +258,13 @@ class Run:
 
 
 def transition(
-    run: Run, status: RunStatus, outcome: Outcome | None = None, *, now: float | None = None
+    run: Run, status: RunStatus, outcome: Outcome | None = None, *, now: float | None = None, **changes: Any
 ) -> Run:
-    """The one place a run's status or outcome changes.
+    """The one place a run's status or outcome changes: returns the next snapshot.
 
     Raises IllegalTransition for moves the state diagram forbids, for DONE without an
-    outcome, and for an outcome on any other status.
+    outcome, and for an outcome on any other status. `changes` set other fields in the
+    same step (the pid when it starts, usage when it ends).
     """
     status = RunStatus(status)  # a plain "done" must obey the same rules as RunStatus.DONE
     if status not in _ALLOWED[run.status]:
@@ -252,20 +275,11 @@ def transition(
         )
     stamp = time.time() if now is None else now
     if status is RunStatus.RUNNING and run.started_at is None:
-        run.started_at = stamp
+        changes["started_at"] = stamp
     if status is RunStatus.DONE:
-        run.ended_at = stamp
-    run.status = status
-    run.outcome = outcome
-    return run
+        changes["ended_at"] = stamp
+    return replace(run, status=status, outcome=outcome, **changes)
 
 
 def allowed_next(status: RunStatus) -> frozenset[RunStatus]:
     return _ALLOWED[status]
-
-
-def argv_preview(argv: Sequence[str]) -> str:
-    """A copy-pasteable rendering of an argv for people (POSIX quoting)."""
-    import shlex
-
-    return shlex.join(argv)

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -639,8 +640,7 @@ class MainWindow(QMainWindow):
     def export_history(self, path: str) -> int:
         """Export what the History filter shows (every page, not only the loaded ones)."""
         m = self.history_model
-        runs = self.orch.registry.search(text=m.text or None, statuses=m.statuses, since=m.since, until=m.until,
-                                         sort=m.sort_key, descending=m.descending, limit=1_000_000)
+        runs = self.orch.registry.query(replace(m.query(), limit=1_000_000, offset=0))
         from prismq_desktop.cli import run_to_json
         from prismq_desktop.core.engine import masked_env
 

@@ -12,6 +12,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 
 from prismq_desktop.core.models import OutcomeKind, Run, RunStatus
+from prismq_desktop.core.store.query import RunQuery
 from prismq_desktop.core.store.registry import RunRegistry
 
 Index = QModelIndex | QPersistentModelIndex
@@ -121,6 +122,10 @@ class RunsModel(RunTable):
         super().__init__(parent)
         self._row: dict[int, int] = {}
         self._usage: dict[int, tuple[float, int]] = {}
+        self._progress: dict[int, float] = {}  # readings newer than the row's snapshot
+
+    def _fraction(self, run: Run) -> float | None:
+        return self._progress.get(run.id, run.progress)
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._runs):
@@ -128,13 +133,13 @@ class RunsModel(RunTable):
         run = self._runs[index.row()]
         col = index.column()
         if role == PROGRESS_ROLE and col == 3:
-            return run.progress
+            return self._fraction(run)
         if role != Qt.ItemDataRole.DisplayRole:
             return self.status_role(run, col, role)
         cpu, rss = self._usage.get(run.id, (None, None))
         values = [
             run.id, run.name, state_text(run),
-            f"{run.progress * 100:.0f}%" if run.progress is not None else "",
+            f"{fraction * 100:.0f}%" if (fraction := self._fraction(run)) is not None else "",
             human_duration(run.duration),
             f"{cpu:.0f}%" if cpu is not None and run.is_active else "",
             human_bytes(rss) if rss is not None and run.is_active else "",
@@ -160,7 +165,7 @@ class RunsModel(RunTable):
     def set_progress(self, run_id: int, fraction: float) -> None:
         row = self._row.get(run_id)
         if row is not None:
-            self._runs[row].progress = fraction
+            self._progress[run_id] = fraction
             self.dataChanged.emit(self.index(row, 3), self.index(row, 3))
 
     def set_usage(self, run_id: int, cpu: float, rss: int) -> None:
@@ -185,6 +190,7 @@ class RunsModel(RunTable):
         self.beginResetModel()
         self._runs = [r for r in self._runs if r.is_active]
         self._row = {r.id: i for i, r in enumerate(self._runs)}
+        self._progress = {rid: f for rid, f in self._progress.items() if rid in self._row}
         self.endResetModel()
 
     def counts(self) -> tuple[int, int]:
@@ -217,15 +223,18 @@ class HistoryModel(RunTable):
     # -- paging
     def refresh(self) -> None:
         self.beginResetModel()
-        self._total = self.registry.search_count(text=self.text or None, statuses=self.statuses,
-                                                 since=self.since, until=self.until, schedule_id=self.schedule_id)
+        self._total = self.registry.count(self.query())
         self._runs = self._page(0)
         self.endResetModel()
 
+    def query(self, offset: int = 0) -> RunQuery:
+        """The filter, sort and page this model shows, as the store's one query type."""
+        return RunQuery.of(self.statuses, text=self.text or None, since=self.since, until=self.until,
+                           schedule_id=self.schedule_id, sort=self.sort_key, descending=self.descending,
+                           limit=self.PAGE, offset=offset)
+
     def _page(self, offset: int) -> list[Run]:
-        return self.registry.search(text=self.text or None, statuses=self.statuses, since=self.since, until=self.until,
-                                    schedule_id=self.schedule_id, sort=self.sort_key, descending=self.descending,
-                                    limit=self.PAGE, offset=offset)
+        return self.registry.query(self.query(offset))
 
     def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: N802, B008
         return not parent.isValid() and len(self._runs) < self._total

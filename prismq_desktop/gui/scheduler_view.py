@@ -32,6 +32,7 @@ from prismq_desktop.core.models import RunSpec, TargetKind
 from prismq_desktop.core.schedule.model import Schedule, ScheduleError
 from prismq_desktop.core.schedule.scheduler import Scheduler, make_trigger
 from prismq_desktop.core.schedule.triggers import Trigger, TriggerError, local_text, next_fires
+from prismq_desktop.core.store.query import RunQuery
 from prismq_desktop.gui.models import ColumnTable, HistoryModel, state_text
 
 Index = QModelIndex | QPersistentModelIndex
@@ -65,7 +66,7 @@ class SchedulesModel(ColumnTable):
         self.rows = self.scheduler.all()
         self.last = {}
         for s in self.rows:
-            latest = self.scheduler.registry.list(schedule_id=s.id, limit=1)
+            latest = self.scheduler.registry.query(RunQuery(schedule_id=s.id, limit=1))
             self.last[s.id] = state_text(latest[0]) if latest else "—"
         self.endResetModel()
 

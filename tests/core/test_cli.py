@@ -19,6 +19,7 @@ import pytest
 import prismq_desktop
 from prismq_desktop.cli import run_to_json
 from prismq_desktop.core import RunRegistry
+from prismq_desktop.core.store import RunQuery
 from tests.helpers import pid_gone, wait_for
 
 PY = sys.executable
@@ -55,8 +56,8 @@ def history(home: Path, *args: str) -> list[dict]:
 
 def records(home: Path) -> list[dict]:
     """What `history --json` would print, read in-process from the same file (cheaper than a CLI start)."""
-    with RunRegistry(home / "registry.sqlite3", recover=False) as reg:
-        return json.loads(json.dumps([run_to_json(r) for r in reg.list(limit=1000)]))
+    with RunRegistry(home / "registry.sqlite3") as reg:
+        return json.loads(json.dumps([run_to_json(r) for r in reg.query(RunQuery(limit=1000))]))
 
 
 def one_line_error(res) -> str:

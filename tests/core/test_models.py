@@ -61,11 +61,12 @@ def test_expected_diagram_covers_every_status_and_matches_allowed_next():
 def test_every_legal_transition_applies(before, after):
     run = make_run(before)
     outcome = Outcome(OutcomeKind.SUCCEEDED, 0) if after is D else None
+    before_state = snapshot(run)
     result = transition(run, after, outcome, now=1000.0)
-    assert result is run
-    assert run.status is after
-    assert run.outcome == outcome
-    assert run.is_active == (after is not D)
+    assert result is not run and snapshot(run) == before_state  # a new snapshot; the old one is untouched
+    assert result.status is after
+    assert result.outcome == outcome
+    assert result.is_active == (after is not D)
 
 
 @pytest.mark.parametrize(("before", "after"), LEGAL, ids=[f"{a.value}->{b.value}" for a, b in LEGAL])
@@ -74,7 +75,7 @@ def test_legal_target_with_wrong_outcome_presence_raises_and_changes_nothing(bef
     wrong = None if after is D else SOME_OUTCOME
     before_state = snapshot(run)
     with pytest.raises(IllegalTransition, match="outcome"):
-        transition(run, after, wrong, now=1000.0)
+        run = transition(run, after, wrong, now=1000.0)
     assert snapshot(run) == before_state
 
 
@@ -89,7 +90,7 @@ def test_every_illegal_transition_raises_and_changes_nothing(before, after, outc
     run = make_run(before, **kw)
     before_state = snapshot(run)
     with pytest.raises(IllegalTransition) as info:
-        transition(run, after, outcome, now=1000.0)
+        run = transition(run, after, outcome, now=1000.0)
     assert f"{before.value} -> {after.value}" in str(info.value)
     assert snapshot(run) == before_state
 
@@ -97,7 +98,7 @@ def test_every_illegal_transition_raises_and_changes_nothing(before, after, outc
 @pytest.mark.parametrize("kind", list(OutcomeKind))
 def test_done_accepts_every_outcome_kind(kind):
     run = make_run(R, started_at=1.0)
-    transition(run, D, Outcome(kind, None, "why"), now=2.0)
+    run = transition(run, D, Outcome(kind, None, "why"), now=2.0)
     assert run.outcome.kind is kind and run.status is D
 
 
@@ -112,13 +113,13 @@ def test_status_given_as_its_string_value_obeys_the_same_rules():
             for outcome in (None, SOME_OUTCOME):
                 by_enum, by_str = make_run(before), make_run(before)
                 try:
-                    transition(by_enum, after, outcome, now=50.0)
+                    by_enum = transition(by_enum, after, outcome, now=50.0)
                     enum_ok = True
                 except IllegalTransition:
                     enum_ok = False
                 case = f"{before.value} -> {after.value!r} ({'with' if outcome else 'no'} outcome)"
                 try:
-                    transition(by_str, after.value, outcome, now=50.0)
+                    by_str = transition(by_str, after.value, outcome, now=50.0)
                 except IllegalTransition:
                     if enum_ok:
                         problems.append(f"{case}: refused, but legal with the enum member")
@@ -139,7 +140,7 @@ def test_done_as_plain_string_without_outcome_is_refused():
     """The invariant that matters most: no run ever becomes done without an outcome."""
     run = make_run(R, started_at=1.0)
     with pytest.raises(IllegalTransition):
-        transition(run, "done")
+        run = transition(run, "done")
     assert run.status is R and run.outcome is None and run.ended_at is None
 
 
@@ -149,20 +150,20 @@ def test_done_as_plain_string_without_outcome_is_refused():
 def test_timestamps_follow_the_lifecycle():
     run = make_run()
     assert run.started_at is None and run.ended_at is None and run.duration is None
-    transition(run, R, now=100.0)
+    run = transition(run, R, now=100.0)
     assert run.started_at == 100.0 and run.ended_at is None
-    transition(run, P, now=150.0)
+    run = transition(run, P, now=150.0)
     assert run.started_at == 100.0 and run.ended_at is None
-    transition(run, R, now=200.0)  # resuming does not restart the clock
+    run = transition(run, R, now=200.0)  # resuming does not restart the clock
     assert run.started_at == 100.0
-    transition(run, D, Outcome(OutcomeKind.SUCCEEDED, 0), now=300.0)
+    run = transition(run, D, Outcome(OutcomeKind.SUCCEEDED, 0), now=300.0)
     assert (run.started_at, run.ended_at, run.duration) == (100.0, 300.0, 200.0)
     assert run.exit_code == 0 and run.error is None and not run.is_active
 
 
 def test_queued_straight_to_done_never_started():
     run = make_run()
-    transition(run, D, Outcome(OutcomeKind.CANCELLED, None, "cancelled while queued"), now=42.0)
+    run = transition(run, D, Outcome(OutcomeKind.CANCELLED, None, "cancelled while queued"), now=42.0)
     assert run.started_at is None and run.ended_at == 42.0 and run.duration is None
     assert run.error == "cancelled while queued" and run.exit_code is None
 
@@ -170,8 +171,8 @@ def test_queued_straight_to_done_never_started():
 def test_timestamps_default_to_the_wall_clock():
     run = make_run()
     t0 = time.time()
-    transition(run, R)
-    transition(run, D, Outcome(OutcomeKind.FAILED, 2))
+    run = transition(run, R)
+    run = transition(run, D, Outcome(OutcomeKind.FAILED, 2))
     t1 = time.time()
     assert t0 <= run.started_at <= run.ended_at <= t1
     assert run.exit_code == 2
@@ -216,7 +217,7 @@ class RunLifecycle(RuleBasedStateMachine):
                 transition(self.run, target_status, outcome, now=self.clock)
             assert snapshot(self.run) == before
             return
-        transition(self.run, target_status, outcome, now=self.clock)
+        self.run = transition(self.run, target_status, outcome, now=self.clock)
         self.history.append(target_status)
         if target_status is R and self.first_start is None:
             self.first_start = self.clock

@@ -26,6 +26,7 @@ from prismq_desktop.core.models import Outcome
 from prismq_desktop.core.orchestrator.orchestrator import PatternUnavailable, RetryPolicy, TaskOrchestrator, TaskResult
 from prismq_desktop.core.patterns import Priority, TaskPattern
 from prismq_desktop.core.progress import ProgressReading, ProgressTracker, parse_value
+from prismq_desktop.core.store import RunQuery
 from tests.helpers import pid_gone
 
 PY = sys.executable
@@ -95,7 +96,7 @@ async def stored(orch: TaskOrchestrator, run_id: int):
 
 
 def rows(orch: TaskOrchestrator) -> list:
-    return sorted(orch.registry.list(limit=10_000), key=lambda r: r.id)
+    return sorted(orch.registry.query(RunQuery(limit=10_000)), key=lambda r: r.id)
 
 
 async def tree_pids(orch: TaskOrchestrator, run_id: int, expected: int) -> list[int]:
@@ -743,19 +744,19 @@ def test_retry_policy_delay_bounds_with_a_seeded_rng():
     for attempt in range(1, 11):
         raw = min(20.0, 0.5 * 3.0 ** (attempt - 1))
         for _ in range(200):
-            d = policy.delay(attempt, rng)
+            d = policy.backoff(attempt, rng)
             assert raw * 0.75 - 1e-9 <= d <= min(20.0, raw * 1.25) + 1e-9
     # the same seed gives the same delays; jitter really varies them
-    a = [policy.delay(2, random.Random(7)) for _ in range(3)]
+    a = [policy.backoff(2, random.Random(7)) for _ in range(3)]
     assert a[0] == a[1] == a[2]
-    spread = {round(policy.delay(2, rng), 9) for _ in range(50)}
+    spread = {round(policy.backoff(2, rng), 9) for _ in range(50)}
     assert len(spread) > 10 and min(spread) < 1.5 < max(spread)
     # no jitter: exact exponential, capped
     exact = RetryPolicy(base=1.0, factor=2.0, cap=10.0, jitter=0.0)
-    assert [exact.delay(n, rng) for n in range(1, 7)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert [exact.backoff(n, rng) for n in range(1, 7)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
     # the cap holds even with jitter on top
     capped = RetryPolicy(base=1.0, factor=2.0, cap=5.0, jitter=1.0)
-    assert all(0.0 <= capped.delay(20, rng) <= 5.0 for _ in range(200))
+    assert all(0.0 <= capped.backoff(20, rng) <= 5.0 for _ in range(200))
 
 
 def test_retry_policy_validation_and_retry_on():
@@ -894,7 +895,7 @@ def test_on_success_and_on_failure_follow_ups(home):
             assert child.stdout == "follow-up after failure"
 
             none = await orch.submit(TASK, ["--exit", "1"], on_success=ok_spec)
-            assert none.follow_up_ids == []
+            assert none.follow_up_ids == ()
             retried = await orch.submit(TASK, ["--exit", "1"], on_failure=fail_spec, max_retries=2, backoff_base=0.01)
             assert retried.attempts == 3 and len(retried.follow_up_ids) == 1  # once, after the last attempt
             await orch.wait(retried.follow_up_ids[0], timeout=15)

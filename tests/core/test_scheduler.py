@@ -24,6 +24,7 @@ from prismq_desktop.core.schedule.triggers import (
     next_fires,
     parse_when,
 )
+from prismq_desktop.core.store import RunQuery
 
 PY = sys.executable
 SCRIPTS = Path(__file__).parent.parent / "scripts"
@@ -242,7 +243,7 @@ def test_two_scheduler_processes_fire_each_due_time_once(home):
 
     async def check():
         async with TaskOrchestrator(home) as orch:
-            return orch.registry.fire_claims(sid), orch.registry.list(schedule_id=sid, limit=1000)
+            return orch.registry.fire_claims(sid), orch.registry.query(RunQuery(schedule_id=sid, limit=1000))
 
     claims, runs = run_async(check())
     dues = [due for due, _ in claims]

@@ -29,6 +29,7 @@ from prismq_desktop.core import (
     read_log,
 )
 from prismq_desktop.core.process.local import ModeError, choose_mode
+from prismq_desktop.core.store import RunQuery
 from tests.helpers import pid_gone, wait_for
 
 MODES = [RunMode.ASYNC, RunMode.THREADED]
@@ -462,7 +463,7 @@ def test_local_mode_cancel_from_another_thread(home, scripts):
     t.start()
     assert started.wait(10)
     time.sleep(0.5)
-    run_id = max(r.id for r in engine.registry.list(limit=5))
+    run_id = max(r.id for r in engine.registry.query(RunQuery(limit=5)))
     assert engine.cancel(run_id)
     t.join(15)
     engine.close()

@@ -14,13 +14,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import heapq
 import inspect
-import itertools
 import logging
 import os
 import random
-import statistics
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -31,128 +28,25 @@ from typing import Any
 from prismq_desktop.core.engine import RunEngine, RunHandle
 from prismq_desktop.core.events import DeadLettered, Event, Notice, OutputBatch, Progress, RetryScheduled, RunChanged
 from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec, RunStatus, TargetKind
+from prismq_desktop.core.orchestrator.queue import Clock, RunQueue
+from prismq_desktop.core.orchestrator.results import TaskMetrics, TaskResult, batch_result, percentile, tail_from_log
+from prismq_desktop.core.orchestrator.retry import RetryPolicy
 from prismq_desktop.core.patterns import PatternAdvisor, Priority, TaskPattern
-from prismq_desktop.core.process.output import LogWriter, Stream, read_log
+from prismq_desktop.core.pool.pool import ResourcePool
+from prismq_desktop.core.process.local import Job
+from prismq_desktop.core.process.output import LogWriter, Stream
+from prismq_desktop.core.schedule.scheduler import Scheduler, make_trigger
 from prismq_desktop.core.store.registry import DeadLetter
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_CONCURRENT = max(2, os.cpu_count() or 2)
 
+__all__ = ["DEFAULT_MAX_CONCURRENT", "PatternUnavailable", "RetryPolicy", "TaskMetrics", "TaskOrchestrator", "TaskResult"]
+
 
 class PatternUnavailable(RuntimeError):
     """A pattern the API accepts but whose machinery is not part of this build yet."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How a failed attempt is retried: exponential backoff with jitter, capped.
-
-    `retry_on` holds outcome names ("failed", "timed_out", "failed_to_start") and/or exit
-    codes; when it holds exit codes, "failed" runs are retried only for those codes.
-    """
-
-    max_retries: int = 0
-    base: float = 1.0
-    factor: float = 2.0
-    cap: float = 60.0
-    jitter: float = 0.25
-    retry_on: tuple[str | int, ...] = ("failed", "timed_out")
-
-    def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise ValueError("max_retries must be >= 0")
-        if self.base < 0 or self.factor < 1 or self.cap < 0 or not 0 <= self.jitter <= 1:
-            raise ValueError("backoff needs base >= 0, factor >= 1, cap >= 0 and 0 <= jitter <= 1")
-        normalised: list[str | int] = []
-        for item in self.retry_on:
-            if isinstance(item, str):
-                name = item.strip().lower().replace("-", "_")
-                name = {"timeout": "timed_out", "exit_code": "failed"}.get(name, name)
-                if name not in ("failed", "timed_out", "failed_to_start"):
-                    raise ValueError(f"retry_on: unknown outcome {item!r} (failed, timed_out, failed_to_start or exit codes)")
-                normalised.append(name)
-            else:
-                normalised.append(int(item))
-        object.__setattr__(self, "retry_on", tuple(normalised))
-
-    def matches(self, outcome: Outcome) -> bool:
-        codes = {c for c in self.retry_on if isinstance(c, int)}
-        if outcome.kind is OutcomeKind.FAILED:
-            if codes:
-                return outcome.exit_code in codes
-            return "failed" in self.retry_on
-        return outcome.kind.value in self.retry_on and outcome.kind in (OutcomeKind.TIMED_OUT, OutcomeKind.FAILED_TO_START)
-
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait before attempt number `attempt + 1` (attempt counts from 1)."""
-        raw = min(self.cap, self.base * self.factor ** (attempt - 1))
-        spread = (rng or random).uniform(-self.jitter, self.jitter)
-        return max(0.0, min(self.cap, raw * (1 + spread)))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"max_retries": self.max_retries, "base": self.base, "factor": self.factor, "cap": self.cap,
-                "jitter": self.jitter, "retry_on": list(self.retry_on)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RetryPolicy:
-        return cls(int(data.get("max_retries", 0)), float(data.get("base", 1.0)), float(data.get("factor", 2.0)),
-                   float(data.get("cap", 60.0)), float(data.get("jitter", 0.25)),
-                   tuple(data.get("retry_on", ("failed", "timed_out"))))
-
-
-@dataclass
-class TaskResult:
-    """The one result type of every pattern.
-
-    For a batch (CONCURRENT) `results` holds one result per item in input order and
-    `run_id` is None; for FIRE_AND_FORGET the result comes back at once with status
-    queued/running and no outcome yet.
-    """
-
-    run_id: int | None
-    pattern: TaskPattern
-    status: RunStatus
-    outcome: Outcome | None = None
-    stdout: str = ""
-    stderr: str = ""
-    run: Run | None = None
-    attempts: int = 1
-    results: list[TaskResult] = field(default_factory=list)
-    follow_up_ids: list[int] = field(default_factory=list)
-    schedule_id: int | None = None  # PERIODIC: the schedule that was created
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome is not None and self.outcome.kind is OutcomeKind.SUCCEEDED
-
-    @property
-    def exit_code(self) -> int | None:
-        return self.outcome.exit_code if self.outcome else None
-
-    @property
-    def done(self) -> bool:
-        return self.status is RunStatus.DONE
-
-    @property
-    def progress(self) -> float | None:
-        return self.run.progress if self.run else None
-
-    @property
-    def duration(self) -> float | None:
-        return self.run.duration if self.run else None
-
-
-@dataclass(frozen=True)
-class TaskMetrics:
-    name: str
-    count: int
-    succeeded: int
-    success_rate: float | None
-    p50_seconds: float | None
-    p95_seconds: float | None
-    queued: int
-    running: int
 
 
 ResultCallback = Callable[[TaskResult], None | Awaitable[None]]
@@ -176,32 +70,7 @@ class _Chain:
     current: RunHandle
     attempt: int = 1
     depends_on: tuple[int, ...] = ()
-    seq: int = 0
-    timer: asyncio.TimerHandle | None = None
     follow_ups: list[int] = field(default_factory=list)
-
-
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
-
-
-def tail_from_log(path: str | None, stream: Stream, max_bytes: int = 64 * 1024) -> str:
-    """The last `max_bytes` of one stream of a finished run, decoded (for results after a restart)."""
-    if not path or not os.path.exists(path):
-        return ""
-    pieces: collections.deque[bytes] = collections.deque()
-    size = 0
-    for record, _ in read_log(path):
-        if record.stream is stream:
-            pieces.append(record.data)
-            size += len(record.data)
-            while size - len(pieces[0]) > max_bytes:
-                size -= len(pieces.popleft())
-    return b"".join(pieces)[-max_bytes:].decode("utf-8", "replace").rstrip("\n")
 
 
 class TaskOrchestrator:
@@ -216,13 +85,12 @@ class TaskOrchestrator:
         backlog_warning: int = 1000,
         engine: RunEngine | None = None,
         pool_size: int = 2,
+        clock: Clock | None = None,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
         # The warm worker pool (pattern 6) is the engine's executor; only POOLED runs use it,
         # everything else spawns normally. Its fork servers start with the first pooled run.
-        from prismq_desktop.core.pool.pool import ResourcePool
-
         self.pool: ResourcePool | None = None
         if engine is None:
             self.pool = ResourcePool(size=pool_size, mode=mode, accept=self._pooled)
@@ -230,25 +98,20 @@ class TaskOrchestrator:
         self.engine = engine
         self.registry = self.engine.registry
         self.bus = self.engine.bus
-        self._limit = max_concurrent
         self.backlog_warning = backlog_warning
         self._backlog_warned = False
-        self._heap: list[tuple[int, int, int]] = []  # (priority, seq, run id)
-        self._queued: dict[int, _Chain] = {}  # run id -> chain, ready to start
-        self._blocked: dict[int, _Chain] = {}  # run id -> chain, waiting for deps or a retry delay
-        self._running: dict[int, _Chain] = {}
+        self.queue: RunQueue[_Chain] = RunQueue(self._start, limit=max_concurrent, clock=clock,
+                                                on_release=self._released)
         self._chains: dict[int, _Chain] = {}  # any attempt's run id -> its chain
         self._dependents: dict[int, list[_Chain]] = collections.defaultdict(list)
-        self._seq = itertools.count()
-        self._paused = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self.rng = random.Random()
         self.callback_errors: list[tuple[int, str]] = []
-        self._scheduler: Any = None
+        self._scheduler: Scheduler | None = None
 
-    def _pooled(self, job: Any) -> bool:
+    def _pooled(self, job: Job) -> bool:
         handle = self.engine.handle(job.run_id)
-        return handle is not None and handle.run.pattern == TaskPattern.POOLED.value
+        return handle is not None and handle.run.pattern is TaskPattern.POOLED
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> TaskOrchestrator:
@@ -279,37 +142,31 @@ class TaskOrchestrator:
     # ------------------------------------------------------------------ limits
     @property
     def max_concurrent(self) -> int:
-        return self._limit
+        return self.queue.limit
 
     def set_max_concurrent(self, limit: int) -> None:
         """Raising the limit starts queued runs at once; lowering it never stops running ones."""
-        if limit < 1:
-            raise ValueError("max_concurrent must be at least 1")
-        self._limit = limit
-        self._pump()
+        self.queue.set_limit(limit)
+        self._check_backlog()
 
     def pause_queue(self) -> None:
         """Stop starting queued runs (running ones go on)."""
-        self._paused = True
+        self.queue.pause()
 
     def resume_queue(self) -> None:
-        self._paused = False
-        self._pump()
+        self.queue.resume()
 
     @property
     def queue_length(self) -> int:
-        return len(self._queued) + len(self._blocked)
+        return self.queue.waiting_count
 
     @property
     def running_count(self) -> int:
-        return len(self._running)
+        return self.queue.running_count
 
     def queued_runs(self) -> list[Run]:
-        """Queued and waiting runs, in the order they would start."""
-        ready = [self._queued[rid].current.run for prio, seq, rid in sorted(self._heap)
-                 if rid in self._queued and (prio, seq) == (int(self._queued[rid].priority), self._queued[rid].seq)]
-        waiting = sorted((c.current.run for c in self._blocked.values()), key=lambda r: (r.priority, r.id))
-        return ready + waiting
+        """Queued and waiting runs (snapshots), in the order they would start."""
+        return [chain.current.run for _, chain in self.queue.waiting()]
 
     # ------------------------------------------------------------------ submitting
     def _make_spec(self, script: str | os.PathLike[str] | RunSpec, args: Iterable[str] | str | None,
@@ -394,7 +251,7 @@ class TaskOrchestrator:
         chain = _Chain(
             first_id=handle.id, spec=spec, policy=policy, pattern=pat, priority=prio, mode=mode, callback=callback,
             on_success=follow["on_success"], on_failure=follow["on_failure"], idempotency_key=idempotency_key,
-            future=loop.create_future(), current=handle, depends_on=deps, seq=next(self._seq),
+            future=loop.create_future(), current=handle, depends_on=deps,
         )
         self._chains[handle.id] = chain
         if handle.done:  # e.g. a dry run that could not even be recorded as started
@@ -402,36 +259,23 @@ class TaskOrchestrator:
             return handle.id
         self._enqueue(chain)
         self._check_backlog()
-        self._pump()
         return handle.id
 
     def _enqueue(self, chain: _Chain) -> None:
         run_id = chain.current.id
-        unmet = [d for d in chain.depends_on if not self._dependency_settled(d)]
         failed = self._failed_dependency(chain.depends_on)
         if failed is not None:
             self._end_unstarted(chain, Outcome(OutcomeKind.DEPENDENCY_FAILED, None, failed))
             return
+        unmet = [d for d in chain.depends_on if not self._dependency_settled(d)]
         if unmet:
-            self._blocked[run_id] = chain
             for dep in unmet:
                 self._dependents[self._chain_root(dep)].append(chain)
-            return
-        not_before = chain.current.run.not_before
-        if not_before is not None and not_before > time.time():
-            self._blocked[run_id] = chain
-            loop = asyncio.get_running_loop()
-            chain.timer = loop.call_later(not_before - time.time(), self._release, chain)
-            return
-        self._queued[run_id] = chain
-        heapq.heappush(self._heap, (int(chain.priority), chain.seq, run_id))
+        self.queue.push(run_id, chain, int(chain.priority), hold_until=chain.current.run.not_before, blocked=bool(unmet))
 
-    def _release(self, chain: _Chain) -> None:
-        chain.timer = None
-        if self._blocked.pop(chain.current.id, None) is not None:
-            chain.current.run.not_before = None
-            self._enqueue(chain)
-            self._pump()
+    def _released(self, run_id: int, chain: _Chain) -> None:
+        """A retry's wait is over: the run is an ordinary queued run again."""
+        self.engine.amend(run_id, hold_until=None)
 
     def _chain_root(self, run_id: int) -> int:
         chain = self._chains.get(run_id)
@@ -472,19 +316,13 @@ class TaskOrchestrator:
             self._backlog_warned = False
 
     # ------------------------------------------------------------------ dispatching
-    def _pump(self) -> None:
-        while self._heap and not self._paused and len(self._running) < self._limit:
-            prio, seq, run_id = heapq.heappop(self._heap)
-            chain = self._queued.get(run_id)
-            if chain is None or (prio, seq) != (int(chain.priority), chain.seq):
-                continue  # a stale entry (the run was reprioritized or already left the queue)
-            del self._queued[run_id]
-            if chain.current.done:
-                continue
-            self._running[run_id] = chain
-            self.engine.launch(chain.current)
-            self._spawn(self._watch(chain))
-        self._check_backlog()
+    def _start(self, run_id: int, chain: _Chain) -> None:
+        """The queue gave this run a slot."""
+        if chain.current.done:
+            self.queue.finished(run_id)
+            return
+        self.engine.launch(chain.current)
+        self._spawn(self._watch(chain))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -496,8 +334,8 @@ class TaskOrchestrator:
         try:
             await handle.wait()
         finally:
-            self._running.pop(handle.id, None)
-            self._pump()
+            self.queue.finished(handle.id)
+            self._check_backlog()
         await self._after_run(chain)
 
     def _end_unstarted(self, chain: _Chain, outcome: Outcome) -> None:
@@ -525,17 +363,15 @@ class TaskOrchestrator:
             chain.future.set_result(result)
         # release or fail the runs that waited for this chain
         for waiting in self._dependents.pop(chain.first_id, []):
-            if waiting.current.id in self._blocked and not waiting.current.done:
-                self._blocked.pop(waiting.current.id)
+            if self.queue.remove(waiting.current.id) is not None and not waiting.current.done:
                 self._enqueue(waiting)
-        self._pump()
         if chain.callback is not None:
             await self._call_back(chain.callback, result)
 
     def _schedule_retry(self, chain: _Chain) -> None:
-        wait = chain.policy.delay(chain.attempt, self.rng)
+        wait = chain.policy.backoff(chain.attempt, self.rng)
         previous = chain.current
-        at = time.time() + wait
+        at = self.queue.clock.time() + wait
         handle = self.engine.create(
             chain.spec, mode=chain.mode, priority=int(chain.priority), pattern=chain.pattern.value,
             attempt=chain.attempt + 1, parent_id=chain.first_id, not_before=at,
@@ -547,7 +383,6 @@ class TaskOrchestrator:
         self._chains[handle.id] = chain
         self.bus.publish(RetryScheduled(previous.id, handle.id, chain.attempt, at))
         self._enqueue(chain)
-        self._pump()
 
     async def _call_back(self, callback: ResultCallback, result: TaskResult) -> None:
         """Call a result callback; an exception is logged, written to the run's log and announced."""
@@ -569,26 +404,22 @@ class TaskOrchestrator:
     # ------------------------------------------------------------------ results
     def _result(self, chain: _Chain) -> TaskResult:
         handle = chain.current
-        res = TaskResult(
+        return TaskResult(
             run_id=chain.first_id,
             pattern=chain.pattern,
-            status=handle.run.status,
-            outcome=handle.run.outcome,
             stdout=handle.stdout(),
             stderr=handle.stderr(),
-            run=handle.run,
+            run=handle.run,  # one snapshot: status, outcome and run always agree
             attempts=chain.attempt,
-            follow_up_ids=list(chain.follow_ups),
+            follow_up_ids=tuple(chain.follow_ups),
         )
-        return res
 
     def _result_from_run(self, run: Run) -> TaskResult:
-        pattern = TaskPattern.parse(run.pattern) if run.pattern else TaskPattern.SIMPLE
         if run.is_active:
-            return TaskResult(run.id, pattern, run.status, None, run=run, attempts=run.attempt)
+            return TaskResult(run.id, run.pattern, run=run, attempts=run.attempt)
         return TaskResult(
-            run.id, pattern, run.status, run.outcome,
-            tail_from_log(run.log_path, Stream.STDOUT), tail_from_log(run.log_path, Stream.STDERR),
+            run.id, run.pattern,
+            stdout=tail_from_log(run.log_path, Stream.STDOUT), stderr=tail_from_log(run.log_path, Stream.STDERR),
             run=run, attempts=run.attempt,
         )
 
@@ -647,14 +478,8 @@ class TaskOrchestrator:
         if chain.future.done():
             return False
         current = chain.current.id
-        if current in self._queued or current in self._blocked:
-            self._queued.pop(current, None)
-            self._blocked.pop(current, None)
-            if chain.timer is not None:
-                chain.timer.cancel()
-                chain.timer = None
-            waiting_retry = chain.attempt > 1
-            why = "cancelled while waiting to retry" if waiting_retry else "cancelled while queued"
+        if self.queue.remove(current) is not None:
+            why = "cancelled while waiting to retry" if chain.attempt > 1 else "cancelled while queued"
             self._end_unstarted(chain, Outcome(OutcomeKind.CANCELLED, None, why))
             return True
         return self.engine.cancel(current)
@@ -662,13 +487,7 @@ class TaskOrchestrator:
     def cancel_all(self) -> int:
         """Cancel everything: queued runs in one transaction, running ones through their trees."""
         chains = list({id(c): c for c in self._chains.values() if not c.future.done()}.values())
-        waiting = [c for c in chains if c.current.id in self._queued or c.current.id in self._blocked]
-        for chain in waiting:
-            self._queued.pop(chain.current.id, None)
-            self._blocked.pop(chain.current.id, None)
-            if chain.timer is not None:
-                chain.timer.cancel()
-                chain.timer = None
+        waiting = [c for c in chains if self.queue.remove(c.current.id) is not None]
         self.engine.finish_unstarted_many([c.current for c in waiting],
                                           Outcome(OutcomeKind.CANCELLED, None, "cancelled while queued (cancel all)"))
         for chain in waiting:
@@ -694,14 +513,10 @@ class TaskOrchestrator:
         if chain is None or chain.future.done():
             return False
         prio = Priority.parse(priority)
+        if not self.engine.amend(chain.current.id, priority=prio):  # stored and announced by the engine
+            return False
         chain.priority = prio
-        chain.current.run.priority = int(prio)
-        self.engine.flush_created()  # a run submitted in this loop turn is stored first
-        self.registry.save(chain.current.run)
-        rid = chain.current.id
-        if rid in self._queued:
-            chain.seq = next(self._seq)
-            heapq.heappush(self._heap, (int(prio), chain.seq, rid))  # the old entry is skipped when popped
+        self.queue.reprioritize(chain.current.id, int(prio))
         return True
 
     # ------------------------------------------------------------------ dead letters
@@ -734,10 +549,10 @@ class TaskOrchestrator:
         durations = sorted(d for outcome, d in rows if d is not None and outcome == OutcomeKind.SUCCEEDED.value)
         count = len(rows)
         succeeded = sum(1 for outcome, _ in rows if outcome == OutcomeKind.SUCCEEDED.value)
-        queued = sum(1 for c in [*self._queued.values(), *self._blocked.values()] if c.current.run.name == name)
-        running = sum(1 for c in self._running.values() if c.current.run.name == name)
+        queued = sum(1 for _, c in self.queue.waiting() if c.current.run.name == name)
+        running = sum(1 for _, c in self.queue.running() if c.current.run.name == name)
         return TaskMetrics(name, count, succeeded, succeeded / count if count else None,
-                           _percentile(durations, 50), _percentile(durations, 95), queued, running)
+                           percentile(durations, 50), percentile(durations, 95), queued, running)
 
     # ------------------------------------------------------------------ events
     async def events(self, run_id: int) -> AsyncIterator[Event]:
@@ -818,18 +633,14 @@ class TaskOrchestrator:
             raise
 
     @property
-    def scheduler(self) -> Any:
+    def scheduler(self) -> Scheduler:
         """The periodic scheduler sharing this orchestrator's queue (created on first use, not started)."""
         if self._scheduler is None:
-            from prismq_desktop.core.schedule.scheduler import Scheduler
-
             self._scheduler = Scheduler(self)
         return self._scheduler
 
     def _execute_periodic(self, script: str | os.PathLike[str] | RunSpec, args: Iterable[str] | str | None,
                           options: dict[str, Any]) -> TaskResult:
-        from prismq_desktop.core.schedule.scheduler import make_trigger
-
         trigger = make_trigger(interval_seconds=options.pop("interval_seconds", None), cron=options.pop("cron", None),
                                at=options.pop("at", None), timezone=options.pop("timezone", "UTC"))
         policy = {k: options.pop(k) for k in ("overlap", "misfire_grace", "catchup", "catchup_limit", "jitter", "enabled")
@@ -842,9 +653,7 @@ class TaskOrchestrator:
         name = spec.name or spec.display_name
         sched = self.scheduler.add(name, spec, trigger, **policy, **run_options)
         self.scheduler.start()
-        result = TaskResult(None, TaskPattern.PERIODIC, RunStatus.QUEUED)
-        result.schedule_id = sched.id
-        return result
+        return batch_result(TaskPattern.PERIODIC, RunStatus.QUEUED, schedule_id=sched.id)
 
     async def _stream_until_done(self, run_id: int, on_event: Any, on_output: Any, on_progress: Any) -> TaskResult:
         try:
@@ -862,7 +671,7 @@ class TaskOrchestrator:
     async def _execute_batch(self, script: str | os.PathLike[str] | RunSpec, args: Iterable[str] | str | None,
                              options: dict[str, Any]) -> TaskResult:
         tasks = list(options.pop("tasks", None) or [])
-        max_concurrent = int(options.pop("max_concurrent", self._limit))
+        max_concurrent = int(options.pop("max_concurrent", self.queue.limit))
         fail_fast = bool(options.pop("fail_fast", False))
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
@@ -874,8 +683,8 @@ class TaskOrchestrator:
         async def one(index: int, item: Any) -> TaskResult:
             async with gate:
                 if stop.is_set():
-                    return TaskResult(None, TaskPattern.CONCURRENT, RunStatus.DONE,
-                                      Outcome(OutcomeKind.CANCELLED, None, "not started: an earlier item failed (fail_fast)"))
+                    return batch_result(TaskPattern.CONCURRENT, RunStatus.DONE,
+                                        Outcome(OutcomeKind.CANCELLED, None, "not started: an earlier item failed (fail_fast)"))
                 if isinstance(item, RunSpec):
                     run_id = self.delay(item, pattern=TaskPattern.CONCURRENT, **dict(options))
                 else:
@@ -901,8 +710,8 @@ class TaskOrchestrator:
         failed = sum(1 for r in results if not r.ok)
         outcome = (Outcome(OutcomeKind.SUCCEEDED, 0) if not failed
                    else Outcome(OutcomeKind.FAILED, None, f"{failed} of {len(results)} items did not succeed"))
-        return TaskResult(None, TaskPattern.CONCURRENT, RunStatus.DONE, outcome, results=results,
-                          attempts=sum(r.attempts for r in results))
+        return batch_result(TaskPattern.CONCURRENT, RunStatus.DONE, outcome, results=results,
+                            attempts=sum(r.attempts for r in results))
 
 
 def _as_spec(value: RunSpec | str | os.PathLike[str] | None) -> RunSpec | None:

@@ -38,6 +38,7 @@ from prismq_desktop.core.schedule.triggers import (
     TriggerError,
     local_text,
 )
+from prismq_desktop.core.store.query import RunQuery
 from prismq_desktop.core.store.registry import RegistryError
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ class Scheduler:
 
     def history(self, key: int | str, limit: int = 100) -> builtins.list[Any]:
         """This schedule's runs, newest first: fired, skipped and missed ones."""
-        return list(self.registry.list(schedule_id=self.get(key).id, limit=limit))
+        return list(self.registry.query(RunQuery(schedule_id=self.get(key).id, limit=limit)))
 
     # ------------------------------------------------------------------ the loop
     async def _loop(self) -> None:
@@ -345,8 +346,8 @@ class Scheduler:
     def _live_runs(self, s: Schedule) -> builtins.list[int]:
         local = {rid for rid in self._active.get(s.id, set()) if self.orch.engine.handle(rid) is not None}
         self._active[s.id] = local
-        stored = self.registry.list(schedule_id=s.id, status=[RunStatus.QUEUED.value, RunStatus.RUNNING.value,
-                                                             RunStatus.PAUSED.value], limit=50)
+        stored = self.registry.query(RunQuery.of([RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value],
+                                                 schedule_id=s.id, limit=50))
         return sorted(local | {r.id for r in stored})
 
     def _start_or_skip(self, s: Schedule, label: str, due: float) -> int | None:

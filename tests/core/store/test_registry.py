@@ -14,14 +14,17 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import psutil
 import pytest
 
+from prismq_desktop.core.engine import recover_orphans
 from prismq_desktop.core.models import Outcome, OutcomeKind, RunSpec, RunStatus, transition
-from prismq_desktop.core.store.registry import MIGRATIONS, SCHEMA_VERSION, RegistryError, RunRegistry
+from prismq_desktop.core.store import RunQuery
+from prismq_desktop.core.store.registry import RegistryError, RunRegistry
+from prismq_desktop.core.store.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.helpers import pid_gone, wait_for
 
 PY = sys.executable
@@ -114,7 +117,7 @@ def test_old_schema_is_migrated_and_old_rows_stay_readable(db):
     con.close()
     with RunRegistry(db) as reg:
         assert reg.schema_version == len(MIGRATIONS)
-        (old,) = reg.list()
+        (old,) = reg.query()
         assert old.spec == spec and old.status is RunStatus.DONE
         assert old.outcome == Outcome(OutcomeKind.FAILED, 4) and (old.started_at, old.ended_at) == (11.0, 12.0)
         new = reg.create(RunSpec(target="new.py"))
@@ -138,10 +141,10 @@ def _plan(reg: RunRegistry, call) -> tuple[str, list[str]]:
 @pytest.mark.parametrize(
     ("label", "call", "index"),
     [
-        ("latest by status", lambda r: r.list(status="done", limit=20), "runs_status_created"),
-        ("latest by name", lambda r: r.list(name="job-7.py", limit=20), "runs_name_created"),
-        ("latest by outcome", lambda r: r.list(outcome="failed", limit=20), "runs_outcome_created"),
-        ("count by status", lambda r: r.count(status="running"), "runs_status_created"),
+        ("latest by status", lambda r: r.query(RunQuery.of("done", limit=20)), "runs_status_created"),
+        ("latest by name", lambda r: r.query(RunQuery(name="job-7.py", limit=20)), "runs_name_created"),
+        ("latest by outcome", lambda r: r.query(RunQuery.of("failed", limit=20)), "runs_outcome_created"),
+        ("count by status", lambda r: r.count(RunQuery.of("running")), "runs_status_created"),
     ],
 )
 def test_indexes_serve_the_common_queries(db, label, call, index):
@@ -151,8 +154,8 @@ def test_indexes_serve_the_common_queries(db, label, call, index):
         for i in range(300):
             run = reg.create(RunSpec(target=f"job-{i % 10}.py"))
             if i % 3:
-                transition(run, RunStatus.RUNNING)
-                transition(run, RunStatus.DONE, Outcome.from_exit_code(i % 2))
+                run = transition(run, RunStatus.RUNNING)
+                run = transition(run, RunStatus.DONE, Outcome.from_exit_code(i % 2))
                 reg.save(run)
         reg._db.execute("ANALYZE")
         sql, plan = _plan(reg, call)
@@ -184,14 +187,13 @@ def test_create_save_get_round_trip_every_field(db):
         run = reg.create(spec, mode="threaded")
         assert run.id > 0 and run.status is RunStatus.QUEUED and run.owner_pid == os.getpid()
         assert asdict(reg.get(run.id)) == asdict(run)
-        transition(run, RunStatus.RUNNING, now=100.25)
-        run.pid, run.pid_create_time = 4242, 99.5
-        run.argv = (PY, "/abs/tools/job.py", "--n", "3", "two words")
-        run.cwd = "/tmp/work"
-        run.log_path = str(db.parent / "logs" / f"run-{run.id}.log")
+        run = transition(run, RunStatus.RUNNING, now=100.25)
+        run = replace(run, pid=4242, pid_create_time=99.5)
+        run = replace(run, argv=(PY, "/abs/tools/job.py", "--n", "3", "two words"), cwd="/tmp/work",
+                      log_path=str(db.parent / "logs" / f"run-{run.id}.log"))
         reg.save(run)
         assert asdict(reg.get(run.id)) == asdict(run)
-        transition(run, RunStatus.DONE, Outcome(OutcomeKind.TIMED_OUT, -15, "soft timeout of 1.5s reached"), now=101.5)
+        run = transition(run, RunStatus.DONE, Outcome(OutcomeKind.TIMED_OUT, -15, "soft timeout of 1.5s reached"), now=101.5)
         reg.save(run)
         got = reg.get(run.id)
         assert asdict(got) == asdict(run)
@@ -224,21 +226,21 @@ def test_list_filters_order_count_and_delete(db):
         ]
         for n, (target, status, kind) in enumerate(plan):
             run = reg.create(RunSpec(target=target))
-            run.created_at = 1000.0 + n
+            run = replace(run, created_at=1000.0 + n)
             if status is not RunStatus.QUEUED:
-                transition(run, RunStatus.RUNNING)
+                run = transition(run, RunStatus.RUNNING)
             if status is RunStatus.PAUSED:
-                transition(run, RunStatus.PAUSED)
+                run = transition(run, RunStatus.PAUSED)
             if status is RunStatus.DONE:
-                transition(run, RunStatus.DONE, Outcome(kind, 0 if kind is OutcomeKind.SUCCEEDED else 1))
+                run = transition(run, RunStatus.DONE, Outcome(kind, 0 if kind is OutcomeKind.SUCCEEDED else 1))
             reg.save(run)
             made[n] = run.id
         tie = reg.create(RunSpec(target="a.py"))  # same created_at as the newest: id breaks the tie
-        tie.created_at = 1005.0
+        tie = replace(tie, created_at=1005.0)
         reg.save(tie)
 
         def ids(**kw):
-            return [r.id for r in reg.list(**kw)]
+            return [r.id for r in reg.query(RunQuery.of(kw.pop("status", None) or kw.pop("outcome", None), **kw))]
 
         assert ids() == [tie.id, made[5], made[4], made[3], made[2], made[1], made[0]]
         assert ids(status="done") == [made[4], made[1], made[0]]
@@ -252,10 +254,10 @@ def test_list_filters_order_count_and_delete(db):
         assert ids(limit=2, offset=2) == [made[4], made[3]]
         assert ids(status="done", limit=1, offset=1) == [made[1]]
         assert reg.count() == 7
-        assert reg.count(status="done") == 3
-        assert reg.count(status=["queued", "running", "paused"]) == 4
-        assert reg.count(outcome="failed", name="a.py") == 1
-        assert reg.count(name="a.py") == 4
+        assert reg.count(RunQuery.of("done")) == 3
+        assert reg.count(RunQuery.of(["queued", "running", "paused"])) == 4
+        assert reg.count(RunQuery.of("failed", name="a.py")) == 1
+        assert reg.count(RunQuery(name="a.py")) == 4
 
         assert reg.delete([]) == 0
         assert reg.delete([10**9]) == 0
@@ -267,23 +269,23 @@ def test_list_filters_order_count_and_delete(db):
 def test_state_changes_survive_reopen_and_are_seen_by_another_connection(db):
     reg = RunRegistry(db)
     run = reg.create(RunSpec(target="a.py", name="persisted"), mode="async")
-    other = RunRegistry(db, recover=False)  # a second reader, open while the first writes
-    transition(run, RunStatus.RUNNING, now=5.0)
+    other = RunRegistry(db)  # a second reader, open while the first writes
+    run = transition(run, RunStatus.RUNNING, now=5.0)
     reg.save(run)
     assert other.get(run.id).status is RunStatus.RUNNING
-    transition(run, RunStatus.PAUSED)
+    run = transition(run, RunStatus.PAUSED)
     reg.save(run)
     assert other.get(run.id).status is RunStatus.PAUSED
     reg.close()
     other.close()
     with RunRegistry(db) as again:  # owned by this (live) process: recovery leaves it alone
-        assert again.recovered == []
+        assert recover_orphans(again) == []
         got = again.get(run.id)
         assert got.status is RunStatus.PAUSED and got.started_at == 5.0 and got.name == "persisted"
-        transition(got, RunStatus.RUNNING)
-        transition(got, RunStatus.DONE, Outcome(OutcomeKind.CANCELLED, 130, "cancelled by the user"))
+        got = transition(got, RunStatus.RUNNING)
+        got = transition(got, RunStatus.DONE, Outcome(OutcomeKind.CANCELLED, 130, "cancelled by the user"))
         again.save(got)
-    with RunRegistry(db, recover=False) as last:
+    with RunRegistry(db) as last:
         final = last.get(run.id)
         assert final.status is RunStatus.DONE and final.outcome == Outcome(OutcomeKind.CANCELLED, 130,
                                                                               "cancelled by the user")
@@ -299,7 +301,7 @@ def test_concurrent_threads_get_unique_ids(db):
             try:
                 for i in range(40):
                     run = reg.create(RunSpec(target=f"t{i}.py"))
-                    transition(run, RunStatus.RUNNING)
+                    run = transition(run, RunStatus.RUNNING)
                     reg.save(run)
                     with lock:
                         got.append(run.id)
@@ -313,7 +315,7 @@ def test_concurrent_threads_get_unique_ids(db):
             t.join(30)
         assert not errors
         assert len(got) == len(set(got)) == 240
-        assert reg.count(status="running") == 240
+        assert reg.count(RunQuery.of("running")) == 240
 
 
 def test_processes_writing_at_once_get_unique_ids_and_nothing_is_lost(db, scripts, tmp_path):
@@ -338,13 +340,14 @@ def test_processes_writing_at_once_get_unique_ids_and_nothing_is_lost(db, script
     ids = [i for r in results for i in r["ids"]]
     assert len(ids) == len(set(ids)) == 120
     with RunRegistry(db) as reg:
+        recovered = recover_orphans(reg)
         assert reg.count() == 120
-        assert sorted(r.id for r in reg.list(limit=1000)) == sorted(ids)
-        assert len(reg.recovered) == 120  # their owners are dead: queued runs become interrupted
-        for run in reg.list(limit=1000):
+        assert sorted(r.id for r in reg.query(RunQuery(limit=1000))) == sorted(ids)
+        assert len(recovered) == 120  # their owners are dead: queued runs become interrupted
+        for run in reg.query(RunQuery(limit=1000)):
             assert run.status is RunStatus.DONE and run.outcome.kind is OutcomeKind.INTERRUPTED
             assert f"PrismQ process {run.owner_pid} ended while this run was queued" in run.error
-        assert {r.owner_pid for r in reg.list(limit=1000)} == {r["pid"] for r in results}
+        assert {r.owner_pid for r in reg.query(RunQuery(limit=1000))} == {r["pid"] for r in results}
 
 
 # ---------------------------------------------------------------------------- crash recovery
@@ -389,7 +392,7 @@ def test_dead_owner_run_becomes_interrupted_and_orphan_tree_is_stopped(home, db,
         t0 = time.monotonic()
         with RunRegistry(db) as reg:
             elapsed = time.monotonic() - t0
-            assert [r.id for r in reg.recovered] == [info["run_id"]]
+            assert [r.id for r in recover_orphans(reg)] == [info["run_id"]]
             run = reg.get(info["run_id"])
         assert run.status is RunStatus.DONE and run.outcome.kind is OutcomeKind.INTERRUPTED
         was = "paused" if pause else "running"
@@ -399,7 +402,7 @@ def test_dead_owner_run_becomes_interrupted_and_orphan_tree_is_stopped(home, db,
         wait_for(lambda: all(pid_gone(p) for p in tree), timeout=5)
         assert elapsed < 10
         with RunRegistry(db) as again:  # recovery is done once; the record stays as it is
-            assert again.recovered == []
+            assert recover_orphans(again) == []
             assert asdict(again.get(run.id)) == asdict(run)
     finally:
         holder.kill()
@@ -412,7 +415,7 @@ def test_run_of_a_live_owner_is_left_alone(home, db, scripts):
     tree = [info["pid"], *info["pids"]]
     try:
         with RunRegistry(db) as reg:
-            assert reg.recovered == []
+            assert recover_orphans(reg) == []
             run = reg.get(info["run_id"])
             assert run.status is RunStatus.RUNNING and run.outcome is None
             assert run.owner_pid == holder.pid and run.pid == info["pid"]
@@ -422,7 +425,7 @@ def test_run_of_a_live_owner_is_left_alone(home, db, scripts):
         holder.send_signal(signal.SIGKILL)
         holder.wait(10)
         with RunRegistry(db) as reg:
-            assert [r.id for r in reg.recovered] == [info["run_id"]]
+            assert [r.id for r in recover_orphans(reg)] == [info["run_id"]]
         wait_for(lambda: all(pid_gone(p) for p in tree), timeout=5)
     finally:
         holder.kill()
@@ -438,19 +441,19 @@ def test_recovery_checks_start_times_not_just_pids(db):
     try:
         s_ct = psutil.Process(sleeper.pid).create_time()
         b_ct = psutil.Process(bystander.pid).create_time()
-        with RunRegistry(db, recover=False) as reg:
+        with RunRegistry(db) as reg:
             stale = reg.create(RunSpec(target="stale.py"))
-            transition(stale, RunStatus.RUNNING)
-            stale.owner_pid, stale.owner_create_time = sleeper.pid, s_ct - 1000  # pid reused by `sleeper`
-            stale.pid, stale.pid_create_time = bystander.pid, b_ct - 1000  # pid reused by `bystander`
+            stale = transition(stale, RunStatus.RUNNING)
+            stale = replace(stale, owner_pid=sleeper.pid, owner_create_time=s_ct - 1000,  # pid reused by `sleeper`
+                            pid=bystander.pid, pid_create_time=b_ct - 1000)  # pid reused by `bystander`
             reg.save(stale)
             live = reg.create(RunSpec(target="live.py"))
-            transition(live, RunStatus.RUNNING)
-            live.owner_pid, live.owner_create_time = sleeper.pid, s_ct  # really owned by `sleeper`
-            live.pid, live.pid_create_time = bystander.pid, b_ct
+            live = transition(live, RunStatus.RUNNING)
+            live = replace(live, owner_pid=sleeper.pid, owner_create_time=s_ct,  # really owned by `sleeper`
+                           pid=bystander.pid, pid_create_time=b_ct)
             reg.save(live)
         with RunRegistry(db) as reg:
-            assert [r.id for r in reg.recovered] == [stale.id]
+            assert [r.id for r in recover_orphans(reg)] == [stale.id]
             got = reg.get(stale.id)
             assert got.outcome.kind is OutcomeKind.INTERRUPTED
             assert "has been stopped" not in got.error

@@ -1,0 +1,81 @@
+"""One query builder for run history: the CLI's `history` and the window's History use the same one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+LIFECYCLE = ("queued", "running", "paused", "done")
+
+#: History's sortable columns -> SQL ("status" sorts by how runs ended)
+SORTABLE = {"id": "id", "name": "name", "pattern": "pattern", "trigger": "trigger", "status": "outcome",
+            "started": "started_at", "created": "created_at", "duration": "(ended_at - started_at)",
+            "exit_code": "exit_code", "peak_cpu": "peak_cpu", "peak_rss": "peak_rss"}
+
+
+def _names(value: Iterable[str] | str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(str(v) for v in value)
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """Which runs, in which order, which page.
+
+    `states` mixes lifecycle statuses (queued, running, paused, done) and outcomes
+    (succeeded, failed, ...); a run matches when it is in any of them. `text` looks in the
+    name, the trigger and the error message.
+    """
+
+    states: tuple[str, ...] = ()
+    text: str | None = None
+    name: str | None = None
+    schedule_id: int | None = None
+    since: float | None = None
+    until: float | None = None
+    sort: str = "created"
+    descending: bool = True
+    limit: int = 100
+    offset: int = 0
+
+    @classmethod
+    def of(cls, states: Iterable[str] | str | None = None, **fields: Any) -> RunQuery:
+        return cls(states=_names(states), **fields)
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.schedule_id is not None:
+            clauses.append("schedule_id = ?")
+            params.append(self.schedule_id)
+        if self.name is not None:
+            clauses.append("name = ?")
+            params.append(self.name)
+        if self.text:
+            clauses.append("(name LIKE ? ESCAPE '\\' OR trigger LIKE ? ESCAPE '\\' OR error LIKE ? ESCAPE '\\')")
+            like = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            params += [like, like, like]
+        lifecycle = [s for s in self.states if s in LIFECYCLE]
+        outcomes = [s for s in self.states if s not in LIFECYCLE]
+        parts = []
+        for col, vals in (("status", lifecycle), ("outcome", outcomes)):
+            if vals:
+                # one value: "=" lets SQLite walk the (col, created_at) index in order
+                parts.append(f"{col} = ?" if len(vals) == 1 else f"{col} IN ({', '.join('?' * len(vals))})")
+                params += vals
+        if parts:
+            clauses.append(parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")")
+        if self.since is not None:
+            clauses.append("created_at >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            clauses.append("created_at < ?")
+            params.append(self.until)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def order_by(self) -> str:
+        col = SORTABLE.get(self.sort, "created_at")
+        direction = "DESC" if self.descending else "ASC"
+        return f" ORDER BY {col} {direction}, id {direction}"

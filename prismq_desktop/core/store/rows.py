@@ -1,0 +1,121 @@
+"""Run snapshots to SQLite rows and back (the only place that knows the column layout)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec, RunStatus
+from prismq_desktop.core.store.schema import COLUMNS
+
+COLUMN_NAMES: tuple[str, ...] = tuple(c.strip() for c in COLUMNS.split(","))
+
+_JSON_PATH = "json:"  # never the start of an absolute path
+
+
+def storable(text: str | None) -> str | None:
+    """Text SQLite can store: a path that is not UTF-8 (lone surrogates from the OS) keeps a
+    readable form here; the exact bytes survive in the JSON of the spec and argv."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def path_to_db(path: str | None) -> str | None:
+    """Store a path exactly: one that is not valid UTF-8 is kept as JSON (which escapes its surrogates)."""
+    if path is None or storable(path) == path:
+        return path
+    return _JSON_PATH + json.dumps(path)
+
+
+def path_from_db(value: str | None) -> str | None:
+    if value is not None and value.startswith(_JSON_PATH):
+        return str(json.loads(value[len(_JSON_PATH):]))
+    return value
+
+
+def run_from_row(row: sqlite3.Row) -> Run:
+    outcome = None
+    if row["outcome"]:
+        outcome = Outcome(OutcomeKind(row["outcome"]), row["exit_code"], row["error"])
+    return Run(
+        id=row["id"],
+        spec=RunSpec.from_dict(json.loads(row["spec"])),
+        status=RunStatus(row["status"]),
+        outcome=outcome,
+        mode=RunMode(row["mode"] or "auto"),
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        pid=row["pid"],
+        pid_create_time=row["pid_create_time"],
+        argv=tuple(json.loads(row["argv"])) if row["argv"] else (),
+        cwd=path_from_db(row["cwd"]),
+        log_path=row["log_path"],
+        dry_run=bool(row["dry_run"]),
+        owner_pid=row["owner_pid"],
+        owner_create_time=row["owner_create_time"],
+        priority=row["priority"],
+        pattern=row["pattern"],
+        attempt=row["attempt"],
+        parent_id=row["parent_id"],
+        idempotency_key=row["idempotency_key"],
+        not_before=row["not_before"],
+        depends_on=tuple(json.loads(row["depends_on"])) if row["depends_on"] else (),
+        progress=row["progress"],
+        progress_message=row["progress_message"],
+        options=json.loads(row["options"]) if row["options"] else {},
+        schedule_id=row["schedule_id"],
+        trigger=row["trigger"],
+        peak_cpu=row["peak_cpu"],
+        mean_cpu=row["mean_cpu"],
+        peak_rss=row["peak_rss"],
+        mean_rss=row["mean_rss"],
+    )
+
+
+def run_values(run: Run) -> dict[str, Any]:
+    """Column -> value for one run, in COLUMN_NAMES order."""
+    out = run.outcome
+    return {
+        "id": run.id,
+        "name": storable(run.name),
+        "spec": run.spec.json,
+        "status": run.status.value,
+        "outcome": out.kind.value if out else None,
+        "exit_code": out.exit_code if out else None,
+        "error": storable(out.message) if out else None,
+        "mode": run.mode.value,
+        "dry_run": int(run.dry_run),
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "pid": run.pid,
+        "pid_create_time": run.pid_create_time,
+        "argv": json.dumps(list(run.argv)) if run.argv else None,
+        "cwd": path_to_db(run.cwd),
+        "log_path": storable(run.log_path),
+        "owner_pid": run.owner_pid,
+        "owner_create_time": run.owner_create_time,
+        "priority": int(run.priority),
+        "pattern": run.pattern.value,
+        "attempt": run.attempt,
+        "parent_id": run.parent_id,
+        "idempotency_key": run.idempotency_key,
+        "not_before": run.not_before,
+        "depends_on": json.dumps(list(run.depends_on)) if run.depends_on else None,
+        "progress": run.progress,
+        "progress_message": storable(run.progress_message),
+        "options": json.dumps(dict(run.options)) if run.options else None,
+        "schedule_id": run.schedule_id,
+        "trigger": storable(run.trigger),
+        "peak_cpu": run.peak_cpu,
+        "mean_cpu": run.mean_cpu,
+        "peak_rss": run.peak_rss,
+        "mean_rss": run.mean_rss,
+    }

@@ -1,0 +1,216 @@
+"""The runs table: ids, inserts in bursts, snapshots saved by the engine, history queries."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from prismq_desktop.core.models import Run, RunMode, RunSpec
+from prismq_desktop.core.store.database import Database
+from prismq_desktop.core.store.query import RunQuery
+from prismq_desktop.core.store.rows import COLUMN_NAMES, run_from_row, run_values
+from prismq_desktop.core.store.schema import COLUMNS, RegistryError
+
+_INSERT_SQL = f"INSERT INTO runs ({', '.join(COLUMN_NAMES)}) VALUES ({', '.join('?' * len(COLUMN_NAMES))})"
+_UPDATE_SQL = f"UPDATE runs SET {', '.join(f'{k}=?' for k in COLUMN_NAMES if k != 'id')} WHERE id=?"
+
+
+class RunTable(Database):
+    """The runs table (a part of RunRegistry). Only the engine writes runs."""
+
+    ID_BLOCK_MAX = 1024
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(path)
+        self._next_id = self._block_end = 0
+        self._block = 4
+        self._logs_dir = str(self.path.parent / "logs")
+
+    def close(self) -> None:
+        with self._lock:
+            self._release_ids()
+        super().close()
+
+    def _release_ids(self) -> None:
+        """Give back the unused rest of our id block, if nobody reserved after us (keeps ids dense)."""
+        if self._next_id >= self._block_end:
+            return
+        try:
+            self._db.execute(
+                "UPDATE sqlite_sequence SET seq=? WHERE name='runs' AND seq=?", (self._next_id - 1, self._block_end - 1)
+            )
+        except Exception:  # noqa: BLE001 - a closed or locked file only costs a gap in the ids
+            pass
+        self._next_id = self._block_end
+
+    # -- new runs
+    def reserve_id(self) -> int:
+        """A fresh run id with no SQL on the common path.
+
+        Ids are taken from blocks reserved by advancing the table's AUTOINCREMENT counter
+        in `sqlite_sequence` inside an IMMEDIATE transaction, so two processes sharing the
+        file never hand out the same id and plain AUTOINCREMENT inserts skip our blocks.
+        """
+        with self._lock:
+            if self._next_id >= self._block_end:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='runs'").fetchone()
+                    top = max(int(row[0]) if row else 0,
+                              int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0]))
+                    # blocks grow while submissions keep coming, so a burst costs few reservations
+                    self._block = min(self.ID_BLOCK_MAX, self._block * 2)
+                    if row:
+                        self._db.execute("UPDATE sqlite_sequence SET seq=? WHERE name='runs'", (top + self._block,))
+                    else:
+                        self._db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('runs', ?)", (top + self._block,))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._next_id, self._block_end = top + 1, top + self._block + 1
+            run_id = self._next_id
+            self._next_id += 1
+            return run_id
+
+    def new_run(self, spec: RunSpec, *, mode: RunMode | str = RunMode.AUTO, dry_run: bool = False, **fields: Any) -> Run:
+        """A queued Run with a reserved id, owned by this process, not yet stored (see insert)."""
+        run_id = self.reserve_id()
+        return Run(id=run_id, spec=spec, mode=RunMode(mode), dry_run=dry_run, owner_pid=self._owner[0],
+                   owner_create_time=self._owner[1], log_path=self.default_log_path(run_id), **fields)
+
+    def default_log_path(self, run_id: int) -> str:
+        return f"{self._logs_dir}{os.sep}run-{run_id}.log"
+
+    def insert(self, runs: Sequence[Run]) -> None:
+        """Store new runs in one transaction (a burst of submissions costs one commit)."""
+        if not runs:
+            return
+        rows = [tuple(run_values(run).values()) for run in runs]
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(_INSERT_SQL, rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def create(self, spec: RunSpec, *, mode: RunMode | str = RunMode.AUTO, dry_run: bool = False, **fields: Any) -> Run:
+        """Insert a new queued run owned by this process and return it with its id."""
+        run = self.new_run(spec, mode=mode, dry_run=dry_run, **fields)
+        self.insert([run])
+        return run
+
+    # -- saving snapshots (the engine's job)
+    @staticmethod
+    def _update_row(run: Run) -> tuple[Any, ...]:
+        values = run_values(run)
+        run_id = values.pop("id")
+        return (*values.values(), run_id)
+
+    def save_many(self, runs: Sequence[Run]) -> None:
+        """Save several runs in one transaction (cancel-all on a long queue)."""
+        rows = [self._update_row(run) for run in runs]
+        if not rows:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(_UPDATE_SQL, rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def save(self, run: Run) -> None:
+        with self._lock:
+            cur = self._db.execute(_UPDATE_SQL, self._update_row(run))
+            if cur.rowcount != 1:
+                raise RegistryError(f"run {run.id} is not in the registry")
+
+    # -- reading
+    def get(self, run_id: int) -> Run | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {COLUMNS} FROM runs WHERE id=?", (run_id,)).fetchone()
+        return run_from_row(row) if row else None
+
+    def query(self, query: RunQuery = RunQuery()) -> list[Run]:
+        """One page of runs (newest first unless the query sorts otherwise)."""
+        where, params = query.where()
+        sql = f"SELECT {COLUMNS} FROM runs{where}{query.order_by()} LIMIT ? OFFSET ?"
+        with self._lock:
+            rows = self._db.execute(sql, (*params, query.limit, query.offset)).fetchall()
+        return [run_from_row(r) for r in rows]
+
+    def count(self, query: RunQuery = RunQuery()) -> int:
+        where, params = query.where()
+        with self._lock:
+            return int(self._db.execute(f"SELECT COUNT(*) FROM runs{where}", params).fetchone()[0])
+
+    def active_runs(self) -> list[Run]:
+        """Every run not yet done (any owner), oldest first."""
+        return self.query(RunQuery(states=("queued", "running", "paused"), descending=False, limit=10_000_000))
+
+    def find_idempotent(self, key: str, window: float | None) -> Run | None:
+        """The newest run with this key that is still active, or succeeded within `window` seconds."""
+        since = time.time() - window if window else None
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {COLUMNS} FROM runs WHERE idempotency_key=? AND (status != 'done' OR "
+                "(outcome = 'succeeded' AND ? IS NOT NULL AND ended_at >= ?)) ORDER BY created_at DESC LIMIT 1",
+                (key, since, since),
+            ).fetchone()
+        return run_from_row(row) if row else None
+
+    def latest_attempt(self, first_id: int) -> Run | None:
+        """The newest retry of run `first_id` (or the run itself when it was never retried)."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {COLUMNS} FROM runs WHERE parent_id=? ORDER BY attempt DESC LIMIT 1", (first_id,)
+            ).fetchone()
+        return run_from_row(row) if row else self.get(first_id)
+
+    def durations(self, name: str, limit: int = 1000) -> list[tuple[str, float | None]]:
+        """(outcome, duration) of the newest finished runs with this name."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT outcome, ended_at - started_at FROM runs WHERE name=? AND status='done' "
+                "ORDER BY created_at DESC LIMIT ?",
+                (name, limit),
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    # -- deleting finished runs (history delete, retention)
+    def delete(self, run_ids: Sequence[int]) -> int:
+        if not run_ids:
+            return 0
+        removed = 0
+        with self._lock:
+            for i in range(0, len(run_ids), 500):
+                part = tuple(run_ids[i : i + 500])
+                cur = self._db.execute(f"DELETE FROM runs WHERE id IN ({', '.join('?' * len(part))})", part)
+                removed += cur.rowcount
+        return removed
+
+    def retention_victims(self, *, keep_days: float | None = None, keep_runs: int | None = None) -> list[tuple[int, str | None]]:
+        """(id, log path) of finished runs beyond a retention setting; None means no limit."""
+        doomed: list[tuple[int, str | None]] = []
+        with self._lock:
+            if keep_days is not None:
+                cutoff = time.time() - keep_days * 86400
+                doomed += [(int(r[0]), r[1]) for r in self._db.execute(
+                    "SELECT id, log_path FROM runs WHERE status='done' AND created_at < ?", (cutoff,)).fetchall()]
+            if keep_runs is not None:
+                doomed += [(int(r[0]), r[1]) for r in self._db.execute(
+                    "SELECT id, log_path FROM runs WHERE status='done' ORDER BY created_at DESC LIMIT -1 OFFSET ?",
+                    (keep_runs,)).fetchall()]
+        return sorted(set(doomed))
+
+    def apply_retention(self, *, keep_days: float | None = None, keep_runs: int | None = None) -> list[str]:
+        """Delete finished runs beyond the retention setting; returns their log paths (for the caller to remove)."""
+        doomed = self.retention_victims(keep_days=keep_days, keep_runs=keep_runs)
+        self.delete([run_id for run_id, _ in doomed])
+        return sorted({path for _, path in doomed if path})
