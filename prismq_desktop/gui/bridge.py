@@ -13,7 +13,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from prismq_desktop.core.events import DeadLettered, Notice, OutputBatch, Progress, RetryScheduled, RunChanged, ScheduleChanged
-from prismq_desktop.core.monitor.monitor import RunSample, SystemSample
+from prismq_desktop.core.monitor.samples import RunSample, SystemSample
 
 
 class Bridge(QObject):
