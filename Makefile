@@ -38,9 +38,12 @@ test-all: $(VENV)/.installed
 test-core-noqt: $(CORE_VENV)/.installed
 	$(CORE_BIN)/python -m pytest tests/core -p no:pytestqt -q
 
+# ruff; mypy over the whole package (strict for the core, see pyproject); import-linter contracts
+# (the core never imports Qt, the GUI never imports the CLI, the core's layers).
 lint: $(VENV)/.installed
 	$(BIN)/ruff check prismq_desktop tests $(wildcard benchmarks examples)
-	$(BIN)/mypy prismq_desktop/core
+	$(BIN)/mypy prismq_desktop
+	$(BIN)/lint-imports
 
 # The double-click app: a one-folder PyInstaller bundle in dist/ (about 20 s here).
 bundle: $(VENV)/.installed

@@ -17,7 +17,7 @@ from prismq_desktop.core.models import (
     TargetKind,
     transition,
 )
-from prismq_desktop.core.monitor.monitor import ResourceMonitor, RunSample, RunUsage, SystemSample
+from prismq_desktop.core.monitor import ResourceMonitor, RunSample, RunUsage, SystemSample
 from prismq_desktop.core.orchestrator.orchestrator import PatternUnavailable, RetryPolicy, TaskOrchestrator, TaskResult
 from prismq_desktop.core.patterns import PatternAdvisor, Priority, TaskPattern
 from prismq_desktop.core.process.launch import Launch, LaunchError, resolve

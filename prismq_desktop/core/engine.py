@@ -25,22 +25,11 @@ from prismq_desktop.core.process.local import ENV_MODE, Executor, Job, Subproces
 from prismq_desktop.core.process.output import LogWriter, OutputCapture, OutputChunk, Stream
 from prismq_desktop.core.process.tree import kill_orphan
 from prismq_desktop.core.progress import PROTOCOL_PREFIX, ProgressTracker
+from prismq_desktop.core.secrets import masked_env
 from prismq_desktop.core.store.recovery import find_orphans
 from prismq_desktop.core.store.registry import RunRegistry
 
 log = logging.getLogger(__name__)
-
-SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL")
-
-
-def looks_secret(name: str) -> bool:
-    upper = name.upper()
-    return any(marker in upper for marker in SECRET_MARKERS)
-
-
-def masked_env(env: dict[str, str | None]) -> dict[str, str | None]:
-    return {k: ("••••••" if v is not None and looks_secret(k) else v) for k, v in env.items()}
-
 
 def _change_kind(before: RunStatus, after: RunStatus) -> str:
     if after is RunStatus.DONE:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from prismq_desktop.core.models import Run
-from prismq_desktop.core.monitor.monitor import RunSample, SystemSample
+from prismq_desktop.core.monitor.samples import RunSample, SystemSample
 from prismq_desktop.core.process.output import OutputChunk
 from prismq_desktop.core.schedule.model import Schedule
 

@@ -78,14 +78,16 @@ def apply_sgr(style: Style, params: str) -> Style:
         elif c == 49:
             style = replace(style, bg=None)
         elif c in (38, 48) and i + 1 < len(codes):
-            target = "fg" if c == 38 else "bg"
+            color: str | None = None
             if codes[i + 1] == 5 and i + 2 < len(codes):
-                style = replace(style, **{target: _color_256(codes[i + 2] % 256)})
+                color = _color_256(codes[i + 2] % 256)
                 i += 2
             elif codes[i + 1] == 2 and i + 4 < len(codes):
                 r, g, b = (max(0, min(255, v)) for v in codes[i + 2 : i + 5])
-                style = replace(style, **{target: f"#{r:02x}{g:02x}{b:02x}"})
+                color = f"#{r:02x}{g:02x}{b:02x}"
                 i += 4
+            if color is not None:
+                style = replace(style, fg=color) if c == 38 else replace(style, bg=color)
         i += 1
     return style
 

@@ -1,14 +1,13 @@
 """Concurrency and system views: slots, the queue by priority, running runs with CPU/RSS
 sparklines, the dead-letter list, and the machine's gauges - all fed by monitor samples
-that arrive on the loop (sampled off the UI thread)."""
+that arrive on the GUI thread through the Bridge (sampled off it)."""
 
 from __future__ import annotations
 
 import collections
-from typing import Any
 
 from PySide6.QtCore import QPointF, QSize, Qt
-from PySide6.QtGui import QColor, QPainter, QPen, QPolygonF
+from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen, QPolygonF
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -26,8 +25,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from prismq_desktop.core.monitor.samples import RunSample, SystemSample
 from prismq_desktop.core.patterns import Priority
 from prismq_desktop.gui.models import human_bytes
+from prismq_desktop.gui.ports import OrchestratorPort
 
 HISTORY = 60  # samples kept for a sparkline: the last 60 s at 1 Hz
 
@@ -49,7 +50,7 @@ class Sparkline(QWidget):
         self.values.append(value)
         self.update()
 
-    def paintEvent(self, _event: Any) -> None:  # noqa: N802
+    def paintEvent(self, _event: QPaintEvent) -> None:  # noqa: N802
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         rect = self.rect().adjusted(1, 2, -1, -2)
@@ -66,7 +67,7 @@ class Sparkline(QWidget):
 
 
 class ConcurrencyView(QWidget):
-    def __init__(self, orch: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, orch: OrchestratorPort, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("concurrencyView")
         self.orch = orch
@@ -162,13 +163,18 @@ class ConcurrencyView(QWidget):
             self.orch.set_max_concurrent(value)
         self.refresh()
 
+    @staticmethod
+    def _selected_ids(table: QTableWidget) -> list[int]:
+        """The ids in column 0 of the selected rows."""
+        rows = sorted({i.row() for i in table.selectedIndexes()})
+        return [int(item.text()) for r in rows if (item := table.item(r, 0)) is not None]
+
     def _selected_queue_ids(self) -> list[int]:
-        rows = sorted({i.row() for i in self.queue.selectedIndexes()})
-        return [int(self.queue.item(r, 0).text()) for r in rows if self.queue.item(r, 0)]
+        return self._selected_ids(self.queue)
 
     def _reprioritize(self) -> None:
         for run_id in self._selected_queue_ids():
-            self.orch.reprioritize(run_id, self.priority.currentText())
+            self.orch.reprioritize(run_id, Priority.parse(self.priority.currentText()))
         self.refresh()
 
     def _cancel_queued(self) -> None:
@@ -177,8 +183,7 @@ class ConcurrencyView(QWidget):
         self.refresh()
 
     def _selected_dead(self) -> list[int]:
-        rows = sorted({i.row() for i in self.dead.selectedIndexes()})
-        return [int(self.dead.item(r, 0).text()) for r in rows if self.dead.item(r, 0)]
+        return self._selected_ids(self.dead)
 
     def _requeue(self) -> None:
         for dl_id in self._selected_dead():
@@ -214,26 +219,25 @@ class ConcurrencyView(QWidget):
         active = {h.id: h for h in self.orch.engine.active()}
         for run_id in list(self.lines):
             if run_id not in active:
-                for w in self.lines.pop(run_id):
-                    w.deleteLater()
+                for widget in self.lines.pop(run_id):
+                    widget.deleteLater()
         for run_id, handle in active.items():
             if run_id not in self.lines and handle.run.pid is not None:
                 row = len(self.lines)
                 name = QLabel(f"#{run_id} {handle.run.name}")
                 cpu, rss, value = Sparkline("#cd3131", 100.0), Sparkline("#2472c8"), QLabel("")
-                for col, w in enumerate((name, cpu, rss, value)):
-                    self.running_grid.addWidget(w, row, col)
+                for col, cell in enumerate((name, cpu, rss, value)):
+                    self.running_grid.addWidget(cell, row, col)
                 self.lines[run_id] = (name, cpu, rss, value)
 
-    def add_sample(self, sample: Any) -> None:
-        run_id = getattr(sample, "run_id", None)
-        if run_id is None:
+    def add_sample(self, sample: RunSample | SystemSample) -> None:
+        if isinstance(sample, SystemSample):
             self.system.add(sample)
             return
-        line = self.lines.get(run_id)
+        line = self.lines.get(sample.run_id)
         if line is None:
             self.refresh()
-            line = self.lines.get(run_id)
+            line = self.lines.get(sample.run_id)
         if line is not None:
             line[1].add(sample.cpu_percent)
             line[2].add(float(sample.rss_bytes))
@@ -264,7 +268,7 @@ class SystemGauges(QGroupBox):
         self.grid.setAlignment(Qt.AlignmentFlag.AlignTop)
         self.samples = 0
 
-    def add(self, s: Any) -> None:
+    def add(self, s: SystemSample) -> None:
         self.samples += 1
         per_core = list(s.cpu_percent_per_core)
         while len(self.cores) < len(per_core):

@@ -11,9 +11,11 @@ import os
 import shlex
 import shutil
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -33,12 +35,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from prismq_desktop.core.engine import looks_secret
 from prismq_desktop.core.models import RunSpec, TargetKind
 from prismq_desktop.core.patterns import PatternAdvisor, Priority, TaskPattern
 from prismq_desktop.core.process.launch import LaunchError, is_frozen, resolve
-
-MASK = "••••••"
+from prismq_desktop.core.secrets import MASK, looks_secret
 
 
 def detect_interpreters() -> list[str]:
@@ -128,7 +128,7 @@ class EnvTable(QTableWidget):
                 out[key] = value
         return out
 
-    def set_env(self, env: dict[str, Any]) -> None:
+    def set_env(self, env: Mapping[str, object]) -> None:
         self.setRowCount(0)
         self._secrets = {}
         for key, value in env.items():
@@ -194,7 +194,7 @@ class LaunchPanel(QWidget):
         self.priority = QComboBox()
         self.priority.setObjectName("priorityCombo")
         self.priority.addItems([p.name.lower() for p in Priority])
-        self.priority.setCurrentText("normal")
+        self.priority.setCurrentText(Priority.NORMAL.name.lower())
         self.pattern = QComboBox()
         self.pattern.setObjectName("patternCombo")
         self.pattern.addItems([p.value.replace("_", " ") for p in (TaskPattern.LONG_RUNNING, TaskPattern.SIMPLE,
@@ -305,11 +305,14 @@ class LaunchPanel(QWidget):
         self.retries.setValue(int(options.get("max_retries", 0)))
         if options.get("pattern"):
             self.pattern.setCurrentText(TaskPattern.parse(options["pattern"]).value.replace("_", " "))
-        if options.get("priority"):
-            self.priority.setCurrentText(str(options["priority"]))
+        if options.get("priority") is not None:
+            try:  # a name ("high") from a form, or the number a run record keeps
+                self.priority.setCurrentText(Priority.parse(options["priority"]).name.lower())
+            except ValueError:
+                pass
 
     # ------------------------------------------------------------------ feedback
-    def _changed(self, *_: Any) -> None:
+    def _changed(self, *_: object) -> None:
         self._update_preview()
         self._update_advice()
         self._draft_timer.start(300)
@@ -345,11 +348,11 @@ class LaunchPanel(QWidget):
         self.kind.setCurrentIndex(0 if path.lower().endswith((".py", ".pyw")) else 2)
         self.target.setText(path)
 
-    def dragEnterEvent(self, event: Any) -> None:  # noqa: N802
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
 
-    def dropEvent(self, event: Any) -> None:  # noqa: N802
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
         for url in event.mimeData().urls():
             if url.isLocalFile():
                 self.set_script(url.toLocalFile())

@@ -15,10 +15,20 @@ import re
 import shutil
 import subprocess
 import time
-from typing import Any
+from collections.abc import Iterable
 
 from PySide6.QtCore import Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QColor, QDesktopServices, QFont, QKeySequence, QShortcut, QTextCharFormat, QTextCursor, QTextDocument
+from PySide6.QtGui import (
+    QColor,
+    QDesktopServices,
+    QFont,
+    QKeySequence,
+    QMouseEvent,
+    QShortcut,
+    QTextCharFormat,
+    QTextCursor,
+    QTextDocument,
+)
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
@@ -31,7 +41,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from prismq_desktop.core.process.output import LineAssembler, Stream, read_log
+from prismq_desktop.core.process.output import LineAssembler, OutputChunk, Stream, read_log
 from prismq_desktop.gui.ansi import PLAIN, Style, split_styled, strip_ansi
 
 FLUSH_MS = 50
@@ -44,7 +54,7 @@ class _Text(QPlainTextEdit):
 
     linkActivated = Signal(str)
 
-    def mouseReleaseEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
         cursor = self.cursorForPosition(event.position().toPoint())
         fmt = cursor.charFormat()
         if event.button() == Qt.MouseButton.LeftButton and fmt.isAnchor() and not self.textCursor().hasSelection():
@@ -170,7 +180,7 @@ class LogPane(QWidget):
         self._timer.timeout.connect(self.flush)
 
     # ------------------------------------------------------------------ input
-    def feed_chunks(self, chunks: Any, dropped_bytes: int = 0) -> None:
+    def feed_chunks(self, chunks: Iterable[OutputChunk], dropped_bytes: int = 0) -> None:
         """Take an OutputBatch's chunks; drawing happens at most every FLUSH_MS."""
         for chunk in chunks:
             if chunk.stream not in self._asm:

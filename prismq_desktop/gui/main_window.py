@@ -642,7 +642,7 @@ class MainWindow(QMainWindow):
         m = self.history_model
         runs = self.orch.registry.query(replace(m.query(), limit=1_000_000, offset=0))
         from prismq_desktop.cli import run_to_json
-        from prismq_desktop.core.engine import masked_env
+        from prismq_desktop.core.secrets import masked_env
 
         rows = []
         for run in runs:

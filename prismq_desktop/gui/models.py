@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 
 from prismq_desktop.core.models import OutcomeKind, Run, RunStatus
 from prismq_desktop.core.store.query import RunQuery
@@ -53,7 +53,7 @@ def state_text(run: Run) -> str:
 
 def state_color(run: Run) -> str | None:
     if run.outcome is None:
-        return {"running": "#2472c8", "paused": "#b58900"}.get(run.status.value)
+        return {RunStatus.RUNNING: "#2472c8", RunStatus.PAUSED: "#b58900"}.get(run.status)
     return {
         OutcomeKind.SUCCEEDED: "#2e8b57", OutcomeKind.FAILED: "#cd3131", OutcomeKind.FAILED_TO_START: "#cd3131",
         OutcomeKind.TIMED_OUT: "#d2691e", OutcomeKind.CANCELLED: "#808080", OutcomeKind.INTERRUPTED: "#d2691e",
@@ -84,7 +84,7 @@ class ColumnTable(QAbstractTableModel):
 class RunTable(ColumnTable):
     """The parts every run table shares: rows of runs."""
 
-    def __init__(self, parent: Any = None) -> None:
+    def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._runs: list[Run] = []
 
@@ -118,7 +118,7 @@ class RunsModel(RunTable):
     COLUMNS = ["#", "Name", "Status", "Progress", "Elapsed", "CPU", "RSS", "Pattern", "Trigger"]
     STATUS_COLUMN = 2
 
-    def __init__(self, parent: Any = None) -> None:
+    def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._row: dict[int, int] = {}
         self._usage: dict[int, tuple[float, int]] = {}
@@ -207,7 +207,7 @@ class HistoryModel(RunTable):
     SORT_KEYS = ["id", "name", "pattern", "trigger", "status", "started", "duration", "exit_code", "peak_cpu", "peak_rss"]
     PAGE = 200
 
-    def __init__(self, registry: RunRegistry, parent: Any = None) -> None:
+    def __init__(self, registry: RunRegistry, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.registry = registry
         self._total = 0

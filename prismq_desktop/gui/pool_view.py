@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import psutil
 from PySide6.QtCore import QTimer
@@ -21,19 +20,20 @@ from PySide6.QtWidgets import (
 
 from prismq_desktop.gui.concurrency_view import Sparkline
 from prismq_desktop.gui.models import human_bytes
+from prismq_desktop.gui.ports import OrchestratorPort
 
 
 class PoolView(QWidget):
-    def __init__(self, orch: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, orch: OrchestratorPort, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.orch = orch
         self.pool = orch.pool
-        self.size = QSpinBox()
-        self.size.setObjectName("poolSize")
-        self.size.setAccessibleName("Pool size")
-        self.size.setRange(0, 64)
-        self.size.setValue(self.pool.stats().size if self.pool else 0)
-        self.size.valueChanged.connect(self._resize)
+        self.size_spin = QSpinBox()
+        self.size_spin.setObjectName("poolSize")
+        self.size_spin.setAccessibleName("Pool size")
+        self.size_spin.setRange(0, 64)
+        self.size_spin.setValue(self.pool.stats().size if self.pool else 0)
+        self.size_spin.valueChanged.connect(self._resize)
         self.summary = QLabel()
         self.summary.setObjectName("poolSummary")
         self.throughput = Sparkline("#0dbc79")
@@ -45,7 +45,7 @@ class PoolView(QWidget):
         self.workers.verticalHeader().hide()
         top = QHBoxLayout()
         top.addWidget(QLabel("Warm workers"))
-        top.addWidget(self.size)
+        top.addWidget(self.size_spin)
         top.addWidget(self.summary, 1)
         top.addWidget(QLabel("runs/s"))
         top.addWidget(self.throughput)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from PySide6.QtCore import QDateTime, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import QDateTime, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -33,6 +33,7 @@ from prismq_desktop.core.schedule.model import Schedule, ScheduleError
 from prismq_desktop.core.schedule.scheduler import Scheduler, make_trigger
 from prismq_desktop.core.schedule.triggers import Trigger, TriggerError, local_text, next_fires
 from prismq_desktop.core.store.query import RunQuery
+from prismq_desktop.core.store.registry import RunRegistry
 from prismq_desktop.gui.models import ColumnTable, HistoryModel, state_text
 
 Index = QModelIndex | QPersistentModelIndex
@@ -54,7 +55,7 @@ def countdown(seconds: float) -> str:
 class SchedulesModel(ColumnTable):
     COLUMNS = ["Name", "When", "Next fire", "Last outcome", "Enabled"]
 
-    def __init__(self, scheduler: Scheduler, parent: Any = None) -> None:
+    def __init__(self, scheduler: Scheduler, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.scheduler = scheduler
         self.rows: list[Schedule] = []
@@ -102,7 +103,7 @@ class SchedulesModel(ColumnTable):
             return self.last.get(s.id, "—")
         return "on" if s.enabled else "off"
 
-    def setData(self, index: Index, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:  # noqa: N802
+    def setData(self, index: Index, value: object, role: int = Qt.ItemDataRole.EditRole) -> bool:  # noqa: N802
         if index.column() == 4 and role == Qt.ItemDataRole.CheckStateRole:
             s = self.rows[index.row()]
             on = value in (Qt.CheckState.Checked, Qt.CheckState.Checked.value, 2)
@@ -240,7 +241,7 @@ class ScheduleEditor(QDialog):
             return make_trigger(cron=self.cron.text(), timezone=tz)
         return make_trigger(at=float(self.at.dateTime().toSecsSinceEpoch()), timezone=tz)
 
-    def _validate(self, *_: Any) -> bool:
+    def _validate(self, *_: object) -> bool:
         try:
             trig = self.trigger()
         except (TriggerError, ValueError) as exc:
@@ -293,7 +294,7 @@ def _local_zone() -> str:
 class SchedulerView(QWidget):
     """Schedules on top, the selected schedule's runs (fired, skipped, missed) below."""
 
-    def __init__(self, scheduler: Scheduler, registry: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, scheduler: Scheduler, registry: RunRegistry, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.scheduler = scheduler
         self.model = SchedulesModel(scheduler, self)
@@ -351,7 +352,7 @@ class SchedulerView(QWidget):
         index = self.table.currentIndex()
         return self.model.schedule_at(index.row()) if index.isValid() else None
 
-    def _selected(self, current: Any, _prev: Any) -> None:
+    def _selected(self, current: QModelIndex, _prev: QModelIndex) -> None:
         s = self.model.schedule_at(current.row()) if current.isValid() else None
         self.history.schedule_id = s.id if s else -1
         self.history.refresh()

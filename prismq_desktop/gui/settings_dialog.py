@@ -41,8 +41,8 @@ def value(settings: QSettings, key: str) -> Any:
         return raw in (True, "true", "True", "1", 1)
     if isinstance(default, int):
         try:
-            return int(raw or 0)
-        except (TypeError, ValueError):
+            return int(raw or 0) if isinstance(raw, (int, float, str)) else default
+        except ValueError:
             return default
     return str(raw or "")
 

@@ -207,7 +207,7 @@ def test_pool_view_shows_workers_and_resizes(qapp, home):
             rows = view.workers.rowCount()
             states = {view.workers.item(r, 1).text() for r in range(rows)}
             summary = view.summary.text()
-            view.size.setValue(3)
+            view.size_spin.setValue(3)
             await until(lambda: (view.refresh() or True) and view.workers.rowCount() == 3, 20)
             return rows, states, summary, orch.pool.stats().size
         finally:

@@ -713,6 +713,17 @@ class TaskOrchestrator:
         return batch_result(TaskPattern.CONCURRENT, RunStatus.DONE, outcome, results=results,
                             attempts=sum(r.attempts for r in results))
 
+    # -- what the scheduler needs (schedule/ports.py SchedulerHost)
+    def record_unstarted(self, spec: RunSpec, outcome: Outcome, *, schedule_id: int, trigger: str) -> int:
+        """Store a run that never starts (a skipped or missed fire) as DONE with `outcome`; its id."""
+        h = self.engine.create(spec, pattern=TaskPattern.PERIODIC, schedule_id=schedule_id, trigger=trigger)
+        self.engine.finish_unstarted(h, outcome)
+        return h.id
+
+    def owns(self, run_id: int) -> bool:
+        """The run is live in this process."""
+        return self.engine.handle(run_id) is not None
+
 
 def _as_spec(value: RunSpec | str | os.PathLike[str] | None) -> RunSpec | None:
     if value is None or isinstance(value, RunSpec):

@@ -24,12 +24,14 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
-from prismq_desktop.core.events import Notice, ScheduleChanged
-from prismq_desktop.core.models import Outcome, OutcomeKind, RunSpec, RunStatus
+from prismq_desktop.core.events import Event, Notice, RunChanged, ScheduleChanged
+from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunSpec, RunStatus
 from prismq_desktop.core.patterns import TaskPattern
 from prismq_desktop.core.schedule.model import CatchUp, OverlapPolicy, Schedule, ScheduleError
+from prismq_desktop.core.schedule.ports import SchedulerHost
 from prismq_desktop.core.schedule.triggers import (
     CronTrigger,
     IntervalTrigger,
@@ -65,9 +67,14 @@ def make_trigger(
 
 
 class Scheduler:
-    """Fires persisted schedules through a TaskOrchestrator while started."""
+    """Fires persisted schedules through its host (a TaskOrchestrator) while started.
 
-    def __init__(self, orchestrator: Any, *, clock: Any = time.time, rng: random.Random | None = None) -> None:
+    It uses the host only through `SchedulerHost` (schedule/ports.py). `clock` gives the unix
+    time trigger grids are read against (tests pass a fake one); `rng` draws the jitter.
+    """
+
+    def __init__(self, orchestrator: SchedulerHost, *, clock: Callable[[], float] = time.time,
+                 rng: random.Random | None = None) -> None:
         self.orch = orchestrator
         self.registry = orchestrator.registry
         self.bus = orchestrator.bus
@@ -79,7 +86,7 @@ class Scheduler:
         self._jitter: dict[int, tuple[float, float]] = {}  # schedule id -> (due, delayed fire time)
         self._queued: dict[int, builtins.list[str]] = {}  # schedule id -> labels of fires waiting their turn
         self._active: dict[int, set[int]] = {}  # schedule id -> run ids started here and not finished
-        self._unsubscribe: Any = None
+        self._unsubscribe: Callable[[], None] | None = None
         self.paused = False
         self._last_reload = 0.0
         self._lost_claims: dict[int, float] = {}  # a due time whose claim failed: wait for a reload to move on
@@ -162,7 +169,8 @@ class Scheduler:
             raise ScheduleError(str(exc)) from None
         return self._changed(sid, "added")
 
-    def _validated(self, spec: RunSpec, trigger: Trigger, overlap: Any, misfire_grace: float, catchup: Any,
+    def _validated(self, spec: RunSpec, trigger: Trigger, overlap: OverlapPolicy | str, misfire_grace: float,
+                   catchup: CatchUp | str,
                    catchup_limit: int, jitter: float, options: dict[str, Any]) -> dict[str, Any]:
         try:
             overlap = OverlapPolicy(overlap)
@@ -222,7 +230,7 @@ class Scheduler:
         self._poke()
         return s
 
-    def history(self, key: int | str, limit: int = 100) -> builtins.list[Any]:
+    def history(self, key: int | str, limit: int = 100) -> builtins.list[Run]:
         """This schedule's runs, newest first: fired, skipped and missed ones."""
         return list(self.registry.query(RunQuery(schedule_id=self.get(key).id, limit=limit)))
 
@@ -338,13 +346,11 @@ class Scheduler:
                          + (" (and more beyond the enumeration limit)" if more else ""), "missed")
 
     def _record(self, s: Schedule, kind: OutcomeKind, message: str, trigger: str) -> int:
-        handle = self.orch.engine.create(s.spec, pattern=TaskPattern.PERIODIC.value, schedule_id=s.id, trigger=trigger)
-        self.orch.engine.finish_unstarted(handle, Outcome(kind, None, message))
-        return int(handle.id)
+        return self.orch.record_unstarted(s.spec, Outcome(kind, None, message), schedule_id=s.id, trigger=trigger)
 
     # ------------------------------------------------------------------ starting runs
     def _live_runs(self, s: Schedule) -> builtins.list[int]:
-        local = {rid for rid in self._active.get(s.id, set()) if self.orch.engine.handle(rid) is not None}
+        local = {rid for rid in self._active.get(s.id, set()) if self.orch.owns(rid)}
         self._active[s.id] = local
         stored = self.registry.query(RunQuery.of([RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value],
                                                  schedule_id=s.id, limit=50))
@@ -368,7 +374,7 @@ class Scheduler:
 
     def _submit(self, s: Schedule, label: str) -> int:
         opts = dict(s.options)
-        run_id = int(self.orch.delay(s.spec, pattern=TaskPattern.PERIODIC, schedule_id=s.id, trigger=label, **opts))
+        run_id = self.orch.delay(s.spec, pattern=TaskPattern.PERIODIC, schedule_id=s.id, trigger=label, **opts)
         self._active.setdefault(s.id, set()).add(run_id)
         return run_id
 
@@ -377,9 +383,11 @@ class Scheduler:
         s = self.get(key)
         return self._start_or_skip(s, "run now", self.clock())
 
-    def _on_event(self, ev: Any) -> None:
-        run = getattr(ev, "run", None)
-        if run is None or run.schedule_id is None or run.status is not RunStatus.DONE:
+    def _on_event(self, ev: Event) -> None:
+        if not isinstance(ev, RunChanged):
+            return
+        run = ev.run
+        if run.schedule_id is None or run.status is not RunStatus.DONE:
             return
         active = self._active.get(run.schedule_id)
         if active is not None:

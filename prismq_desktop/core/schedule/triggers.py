@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -261,6 +261,3 @@ def describe_cron(expression: str) -> str:
 def local_text(ts: float, tz_name: str) -> str:
     return _from_ts(ts, zone(tz_name)).strftime("%Y-%m-%d %H:%M:%S %Z")
 
-
-def seconds_until(ts: float, now: float) -> timedelta:
-    return timedelta(seconds=max(0.0, ts - now))

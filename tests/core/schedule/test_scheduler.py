@@ -27,7 +27,7 @@ from prismq_desktop.core.schedule.triggers import (
 from prismq_desktop.core.store import RunQuery
 
 PY = sys.executable
-SCRIPTS = Path(__file__).parent.parent / "scripts"
+SCRIPTS = Path(__file__).parents[2] / "scripts"
 BERLIN = "Europe/Berlin"
 
 

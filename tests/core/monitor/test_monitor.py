@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from prismq_desktop.core.monitor.monitor import HAS_PROCFS, ResourceMonitor, RunSample, RunUsage, SystemSample
+from prismq_desktop.core.monitor import HAS_PROCFS, ResourceMonitor, RunSample, RunUsage, SystemSample
 from tests.helpers import pid_gone, wait_for
 
 PY = sys.executable
@@ -243,7 +243,7 @@ def test_publish_errors_are_logged_and_sampling_goes_on(caplog):
         calls.append(event)
         raise RuntimeError("subscriber bug")
 
-    with caplog.at_level(logging.ERROR, logger="prismq_desktop.core.monitor.monitor"), ResourceMonitor(0.05, publish=bad) as mon:
+    with caplog.at_level(logging.ERROR, logger="prismq_desktop.core.monitor"), ResourceMonitor(0.05, publish=bad) as mon:
         wait_for(lambda: len(calls) >= 3, timeout=10)
         assert mon.running
     assert "subscriber bug" in caplog.text

@@ -1,0 +1,1 @@
+"""Services the window and the command line share (history delete, retention, export)."""
