@@ -110,7 +110,7 @@ async def run_window(app: QApplication, home: Path, server: QLocalServer) -> int
 
     loop.set_exception_handler(loop_error)
     settings = QSettings(str(home / "settings.ini"), QSettings.Format.IniFormat)
-    limit = int(setting(settings, "run/max_concurrent"))
+    limit = int(setting(settings, "run/max_concurrent")) or 4  # an empty value is not "no runs at all"
     closed = asyncio.Event()
     async with TaskOrchestrator(home, max_concurrent=limit) as orch:
         apply_saved_retention(orch.registry, settings)

@@ -410,7 +410,7 @@ class MainWindow(QMainWindow):
         pane = self.panes.get(run_id)
         if pane is None:
             run = self.orch.engine.get(run_id)
-            limit = int(setting(self.settings, "view/pane_line_limit"))
+            limit = int(setting(self.settings, "view/pane_line_limit")) or 5000
             pane = LogPane(run_id, run.log_path if run else None, line_limit=limit,
                            encoding=run.spec.encoding if run else "utf-8")
             pane.openFullLog.connect(self.open_full_log)
