@@ -14,9 +14,12 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from prismq_desktop import __version__
+
+if TYPE_CHECKING:
+    from prismq_desktop.core.models import Outcome
 
 EXIT_USAGE = 2
 EXIT_TIMED_OUT = 124
@@ -150,28 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_to_json(run: Any) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "name": run.name,
-        "status": run.status.value,
-        "outcome": run.outcome.kind.value if run.outcome else None,
-        "exit_code": run.exit_code,
-        "error": run.error,
-        "created_at": run.created_at,
-        "started_at": run.started_at,
-        "ended_at": run.ended_at,
-        "duration": run.duration,
-        "mode": run.mode,
-        "dry_run": run.dry_run,
-        "argv": list(run.argv),
-        "cwd": run.cwd,
-        "pid": run.pid,
-        "log_path": run.log_path,
-    }
-
-
-def _exit_status(outcome: Any) -> int:
+def _exit_status(outcome: Outcome) -> int:
     from prismq_desktop.core.models import OutcomeKind
 
     kind = outcome.kind
@@ -530,6 +512,7 @@ _OUTCOMES = {"succeeded", "failed", "failed_to_start", "cancelled", "timed_out",
 def _cmd_history(ns: argparse.Namespace) -> int:
     from prismq_desktop.core import RunRegistry
     from prismq_desktop.core.paths import data_dir, registry_path
+    from prismq_desktop.core.services.history import run_to_json
     from prismq_desktop.core.store import RunQuery
 
     status = outcome = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import psutil
 
@@ -23,3 +24,45 @@ def pid_gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+class FakeTimer:
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when, self.callback, self.cancelled = when, callback, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeClock:
+    """A clock for the orchestrator's queue that moves only when a test calls advance().
+
+    Starts at the real time (so stored timestamps look sane) and never moves by itself:
+    a retry backoff of an hour is tested without waiting an hour or sleeping at all.
+    """
+
+    def __init__(self, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now
+        self.timers: list[FakeTimer] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> FakeTimer:
+        timer = FakeTimer(when, callback)
+        self.timers.append(timer)
+        return timer
+
+    @property
+    def pending(self) -> list[FakeTimer]:
+        return [t for t in self.timers if not t.cancelled]
+
+    def advance(self, seconds: float) -> None:
+        """Move time on and fire every timer that came due, in time order."""
+        self.now += seconds
+        while True:
+            due = sorted((t for t in self.pending if t.when <= self.now), key=lambda t: t.when)
+            if not due:
+                return
+            self.timers.remove(due[0])
+            due[0].callback()

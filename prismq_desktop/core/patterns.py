@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-class TaskPattern(str, enum.Enum):
+class TaskPattern(enum.StrEnum):
     SIMPLE = "simple"
     LONG_RUNNING = "long_running"
     CONCURRENT = "concurrent"

@@ -14,7 +14,7 @@ import logging.handlers
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from PySide6.QtCore import QSettings
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
@@ -22,6 +22,9 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from prismq_desktop import APP_NAME, __version__
 from prismq_desktop.core import paths
+
+if TYPE_CHECKING:
+    from prismq_desktop.core.store.registry import RunRegistry
 
 log = logging.getLogger("prismq_desktop")
 
@@ -71,9 +74,30 @@ def install_excepthook(log_path: Path) -> None:
 _keep: list[Any] = []
 
 
+def apply_saved_retention(registry: RunRegistry, settings: QSettings) -> int:
+    """At start-up: delete finished runs beyond the saved retention setting (and their logs).
+
+    Returns the number of runs deleted; a setting that is not a number is logged and skipped.
+    """
+    from prismq_desktop.core.services.history import RetentionPolicy, apply_retention
+
+    try:
+        policy = RetentionPolicy.from_settings(settings.value("history/keep_days"), settings.value("history/keep_runs"))
+    except ValueError as exc:
+        log.warning("history retention not applied: %s", exc)
+        return 0
+    removed = apply_retention(registry, policy)
+    for error in removed.log_errors:
+        log.warning("retention: cannot remove a log file: %s", error)
+    if removed.runs:
+        log.info("retention (%s) removed %d run(s) and %d log file(s)", policy.describe(), removed.runs, removed.logs)
+    return removed.runs
+
+
 async def run_window(app: QApplication, home: Path, server: QLocalServer) -> int:
     from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
     from prismq_desktop.gui.main_window import MainWindow
+    from prismq_desktop.gui.settings_dialog import value as setting
 
     loop = asyncio.get_running_loop()
 
@@ -86,15 +110,10 @@ async def run_window(app: QApplication, home: Path, server: QLocalServer) -> int
 
     loop.set_exception_handler(loop_error)
     settings = QSettings(str(home / "settings.ini"), QSettings.Format.IniFormat)
-    limit = int(settings.value("run/max_concurrent", 4))
+    limit = int(setting(settings, "run/max_concurrent")) or 4  # an empty value is not "no runs at all"
     closed = asyncio.Event()
     async with TaskOrchestrator(home, max_concurrent=limit) as orch:
-        keep_days = settings.value("history/keep_days")
-        keep_runs = settings.value("history/keep_runs")
-        if keep_days or keep_runs:
-            for path in orch.registry.apply_retention(keep_days=float(keep_days) if keep_days else None,
-                                                      keep_runs=int(keep_runs) if keep_runs else None):
-                Path(path).unlink(missing_ok=True)
+        apply_saved_retention(orch.registry, settings)
         window = MainWindow(orch, settings)
         app.aboutToQuit.connect(closed.set)
         app.lastWindowClosed.connect(closed.set)
@@ -102,7 +121,11 @@ async def run_window(app: QApplication, home: Path, server: QLocalServer) -> int
         def on_connection() -> None:
             sock = server.nextPendingConnection()
             if sock is not None:
-                sock.readyRead.connect(lambda: (sock.readAll(), window.show_normal()))
+                def show() -> None:
+                    sock.readAll()
+                    window.show_normal()
+
+                sock.readyRead.connect(show)
 
         server.newConnection.connect(on_connection)
 
@@ -134,7 +157,8 @@ def main(data_dir: str | None = None) -> int:
     from prismq_desktop.core.process.launch import restore_dll_search_path
 
     restore_dll_search_path()
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    # a QApplication, never a bare QCoreApplication, exists in this process (the window needs one)
+    app = cast(QApplication, QApplication.instance() or QApplication(sys.argv[:1]))
     app.setApplicationName("prismq-desktop")
     app.setApplicationDisplayName(APP_NAME)
     app.setApplicationVersion(__version__)
@@ -155,4 +179,4 @@ def main(data_dir: str | None = None) -> int:
     import qasync
 
     with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
-        return runner.run(run_window(app, home, server))  # type: ignore[arg-type]
+        return runner.run(run_window(app, home, server))

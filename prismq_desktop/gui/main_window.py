@@ -6,12 +6,10 @@ are shown with open()/show() (never exec() inside the asyncio loop).
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import os
 import time
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +50,15 @@ from prismq_desktop import APP_NAME
 from prismq_desktop.core.models import OutcomeKind, Run, RunSpec
 from prismq_desktop.core.patterns import TaskPattern
 from prismq_desktop.core.process.output import Stream, read_log
+from prismq_desktop.core.services import history as history_service
+from prismq_desktop.core.services.history import RetentionPolicy
+from prismq_desktop.core.store.tasks import TaskStore, TaskStoreError
 from prismq_desktop.gui.bridge import Bridge
 from prismq_desktop.gui.launch import LaunchPanel
 from prismq_desktop.gui.logview import LogPane
 from prismq_desktop.gui.models import PROGRESS_ROLE, HistoryModel, RunsModel
+from prismq_desktop.gui.settings_dialog import apply_theme
+from prismq_desktop.gui.settings_dialog import value as setting
 
 log = logging.getLogger(__name__)
 MAX_PANES = 24
@@ -80,61 +83,6 @@ class ProgressDelegate(QStyledItemDelegate):
             QWidgetStyle.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter)
 
 
-class TaskStore:
-    """Saved task definitions: a JSON file in the data dir, written atomically."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tasks: list[dict[str, Any]] = []
-        try:
-            self.tasks = json.loads(path.read_text("utf-8")) if path.exists() else []
-        except (OSError, ValueError):
-            log.exception("cannot read %s; starting with no saved tasks", path)
-            self.tasks = []
-
-    def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.tasks, indent=2), "utf-8")
-        os.replace(tmp, self.path)
-
-    def names(self) -> list[str]:
-        return [t["name"] for t in self.tasks]
-
-    def put(self, name: str, spec: RunSpec, options: dict[str, Any]) -> None:
-        entry = {"name": name, "spec": spec.to_dict(),
-                 "options": {k: (v.value if hasattr(v, "value") else v) for k, v in options.items()}}
-        for i, task in enumerate(self.tasks):
-            if task["name"] == name:
-                self.tasks[i] = entry
-                break
-        else:
-            self.tasks.append(entry)
-        self.save()
-
-    def get(self, name: str) -> tuple[RunSpec, dict[str, Any]] | None:
-        for task in self.tasks:
-            if task["name"] == name:
-                return RunSpec.from_dict(task["spec"]), dict(task.get("options", {}))
-        return None
-
-    def remove(self, name: str) -> None:
-        self.tasks = [t for t in self.tasks if t["name"] != name]
-        self.save()
-
-    def import_file(self, path: str) -> int:
-        data = json.loads(Path(path).read_text("utf-8"))
-        items = data if isinstance(data, list) else [data]
-        count = 0
-        for item in items:
-            RunSpec.from_dict(item["spec"])  # validate before accepting
-            self.put(str(item["name"]), RunSpec.from_dict(item["spec"]), dict(item.get("options", {})))
-            count += 1
-        return count
-
-    def export_file(self, path: str) -> None:
-        Path(path).write_text(json.dumps(self.tasks, indent=2), "utf-8")
-
-
 class MainWindow(QMainWindow):
     def __init__(self, orchestrator: Any, settings: QSettings | None = None) -> None:
         super().__init__()
@@ -146,11 +94,76 @@ class MainWindow(QMainWindow):
         self.panes: dict[int, LogPane] = {}
         self._quitting = False
         self.last_notification: str | None = None
+        self.tray: QSystemTrayIcon | None = None
+        self.settings_dialog: Any = None
         self.setWindowTitle(f"{APP_NAME} — {self.home}")
         self.setObjectName("mainWindow")
         self.resize(1280, 820)
 
-        # -- runs tab
+        self._build_tabs()
+        self._build_status_bar()
+        self._connect_core()
+        self._make_tray()
+        self._add_settings_action()
+        apply_theme(setting(self.settings, "view/theme"))
+        self._refresh_tasks()
+        self._update_status()
+        self._update_actions()
+        self._restore_geometry()
+        if self.tasks.set_aside is not None:
+            self.statusBar().showMessage(f"saved tasks could not be read; the file was kept as {self.tasks.set_aside}",
+                                         15000)
+
+    # ------------------------------------------------------------------ building the window
+    def _build_tabs(self) -> None:
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("mainTabs")
+        self.tabs.addTab(self._build_runs_tab(), "Runs")
+        self.tabs.addTab(self._build_history_tab(), "History")
+        # -- scheduler and pool tabs (filled in by their views)
+        self.scheduler_tab = QWidget()
+        self.scheduler_tab.setObjectName("schedulerTab")
+        self.pool_view = QWidget()
+        self.pool_view.setObjectName("poolView")
+        self._build_scheduler_tab()
+        self._build_pool_tab()
+        self.tabs.addTab(self.scheduler_tab, "Scheduler")
+        from prismq_desktop.gui.concurrency_view import ConcurrencyView
+
+        self.concurrency_view = ConcurrencyView(self.orch)
+        self.tabs.addTab(self.concurrency_view, "Concurrency")
+        self.tabs.addTab(self.pool_view, "Pool")
+        self.setCentralWidget(self.tabs)
+
+    def _build_runs_tab(self) -> QWidget:
+        """Saved tasks | launch panel | (toolbar + runs table) over the log panes."""
+        launch_scroll = self._build_launch_tab()
+        self._build_runs_table()
+        self.toolbar = self._build_toolbar()
+        self._build_log_tabs()
+        runs_box = QWidget()
+        rl = QVBoxLayout(runs_box)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(self.toolbar)
+        rl.addWidget(self.runs_table)
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.setObjectName("runsSplitter")
+        right.addWidget(runs_box)
+        right.addWidget(self.log_tabs)
+        right.setSizes([260, 520])
+        self.runs_split = QSplitter(Qt.Orientation.Horizontal)
+        self.runs_split.setObjectName("launchSplitter")
+        self.runs_split.addWidget(launch_scroll)
+        self.runs_split.addWidget(right)
+        self.runs_split.setSizes([430, 700])
+        self.outer_split = QSplitter(Qt.Orientation.Horizontal)
+        self.outer_split.setObjectName("outerSplitter")
+        self.outer_split.addWidget(self._build_tasks_sidebar())
+        self.outer_split.addWidget(self.runs_split)
+        self.outer_split.setSizes([170, 1110])
+        return self.outer_split
+
+    def _build_launch_tab(self) -> QScrollArea:
         self.launch_panel = LaunchPanel(self.settings)
         self.launch_panel.launchRequested.connect(self.launch)
         self.launch_panel.saveRequested.connect(self.save_task)
@@ -159,7 +172,9 @@ class MainWindow(QMainWindow):
         launch_scroll.setWidgetResizable(True)
         launch_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         launch_scroll.setMinimumWidth(380)
+        return launch_scroll
 
+    def _build_runs_table(self) -> None:
         self.runs_model = RunsModel(self)
         self.runs_table = QTableView()
         self.runs_table.setObjectName("runsTable")
@@ -172,18 +187,19 @@ class MainWindow(QMainWindow):
         self.runs_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.runs_table.selectionModel().currentRowChanged.connect(self._run_selected)
 
+    def _build_toolbar(self) -> QToolBar:
+        """The run actions (Cancel, Pause, ...) and the window-wide Ctrl+Return launch shortcut."""
         toolbar = QToolBar("Run actions")
         toolbar.setObjectName("runToolbar")
         px = QStyle.StandardPixmap
         self.act_cancel = self._action("Cancel", "cancelButton", "Ctrl+.", self.cancel_selected, px.SP_BrowserStop)
-        self.act_pause = self._action("Pause", "pauseButton", "Ctrl+P", self.pause_selected, QStyle.StandardPixmap.SP_MediaPause)
-        self.act_resume = self._action("Resume", "resumeButton", "Ctrl+Shift+P", self.resume_selected,
-                                       QStyle.StandardPixmap.SP_MediaPlay)
+        self.act_pause = self._action("Pause", "pauseButton", "Ctrl+P", self.pause_selected, px.SP_MediaPause)
+        self.act_resume = self._action("Resume", "resumeButton", "Ctrl+Shift+P", self.resume_selected, px.SP_MediaPlay)
         self.act_rerun = self._action("Rerun", "rerunButton", "Ctrl+R", self.rerun_selected, px.SP_BrowserReload)
         self.act_cancel_all = self._action("Cancel all", "cancelAllButton", "Ctrl+Shift+.", self.cancel_all,
-                                           QStyle.StandardPixmap.SP_DialogCancelButton)
+                                           px.SP_DialogCancelButton)
         self.act_clear = self._action("Clear finished", "clearFinishedButton", None, self.clear_finished,
-                                      QStyle.StandardPixmap.SP_DialogResetButton)
+                                      px.SP_DialogResetButton)
         for act in (self.act_cancel, self.act_pause, self.act_resume, self.act_rerun, self.act_cancel_all, self.act_clear):
             toolbar.addAction(act)
             button = toolbar.widgetForAction(act)
@@ -194,30 +210,16 @@ class MainWindow(QMainWindow):
         self.act_launch.setShortcut(QKeySequence("Ctrl+Return"))
         self.act_launch.triggered.connect(self.launch_panel._launch)
         self.addAction(self.act_launch)
+        return toolbar
 
+    def _build_log_tabs(self) -> None:
         self.log_tabs = QTabWidget()
         self.log_tabs.setObjectName("logTabs")
         self.log_tabs.setTabsClosable(True)
         self.log_tabs.setDocumentMode(True)
         self.log_tabs.tabCloseRequested.connect(self._close_pane)
 
-        runs_box = QWidget()
-        rl = QVBoxLayout(runs_box)
-        rl.setContentsMargins(0, 0, 0, 0)
-        rl.addWidget(toolbar)
-        rl.addWidget(self.runs_table)
-        right = QSplitter(Qt.Orientation.Vertical)
-        right.setObjectName("runsSplitter")
-        right.addWidget(runs_box)
-        right.addWidget(self.log_tabs)
-        right.setSizes([260, 520])
-        self.runs_split = QSplitter(Qt.Orientation.Horizontal)
-        self.runs_split.setObjectName("launchSplitter")
-        self.runs_split.addWidget(launch_scroll)
-        self.runs_split.addWidget(right)
-        self.runs_split.setSizes([430, 700])
-
-        # saved tasks sidebar
+    def _build_tasks_sidebar(self) -> QWidget:
         self.task_list = QListWidget()
         self.task_list.setObjectName("taskList")
         self.task_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -228,23 +230,24 @@ class MainWindow(QMainWindow):
         tl.setContentsMargins(4, 4, 4, 4)
         tl.addWidget(QLabel("<b>Saved tasks</b>"))
         tl.addWidget(self.task_list, 1)
-        row = QHBoxLayout()
-        for text, name, slot in (("Run", "runTaskButton", lambda: self._with_task(self.run_task)),
-                                 ("Import…", "importTasksButton", self.import_tasks),
-                                 ("Export…", "exportTasksButton", self.export_tasks)):
+        tl.addLayout(self._button_row((("Run", "runTaskButton", lambda: self._with_task(self.run_task)),
+                                       ("Import…", "importTasksButton", self.import_tasks),
+                                       ("Export…", "exportTasksButton", self.export_tasks))))
+        return tasks_box
+
+    def _button_row(self, buttons: Any, row: QHBoxLayout | None = None) -> QHBoxLayout:
+        """Push buttons (text, object name, slot) appended to `row` (a new one by default)."""
+        row = row if row is not None else QHBoxLayout()
+        for text, name, slot in buttons:
             b = QPushButton(text)
             b.setObjectName(name)
             b.clicked.connect(slot)
             row.addWidget(b)
-        tl.addLayout(row)
-        self.outer_split = QSplitter(Qt.Orientation.Horizontal)
-        self.outer_split.setObjectName("outerSplitter")
-        self.outer_split.addWidget(tasks_box)
-        self.outer_split.addWidget(self.runs_split)
-        self.outer_split.setSizes([170, 1110])
+        return row
 
-        # -- history tab
-        self.history_model = HistoryModel(orchestrator.registry, self)
+    def _build_history_tab(self) -> QWidget:
+        """Filters and actions, the history table, the retention setting."""
+        self.history_model = HistoryModel(self.orch.registry, self)
         self.history_table = QTableView()
         self.history_table.setObjectName("historyTable")
         self.history_table.setModel(self.history_model)
@@ -256,6 +259,19 @@ class MainWindow(QMainWindow):
         self.history_table.horizontalHeader().resizeSection(5, 150)
         self.history_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.history_table.doubleClicked.connect(self._history_open)
+        hbar = self._build_history_filters()
+        self._button_row((("Open log", "historyOpenButton", self._history_open_selected),
+                          ("Rerun", "historyRerunButton", self._history_rerun),
+                          ("Delete", "historyDeleteButton", self._history_delete),
+                          ("Export…", "historyExportButton", self._history_export)), hbar)
+        hbox = QWidget()
+        hl = QVBoxLayout(hbox)
+        hl.addLayout(hbar)
+        hl.addWidget(self.history_table, 1)
+        hl.addLayout(self._build_retention_bar())
+        return hbox
+
+    def _build_history_filters(self) -> QHBoxLayout:
         self.history_filter = QLineEdit()
         self.history_filter.setObjectName("historyFilter")
         self.history_filter.setPlaceholderText("Filter by name, trigger or error…")
@@ -275,35 +291,30 @@ class MainWindow(QMainWindow):
         self.history_filter.textChanged.connect(lambda: self._filter_timer.start(150))
         self.history_status.currentIndexChanged.connect(self._apply_history_filter)
         self.history_since.dateChanged.connect(self._apply_history_filter)
-        self.history_count = QLabel()
         hbar = QHBoxLayout()
         hbar.addWidget(self.history_filter, 1)
         hbar.addWidget(self.history_status)
         hbar.addWidget(QLabel("since"))
         hbar.addWidget(self.history_since)
-        for text, name, slot in (("Open log", "historyOpenButton", self._history_open_selected),
-                                 ("Rerun", "historyRerunButton", self._history_rerun),
-                                 ("Delete", "historyDeleteButton", self._history_delete),
-                                 ("Export…", "historyExportButton", self._history_export)):
-            b = QPushButton(text)
-            b.setObjectName(name)
-            b.clicked.connect(slot)
-            hbar.addWidget(b)
+        return hbar
+
+    def _build_retention_bar(self) -> QHBoxLayout:
+        self.history_count = QLabel()
         self.keep_days = QSpinBox()
         self.keep_days.setObjectName("retentionDays")
         self.keep_days.setRange(0, 3650)
         self.keep_days.setSpecialValueText("forever")
         self.keep_days.setSuffix(" days")
-        self.keep_days.setValue(int(self.settings.value("history/keep_days", 0) or 0))
+        self.keep_days.setValue(setting(self.settings, "history/keep_days"))
         self.keep_runs = QSpinBox()
         self.keep_runs.setObjectName("retentionRuns")
         self.keep_runs.setRange(0, 10_000_000)
         self.keep_runs.setSpecialValueText("all")
         self.keep_runs.setSuffix(" runs")
-        self.keep_runs.setValue(int(self.settings.value("history/keep_runs", 0) or 0))
+        self.keep_runs.setValue(setting(self.settings, "history/keep_runs"))
         apply_retention = QPushButton("Apply retention")
         apply_retention.setObjectName("applyRetentionButton")
-        apply_retention.clicked.connect(self.apply_retention)
+        apply_retention.clicked.connect(self.confirm_retention)
         foot = QHBoxLayout()
         foot.addWidget(self.history_count, 1)
         foot.addWidget(QLabel("Keep"))
@@ -311,33 +322,9 @@ class MainWindow(QMainWindow):
         foot.addWidget(QLabel("and at most"))
         foot.addWidget(self.keep_runs)
         foot.addWidget(apply_retention)
-        hbox = QWidget()
-        hl = QVBoxLayout(hbox)
-        hl.addLayout(hbar)
-        hl.addWidget(self.history_table, 1)
-        hl.addLayout(foot)
+        return foot
 
-        # -- scheduler and pool tabs (filled in by their views)
-        self.scheduler_tab = QWidget()
-        self.scheduler_tab.setObjectName("schedulerTab")
-        self.pool_view = QWidget()
-        self.pool_view.setObjectName("poolView")
-        self._build_scheduler_tab()
-        self._build_pool_tab()
-
-        self.tabs = QTabWidget()
-        self.tabs.setObjectName("mainTabs")
-        self.tabs.addTab(self.outer_split, "Runs")
-        self.tabs.addTab(hbox, "History")
-        self.tabs.addTab(self.scheduler_tab, "Scheduler")
-        from prismq_desktop.gui.concurrency_view import ConcurrencyView
-
-        self.concurrency_view = ConcurrencyView(orchestrator)
-        self.tabs.addTab(self.concurrency_view, "Concurrency")
-        self.tabs.addTab(self.pool_view, "Pool")
-        self.setCentralWidget(self.tabs)
-
-        # -- status bar
+    def _build_status_bar(self) -> None:
         self.status_runs = QLabel()
         self.status_runs.setObjectName("statusRuns")
         self.status_slots = QLabel()
@@ -347,7 +334,8 @@ class MainWindow(QMainWindow):
         for w in (self.status_runs, self.status_slots, self.status_sched):
             self.statusBar().addPermanentWidget(w)
 
-        # -- wiring
+    def _connect_core(self) -> None:
+        """The Bridge's signals, the system gauges and the once-a-second tick."""
         self.bridge.runChanged.connect(self._on_run_changed)
         self.bridge.output.connect(self._on_output)
         self.bridge.progress.connect(lambda rid, frac, _msg: self.runs_model.set_progress(rid, frac))
@@ -358,22 +346,14 @@ class MainWindow(QMainWindow):
         self._ticker = QTimer(self)
         self._ticker.timeout.connect(self._tick)
         self._ticker.start(1000)
-        self.tray: QSystemTrayIcon | None = None
-        self._make_tray()
+
+    def _add_settings_action(self) -> None:
         settings_act = QAction("Settings…", self)
         settings_act.setObjectName("settingsAction")
         settings_act.setShortcut(QKeySequence.StandardKey.Preferences)
         settings_act.triggered.connect(self.open_settings)
-        toolbar.addSeparator()
-        toolbar.addAction(settings_act)
-        self.settings_dialog: Any = None
-        from prismq_desktop.gui.settings_dialog import apply_theme, value
-
-        apply_theme(value(self.settings, "view/theme"))
-        self._refresh_tasks()
-        self._update_status()
-        self._update_actions()
-        self._restore_geometry()
+        self.toolbar.addSeparator()
+        self.toolbar.addAction(settings_act)
 
     # ------------------------------------------------------------------ helpers
     def _action(self, text: str, name: str, shortcut: str | None, slot: Any, icon: QStyle.StandardPixmap) -> QAction:
@@ -430,7 +410,7 @@ class MainWindow(QMainWindow):
         pane = self.panes.get(run_id)
         if pane is None:
             run = self.orch.engine.get(run_id)
-            limit = int(self.settings.value("view/pane_line_limit", 5000))
+            limit = int(setting(self.settings, "view/pane_line_limit")) or 5000
             pane = LogPane(run_id, run.log_path if run else None, line_limit=limit,
                            encoding=run.spec.encoding if run else "utf-8")
             pane.openFullLog.connect(self.open_full_log)
@@ -512,13 +492,12 @@ class MainWindow(QMainWindow):
 
     def notify(self, run: Run) -> str | None:
         """A desktop notification when a run (or a schedule's run) fails, or succeeds if chosen."""
-        from prismq_desktop.gui.settings_dialog import value
-
         assert run.outcome is not None
         failed = run.outcome.kind in (OutcomeKind.FAILED, OutcomeKind.FAILED_TO_START, OutcomeKind.TIMED_OUT,
                                       OutcomeKind.INTERRUPTED, OutcomeKind.DEPENDENCY_FAILED)
         ok = run.outcome.kind is OutcomeKind.SUCCEEDED
-        if not ((failed and value(self.settings, "notify/failures")) or (ok and value(self.settings, "notify/successes"))):
+        if not ((failed and setting(self.settings, "notify/failures")) or
+                (ok and setting(self.settings, "notify/successes"))):
             return None
         title = f"{'Schedule ' + repr(run.name) if run.schedule_id else 'Run'} #{run.id}: {run.outcome.describe()}"
         self.last_notification = title
@@ -567,18 +546,48 @@ class MainWindow(QMainWindow):
         took = (time.perf_counter() - started) * 1000
         self.history_count.setText(f"{self.history_model.total:,} runs · filtered in {took:.0f} ms")
 
+    def retention_policy(self) -> RetentionPolicy:
+        """The policy the retention fields show (0 days = forever, 0 runs = all)."""
+        return RetentionPolicy.from_form(self.keep_days.value(), self.keep_runs.value())
+
+    def confirm_retention(self) -> QMessageBox | None:
+        """Apply retention: say how many finished runs it deletes and ask first (no question if none)."""
+        policy = self.retention_policy()
+        count = history_service.preview_retention(self.orch.registry, policy)
+        if count == 0:
+            self.apply_retention()
+            return None
+        box = QMessageBox(QMessageBox.Icon.Question, "Apply retention",
+                          f"{policy.describe().capitalize()}: this deletes {count:,} finished run(s) and their logs.",
+                          QMessageBox.StandardButton.Ok | QMessageBox.StandardButton.Cancel, self)
+        box.setObjectName("retentionDialog")
+        box.button(QMessageBox.StandardButton.Ok).setText("Delete")
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.accepted.connect(self.apply_retention)
+        box.open()
+        return box
+
     def apply_retention(self) -> int:
-        """Save the retention setting (also applied at every start) and delete finished runs beyond it."""
+        """Save the retention setting (also applied at every start) and delete finished runs beyond it.
+
+        Returns the number of runs deleted."""
         days, runs = self.keep_days.value() or None, self.keep_runs.value() or None
         self.settings.setValue("history/keep_days", days or "")
         self.settings.setValue("history/keep_runs", runs or "")
         self.settings.sync()
-        removed = self.orch.registry.apply_retention(keep_days=days, keep_runs=runs) if (days or runs) else []
-        for path in removed:
-            Path(path).unlink(missing_ok=True)
+        removed = history_service.apply_retention(self.orch.registry, self.retention_policy())
         self.history_model.refresh()
-        self.history_count.setText(f"{self.history_model.total:,} runs · retention removed {len(removed)} log(s)")
-        return len(removed)
+        self.history_count.setText(f"{self.history_model.total:,} runs · retention removed {removed.runs:,} run(s) "
+                                   f"and {removed.logs:,} log(s)")
+        self._report_log_errors(removed.log_errors)
+        return removed.runs
+
+    def _report_log_errors(self, errors: tuple[str, ...]) -> None:
+        if errors:
+            for error in errors:
+                log.warning("cannot remove a log file: %s", error)
+            self.statusBar().showMessage(f"{len(errors)} log file(s) could not be removed, e.g. {errors[0]}", 10000)
 
     def _history_selected(self) -> list[Run]:
         rows = sorted({i.row() for i in self.history_table.selectionModel().selectedRows()})
@@ -624,12 +633,9 @@ class MainWindow(QMainWindow):
         runs = [r for r in self._history_selected() if not r.is_active]
         if not runs:
             return
-        ids = [r.id for r in runs]
-        self.orch.registry.delete(ids)
-        for run in runs:
-            if run.log_path and os.path.exists(run.log_path):
-                os.remove(run.log_path)
-        self.history_model.remove_rows_of(set(ids))
+        removed = history_service.delete_runs(self.orch.registry, [r.id for r in runs])
+        self.history_model.remove_rows_of(set(removed.run_ids))
+        self._report_log_errors(removed.log_errors)
 
     def _history_export(self) -> None:
         dialog = QFileDialog(self, "Export history", str(Path.home() / "prismq-history.csv"), "CSV (*.csv);;JSON (*.json)")
@@ -640,26 +646,14 @@ class MainWindow(QMainWindow):
     def export_history(self, path: str) -> int:
         """Export what the History filter shows (every page, not only the loaded ones)."""
         m = self.history_model
-        runs = self.orch.registry.query(replace(m.query(), limit=1_000_000, offset=0))
-        from prismq_desktop.cli import run_to_json
-        from prismq_desktop.core.secrets import masked_env
-
-        rows = []
-        for run in runs:
-            row = run_to_json(run)
-            row.update(pattern=run.pattern, trigger=run.trigger, peak_cpu=run.peak_cpu, peak_rss=run.peak_rss,
-                       env=masked_env(dict(run.spec.env)))
-            rows.append(row)
-        if path.lower().endswith(".json"):
-            Path(path).write_text(json.dumps(rows, indent=2), "utf-8")
-        else:
-            with open(path, "w", newline="", encoding="utf-8") as fh:
-                fields = ["id", "name", "pattern", "trigger", "status", "outcome", "exit_code", "error", "started_at",
-                          "ended_at", "duration", "peak_cpu", "peak_rss", "log_path"]
-                writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(rows)
-        return len(rows)
+        query = m.query()
+        try:
+            count = history_service.export_history(self.orch.registry, path, query)
+        except OSError as exc:
+            self._message("Export failed", f"{path}: {exc.strerror or exc}", QMessageBox.Icon.Warning)
+            return 0
+        self.statusBar().showMessage(f"exported {count:,} run(s) to {path}", 5000)
+        return count
 
     # ------------------------------------------------------------------ saved tasks
     def _refresh_tasks(self) -> None:
@@ -683,8 +677,15 @@ class MainWindow(QMainWindow):
     def _store_task(self, name: str, spec: RunSpec, options: dict[str, Any]) -> None:
         name = name.strip()
         if name:
-            self.tasks.put(name, spec, options)
-            self._refresh_tasks()
+            self._change_tasks(lambda: self.tasks.put(name, spec, options))
+
+    def _change_tasks(self, change: Callable[[], object]) -> None:
+        """Apply a change to the saved tasks and refresh the list; a failed save is a message, not a crash."""
+        try:
+            change()
+        except (OSError, TaskStoreError) as exc:
+            self._message("Cannot save tasks", f"{self.tasks.path}: {exc}", QMessageBox.Icon.Warning)
+        self._refresh_tasks()
 
     def run_task(self, name: str) -> int | None:
         found = self.tasks.get(name)
@@ -702,7 +703,7 @@ class MainWindow(QMainWindow):
         menu.addAction("Run", lambda: self.run_task(name))
         menu.addAction("Edit in the launch panel", lambda: self._edit_task(name))
         menu.addAction("Duplicate", lambda: self._duplicate_task(name))
-        menu.addAction("Delete", lambda: (self.tasks.remove(name), self._refresh_tasks()))
+        menu.addAction("Delete", lambda: self._change_tasks(lambda: self.tasks.remove(name)))
         menu.popup(self.task_list.viewport().mapToGlobal(pos))
 
     def _edit_task(self, name: str) -> None:
@@ -711,16 +712,7 @@ class MainWindow(QMainWindow):
             self.launch_panel.set_spec(*found)
 
     def _duplicate_task(self, name: str) -> None:
-        found = self.tasks.get(name)
-        if found is None:
-            return
-        copy_name = f"{name} (copy)"
-        n = 2
-        while copy_name in self.tasks.names():
-            copy_name = f"{name} (copy {n})"
-            n += 1
-        self.tasks.put(copy_name, *found)
-        self._refresh_tasks()
+        self._change_tasks(lambda: self.tasks.duplicate(name))
 
     def import_tasks(self) -> None:
         dialog = QFileDialog(self, "Import tasks", str(Path.home()), "JSON (*.json)")
@@ -739,8 +731,16 @@ class MainWindow(QMainWindow):
     def export_tasks(self) -> None:
         dialog = QFileDialog(self, "Export tasks", str(Path.home() / "prismq-tasks.json"), "JSON (*.json)")
         dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
-        dialog.fileSelected.connect(self.tasks.export_file)
+        dialog.fileSelected.connect(self._export_tasks_to)
         dialog.open()
+
+    def _export_tasks_to(self, path: str) -> None:
+        try:
+            self.tasks.export_file(path)
+        except OSError as exc:
+            self._message("Export failed", f"{path}: {exc.strerror or exc}", QMessageBox.Icon.Warning)
+            return
+        self.statusBar().showMessage(f"exported {len(self.tasks.names())} task(s) to {path}", 5000)
 
     # ------------------------------------------------------------------ scheduler and pool tabs (basic views)
     def _build_scheduler_tab(self) -> None:
@@ -838,12 +838,10 @@ class MainWindow(QMainWindow):
         return self.settings_dialog
 
     def _settings_applied(self) -> None:
-        from prismq_desktop.gui.settings_dialog import value
-
-        self.orch.set_max_concurrent(value(self.settings, "run/max_concurrent"))
+        self.orch.set_max_concurrent(setting(self.settings, "run/max_concurrent"))
         self.concurrency_view.refresh()
-        self.keep_days.setValue(value(self.settings, "history/keep_days"))
-        self.keep_runs.setValue(value(self.settings, "history/keep_runs"))
+        self.keep_days.setValue(setting(self.settings, "history/keep_days"))
+        self.keep_runs.setValue(setting(self.settings, "history/keep_runs"))
 
     def hide_to_tray(self) -> None:
         if self.tray is not None:
@@ -873,4 +871,8 @@ class MainWindow(QMainWindow):
             state = self.settings.value(key)
             if state is not None:
                 split.restoreState(state)
-        self.tabs.setCurrentIndex(int(self.settings.value("window/tab", 0)))
+        tab = self.settings.value("window/tab", 0)
+        try:
+            self.tabs.setCurrentIndex(int(tab) if isinstance(tab, (int, str)) else 0)
+        except ValueError:
+            self.tabs.setCurrentIndex(0)

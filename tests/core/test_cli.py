@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 import prismq_desktop
-from prismq_desktop.cli import run_to_json
 from prismq_desktop.core import RunRegistry
+from prismq_desktop.core.services.history import run_to_json
 from prismq_desktop.core.store import RunQuery
 from tests.helpers import pid_gone, wait_for
 

@@ -27,7 +27,7 @@ from prismq_desktop.core.orchestrator.orchestrator import PatternUnavailable, Re
 from prismq_desktop.core.patterns import Priority, TaskPattern
 from prismq_desktop.core.progress import ProgressReading, ProgressTracker, parse_value
 from prismq_desktop.core.store import RunQuery
-from tests.helpers import pid_gone
+from tests.helpers import FakeClock, pid_gone
 
 PY = sys.executable
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -1247,16 +1247,19 @@ def test_cancel_while_running(home, tmp_path):
 
 
 def test_cancel_while_waiting_for_a_retry(home):
+    clock = FakeClock()
+
     async def main():
-        async with TaskOrchestrator(home) as orch:
+        async with TaskOrchestrator(home, clock=clock) as orch:
             seen = collect(orch)
-            rid = orch.delay(TASK, ["--exit", "1"], max_retries=3, backoff_base=0.4, jitter=0)
+            rid = orch.delay(TASK, ["--exit", "1"], max_retries=3, backoff_base=3600, backoff_cap=3600, jitter=0)
             await until(lambda: any(isinstance(ev, RetryScheduled) for ev in seen), what="a retry is scheduled")
             assert orch.cancel(rid) is True
             res = await orch.wait(rid, timeout=5)
             assert res.outcome.kind is OutcomeKind.CANCELLED and "waiting to retry" in res.outcome.message
             assert res.attempts == 2
-            await asyncio.sleep(0.8)  # past the backoff: nothing may start
+            clock.advance(7200)  # past the backoff: nothing may start (the timer was cancelled)
+            assert clock.pending == [] and orch.running_count == 0
             chain = rows(orch)
             assert len(chain) == 2
             assert chain[1].parent_id == rid and chain[1].started_at is None

@@ -10,14 +10,14 @@ from prismq_desktop.core.models import RunSpec
 from prismq_desktop.core.schedule.triggers import Trigger, trigger_from_dict
 
 
-class OverlapPolicy(str, enum.Enum):
+class OverlapPolicy(enum.StrEnum):
     ALLOW = "allow"
     FORBID = "forbid"
     REPLACE = "replace"
     QUEUE = "queue"
 
 
-class CatchUp(str, enum.Enum):
+class CatchUp(enum.StrEnum):
     COALESCE = "coalesce"
     ALL = "all"
     SKIP = "skip"

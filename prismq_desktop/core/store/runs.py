@@ -183,7 +183,7 @@ class RunTable(Database):
             ).fetchall()
         return [(r[0], r[1]) for r in rows]
 
-    # -- deleting finished runs (history delete, retention)
+    # -- deleting finished runs (services.history decides which: history delete, retention)
     def delete(self, run_ids: Sequence[int]) -> int:
         if not run_ids:
             return 0
@@ -205,12 +205,6 @@ class RunTable(Database):
                     "SELECT id, log_path FROM runs WHERE status='done' AND created_at < ?", (cutoff,)).fetchall()]
             if keep_runs is not None:
                 doomed += [(int(r[0]), r[1]) for r in self._db.execute(
-                    "SELECT id, log_path FROM runs WHERE status='done' ORDER BY created_at DESC LIMIT -1 OFFSET ?",
+                    "SELECT id, log_path FROM runs WHERE status='done' ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?",
                     (keep_runs,)).fetchall()]
         return sorted(set(doomed))
-
-    def apply_retention(self, *, keep_days: float | None = None, keep_runs: int | None = None) -> list[str]:
-        """Delete finished runs beyond the retention setting; returns their log paths (for the caller to remove)."""
-        doomed = self.retention_victims(keep_days=keep_days, keep_runs=keep_runs)
-        self.delete([run_id for run_id, _ in doomed])
-        return sorted({path for _, path in doomed if path})

@@ -7,51 +7,17 @@ backoff of an hour is tested as quickly as one of a millisecond.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import pytest
 
 from prismq_desktop.core.orchestrator.queue import RunQueue
 from prismq_desktop.core.patterns import Priority
-
-
-class FakeTimer:
-    def __init__(self, clock: FakeClock, when: float, callback: Callable[[], None]) -> None:
-        self.clock, self.when, self.callback, self.cancelled = clock, when, callback, False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class FakeClock:
-    """time() and call_at() that move only on advance()."""
-
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-        self.timers: list[FakeTimer] = []
-
-    def time(self) -> float:
-        return self.now
-
-    def call_at(self, when: float, callback: Callable[[], None]) -> FakeTimer:
-        timer = FakeTimer(self, when, callback)
-        self.timers.append(timer)
-        return timer
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        while True:
-            due = sorted((t for t in self.timers if not t.cancelled and t.when <= self.now), key=lambda t: t.when)
-            if not due:
-                return
-            timer = due[0]
-            self.timers.remove(timer)
-            timer.callback()
+from tests.helpers import FakeClock
 
 
 class Harness:
     def __init__(self, limit: int = 1) -> None:
-        self.clock = FakeClock()
+        self.clock = FakeClock(1_000.0)
         self.started: list[int] = []
         self.released: list[int] = []
         self.queue: RunQueue[str] = RunQueue(lambda rid, item: self.started.append(rid), limit=limit, clock=self.clock,
@@ -171,7 +137,7 @@ def test_pause_stops_starts_and_resume_fills_every_free_slot():
 
 def test_a_start_that_ends_at_once_does_not_stall_the_queue():
     """The start callback may finish its entry right away (a run that could not start)."""
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     started: list[int] = []
     queue: RunQueue[str] = RunQueue(lambda rid, item: (started.append(rid), queue.finished(rid)), limit=1, clock=clock)
     for rid in (1, 2, 3):

@@ -1,0 +1,179 @@
+"""Saved task definitions: a JSON file (`tasks.json`) in the data dir.
+
+Each entry is `{"name": ..., "spec": RunSpec.to_dict(), "options": {...}}`. Environment
+values are stored as given (a saved task must be able to run again), so the file is
+written atomically with mode 0600. A file that cannot be read is never overwritten: it is
+renamed to `tasks.json.corrupt` (or `.corrupt-2`, ...) and `set_aside` says where it went.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from prismq_desktop.core.models import RunSpec
+from prismq_desktop.core.store.atomic import PRIVATE_MODE, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+class TaskStoreError(ValueError):
+    """A task file (saved or imported) that is not a list of valid task entries."""
+
+
+def _check_entry(item: object, where: str) -> dict[str, Any]:
+    """The entry in its stored form; TaskStoreError (one line) when it is not a valid task."""
+    if not isinstance(item, dict):
+        raise TaskStoreError(f"{where}: expected an object with name and spec, got {type(item).__name__}")
+    name = item.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise TaskStoreError(f"{where}: missing or empty 'name'")
+    spec = item.get("spec")
+    if not isinstance(spec, dict):
+        raise TaskStoreError(f"{where} ({name!r}): missing 'spec'")
+    options = item.get("options", {})
+    if not isinstance(options, dict):
+        raise TaskStoreError(f"{where} ({name!r}): 'options' must be an object")
+    try:
+        RunSpec.from_dict(spec)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TaskStoreError(f"{where} ({name!r}): invalid spec: {exc}") from None
+    return {"name": name, "spec": spec, "options": options}
+
+
+def _plain_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Enums (pattern, priority, ...) as their values, so the file is plain JSON."""
+    return {k: (v.value if hasattr(v, "value") else v) for k, v in options.items()}
+
+
+class TaskStore:
+    """Saved task definitions, one JSON file, written atomically (mode 0600) on every change."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.tasks: list[dict[str, Any]] = []
+        self.set_aside: Path | None = None  # where an unreadable file was moved on load
+        self._load()
+
+    # -- loading
+    def _load(self) -> None:
+        try:
+            text = self.path.read_text("utf-8")
+        except FileNotFoundError:
+            return
+        except (OSError, UnicodeDecodeError) as exc:
+            self._set_aside(f"cannot read it: {exc}")
+            return
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            self._set_aside(f"not JSON: {exc}")
+            return
+        if not isinstance(data, list):
+            self._set_aside(f"expected a list of tasks, got {type(data).__name__}")
+            return
+        good: list[dict[str, Any]] = []
+        bad: list[str] = []
+        for i, item in enumerate(data, 1):
+            try:
+                entry = _check_entry(item, f"entry {i}")
+            except TaskStoreError as exc:
+                bad.append(str(exc))
+                continue
+            good = [t for t in good if t["name"] != entry["name"]] + [entry]
+        self.tasks = good
+        if bad:
+            # keep the whole original aside, then write back the entries that are fine
+            self._set_aside("; ".join(bad))
+            if good:
+                self.save()
+
+    def _set_aside(self, reason: str) -> None:
+        target = self.path.with_name(self.path.name + ".corrupt")
+        n = 2
+        while target.exists():
+            target = self.path.with_name(f"{self.path.name}.corrupt-{n}")
+            n += 1
+        try:
+            os.replace(self.path, target)
+            os.chmod(target, PRIVATE_MODE)
+        except OSError as exc:
+            # cannot move it: keep it where it is and refuse to overwrite it this session
+            log.error("saved tasks in %s are unreadable (%s) and cannot be set aside: %s", self.path, reason, exc)
+            self.set_aside = self.path
+            return
+        self.set_aside = target
+        log.warning("saved tasks in %s are unreadable (%s); the file was kept as %s", self.path, reason, target)
+
+    # -- writing
+    def save(self) -> None:
+        if self.set_aside == self.path:
+            raise TaskStoreError(f"{self.path} is unreadable and was not moved aside; not overwriting it")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps(self.tasks, indent=2))
+
+    # -- queries and changes
+    def names(self) -> list[str]:
+        return [str(t["name"]) for t in self.tasks]
+
+    def __contains__(self, name: object) -> bool:
+        return any(t["name"] == name for t in self.tasks)
+
+    def put(self, name: str, spec: RunSpec, options: dict[str, Any]) -> None:
+        """Add a task, or replace the one with this name (names are unique)."""
+        self._put(name, spec.to_dict(), _plain_options(options))
+        self.save()
+
+    def _put(self, name: str, spec: dict[str, Any], options: dict[str, Any]) -> None:
+        entry = {"name": name, "spec": spec, "options": options}
+        for i, task in enumerate(self.tasks):
+            if task["name"] == name:
+                self.tasks[i] = entry
+                break
+        else:
+            self.tasks.append(entry)
+
+    def get(self, name: str) -> tuple[RunSpec, dict[str, Any]] | None:
+        for task in self.tasks:
+            if task["name"] == name:
+                return RunSpec.from_dict(task["spec"]), dict(task.get("options", {}))
+        return None
+
+    def remove(self, name: str) -> None:
+        self.tasks = [t for t in self.tasks if t["name"] != name]
+        self.save()
+
+    def copy_name(self, name: str) -> str:
+        """A free name for a copy of `name`: "name (copy)", then "name (copy 2)", ..."""
+        candidate = f"{name} (copy)"
+        n = 2
+        while candidate in self:
+            candidate = f"{name} (copy {n})"
+            n += 1
+        return candidate
+
+    def duplicate(self, name: str) -> str | None:
+        """Save a copy of the task under a free name; the new name, or None if there is no such task."""
+        found = self.get(name)
+        if found is None:
+            return None
+        new_name = self.copy_name(name)
+        self.put(new_name, *found)
+        return new_name
+
+    # -- import and export
+    def import_file(self, path: str | os.PathLike[str]) -> int:
+        """Add (or replace by name) the tasks in a file of one task or a list; all or nothing."""
+        data = json.loads(Path(path).read_text("utf-8"))
+        items = data if isinstance(data, list) else [data]
+        entries = [_check_entry(item, f"task {i}") for i, item in enumerate(items, 1)]
+        for entry in entries:
+            self._put(entry["name"], RunSpec.from_dict(entry["spec"]).to_dict(), dict(entry["options"]))
+        self.save()
+        return len(entries)
+
+    def export_file(self, path: str | os.PathLike[str]) -> None:
+        atomic_write_text(path, json.dumps(self.tasks, indent=2))
