@@ -68,9 +68,12 @@ import psutil
 
 from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode
 from prismq_desktop.core.pool import forkserver
+from prismq_desktop.core.process.executor import Job
 from prismq_desktop.core.process.launch import Launch, child_environment, is_frozen
-from prismq_desktop.core.process.local import Job, SubprocessWrapper, _Flusher, _reader
-from prismq_desktop.core.process.output import CHUNK_SIZE, Stream
+from prismq_desktop.core.process.local import SubprocessWrapper
+from prismq_desktop.core.process.output import Stream
+from prismq_desktop.core.process.pipes import feed_chunks, pipe_reader, thread_future
+from prismq_desktop.core.process.supervisor import Supervisor
 from prismq_desktop.core.process.tree import IS_WINDOWS, ProcessTree
 
 log = logging.getLogger(__name__)
@@ -505,14 +508,7 @@ class _PipeReader(asyncio.Protocol):
         if self._feed is None:
             self._early.append(data)
         else:
-            self._deliver(self._feed, data)
-
-    def _deliver(self, feed: Callable[[Stream, bytes], None], data: bytes) -> None:
-        if len(data) <= CHUNK_SIZE:
-            feed(self.stream, data)
-            return
-        for i in range(0, len(data), CHUNK_SIZE):
-            feed(self.stream, data[i : i + CHUNK_SIZE])
+            feed_chunks(self._feed, self.stream, data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._ended = True
@@ -522,7 +518,7 @@ class _PipeReader(asyncio.Protocol):
         self._feed = feed
         early, self._early = self._early, []
         for data in early:
-            self._deliver(feed, data)
+            feed_chunks(feed, self.stream, data)
         self._finish()
 
     def _finish(self) -> None:
@@ -567,8 +563,8 @@ class _Pipes:
         self._threads_own_fds = True  # a thread closes its fd when its pipe ends, never under a read
         out_r, err_r = self.fds
         return [
-            _thread_future(loop, _closing_reader(out_r, Stream.STDOUT, job), f"run-{job.run_id}-stdout"),
-            _thread_future(loop, _closing_reader(err_r, Stream.STDERR, job), f"run-{job.run_id}-stderr"),
+            thread_future(loop, pipe_reader(out_r, Stream.STDOUT, job.capture, close=True), f"run-{job.run_id}-stdout"),
+            thread_future(loop, pipe_reader(err_r, Stream.STDERR, job.capture, close=True), f"run-{job.run_id}-stderr"),
         ]
 
     def abort(self) -> None:
@@ -585,24 +581,6 @@ class _Pipes:
                 with contextlib.suppress(OSError):
                     os.close(fd)
 
-
-def _thread_future(loop: asyncio.AbstractEventLoop, fn: Callable[[], None], name: str) -> asyncio.Future[object]:
-    """Run `fn` in a daemon thread; a loop future that completes when it returns."""
-    fut: asyncio.Future[object] = loop.create_future()
-
-    def done() -> None:
-        if not fut.done():
-            fut.set_result(None)
-
-    def body() -> None:
-        try:
-            fn()
-        finally:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(done)
-
-    threading.Thread(target=body, name=name, daemon=True).start()
-    return fut
 
 
 # ---------------------------------------------------------------------------- the pool
@@ -692,7 +670,6 @@ class ResourcePool:
             return job.stop_outcome
         loop = asyncio.get_running_loop()
         self._bind(loop)
-        job._loop = loop
         for _attempt in range(3):
             worker = await self._acquire(job)
             if worker is None:
@@ -955,8 +932,8 @@ class ResourcePool:
         """The started run, supervised by wrapper.py's own code exactly as a spawned run is."""
         job = slot.job
         assert slot.pid is not None
-        job.tree = slot.worker.make_tree(slot.pid)
-        job.on_started(slot.pid, job.tree.create_time)
+        supervisor = Supervisor(job, loop, threadsafe=not pipes.watched)
+        supervisor.attach(slot.worker.make_tree(slot.pid))
         if job.capture.log is not None:
             job.capture.log.meta(
                 event="pool",
@@ -964,11 +941,9 @@ class ResourcePool:
                 worker_runs=slot.worker.runs,
                 start_latency_ms=round((slot.latency or 0.0) * 1000, 3),
             )
-        flusher = _Flusher(loop, job, threadsafe=not pipes.watched)
-        job.capture.on_pending = flusher.request
         readers = pipes.start(job, loop)
         try:
-            outcome = await self.fallback._supervise(job, slot.exited, readers, flusher, pipes.abort)
+            outcome = await supervisor.supervise(slot.exited, readers, pipes.abort)
         finally:
             pipes.close()
         if slot.lost is not None and job.stop_outcome is not None and job.stop_outcome.message == slot.lost:
@@ -1227,19 +1202,6 @@ def _close_pools_at_exit() -> None:
             with contextlib.suppress(Exception):
                 pool.close_blocking(timeout=2.0)
 
-
-def _closing_reader(fd: int, stream: Stream, job: Job) -> Callable[[], None]:
-    """wrapper.py's pipe reader, closing the fd when the pipe ends (never under a running read)."""
-    read = _reader(fd, stream, job.capture)
-
-    def run() -> None:
-        try:
-            read()
-        finally:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    return run
 
 
 def _percentile(data: list[float], q: float) -> float:
