@@ -32,7 +32,7 @@ from prismq_desktop.core.engine import RunEngine, RunHandle
 from prismq_desktop.core.events import DeadLettered, Event, Notice, OutputBatch, Progress, RetryScheduled, RunChanged
 from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec, RunStatus, TargetKind
 from prismq_desktop.core.patterns import PatternAdvisor, Priority, TaskPattern
-from prismq_desktop.core.process.output import LogWriter, Stream, read_log
+from prismq_desktop.core.process.logfile import LogWriter, Stream, read_log
 from prismq_desktop.core.store.registry import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ class TaskOrchestrator:
             raise ValueError("max_concurrent must be at least 1")
         # The warm worker pool (pattern 6) is the engine's executor; only POOLED runs use it,
         # everything else spawns normally. Its fork servers start with the first pooled run.
-        from prismq_desktop.core.pool.pool import ResourcePool
+        from prismq_desktop.core.pool import ResourcePool
 
         self.pool: ResourcePool | None = None
         if engine is None:

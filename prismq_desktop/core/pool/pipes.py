@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 
 from prismq_desktop.core.process.executor import Job
-from prismq_desktop.core.process.output import Stream
+from prismq_desktop.core.process.logfile import Stream
 from prismq_desktop.core.process.pipes import feed_chunks, pipe_reader, thread_future
 
 

@@ -52,8 +52,6 @@ class WinTree(ProcessTree):  # pragma: no cover - Windows only
 class WinWorker(Worker):  # pragma: no cover - Windows only
     """Windows: winworker.py with its control channel on its stdin/stdout pipes."""
 
-    kind = "worker"
-
     def __init__(
         self,
         settings: WorkerSettings,

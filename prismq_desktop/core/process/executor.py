@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode
+from prismq_desktop.core.process.capture import OutputCapture, OutputChunk
 from prismq_desktop.core.process.launch import Launch
-from prismq_desktop.core.process.output import OutputCapture, OutputChunk
 from prismq_desktop.core.process.tree import IS_WINDOWS, ProcessTree
 
 ENV_MODE = "PRISMQ_RUN_MODE"

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode
 from prismq_desktop.core.process.executor import Job, choose_mode, parse_mode, requested_mode
 from prismq_desktop.core.process.launch import Launch
-from prismq_desktop.core.process.output import Stream
+from prismq_desktop.core.process.logfile import Stream
 from prismq_desktop.core.process.pipes import feed_chunks, pipe_reader, thread_future, widen_pipe
 from prismq_desktop.core.process.supervisor import Supervisor, start_error
 from prismq_desktop.core.process.tree import ProcessTree, popen_kwargs

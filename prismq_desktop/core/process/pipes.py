@@ -13,7 +13,8 @@ import sys
 import threading
 from collections.abc import Callable
 
-from prismq_desktop.core.process.output import CHUNK_SIZE, OutputCapture, Stream
+from prismq_desktop.core.process.capture import CHUNK_SIZE, OutputCapture
+from prismq_desktop.core.process.logfile import Stream
 
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = 1031  # Linux fcntl

@@ -1,0 +1,239 @@
+"""Output capture: line assembly, the bounded in-memory tail and the pending batch.
+
+Pipes are read in 64 KiB chunks by the executors (never line by line: readline is about
+10x slower and breaks on long lines). Each chunk goes, in order, to:
+
+1. the run's log file, byte for byte, framed by stream and time (logfile.py);
+2. a per-stream `LineAssembler` that decodes incrementally and applies `\\r` overwrite;
+3. a bounded tail of the last complete lines;
+4. a pending batch that the executor flushes to subscribers at most every ~50 ms.
+"""
+
+from __future__ import annotations
+
+import codecs
+import collections
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prismq_desktop.core.process.logfile import LogWriter, Stream
+
+CHUNK_SIZE = 64 * 1024
+URGENT_BATCH_BYTES = 1 << 20  # a pending batch this big is flushed without waiting for the timer
+
+
+@dataclass(frozen=True)
+class OutputChunk:
+    """A piece of output as read from one pipe, raw and decoded."""
+
+    stream: Stream
+    data: bytes
+    text: str
+    time: float
+
+
+class LineAssembler:
+    """Incremental decoding and line splitting for one stream, with terminal-like `\\r`.
+
+    A line's shown text is what follows its last carriage return, so progress bars that
+    redraw with `\\r` become one updating line; `\\r\\n` is a plain line end. Lines longer
+    than `max_line_chars` are clipped in memory (the log file keeps every byte).
+    """
+
+    def __init__(self, encoding: str = "utf-8", max_line_chars: int = 16384) -> None:
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        self.max_line_chars = max_line_chars
+        self.partial = ""
+        self.partial_dropped = 0
+        self._pending_cr = False
+
+    def decode(self, data: bytes, final: bool = False) -> str:
+        return self._decoder.decode(data, final)
+
+    def _clip(self, line: str, dropped: int = 0) -> str:
+        extra = dropped + max(0, len(line) - self.max_line_chars)
+        if extra:
+            return f"{line[: self.max_line_chars]}… [{extra} more characters in the log file]"
+        return line
+
+    def _add_partial(self, text: str) -> None:
+        if "\r" in text:
+            self.partial = ""
+            self.partial_dropped = 0
+            text = text.rpartition("\r")[2]
+        room = self.max_line_chars - len(self.partial)
+        if len(text) > room:
+            self.partial += text[: max(0, room)]
+            self.partial_dropped += len(text) - max(0, room)
+        else:
+            self.partial += text
+
+    def feed_block(self, text: str) -> tuple[str, int, bool] | None:
+        """Add decoded text; return the lines it completed as one `\n`-joined block, their count,
+        and whether the first line was already clipped (it carried a long partial).
+
+        The common case (no `\r`) is a handful of C-speed string scans per chunk, whatever
+        the number of lines in it; long complete lines are clipped when read (`clip_block`).
+        """
+        if self._pending_cr:
+            text = "\r" + text
+            self._pending_cr = False
+        if text.endswith("\r"):
+            text = text[:-1]
+            self._pending_cr = True
+        last = text.rfind("\n")
+        if last < 0:
+            self._add_partial(text)
+            return None
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
+            last = text.rfind("\n")
+            parts = text[:last].split("\n")
+            self._add_partial(parts[0])
+            clipped = bool(self.partial_dropped)
+            lines = [self._clip(self.partial, self.partial_dropped)]
+            lines.extend(p.rpartition("\r")[2] for p in parts[1:])
+            block, count = "\n".join(lines), len(lines)
+        else:
+            first_nl = text.find("\n")
+            self._add_partial(text[:first_nl])
+            clipped = bool(self.partial_dropped)
+            first = self._clip(self.partial, self.partial_dropped)
+            block = first if first_nl == last else f"{first}\n{text[first_nl + 1 : last]}"
+            count = text.count("\n", first_nl, last + 1)
+        self.partial = ""
+        self.partial_dropped = 0
+        self._add_partial(text[last + 1 :])
+        return block, count, clipped
+
+    def clip_block(self, block: str, first_clipped: bool = False) -> list[str]:
+        lines = block.split("\n")
+        if max(map(len, lines)) > self.max_line_chars:
+            lines = [line if (i == 0 and first_clipped) else self._clip(line) for i, line in enumerate(lines)]
+        return lines
+
+    def feed_text(self, text: str) -> list[str]:
+        """Add decoded text; return the lines it completed (without newlines)."""
+        got = self.feed_block(text)
+        return self.clip_block(got[0], got[2]) if got else []
+
+    def finish(self) -> list[str]:
+        """Flush the decoder at end of stream; a non-empty partial becomes a last line."""
+        tail = self._decoder.decode(b"", True)
+        lines = self.feed_text(tail) if tail else []
+        self._pending_cr = False
+        if self.partial or self.partial_dropped:
+            lines.append(self._clip(self.partial, self.partial_dropped))
+            self.partial = ""
+            self.partial_dropped = 0
+        return lines
+
+    def current(self) -> str:
+        return self._clip(self.partial, self.partial_dropped)
+
+
+class OutputCapture:
+    """Everything one run's output goes through; `feed` may be called from any thread.
+
+    The tail is kept as blocks of complete lines (one per chunk), trimmed by line count,
+    so a chunk of a thousand short lines costs one append, not a thousand.
+    `on_pending(urgent)` is called (outside the lock) when a batch becomes pending after
+    being empty, and with urgent=True when it grows past 1 MiB, so the executor can
+    schedule a flush without polling.
+    """
+
+    def __init__(
+        self,
+        log: LogWriter | None,
+        encoding: str = "utf-8",
+        tail_lines: int = 2000,
+        max_line_chars: int = 16384,
+        on_pending: Callable[[bool], None] | None = None,
+        keep_batches: bool = True,
+    ) -> None:
+        self.log = log
+        self.tail_max = tail_lines
+        self._blocks: collections.deque[tuple[Stream, str, int, bool]] = collections.deque()
+        self._tail_count = 0
+        self._asm = {
+            Stream.STDOUT: LineAssembler(encoding, max_line_chars),
+            Stream.STDERR: LineAssembler(encoding, max_line_chars),
+        }
+        self._lock = threading.Lock()
+        self._pending: list[OutputChunk] = []
+        self._pending_bytes = 0
+        self.on_pending = on_pending
+        self.keep_batches = keep_batches
+        self.bytes_read = {Stream.STDOUT: 0, Stream.STDERR: 0}
+        self.lines_seen = 0
+
+    def _add_block(self, stream: Stream, block: str, count: int, first_clipped: bool) -> None:
+        self._blocks.append((stream, block, count, first_clipped))
+        self._tail_count += count
+        self.lines_seen += count
+        blocks = self._blocks
+        while self._tail_count - blocks[0][2] >= self.tail_max:
+            self._tail_count -= blocks.popleft()[2]
+
+    def feed(self, stream: Stream, data: bytes) -> None:
+        if not data:
+            return
+        now = time.time()
+        if self.log is not None:
+            self.log.write(stream, data, now)
+        notify = False
+        with self._lock:
+            asm = self._asm[stream]
+            text = asm.decode(data)
+            got = asm.feed_block(text)
+            if got is not None:
+                self._add_block(stream, *got)
+            self.bytes_read[stream] += len(data)
+            urgent = False
+            if self.keep_batches:
+                notify = not self._pending
+                self._pending.append(OutputChunk(stream, data, text, now))
+                before = self._pending_bytes
+                self._pending_bytes += len(data)
+                # crossing the cap asks for a flush now, so a batch never holds much more than it
+                urgent = before < URGENT_BATCH_BYTES <= self._pending_bytes
+        if (notify or urgent) and self.on_pending is not None:
+            self.on_pending(urgent)
+
+    def finish(self) -> None:
+        """End of both streams: decode what the decoders held back."""
+        with self._lock:
+            for stream, asm in self._asm.items():
+                for line in asm.finish():  # already clipped, one block each
+                    self._add_block(stream, line, 1, True)
+
+    def take_pending(self) -> list[OutputChunk]:
+        with self._lock:
+            chunks, self._pending = self._pending, []
+            self._pending_bytes = 0
+        return chunks
+
+    @property
+    def tail(self) -> list[tuple[Stream, str]]:
+        """The last complete lines (at most `tail_lines`), oldest first."""
+        with self._lock:
+            blocks = list(self._blocks)
+        items: list[tuple[Stream, str]] = []
+        for stream, block, _, first_clipped in blocks:
+            items.extend((stream, line) for line in self._asm[stream].clip_block(block, first_clipped))
+        return items[-self.tail_max :]
+
+    def tail_lines(self, n: int | None = None) -> list[tuple[Stream, str]]:
+        """The tail plus each stream's unfinished line (a progress bar being redrawn)."""
+        items = self.tail
+        with self._lock:
+            for stream, asm in self._asm.items():
+                if asm.partial or asm.partial_dropped:
+                    items.append((stream, asm.current()))
+        return items if n is None else items[-n:]
+
+    def text(self, stream: Stream) -> str:
+        """The tail of one stream as text (the result's stdout/stderr)."""
+        return "\n".join(line for s, line in self.tail_lines() if s is stream)
