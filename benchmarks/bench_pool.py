@@ -35,8 +35,8 @@ from _common import child_env, figure, median, percentile, print_table, write_re
 from bench_spawn import FirstLine, raw_once  # noqa: E402
 
 from prismq_desktop.core import Launch, OutputCapture, RunEngine, RunMode, RunSpec, resolve  # noqa: E402
-from prismq_desktop.core.pool.pool import DEFAULT_PRELOAD, ResourcePool  # noqa: E402
-from prismq_desktop.core.process.local import Executor, Job, SubprocessWrapper  # noqa: E402
+from prismq_desktop.core.pool import DEFAULT_PRELOAD, ResourcePool  # noqa: E402
+from prismq_desktop.core.process import Executor, Job, SubprocessWrapper  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(ROOT, "tests", "scripts")

@@ -177,8 +177,8 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     from prismq_desktop.core import OutputBatch, RunEngine, RunMode, RunSpec, TargetKind
     from prismq_desktop.core.events import Event
     from prismq_desktop.core.patterns import TaskPattern
-    from prismq_desktop.core.process.local import requested_mode
-    from prismq_desktop.core.process.output import Stream
+    from prismq_desktop.core.process.executor import requested_mode
+    from prismq_desktop.core.process.logfile import Stream
 
     args = list(ns.args)
     if args and args[0] == "--":
@@ -547,7 +547,7 @@ def _cmd_history(ns: argparse.Namespace) -> int:
 def _cmd_logs(ns: argparse.Namespace) -> int:
     from prismq_desktop.core import RunRegistry
     from prismq_desktop.core.paths import data_dir, registry_path
-    from prismq_desktop.core.process.output import Stream
+    from prismq_desktop.core.process.logfile import Stream
     from prismq_desktop.core.store.recovery import process_alive as owner_alive
 
     wanted = {"stdout": {Stream.STDOUT}, "stderr": {Stream.STDERR}, None: {Stream.STDOUT, Stream.STDERR}}[ns.stream]

@@ -20,9 +20,18 @@ from prismq_desktop.core.models import (
 from prismq_desktop.core.monitor import ResourceMonitor, RunSample, RunUsage, SystemSample
 from prismq_desktop.core.orchestrator.orchestrator import PatternUnavailable, RetryPolicy, TaskOrchestrator, TaskResult
 from prismq_desktop.core.patterns import PatternAdvisor, Priority, TaskPattern
-from prismq_desktop.core.process.launch import Launch, LaunchError, resolve
-from prismq_desktop.core.process.local import SubprocessWrapper, choose_mode
-from prismq_desktop.core.process.output import LineAssembler, LogWriter, OutputCapture, Stream, read_log
+from prismq_desktop.core.process import (
+    Launch,
+    LaunchError,
+    LineAssembler,
+    LogWriter,
+    OutputCapture,
+    Stream,
+    SubprocessWrapper,
+    choose_mode,
+    read_log,
+    resolve,
+)
 from prismq_desktop.core.store.registry import RunRegistry
 
 __all__ = [

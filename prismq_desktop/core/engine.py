@@ -20,9 +20,11 @@ from prismq_desktop.core.events import EventBus, OutputBatch, Progress, RunChang
 from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec, RunStatus, transition
 from prismq_desktop.core.monitor.monitor import ResourceMonitor
 from prismq_desktop.core.patterns import Priority
+from prismq_desktop.core.process.capture import OutputCapture, OutputChunk
+from prismq_desktop.core.process.executor import ENV_MODE, Executor, Job
 from prismq_desktop.core.process.launch import Launch, LaunchError, resolve
-from prismq_desktop.core.process.local import ENV_MODE, Executor, Job, SubprocessWrapper
-from prismq_desktop.core.process.output import LogWriter, OutputCapture, OutputChunk, Stream
+from prismq_desktop.core.process.local import SubprocessWrapper
+from prismq_desktop.core.process.logfile import LogWriter, Stream
 from prismq_desktop.core.process.tree import kill_orphan
 from prismq_desktop.core.progress import PROTOCOL_PREFIX, ProgressTracker
 from prismq_desktop.core.secrets import masked_env

@@ -19,7 +19,7 @@ from typing import Any, TypeAlias
 
 from prismq_desktop.core.models import Run
 from prismq_desktop.core.monitor.samples import RunSample, SystemSample
-from prismq_desktop.core.process.output import OutputChunk
+from prismq_desktop.core.process.capture import OutputChunk
 from prismq_desktop.core.schedule.model import Schedule
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from prismq_desktop.core.process.output import LineAssembler, OutputChunk, Stream, read_log
+from prismq_desktop.core.process.capture import LineAssembler, OutputChunk
+from prismq_desktop.core.process.logfile import Stream, read_log
 from prismq_desktop.gui.ansi import PLAIN, Style, split_styled, strip_ansi
 
 FLUSH_MS = 50

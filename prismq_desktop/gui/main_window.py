@@ -49,7 +49,7 @@ from PySide6.QtWidgets import (
 from prismq_desktop import APP_NAME
 from prismq_desktop.core.models import OutcomeKind, Run, RunSpec
 from prismq_desktop.core.patterns import TaskPattern
-from prismq_desktop.core.process.output import Stream, read_log
+from prismq_desktop.core.process.logfile import Stream, read_log
 from prismq_desktop.core.services import history as history_service
 from prismq_desktop.core.services.history import RetentionPolicy
 from prismq_desktop.core.store.tasks import TaskStore, TaskStoreError

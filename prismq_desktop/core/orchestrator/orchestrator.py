@@ -32,9 +32,9 @@ from prismq_desktop.core.orchestrator.queue import Clock, RunQueue
 from prismq_desktop.core.orchestrator.results import TaskMetrics, TaskResult, batch_result, percentile, tail_from_log
 from prismq_desktop.core.orchestrator.retry import RetryPolicy
 from prismq_desktop.core.patterns import PatternAdvisor, Priority, TaskPattern
-from prismq_desktop.core.pool.pool import ResourcePool
-from prismq_desktop.core.process.local import Job
-from prismq_desktop.core.process.output import LogWriter, Stream
+from prismq_desktop.core.pool import ResourcePool
+from prismq_desktop.core.process.executor import Job
+from prismq_desktop.core.process.logfile import LogWriter, Stream
 from prismq_desktop.core.schedule.scheduler import Scheduler, make_trigger
 from prismq_desktop.core.store.registry import DeadLetter
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunStatus
 from prismq_desktop.core.patterns import TaskPattern
-from prismq_desktop.core.process.output import Stream, read_log
+from prismq_desktop.core.process.logfile import Stream, read_log
 
 
 @dataclass(frozen=True)

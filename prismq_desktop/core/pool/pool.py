@@ -3,7 +3,7 @@
 A fresh `python script.py` costs ≈ 12 ms before its first line (≈ 60 ms when it imports
 asyncio, json, sqlite3, decimal and email); a fork of a warm Python that already imported
 them costs ≈ 2-3 ms. `ResourcePool` keeps such warm workers and plugs into `RunEngine`
-through the `Executor` protocol of wrapper.py:
+through the `Executor` protocol (process/executor.py):
 
     pool = ResourcePool(size=2, preload=("asyncio", "json"))
     engine = RunEngine(home, executor=pool)
@@ -20,11 +20,14 @@ worker is a long-lived Python that runs one script at a time with runpy (winwork
 run's process is the worker, so stopping a run kills the worker and the pool replaces it.
 
 What is the same as a normal run: the run's stdout and stderr are pipes read in 64 KiB chunks
-into `job.capture` (on the loop in ASYNC mode, by wrapper.py's reader in two threads in
-THREADED mode), batches
-go out through wrapper.py's `_Flusher`, and the run is supervised by wrapper.py's own
-`_supervise` (timeouts, cancel, leftovers, the outcome), so status, history and the log
-do not tell a pooled run from a spawned one - except a ``pool`` metadata record in the log.
+into `job.capture` (on the loop in ASYNC mode, by process/pipes.py's reader in two threads in
+THREADED mode; see pipes.py here), and the run is supervised by the same `Supervisor` as a
+spawned run (batches, timeouts, cancel, leftovers, the outcome), so status, history and the
+log do not tell a pooled run from a spawned one - except a ``pool`` metadata record in the log.
+
+Modules: pool.py (this: scheduling, lifecycle, the Executor), workers.py (a worker's parent end,
+the POSIX fork server), windows.py (the Windows worker), pipes.py (a pooled run's output pipes),
+routing.py (what may be pooled), stats.py (the view's records).
 
 What goes to the pool: runs of a `.py` script or a ``-m`` module by the pool's interpreter
 (`sys.executable` unless `python=` says otherwise) with no interpreter options and the same
@@ -50,97 +53,33 @@ import collections
 import contextlib
 import itertools
 import logging
-import math
 import os
-import select
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import psutil
 
 from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode
-from prismq_desktop.core.pool import forkserver
+from prismq_desktop.core.pool.pipes import RunPipes
+from prismq_desktop.core.pool.routing import DEFAULT_PRELOAD, worker_request
+from prismq_desktop.core.pool.stats import PoolStats, WorkerStats, percentile
+from prismq_desktop.core.pool.windows import WinWorker
+from prismq_desktop.core.pool.workers import ForkServerWorker, Slot, StartFailed, Worker, WorkerLost
+from prismq_desktop.core.process.executor import Job
 from prismq_desktop.core.process.launch import Launch, child_environment, is_frozen
-from prismq_desktop.core.process.local import Job, SubprocessWrapper, _Flusher, _reader
-from prismq_desktop.core.process.output import CHUNK_SIZE, Stream
-from prismq_desktop.core.process.tree import IS_WINDOWS, ProcessTree
+from prismq_desktop.core.process.local import SubprocessWrapper
+from prismq_desktop.core.process.supervisor import Supervisor
+from prismq_desktop.core.process.tree import IS_WINDOWS
+
+__all__ = ["DEFAULT_PRELOAD", "PoolStats", "ResourcePool", "WorkerStats", "pool_supported"]
 
 log = logging.getLogger(__name__)
-
-#: Modules a worker imports before serving (a run that imports them finds them loaded).
-DEFAULT_PRELOAD: tuple[str, ...] = (
-    "asyncio",
-    "json",
-    "sqlite3",
-    "decimal",
-    "email",
-    "email.message",
-    "email.parser",
-    "logging",
-    "subprocess",
-    "argparse",
-    "pathlib",
-    "datetime",
-    "typing",
-    "dataclasses",
-    "collections",
-    "re",
-    "threading",
-    "concurrent.futures",
-    "urllib.parse",
-    "csv",
-    "tempfile",
-    "shutil",
-    "random",
-    "hashlib",
-    "base64",
-)
-
-#: Environment variables the interpreter reads at startup: a run whose values differ from the
-#: workers' would not behave as a fresh interpreter in a worker, so it is spawned normally.
-#: (PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE are applied per run.)
-STARTUP_VARS: tuple[str, ...] = (
-    "PYTHONPATH",
-    "PYTHONHOME",
-    "PYTHONHASHSEED",
-    "PYTHONSAFEPATH",
-    "PYTHONNOUSERSITE",
-    "PYTHONUSERBASE",
-    "PYTHONPLATLIBDIR",
-    "PYTHONUTF8",
-    "PYTHONIOENCODING",
-    "PYTHONLEGACYWINDOWSSTDIO",
-    "PYTHONCOERCECLOCALE",
-    "PYTHONOPTIMIZE",
-    "PYTHONDEBUG",
-    "PYTHONVERBOSE",
-    "PYTHONINSPECT",
-    "PYTHONWARNINGS",
-    "PYTHONDEVMODE",
-    "PYTHONMALLOC",
-    "PYTHONMALLOCSTATS",
-    "PYTHONFAULTHANDLER",
-    "PYTHONTRACEMALLOC",
-    "PYTHONPROFILEIMPORTTIME",
-    "PYTHONPYCACHEPREFIX",
-    "PYTHONCASEOK",
-    "PYTHONINTMAXSTRDIGITS",
-    "PYTHONNODEBUGRANGES",
-    "PYTHONWARNDEFAULTENCODING",
-    "PYTHONEXECUTABLE",
-    "PYTHONPERFSUPPORT",
-    "LC_ALL",
-    "LC_CTYPE",
-    "LANG",
-)
 
 LATENCY_SAMPLES = 1000  # start latencies kept for the mean / p95
 BROKEN_AFTER = 3  # workers in a row dying before they are ready: stop trying, spawn normally
@@ -155,454 +94,6 @@ def pool_supported() -> bool:
     if IS_WINDOWS:
         return True
     return hasattr(os, "fork") and hasattr(socket, "send_fds") and hasattr(socket, "AF_UNIX")
-
-
-# ---------------------------------------------------------------------------- public records
-@dataclass(frozen=True)
-class WorkerStats:
-    pid: int | None
-    state: str  # "starting" | "idle" | "busy" | "retiring"
-    runs_served: int
-    current_run: int | None
-    age: float  # seconds since the worker was started
-
-
-@dataclass(frozen=True)
-class PoolStats:
-    size: int  # the target number of workers
-    workers: tuple[WorkerStats, ...]
-    queued: int  # runs waiting for a free worker
-    busy: int
-    idle: int
-    runs_served: int  # runs started in a worker since the pool was made
-    fallback_runs: int  # runs the pool handed to a normal spawn
-    crashes: int  # workers that died unexpectedly
-    recycled: int  # workers retired after max_runs_per_worker runs
-    start_latency_mean_ms: float | None  # request sent -> child pid reported, last 1000 runs
-    start_latency_p95_ms: float | None
-    broken: str | None  # why the pool stopped starting workers, if it did
-    closed: bool
-
-
-# ---------------------------------------------------------------------------- internals
-class _WorkerLost(Exception):
-    """The worker died before the run's child existed: the run can go to another worker."""
-
-
-class _StartFailed(Exception):
-    """The child could not become the run (a bad working directory, no fork)."""
-
-
-class _Slot:
-    """One run in one worker."""
-
-    def __init__(self, seq: int, job: Job, worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
-        self.seq = seq
-        self.job = job
-        self.worker = worker
-        self.started: asyncio.Future[int] = loop.create_future()
-        self.exited: asyncio.Future[object] = loop.create_future()
-        self.sent = 0.0
-        self.latency: float | None = None
-        self.pid: int | None = None
-        self.lost: str | None = None
-        self.abandoned = False
-
-
-class _Worker:
-    """A warm interpreter serving one run at a time, and the parent's end of its control channel."""
-
-    kind = "worker"
-
-    def __init__(self, pool: ResourcePool, loop: asyncio.AbstractEventLoop) -> None:
-        self.pool = pool
-        self.loop = loop
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.pid: int | None = None
-        self.ready = False
-        self.retiring = False
-        self.reserved = False
-        self.slot: _Slot | None = None
-        self.runs = 0
-        self.born = time.monotonic()
-        self.preload_failed: dict[str, str] = {}
-        self._thread: threading.Thread | None = None
-
-    @property
-    def state(self) -> str:
-        if self.retiring:
-            return "retiring"
-        if self.slot is not None or self.reserved:
-            return "busy"
-        return "idle" if self.ready else "starting"
-
-    # -- to implement
-    def start(self) -> None:
-        raise NotImplementedError
-
-    def send_run(self, request: dict[str, Any], fds: tuple[int, int]) -> None:
-        raise NotImplementedError
-
-    def close_channel(self) -> None:
-        raise NotImplementedError
-
-    def make_tree(self, pid: int) -> ProcessTree:
-        return ProcessTree(pid)
-
-    def _read_channel(self) -> Iterable[dict[str, Any]]:
-        raise NotImplementedError
-
-    # -- shared
-    def _start_reader(self) -> None:
-        self._thread = threading.Thread(target=self._reader_main, name=f"pool-worker-{self.pid}", daemon=True)
-        self._thread.start()
-
-    def _post(self, fn: Callable[..., None], *args: Any) -> bool:
-        try:
-            self.loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # the loop is closed
-            return False
-        return True
-
-    def _reader_main(self) -> None:
-        try:
-            for msg in self._read_channel():
-                if not self._post(self.pool._on_message, self, msg, time.perf_counter()):
-                    return
-        except Exception:  # noqa: BLE001 - whatever broke the channel, the worker is gone for us
-            log.debug("pool worker %s: control channel failed", self.pid, exc_info=True)
-        self._post(self.pool._on_eof, self)
-
-    def join_reader(self, timeout: float) -> None:
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-
-class _ForkServer(_Worker):
-    """POSIX: a fork server (forkserver.py) on one end of a socketpair.
-
-    The control socket is watched by the loop (`add_reader`) where the loop can; else a thread reads it.
-    """
-
-    kind = "fork server"
-
-    def __init__(self, pool: ResourcePool, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(pool, loop)
-        self.sock: socket.socket | None = None
-        self._watched = False
-        self._decoder = forkserver.Decoder()
-
-    def start(self) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self.proc = subprocess.Popen(
-                forkserver.command(self.pool.python, theirs.fileno(), self.pool.preload, self.pool.spare),
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                env=self.pool.worker_env,
-                cwd=os.path.abspath(os.sep),
-                start_new_session=True,  # a Ctrl+C in the app's terminal is not for the workers
-            )
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        self.sock = ours
-        self.pid = self.proc.pid
-        try:
-            ours.setblocking(False)
-            self.loop.add_reader(ours.fileno(), self._readable)
-            self._watched = True
-        except (NotImplementedError, RuntimeError):
-            ours.setblocking(True)
-            self._start_reader()
-
-    def _readable(self) -> None:
-        """On the loop: read what the server sent; dispatch whole messages; EOF ends the worker."""
-        assert self.sock is not None
-        while True:
-            try:
-                data = self.sock.recv(256 * 1024)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self._unwatch()
-                self.pool._on_eof(self)
-                return
-            now = time.perf_counter()
-            try:
-                messages = list(self._decoder.feed(data))
-            except ValueError:
-                log.warning("pool fork server %s sent garbage; retiring it", self.pid)
-                self.pool._retire(self)
-                return
-            for msg in messages:
-                self.pool._on_message(self, msg, now)
-
-    def _unwatch(self) -> None:
-        if self._watched and self.sock is not None:
-            self._watched = False
-            with contextlib.suppress(Exception):
-                self.loop.remove_reader(self.sock.fileno())
-
-    def send_run(self, request: dict[str, Any], fds: tuple[int, int]) -> None:
-        assert self.sock is not None
-        sock = self.sock
-        data = forkserver.encode(request)
-        sent = _nonblocking(sock, lambda: socket.send_fds(sock, [data], list(fds)))
-        while sent < len(data):
-            rest = data[sent:]
-            sent += _nonblocking(sock, lambda: sock.send(rest))  # noqa: B023 - called at once
-
-    def close_channel(self) -> None:
-        if self.sock is not None:
-            with contextlib.suppress(OSError):
-                self.sock.shutdown(socket.SHUT_RDWR)  # we see EOF (our reader wakes); the server sees EOF and exits
-
-    def _read_channel(self) -> Iterable[dict[str, Any]]:
-        assert self.sock is not None
-        while True:
-            data = self.sock.recv(256 * 1024)
-            if not data:
-                return
-            yield from self._decoder.feed(data)
-
-    def close_socket(self) -> None:
-        self._unwatch()
-        if self.sock is not None:
-            with contextlib.suppress(OSError):
-                self.sock.close()
-
-
-def _nonblocking(sock: socket.socket, send: Callable[[], int], timeout: float = 10.0) -> int:
-    """Call `send` on a possibly non-blocking socket, waiting (bounded) while its buffer is full."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return send()
-        except (BlockingIOError, InterruptedError):
-            if time.monotonic() > deadline:
-                raise OSError("the pool worker does not read its control channel") from None
-            select.select([], [sock], [], 0.05)
-
-
-class _WinTree(ProcessTree):  # pragma: no cover - Windows only
-    """A pooled run on Windows: the worker is the run's process; no Job Object of its own.
-
-    (Closing a kill-on-close job after the run would kill the worker; `kill` kills it on
-    purpose, and the pool replaces it.) Leftovers are whatever the worker started that still runs.
-    """
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self._job = None
-        try:
-            self._root = psutil.Process(pid)
-            self.create_time = self._root.create_time()
-        except psutil.Error:
-            self._root = None
-            self.create_time = None
-
-    def kill_leftovers(self) -> bool:
-        kids = self.descendants()
-        for proc in kids:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-        return bool(kids)
-
-
-class _WinWorker(_Worker):  # pragma: no cover - Windows only
-    """Windows: winworker.py with its control channel on its stdin/stdout pipes."""
-
-    kind = "worker"
-
-    def __init__(self, pool: ResourcePool, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(pool, loop)
-        self._job_handle: int | None = None
-        self._send_lock = threading.Lock()
-
-    def start(self) -> None:
-        from prismq_desktop.core.pool import winworker as poolworker
-
-        flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200) | getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
-        self.proc = subprocess.Popen(
-            poolworker.command(self.pool.python, self.pool.preload),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=self.pool.worker_env,
-            cwd=os.path.abspath(os.sep),
-            creationflags=flags,
-            bufsize=0,
-        )
-        self.pid = self.proc.pid
-        if IS_WINDOWS:  # the worker dies with the app (kill-on-close job), like every run
-            from prismq_desktop.core.process import winjob
-
-            self._job_handle = winjob.assign_new_job(self.pid)
-        self._start_reader()
-
-    def send_run(self, request: dict[str, Any], fds: tuple[int, int]) -> None:
-        if sys.platform != "win32":
-            raise OSError("Windows only")
-        import _winapi
-        import msvcrt
-
-        assert self.proc is not None and self.proc.stdin is not None
-        target = int(getattr(self.proc, "_handle"))  # noqa: B009 - private to Popen, no stub
-        me = _winapi.GetCurrentProcess()
-        request = dict(request)
-        request["handles"] = [
-            _winapi.DuplicateHandle(me, msvcrt.get_osfhandle(fd), target, 0, False, _winapi.DUPLICATE_SAME_ACCESS)
-            for fd in fds
-        ]
-        with self._send_lock:
-            self.proc.stdin.write(forkserver.encode(request))
-            self.proc.stdin.flush()
-
-    def close_channel(self) -> None:
-        if self.proc is not None and self.proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.proc.stdin.close()
-
-    def make_tree(self, pid: int) -> ProcessTree:
-        return _WinTree(pid)
-
-    def _read_channel(self) -> Iterable[dict[str, Any]]:
-        assert self.proc is not None and self.proc.stdout is not None
-        decoder = forkserver.Decoder()
-        fd = self.proc.stdout.fileno()
-        while True:
-            data = os.read(fd, 256 * 1024)
-            if not data:
-                return
-            yield from decoder.feed(data)
-
-    def release_job(self) -> None:
-        if self._job_handle is not None and IS_WINDOWS:
-            from prismq_desktop.core.process import winjob
-
-            winjob.close_job(self._job_handle)
-            self._job_handle = None
-
-
-class _PipeReader(asyncio.Protocol):
-    """One output pipe on the loop. Data that comes before the run is announced waits in memory
-    (the child may write before its pid reaches us); then every read goes to the capture in
-    pieces of at most 64 KiB, as wrapper.py's readers do."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, stream: Stream) -> None:
-        self.stream = stream
-        self.done: asyncio.Future[None] = loop.create_future()
-        self._feed: Callable[[Stream, bytes], None] | None = None
-        self._early: list[bytes] = []
-        self._ended = False
-
-    def data_received(self, data: bytes) -> None:
-        if self._feed is None:
-            self._early.append(data)
-        else:
-            self._deliver(self._feed, data)
-
-    def _deliver(self, feed: Callable[[Stream, bytes], None], data: bytes) -> None:
-        if len(data) <= CHUNK_SIZE:
-            feed(self.stream, data)
-            return
-        for i in range(0, len(data), CHUNK_SIZE):
-            feed(self.stream, data[i : i + CHUNK_SIZE])
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._ended = True
-        self._finish()
-
-    def start(self, feed: Callable[[Stream, bytes], None]) -> None:
-        self._feed = feed
-        early, self._early = self._early, []
-        for data in early:
-            self._deliver(feed, data)
-        self._finish()
-
-    def _finish(self) -> None:
-        if self._ended and self._feed is not None and not self.done.done():
-            self.done.set_result(None)
-
-
-class _Pipes:
-    """A run's stdout and stderr read ends: watched by the loop, or read by two threads."""
-
-    def __init__(self, out_r: int, err_r: int) -> None:
-        self.fds = (out_r, err_r)
-        self.protocols: list[_PipeReader] = []
-        self.transports: list[asyncio.BaseTransport] = []
-        self._threads_own_fds = False
-        self._closed = False
-
-    @property
-    def watched(self) -> bool:
-        return bool(self.protocols)
-
-    async def connect(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Watch both pipes on the loop (data is held until `start`); a loop that cannot leaves them to threads."""
-        try:
-            for fd, stream in zip(self.fds, (Stream.STDOUT, Stream.STDERR), strict=True):
-                protocol = _PipeReader(loop, stream)
-                pipe = open(fd, "rb", buffering=0, closefd=False)  # noqa: SIM115 - the transport closes it; we close the fd
-                transport, _ = await loop.connect_read_pipe(lambda p=protocol: p, pipe)  # type: ignore[misc]
-                self.transports.append(transport)
-                self.protocols.append(protocol)
-        except NotImplementedError:
-            self.abort()
-            self.transports.clear()
-            self.protocols.clear()
-
-    def start(self, job: Job, loop: asyncio.AbstractEventLoop) -> list[asyncio.Future[None]] | list[asyncio.Future[object]]:
-        """Begin feeding the capture; the futures complete at each pipe's end."""
-        if self.protocols:
-            for protocol in self.protocols:
-                protocol.start(job.capture.feed)
-            return [p.done for p in self.protocols]
-        self._threads_own_fds = True  # a thread closes its fd when its pipe ends, never under a read
-        out_r, err_r = self.fds
-        return [
-            _thread_future(loop, _closing_reader(out_r, Stream.STDOUT, job), f"run-{job.run_id}-stdout"),
-            _thread_future(loop, _closing_reader(err_r, Stream.STDERR, job), f"run-{job.run_id}-stderr"),
-        ]
-
-    def abort(self) -> None:
-        for transport in self.transports:
-            transport.close()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.abort()
-        if not self._threads_own_fds:
-            for fd in self.fds:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-
-
-def _thread_future(loop: asyncio.AbstractEventLoop, fn: Callable[[], None], name: str) -> asyncio.Future[object]:
-    """Run `fn` in a daemon thread; a loop future that completes when it returns."""
-    fut: asyncio.Future[object] = loop.create_future()
-
-    def done() -> None:
-        if not fut.done():
-            fut.set_result(None)
-
-    def body() -> None:
-        try:
-            fn()
-        finally:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(done)
-
-    threading.Thread(target=body, name=name, daemon=True).start()
-    return fut
 
 
 # ---------------------------------------------------------------------------- the pool
@@ -657,8 +148,8 @@ class ResourcePool:
         self.supported = pool_supported()
         self._size = size
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._workers: list[_Worker] = []
-        self._waiters: collections.deque[asyncio.Future[_Worker | None]] = collections.deque()
+        self._workers: list[Worker] = []
+        self._waiters: collections.deque[asyncio.Future[Worker | None]] = collections.deque()
         self._reapers: set[asyncio.Task[None]] = set()
         self._seq = itertools.count(1)
         self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
@@ -692,7 +183,6 @@ class ResourcePool:
             return job.stop_outcome
         loop = asyncio.get_running_loop()
         self._bind(loop)
-        job._loop = loop
         for _attempt in range(3):
             worker = await self._acquire(job)
             if worker is None:
@@ -715,41 +205,11 @@ class ResourcePool:
         return await self.fallback.execute(job, mode)
 
     # ------------------------------------------------------------------ what is pooled
-    def _same_python(self, path: str) -> bool:
-        candidate = os.path.normcase(os.path.abspath(path))
-        mine = os.path.normcase(self.python)
-        if candidate == mine:
-            return True
-        # python / python3 / python3.11 in one bin directory are the same interpreter
-        return os.path.dirname(candidate) == os.path.dirname(mine) and os.path.realpath(candidate) == os.path.realpath(mine)
-
     def _request(self, launch: Launch) -> dict[str, Any] | str:
         """The worker request for `launch`, or why it cannot go to a worker."""
         if not self.supported:
             return "worker pools are not available here"
-        argv = launch.argv
-        if len(argv) < 2 or not self._same_python(argv[0]):
-            return "not a script run by the pool's interpreter"
-        if argv[1] == "-m":
-            if len(argv) < 3 or not all(part.isidentifier() for part in argv[2].split(".")):
-                return "not a module run"
-            kind, target, script_argv = "module", argv[2], [argv[2], *argv[3:]]
-        elif argv[1].startswith("-"):
-            return f"interpreter option {argv[1]}"
-        else:
-            kind, target, script_argv = "path", argv[1], list(argv[1:])
-        for var in STARTUP_VARS:
-            if launch.env.get(var) != self.worker_env.get(var):
-                return f"{var} differs from the workers' environment"
-        return {
-            "t": "run",
-            "kind": kind,
-            "target": target,
-            "argv": script_argv,
-            "cwd": launch.cwd,
-            "env": launch.env,
-            "unbuffered": bool(launch.env.get("PYTHONUNBUFFERED")),
-        }
+        return worker_request(launch, self.python, self.worker_env)
 
     def why_not_pooled(self, launch: Launch) -> str | None:
         """None if `launch` would run in a worker, else the reason it is spawned normally."""
@@ -785,12 +245,13 @@ class ResourcePool:
         _LIVE_POOLS.add(self)
         self._top_up()
 
-    def _live(self) -> list[_Worker]:
+    def _live(self) -> list[Worker]:
         return [w for w in self._workers if not w.retiring]
 
-    def _spawn_worker(self) -> _Worker | None:
+    def _spawn_worker(self) -> Worker | None:
         assert self._loop is not None
-        worker: _Worker = _WinWorker(self, self._loop) if IS_WINDOWS else _ForkServer(self, self._loop)
+        cls = WinWorker if IS_WINDOWS else ForkServerWorker
+        worker: Worker = cls(self, self._loop, self._on_message, self._on_eof)
         try:
             worker.start()
         except OSError as exc:
@@ -827,7 +288,7 @@ class ResourcePool:
             if surplus <= 0:
                 break
             if worker.state != "busy":
-                self._retire(worker)
+                worker.retire()
                 surplus -= 1
         self._top_up()
         if size == 0:
@@ -838,8 +299,8 @@ class ResourcePool:
         return self._size
 
     # ------------------------------------------------------------------ scheduling
-    def _pick_idle(self) -> _Worker | None:
-        best: _Worker | None = None
+    def _pick_idle(self) -> Worker | None:
+        best: Worker | None = None
         for worker in self._workers:
             if worker.retiring or worker.slot is not None or worker.reserved:
                 continue
@@ -848,7 +309,7 @@ class ResourcePool:
             best = best or worker  # a worker still importing its preloads will take the run next
         return best
 
-    async def _acquire(self, job: Job) -> _Worker | None:
+    async def _acquire(self, job: Job) -> Worker | None:
         """A free worker, reserved for `job`; None to spawn normally (or if `job` was stopped while queued)."""
         if self._closed or self._broken is not None or self._size == 0:
             return None
@@ -859,7 +320,7 @@ class ResourcePool:
         if self.overflow == "spawn":
             return None
         assert self._loop is not None
-        fut: asyncio.Future[_Worker | None] = self._loop.create_future()
+        fut: asyncio.Future[Worker | None] = self._loop.create_future()
         self._waiters.append(fut)
         try:
             while not fut.done():
@@ -877,7 +338,7 @@ class ResourcePool:
             raise
         return fut.result()
 
-    def _hand_out(self, worker: _Worker) -> None:
+    def _hand_out(self, worker: Worker) -> None:
         """`worker` is free: give it to the first queued run (or leave it idle)."""
         if worker.retiring or worker.slot is not None or worker.reserved:
             return
@@ -895,33 +356,27 @@ class ResourcePool:
             if not fut.done():
                 fut.set_result(None)
 
-    def _retire(self, worker: _Worker) -> None:
-        if worker.retiring:
-            return
-        worker.retiring = True
-        worker.close_channel()
-
     # ------------------------------------------------------------------ one run
     async def _start_on(
-        self, worker: _Worker, job: Job, request: dict[str, Any], loop: asyncio.AbstractEventLoop, threaded: bool
-    ) -> tuple[_Slot, _Pipes] | Outcome | None:
+        self, worker: Worker, job: Job, request: dict[str, Any], loop: asyncio.AbstractEventLoop, threaded: bool
+    ) -> tuple[Slot, RunPipes] | Outcome | None:
         """Send the run to `worker`; the slot and its output pipes once the child exists.
 
         None: the worker died first (nothing ran, the run may go elsewhere); an Outcome: the
         child could not become the run (failed to start).
         """
-        slot = _Slot(next(self._seq), job, worker, loop)
+        slot = Slot(next(self._seq), job, worker, loop)
         request["seq"] = slot.seq
         worker.reserved = False
         worker.slot = slot
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        pipes = _Pipes(out_r, err_r)
+        pipes = RunPipes(out_r, err_r)
         try:
             slot.sent = time.perf_counter()
             worker.send_run(request, (out_w, err_w))
         except OSError:
-            self._retire(worker)  # its EOF fails the slot below
+            worker.retire()  # its EOF fails the slot below
         finally:
             os.close(out_w)
             os.close(err_w)
@@ -935,9 +390,9 @@ class ResourcePool:
                 self._kill_group(slot.pid)
             pipes.close()
             raise
-        except (_WorkerLost, _StartFailed) as exc:
+        except (WorkerLost, StartFailed) as exc:
             pipes.close()
-            if isinstance(exc, _WorkerLost):
+            if isinstance(exc, WorkerLost):
                 return None
             return Outcome(OutcomeKind.FAILED_TO_START, None, f"cannot start {job.launch.argv[1]}: {exc}")
         return slot, pipes
@@ -951,12 +406,12 @@ class ResourcePool:
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
 
-    async def _supervise(self, slot: _Slot, pipes: _Pipes, loop: asyncio.AbstractEventLoop) -> Outcome:
-        """The started run, supervised by wrapper.py's own code exactly as a spawned run is."""
+    async def _supervise(self, slot: Slot, pipes: RunPipes, loop: asyncio.AbstractEventLoop) -> Outcome:
+        """The started run, supervised by the same `Supervisor` as a spawned run."""
         job = slot.job
         assert slot.pid is not None
-        job.tree = slot.worker.make_tree(slot.pid)
-        job.on_started(slot.pid, job.tree.create_time)
+        supervisor = Supervisor(job, loop, threadsafe=not pipes.watched)
+        supervisor.attach(slot.worker.make_tree(slot.pid))
         if job.capture.log is not None:
             job.capture.log.meta(
                 event="pool",
@@ -964,11 +419,9 @@ class ResourcePool:
                 worker_runs=slot.worker.runs,
                 start_latency_ms=round((slot.latency or 0.0) * 1000, 3),
             )
-        flusher = _Flusher(loop, job, threadsafe=not pipes.watched)
-        job.capture.on_pending = flusher.request
         readers = pipes.start(job, loop)
         try:
-            outcome = await self.fallback._supervise(job, slot.exited, readers, flusher, pipes.abort)
+            outcome = await supervisor.supervise(slot.exited, readers, pipes.abort)
         finally:
             pipes.close()
         if slot.lost is not None and job.stop_outcome is not None and job.stop_outcome.message == slot.lost:
@@ -976,7 +429,7 @@ class ResourcePool:
         return outcome
 
     # ------------------------------------------------------------------ control channel events (loop thread)
-    def _on_message(self, worker: _Worker, msg: dict[str, Any], received: float) -> None:
+    def _on_message(self, worker: Worker, msg: dict[str, Any], received: float) -> None:
         kind = msg.get("t")
         if kind == "ready":
             worker.ready = True
@@ -1004,7 +457,7 @@ class ResourcePool:
                     self._release(worker)
                 return
             if msg.get("error"):
-                slot.started.set_exception(_StartFailed(str(msg["error"])))
+                slot.started.set_exception(StartFailed(str(msg["error"])))
                 if not pid:  # no child was made, so no exit will be reported: the worker is free now
                     worker.slot = None
                     if not slot.exited.done():
@@ -1017,31 +470,31 @@ class ResourcePool:
             worker.slot = None
             worker.runs += 1
             if not slot.started.done():  # cannot happen (started comes first); never leave a waiter hanging
-                slot.started.set_exception(_StartFailed("the child ended before it started"))
+                slot.started.set_exception(StartFailed("the child ended before it started"))
             if not slot.exited.done():
                 slot.exited.set_result(int(msg.get("code", -1)))
             self._release(worker)
 
-    def _release(self, worker: _Worker) -> None:
+    def _release(self, worker: Worker) -> None:
         if self._closed:
-            self._retire(worker)
+            worker.retire()
             return
         if worker.runs >= self.max_runs_per_worker:
             self._recycled += 1
-            self._retire(worker)
+            worker.retire()
             self._top_up()
             return
         if len(self._live()) > self._size:
-            self._retire(worker)
+            worker.retire()
             return
         self._hand_out(worker)
 
-    def _on_eof(self, worker: _Worker) -> None:
+    def _on_eof(self, worker: Worker) -> None:
         if worker in self._workers:
             self._workers.remove(worker)
         expected = worker.retiring
         worker.retiring = True
-        if isinstance(worker, _ForkServer):
+        if isinstance(worker, ForkServerWorker):
             worker.close_socket()
         code = worker.proc.poll() if worker.proc is not None else None
         if code is None and not expected and worker.proc is not None:
@@ -1068,7 +521,7 @@ class ResourcePool:
             if self._broken is not None or self._size == 0:
                 self._wake_all_waiters()
 
-    def _fail_slot(self, slot: _Slot, worker: _Worker, code: int | None) -> None:
+    def _fail_slot(self, slot: Slot, worker: Worker, code: int | None) -> None:
         if slot.abandoned:
             return
         if self._closed:
@@ -1076,7 +529,7 @@ class ResourcePool:
         else:
             why = f"the pool {worker.kind} (pid {worker.pid}) died ({_describe(code)})"
         if not slot.started.done():
-            slot.started.set_exception(_WorkerLost(why))
+            slot.started.set_exception(WorkerLost(why))
             return
         if slot.exited.done():
             return
@@ -1091,7 +544,7 @@ class ResourcePool:
         slot.exited.set_result(-signal.SIGKILL)
 
     @staticmethod
-    async def _worker_exit_is_run_exit(slot: _Slot, worker: _Worker) -> None:  # pragma: no cover - Windows only
+    async def _worker_exit_is_run_exit(slot: Slot, worker: Worker) -> None:  # pragma: no cover - Windows only
         code: int | None = None
         if worker.proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -1099,7 +552,7 @@ class ResourcePool:
         if not slot.exited.done():
             slot.exited.set_result(code if code is not None else 1)
 
-    async def _reap(self, worker: _Worker) -> None:
+    async def _reap(self, worker: Worker) -> None:
         proc = worker.proc
         if proc is not None:
             deadline = time.monotonic() + REAP_TIMEOUT
@@ -1113,9 +566,9 @@ class ResourcePool:
                 if pipe is not None:
                     with contextlib.suppress(OSError):
                         pipe.close()
-        if isinstance(worker, _WinWorker):
+        if isinstance(worker, WinWorker):
             worker.release_job()
-        if worker._thread is not None:
+        if worker.reader_thread is not None:
             await asyncio.to_thread(worker.join_reader, 1.0)
 
     # ------------------------------------------------------------------ shutdown
@@ -1137,7 +590,7 @@ class ResourcePool:
         if pending:
             await asyncio.wait(pending, timeout=timeout)
         for worker in list(self._workers):
-            self._retire(worker)
+            worker.retire()
         deadline = time.monotonic() + timeout
         while self._workers and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -1174,10 +627,10 @@ class ResourcePool:
             except subprocess.TimeoutExpired:
                 worker.proc.kill()
                 worker.proc.wait()
-            if isinstance(worker, _ForkServer):
+            if isinstance(worker, ForkServerWorker):
                 worker.join_reader(1.0)
                 worker.close_socket()
-            if isinstance(worker, _WinWorker):
+            if isinstance(worker, WinWorker):
                 worker.release_job()
         self._waiters.clear()
         self._loop = None
@@ -1198,7 +651,7 @@ class ResourcePool:
         )
         lat = sorted(self._latencies)
         mean = sum(lat) / len(lat) * 1000 if lat else None
-        p95 = _percentile(lat, 95) * 1000 if lat else None
+        p95 = percentile(lat, 95) * 1000 if lat else None
         return PoolStats(
             size=self._size,
             workers=workers,
@@ -1226,29 +679,6 @@ def _close_pools_at_exit() -> None:
         if pool._workers:
             with contextlib.suppress(Exception):
                 pool.close_blocking(timeout=2.0)
-
-
-def _closing_reader(fd: int, stream: Stream, job: Job) -> Callable[[], None]:
-    """wrapper.py's pipe reader, closing the fd when the pipe ends (never under a running read)."""
-    read = _reader(fd, stream, job.capture)
-
-    def run() -> None:
-        try:
-            read()
-        finally:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    return run
-
-
-def _percentile(data: list[float], q: float) -> float:
-    if len(data) == 1:
-        return data[0]
-    pos = (len(data) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
 def _describe(code: int | None) -> str:

@@ -134,9 +134,6 @@ class ProcessTree:
         self.kill(snap)
         return snap, False
 
-    def _finish_stop(self, snap: list[psutil.Process]) -> None:
-        self.kill(snap)
-
     @staticmethod
     def _leftovers(snap: list[psutil.Process]) -> bool:
         # Zombies do not count: they are dead, only not yet reaped by their new parent.
@@ -152,7 +149,7 @@ class ProcessTree:
         deadline = time.monotonic() + grace
         while waiting and time.monotonic() < deadline and self._leftovers(snap):
             await asyncio.sleep(POLL)
-        await asyncio.to_thread(self._finish_stop, snap)
+        await asyncio.to_thread(self.kill, snap)
 
     def stop_blocking(self, grace: float, graceful: bool = True, sleep: Callable[[float], None] = time.sleep) -> None:
         """The same stop sequence for callers without an event loop."""
@@ -160,7 +157,7 @@ class ProcessTree:
         deadline = time.monotonic() + grace
         while waiting and time.monotonic() < deadline and self._leftovers(snap):
             sleep(POLL)
-        self._finish_stop(snap)
+        self.kill(snap)
 
     def kill_leftovers(self) -> bool:
         """After the root exited: kill what it left behind in its group (or job). True if there was any.

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from prismq_desktop.core import OutcomeKind, RunEngine, RunMode, RunSpec, RunStatus, Stream, TargetKind, read_log
-from prismq_desktop.core.pool.pool import ResourcePool, pool_supported
+from prismq_desktop.core.pool import ResourcePool, pool_supported
 from prismq_desktop.core.process.launch import resolve
 from tests.helpers import pid_gone
 

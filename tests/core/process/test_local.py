@@ -28,7 +28,7 @@ from prismq_desktop.core import (
     TargetKind,
     read_log,
 )
-from prismq_desktop.core.process.local import ModeError, choose_mode
+from prismq_desktop.core.process.executor import ModeError, choose_mode
 from prismq_desktop.core.store import RunQuery
 from tests.helpers import pid_gone, wait_for
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prismq_desktop.core.process.output import LOG_MAGIC, LineAssembler, LogWriter, OutputCapture, Stream, read_log
+from prismq_desktop.core.process.capture import LineAssembler, OutputCapture
+from prismq_desktop.core.process.logfile import LOG_MAGIC, LogWriter, Stream, read_log
 
 
 def feed_all(asm: LineAssembler, pieces: list[bytes]) -> list[str]:

@@ -30,7 +30,7 @@ from prismq_desktop.core.store import RunQuery
 from tests.helpers import FakeClock, pid_gone
 
 PY = sys.executable
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 TASK = str(SCRIPTS / "orch_task.py")
 TREE = str(SCRIPTS / "tree.py")
 TICKER = str(SCRIPTS / "ticker.py")

@@ -1,0 +1,107 @@
+"""A pooled run's stdout and stderr: the read ends of two pipes whose write ends went to the worker.
+
+Watched by the loop (`connect_read_pipe`) where it can - data that comes before the run is
+announced waits in memory - or read by two threads (process/pipes.py's reader), as a spawned
+run's pipes are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
+
+from prismq_desktop.core.process.executor import Job
+from prismq_desktop.core.process.logfile import Stream
+from prismq_desktop.core.process.pipes import feed_chunks, pipe_reader, thread_future
+
+
+class PipeReader(asyncio.Protocol):
+    """One output pipe on the loop. Data that comes before the run is announced waits in memory
+    (the child may write before its pid reaches us); then every read goes to the capture in
+    pieces of at most 64 KiB, as a spawned run's readers do."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stream: Stream) -> None:
+        self.stream = stream
+        self.done: asyncio.Future[None] = loop.create_future()
+        self._feed: Callable[[Stream, bytes], None] | None = None
+        self._early: list[bytes] = []
+        self._ended = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._feed is None:
+            self._early.append(data)
+        else:
+            feed_chunks(self._feed, self.stream, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._ended = True
+        self._finish()
+
+    def start(self, feed: Callable[[Stream, bytes], None]) -> None:
+        self._feed = feed
+        early, self._early = self._early, []
+        for data in early:
+            feed_chunks(feed, self.stream, data)
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._ended and self._feed is not None and not self.done.done():
+            self.done.set_result(None)
+
+
+class RunPipes:
+    """A run's stdout and stderr read ends: watched by the loop, or read by two threads."""
+
+    def __init__(self, out_r: int, err_r: int) -> None:
+        self.fds = (out_r, err_r)
+        self.protocols: list[PipeReader] = []
+        self.transports: list[asyncio.BaseTransport] = []
+        self._threads_own_fds = False
+        self._closed = False
+
+    @property
+    def watched(self) -> bool:
+        return bool(self.protocols)
+
+    async def connect(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Watch both pipes on the loop (data is held until `start`); a loop that cannot leaves them to threads."""
+        try:
+            for fd, stream in zip(self.fds, (Stream.STDOUT, Stream.STDERR), strict=True):
+                protocol = PipeReader(loop, stream)
+                pipe = open(fd, "rb", buffering=0, closefd=False)  # noqa: SIM115 - the transport closes it; we close the fd
+                transport, _ = await loop.connect_read_pipe(lambda p=protocol: p, pipe)  # type: ignore[misc]
+                self.transports.append(transport)
+                self.protocols.append(protocol)
+        except NotImplementedError:
+            self.abort()
+            self.transports.clear()
+            self.protocols.clear()
+
+    def start(self, job: Job, loop: asyncio.AbstractEventLoop) -> list[asyncio.Future[None]] | list[asyncio.Future[object]]:
+        """Begin feeding the capture; the futures complete at each pipe's end."""
+        if self.protocols:
+            for protocol in self.protocols:
+                protocol.start(job.capture.feed)
+            return [p.done for p in self.protocols]
+        self._threads_own_fds = True  # a thread closes its fd when its pipe ends, never under a read
+        out_r, err_r = self.fds
+        return [
+            thread_future(loop, pipe_reader(out_r, Stream.STDOUT, job.capture, close=True), f"run-{job.run_id}-stdout"),
+            thread_future(loop, pipe_reader(err_r, Stream.STDERR, job.capture, close=True), f"run-{job.run_id}-stderr"),
+        ]
+
+    def abort(self) -> None:
+        for transport in self.transports:
+            transport.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.abort()
+        if not self._threads_own_fds:
+            for fd in self.fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)

@@ -1,0 +1,262 @@
+"""The pool's workers: the parent's end of one warm interpreter, and the POSIX fork server.
+
+A `Worker` serves one run (a `Slot`) at a time and reports what its control channel says
+through two callbacks: `on_message(worker, msg, received)` for each message and `on_eof(worker)`
+once the channel ends. `ForkServerWorker` is the POSIX one (forkserver.py on one end of a
+socketpair); the Windows one is in windows.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import select
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from prismq_desktop.core.pool import forkserver
+from prismq_desktop.core.process.executor import Job
+from prismq_desktop.core.process.tree import ProcessTree
+
+log = logging.getLogger(__name__)
+
+
+class WorkerSettings(Protocol):
+    """What a worker is started with (a `ResourcePool` is one)."""
+
+    python: str
+    preload: tuple[str, ...]
+    spare: bool
+    worker_env: dict[str, str]
+
+
+class WorkerLost(Exception):
+    """The worker died before the run's child existed: the run can go to another worker."""
+
+
+class StartFailed(Exception):
+    """The child could not become the run (a bad working directory, no fork)."""
+
+
+class Slot:
+    """One run in one worker."""
+
+    def __init__(self, seq: int, job: Job, worker: Worker, loop: asyncio.AbstractEventLoop) -> None:
+        self.seq = seq
+        self.job = job
+        self.worker = worker
+        self.started: asyncio.Future[int] = loop.create_future()
+        self.exited: asyncio.Future[object] = loop.create_future()
+        self.sent = 0.0
+        self.latency: float | None = None
+        self.pid: int | None = None
+        self.lost: str | None = None
+        self.abandoned = False
+
+
+class Worker:
+    """A warm interpreter serving one run at a time, and the parent's end of its control channel."""
+
+    kind = "worker"
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        loop: asyncio.AbstractEventLoop,
+        on_message: Callable[[Worker, dict[str, Any], float], None],
+        on_eof: Callable[[Worker], None],
+    ) -> None:
+        self.settings = settings
+        self.loop = loop
+        self.on_message = on_message
+        self.on_eof = on_eof
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pid: int | None = None
+        self.ready = False
+        self.retiring = False
+        self.reserved = False
+        self.slot: Slot | None = None
+        self.runs = 0
+        self.born = time.monotonic()
+        self.preload_failed: dict[str, str] = {}
+        self.reader_thread: threading.Thread | None = None  # the control channel's reader, if not the loop
+
+    @property
+    def state(self) -> str:
+        if self.retiring:
+            return "retiring"
+        if self.slot is not None or self.reserved:
+            return "busy"
+        return "idle" if self.ready else "starting"
+
+    # -- to implement
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def send_run(self, request: dict[str, Any], fds: tuple[int, int]) -> None:
+        raise NotImplementedError
+
+    def close_channel(self) -> None:
+        raise NotImplementedError
+
+    def make_tree(self, pid: int) -> ProcessTree:
+        return ProcessTree(pid)
+
+    def _read_channel(self) -> Iterable[dict[str, Any]]:
+        raise NotImplementedError
+
+    # -- shared
+    def _start_reader(self) -> None:
+        self.reader_thread = threading.Thread(target=self._reader_main, name=f"pool-worker-{self.pid}", daemon=True)
+        self.reader_thread.start()
+
+    def _post(self, fn: Callable[..., None], *args: Any) -> bool:
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is closed
+            return False
+        return True
+
+    def _reader_main(self) -> None:
+        try:
+            for msg in self._read_channel():
+                if not self._post(self.on_message, self, msg, time.perf_counter()):
+                    return
+        except Exception:  # noqa: BLE001 - whatever broke the channel, the worker is gone for us
+            log.debug("pool worker %s: control channel failed", self.pid, exc_info=True)
+        self._post(self.on_eof, self)
+
+    def retire(self) -> None:
+        """Ask the worker to exit once it is free (its channel is closed; its EOF follows)."""
+        if self.retiring:
+            return
+        self.retiring = True
+        self.close_channel()
+
+    def join_reader(self, timeout: float) -> None:
+        if self.reader_thread is not None and self.reader_thread is not threading.current_thread():
+            self.reader_thread.join(timeout)
+
+
+class ForkServerWorker(Worker):
+    """POSIX: a fork server (forkserver.py) on one end of a socketpair.
+
+    The control socket is watched by the loop (`add_reader`) where the loop can; else a thread reads it.
+    """
+
+    kind = "fork server"
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        loop: asyncio.AbstractEventLoop,
+        on_message: Callable[[Worker, dict[str, Any], float], None],
+        on_eof: Callable[[Worker], None],
+    ) -> None:
+        super().__init__(settings, loop, on_message, on_eof)
+        self.sock: socket.socket | None = None
+        self._watched = False
+        self._decoder = forkserver.Decoder()
+
+    def start(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.proc = subprocess.Popen(
+                forkserver.command(self.settings.python, theirs.fileno(), self.settings.preload, self.settings.spare),
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                env=self.settings.worker_env,
+                cwd=os.path.abspath(os.sep),
+                start_new_session=True,  # a Ctrl+C in the app's terminal is not for the workers
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.sock = ours
+        self.pid = self.proc.pid
+        try:
+            ours.setblocking(False)
+            self.loop.add_reader(ours.fileno(), self._readable)
+            self._watched = True
+        except (NotImplementedError, RuntimeError):
+            ours.setblocking(True)
+            self._start_reader()
+
+    def _readable(self) -> None:
+        """On the loop: read what the server sent; dispatch whole messages; EOF ends the worker."""
+        assert self.sock is not None
+        while True:
+            try:
+                data = self.sock.recv(256 * 1024)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._unwatch()
+                self.on_eof(self)
+                return
+            now = time.perf_counter()
+            try:
+                messages = list(self._decoder.feed(data))
+            except ValueError:
+                log.warning("pool fork server %s sent garbage; retiring it", self.pid)
+                self.retire()
+                return
+            for msg in messages:
+                self.on_message(self, msg, now)
+
+    def _unwatch(self) -> None:
+        if self._watched and self.sock is not None:
+            self._watched = False
+            with contextlib.suppress(Exception):
+                self.loop.remove_reader(self.sock.fileno())
+
+    def send_run(self, request: dict[str, Any], fds: tuple[int, int]) -> None:
+        assert self.sock is not None
+        sock = self.sock
+        data = forkserver.encode(request)
+        sent = _nonblocking(sock, lambda: socket.send_fds(sock, [data], list(fds)))
+        while sent < len(data):
+            rest = data[sent:]
+            sent += _nonblocking(sock, lambda: sock.send(rest))  # noqa: B023 - called at once
+
+    def close_channel(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)  # we see EOF (our reader wakes); the server sees EOF and exits
+
+    def _read_channel(self) -> Iterable[dict[str, Any]]:
+        assert self.sock is not None
+        while True:
+            data = self.sock.recv(256 * 1024)
+            if not data:
+                return
+            yield from self._decoder.feed(data)
+
+    def close_socket(self) -> None:
+        self._unwatch()
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+
+
+def _nonblocking(sock: socket.socket, send: Callable[[], int], timeout: float = 10.0) -> int:
+    """Call `send` on a possibly non-blocking socket, waiting (bounded) while its buffer is full."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return send()
+        except (BlockingIOError, InterruptedError):
+            if time.monotonic() > deadline:
+                raise OSError("the pool worker does not read its control channel") from None
+            select.select([], [sock], [], 0.05)
