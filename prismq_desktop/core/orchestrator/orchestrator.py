@@ -20,22 +20,23 @@ import os
 import random
 import time
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from typing import Any
 
-from prismq_desktop.core.engine import RunEngine, RunHandle
-from prismq_desktop.core.events import DeadLettered, Event, Notice, OutputBatch, Progress, RetryScheduled, RunChanged
-from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec, RunStatus, TargetKind
+from prismq_desktop.core.engine import RunEngine
+from prismq_desktop.core.events import DeadLettered, Event, Notice, RetryScheduled, RunChanged
+from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec
+from prismq_desktop.core.orchestrator.chains import Chain, ResultCallback
+from prismq_desktop.core.orchestrator.execute import PatternUnavailable, execute_pattern
 from prismq_desktop.core.orchestrator.queue import Clock, RunQueue
-from prismq_desktop.core.orchestrator.results import TaskMetrics, TaskResult, batch_result, percentile, tail_from_log
+from prismq_desktop.core.orchestrator.results import TaskMetrics, TaskResult, percentile, tail_from_log
 from prismq_desktop.core.orchestrator.retry import RetryPolicy
-from prismq_desktop.core.patterns import PatternAdvisor, Priority, TaskPattern
+from prismq_desktop.core.orchestrator.specs import as_spec, make_spec
+from prismq_desktop.core.patterns import Priority, TaskPattern
 from prismq_desktop.core.pool import ResourcePool
 from prismq_desktop.core.process.executor import Job
 from prismq_desktop.core.process.logfile import LogWriter, Stream
-from prismq_desktop.core.schedule.scheduler import Scheduler, make_trigger
+from prismq_desktop.core.schedule.scheduler import Scheduler
 from prismq_desktop.core.store.registry import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -43,34 +44,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_CONCURRENT = max(2, os.cpu_count() or 2)
 
 __all__ = ["DEFAULT_MAX_CONCURRENT", "PatternUnavailable", "RetryPolicy", "TaskMetrics", "TaskOrchestrator", "TaskResult"]
-
-
-class PatternUnavailable(RuntimeError):
-    """A pattern the API accepts but whose machinery is not part of this build yet."""
-
-
-ResultCallback = Callable[[TaskResult], None | Awaitable[None]]
-
-
-@dataclass
-class _Chain:
-    """All attempts of one submission; `future` resolves with the final result."""
-
-    first_id: int
-    spec: RunSpec
-    policy: RetryPolicy
-    pattern: TaskPattern
-    priority: Priority
-    mode: RunMode | str | None
-    callback: ResultCallback | None
-    on_success: RunSpec | None
-    on_failure: RunSpec | None
-    idempotency_key: str | None
-    future: asyncio.Future[TaskResult]
-    current: RunHandle
-    attempt: int = 1
-    depends_on: tuple[int, ...] = ()
-    follow_ups: list[int] = field(default_factory=list)
 
 
 class TaskOrchestrator:
@@ -100,10 +73,10 @@ class TaskOrchestrator:
         self.bus = self.engine.bus
         self.backlog_warning = backlog_warning
         self._backlog_warned = False
-        self.queue: RunQueue[_Chain] = RunQueue(self._start, limit=max_concurrent, clock=clock,
+        self.queue: RunQueue[Chain] = RunQueue(self._start, limit=max_concurrent, clock=clock,
                                                 on_release=self._released)
-        self._chains: dict[int, _Chain] = {}  # any attempt's run id -> its chain
-        self._dependents: dict[int, list[_Chain]] = collections.defaultdict(list)
+        self._chains: dict[int, Chain] = {}  # any attempt's run id -> its chain
+        self._dependents: dict[int, list[Chain]] = collections.defaultdict(list)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.rng = random.Random()
         self.callback_errors: list[tuple[int, str]] = []
@@ -169,28 +142,6 @@ class TaskOrchestrator:
         return [chain.current.run for _, chain in self.queue.waiting()]
 
     # ------------------------------------------------------------------ submitting
-    def _make_spec(self, script: str | os.PathLike[str] | RunSpec, args: Iterable[str] | str | None,
-                   options: dict[str, Any]) -> RunSpec:
-        if isinstance(script, RunSpec):
-            spec = script
-            if args is not None:
-                spec = spec.with_changes(args=args if isinstance(args, str) else tuple(args))
-            return spec
-        kind = TargetKind.MODULE if options.pop("module", False) else TargetKind(options.pop("kind", TargetKind.AUTO))
-        return RunSpec(
-            target=str(script),
-            args=(args if isinstance(args, str) else tuple(str(a) for a in args)) if args is not None else (),
-            kind=kind,
-            cwd=options.pop("cwd", None),
-            env=options.pop("env", None) or {},
-            interpreter=options.pop("interpreter", options.pop("python", None)),
-            soft_timeout=options.pop("timeout", options.pop("soft_timeout", None)),
-            hard_timeout=options.pop("hard_timeout", None),
-            grace_period=options.pop("grace_period", 5.0),
-            encoding=options.pop("encoding", "utf-8"),
-            name=options.pop("task_name", options.pop("name", None)),
-        )
-
     def delay(
         self,
         script: str | os.PathLike[str] | RunSpec,
@@ -221,7 +172,7 @@ class TaskOrchestrator:
         run is stored before the loop's next turn and announced only after that.
         """
         asyncio.get_running_loop()  # raises first: nothing is recorded without a loop to run it
-        spec = self._make_spec(script, args, spec_options)
+        spec = make_spec(script, args, spec_options)
         if spec_options:
             raise TypeError(f"unknown option(s): {', '.join(sorted(spec_options))}")
         if idempotency_key:
@@ -239,7 +190,7 @@ class TaskOrchestrator:
         prio = Priority.parse(priority)
         pat = TaskPattern.parse(pattern)
         options = {"retry": policy.to_dict()}
-        follow = {"on_success": _as_spec(on_success), "on_failure": _as_spec(on_failure)}
+        follow = {"on_success": as_spec(on_success), "on_failure": as_spec(on_failure)}
         for key, value in follow.items():
             if value is not None:
                 options[key] = value.to_dict()
@@ -248,7 +199,7 @@ class TaskOrchestrator:
                                     idempotency_key=idempotency_key, depends_on=deps, options=options,
                                     schedule_id=schedule_id, trigger=trigger)
         loop = asyncio.get_running_loop()
-        chain = _Chain(
+        chain = Chain(
             first_id=handle.id, spec=spec, policy=policy, pattern=pat, priority=prio, mode=mode, callback=callback,
             on_success=follow["on_success"], on_failure=follow["on_failure"], idempotency_key=idempotency_key,
             future=loop.create_future(), current=handle, depends_on=deps,
@@ -261,7 +212,7 @@ class TaskOrchestrator:
         self._check_backlog()
         return handle.id
 
-    def _enqueue(self, chain: _Chain) -> None:
+    def _enqueue(self, chain: Chain) -> None:
         run_id = chain.current.id
         failed = self._failed_dependency(chain.depends_on)
         if failed is not None:
@@ -273,7 +224,7 @@ class TaskOrchestrator:
                 self._dependents[self._chain_root(dep)].append(chain)
         self.queue.push(run_id, chain, int(chain.priority), hold_until=chain.current.run.not_before, blocked=bool(unmet))
 
-    def _released(self, run_id: int, chain: _Chain) -> None:
+    def _released(self, run_id: int, chain: Chain) -> None:
         """A retry's wait is over: the run is an ordinary queued run again."""
         self.engine.amend(run_id, hold_until=None)
 
@@ -316,7 +267,7 @@ class TaskOrchestrator:
             self._backlog_warned = False
 
     # ------------------------------------------------------------------ dispatching
-    def _start(self, run_id: int, chain: _Chain) -> None:
+    def _start(self, run_id: int, chain: Chain) -> None:
         """The queue gave this run a slot."""
         if chain.current.done:
             self.queue.finished(run_id)
@@ -329,7 +280,7 @@ class TaskOrchestrator:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _watch(self, chain: _Chain) -> None:
+    async def _watch(self, chain: Chain) -> None:
         handle = chain.current
         try:
             await handle.wait()
@@ -338,11 +289,11 @@ class TaskOrchestrator:
             self._check_backlog()
         await self._after_run(chain)
 
-    def _end_unstarted(self, chain: _Chain, outcome: Outcome) -> None:
+    def _end_unstarted(self, chain: Chain, outcome: Outcome) -> None:
         self.engine.finish_unstarted(chain.current, outcome)
         self._spawn(self._after_run(chain))
 
-    async def _after_run(self, chain: _Chain) -> None:
+    async def _after_run(self, chain: Chain) -> None:
         run = chain.current.run
         outcome = run.outcome
         assert outcome is not None
@@ -368,7 +319,7 @@ class TaskOrchestrator:
         if chain.callback is not None:
             await self._call_back(chain.callback, result)
 
-    def _schedule_retry(self, chain: _Chain) -> None:
+    def _schedule_retry(self, chain: Chain) -> None:
         wait = chain.policy.backoff(chain.attempt, self.rng)
         previous = chain.current
         at = self.queue.clock.time() + wait
@@ -402,7 +353,7 @@ class TaskOrchestrator:
             self.bus.publish(Notice(result.run_id, f"the result callback raised {exc!r}", "error", {"traceback": tb}))
 
     # ------------------------------------------------------------------ results
-    def _result(self, chain: _Chain) -> TaskResult:
+    def _result(self, chain: Chain) -> TaskResult:
         handle = chain.current
         return TaskResult(
             run_id=chain.first_id,
@@ -605,32 +556,7 @@ class TaskOrchestrator:
         **options: Any,
     ) -> TaskResult:
         """One entry point for all six patterns (auto-selected from the options when not given)."""
-        chosen = TaskPattern.parse(pattern) if pattern is not None else PatternAdvisor.select(options)
-        for key in ("streaming", "wait_for_result", "use_pool", "concurrent_tasks"):
-            options.pop(key, None)
-        if chosen is TaskPattern.PERIODIC:
-            return self._execute_periodic(script, args, options)
-        if chosen is TaskPattern.POOLED and self.pool is None:
-            raise PatternUnavailable("POOLED needs the warm worker pool, and this orchestrator was given its own engine "
-                                     "without one; nothing was run")
-        if chosen is TaskPattern.CONCURRENT:
-            return await self._execute_batch(script, args, options)
-        on_event = options.pop("on_event", None)
-        on_output = options.pop("on_output", None)
-        on_progress = options.pop("on_progress", None)
-        on_start = options.pop("on_start", None)
-        run_id = self.delay(script, args, pattern=chosen, **options)
-        if on_start is not None:
-            on_start(run_id)
-        if chosen is TaskPattern.FIRE_AND_FORGET:
-            return self.status(run_id)
-        if chosen is TaskPattern.LONG_RUNNING and (on_event or on_output or on_progress):
-            return await self._stream_until_done(run_id, on_event, on_output, on_progress)
-        try:
-            return await self.wait(run_id)
-        except asyncio.CancelledError:
-            self.cancel(run_id)
-            raise
+        return await execute_pattern(self, script, args, pattern, options)
 
     @property
     def scheduler(self) -> Scheduler:
@@ -638,80 +564,6 @@ class TaskOrchestrator:
         if self._scheduler is None:
             self._scheduler = Scheduler(self)
         return self._scheduler
-
-    def _execute_periodic(self, script: str | os.PathLike[str] | RunSpec, args: Iterable[str] | str | None,
-                          options: dict[str, Any]) -> TaskResult:
-        trigger = make_trigger(interval_seconds=options.pop("interval_seconds", None), cron=options.pop("cron", None),
-                               at=options.pop("at", None), timezone=options.pop("timezone", "UTC"))
-        policy = {k: options.pop(k) for k in ("overlap", "misfire_grace", "catchup", "catchup_limit", "jitter", "enabled")
-                  if k in options}
-        run_options = {k: options.pop(k) for k in ("max_retries", "retry_on", "backoff_base", "backoff_factor",
-                                                    "backoff_cap", "priority") if k in options}
-        spec = self._make_spec(script, args, options)
-        if options:
-            raise TypeError(f"unknown option(s) for a periodic task: {', '.join(sorted(options))}")
-        name = spec.name or spec.display_name
-        sched = self.scheduler.add(name, spec, trigger, **policy, **run_options)
-        self.scheduler.start()
-        return batch_result(TaskPattern.PERIODIC, RunStatus.QUEUED, schedule_id=sched.id)
-
-    async def _stream_until_done(self, run_id: int, on_event: Any, on_output: Any, on_progress: Any) -> TaskResult:
-        try:
-            async for ev in self.events(run_id):
-                for cb, wanted in ((on_event, object), (on_output, OutputBatch), (on_progress, Progress)):
-                    if cb is not None and isinstance(ev, wanted):
-                        res = cb(ev)
-                        if inspect.isawaitable(res):
-                            await res
-            return await self.wait(run_id)
-        except asyncio.CancelledError:
-            self.cancel(run_id)
-            raise
-
-    async def _execute_batch(self, script: str | os.PathLike[str] | RunSpec, args: Iterable[str] | str | None,
-                             options: dict[str, Any]) -> TaskResult:
-        tasks = list(options.pop("tasks", None) or [])
-        max_concurrent = int(options.pop("max_concurrent", self.queue.limit))
-        fail_fast = bool(options.pop("fail_fast", False))
-        if max_concurrent < 1:
-            raise ValueError("max_concurrent must be at least 1")
-        base_args = [] if args is None else ([args] if isinstance(args, str) else list(args))
-        gate = asyncio.Semaphore(max_concurrent)
-        ids: list[int | None] = [None] * len(tasks)
-        stop = asyncio.Event()
-
-        async def one(index: int, item: Any) -> TaskResult:
-            async with gate:
-                if stop.is_set():
-                    return batch_result(TaskPattern.CONCURRENT, RunStatus.DONE,
-                                        Outcome(OutcomeKind.CANCELLED, None, "not started: an earlier item failed (fail_fast)"))
-                if isinstance(item, RunSpec):
-                    run_id = self.delay(item, pattern=TaskPattern.CONCURRENT, **dict(options))
-                else:
-                    item_args = [item] if isinstance(item, str) else [str(a) for a in item]
-                    run_id = self.delay(script, [*base_args, *item_args], pattern=TaskPattern.CONCURRENT, **dict(options))
-                ids[index] = run_id
-                result = await self.wait(run_id)
-                if fail_fast and not result.ok and not stop.is_set():
-                    stop.set()
-                    for other in ids:
-                        if other is not None and other != run_id:
-                            self.cancel(other)
-                return result
-
-        jobs = [asyncio.ensure_future(one(i, item)) for i, item in enumerate(tasks)]
-        try:
-            results = list(await asyncio.gather(*jobs))
-        except asyncio.CancelledError:
-            for run_id in ids:
-                if run_id is not None:
-                    self.cancel(run_id)
-            raise
-        failed = sum(1 for r in results if not r.ok)
-        outcome = (Outcome(OutcomeKind.SUCCEEDED, 0) if not failed
-                   else Outcome(OutcomeKind.FAILED, None, f"{failed} of {len(results)} items did not succeed"))
-        return batch_result(TaskPattern.CONCURRENT, RunStatus.DONE, outcome, results=results,
-                            attempts=sum(r.attempts for r in results))
 
     # -- what the scheduler needs (schedule/ports.py SchedulerHost)
     def record_unstarted(self, spec: RunSpec, outcome: Outcome, *, schedule_id: int, trigger: str) -> int:
@@ -723,12 +575,6 @@ class TaskOrchestrator:
     def owns(self, run_id: int) -> bool:
         """The run is live in this process."""
         return self.engine.handle(run_id) is not None
-
-
-def _as_spec(value: RunSpec | str | os.PathLike[str] | None) -> RunSpec | None:
-    if value is None or isinstance(value, RunSpec):
-        return value
-    return RunSpec(str(value) if not isinstance(value, Path) else str(value))
 
 
 def _event_run_id(ev: Event) -> int | None:
