@@ -37,6 +37,14 @@ class RunChanged:
 
 
 @dataclass(frozen=True)
+class ExternalRunChanged:
+    """A run written by another process on the same data dir (the CLI, a headless scheduler),
+    seen in the registry; this process's own runs arrive as RunChanged."""
+
+    run: Run
+
+
+@dataclass(frozen=True)
 class OutputBatch:
     """Output of one run since the previous batch.
 
@@ -101,7 +109,8 @@ class ScheduleChanged:
 
 
 Event: TypeAlias = (
-    RunChanged | OutputBatch | Progress | RetryScheduled | DeadLettered | Notice | ScheduleChanged | RunSample | SystemSample
+    RunChanged | ExternalRunChanged | OutputBatch | Progress | RetryScheduled | DeadLettered | Notice | ScheduleChanged
+    | RunSample | SystemSample
 )
 Callback: TypeAlias = Callable[[Event], None | Awaitable[None]]
 

@@ -22,6 +22,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from prismq_desktop.core.events import (
     DeadLettered,
     Event,
+    ExternalRunChanged,
     Notice,
     OutputBatch,
     Progress,
@@ -37,6 +38,7 @@ Handler = Callable[["Bridge", Any], None]
 
 class Bridge(QObject):
     runChanged = Signal(object)  # Run (a snapshot)
+    externalRunChanged = Signal(object)  # Run of another process (seen in the registry)
     output = Signal(int, object, int)  # run id, chunks, dropped bytes
     progress = Signal(int, float, object)  # run id, fraction, message
     notice = Signal(object)  # Notice
@@ -73,6 +75,9 @@ class Bridge(QObject):
     def _run_changed(self, ev: RunChanged) -> None:
         self.runChanged.emit(ev.run)
 
+    def _external_run_changed(self, ev: ExternalRunChanged) -> None:
+        self.externalRunChanged.emit(ev.run)
+
     def _output(self, ev: OutputBatch) -> None:
         self.output.emit(ev.run_id, ev.chunks, ev.dropped_bytes)
 
@@ -102,6 +107,7 @@ class Bridge(QObject):
 
 Bridge.HANDLERS = {
     RunChanged: Bridge._run_changed,
+    ExternalRunChanged: Bridge._external_run_changed,
     OutputBatch: Bridge._output,
     Progress: Bridge._progress,
     Notice: Bridge._notice,

@@ -34,6 +34,7 @@ class WinTree(ProcessTree):  # pragma: no cover - Windows only
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self._job = None
+        self.stopped = 0
         try:
             self._root = psutil.Process(pid)
             self.create_time = self._root.create_time()

@@ -37,7 +37,11 @@ LINGER = 1.0  # after the root exits, how long its leftovers may keep the pipes 
 def final_outcome(job: Job, returncode: int) -> Outcome:
     """The outcome of a run whose root exited with `returncode` (a stop request names the kind)."""
     if job.stop_outcome is not None:
-        return Outcome(job.stop_outcome.kind, returncode, job.stop_outcome.message)
+        message = job.stop_outcome.message
+        stopped = job.tree.stopped if job.tree is not None else 0
+        if stopped:
+            message = f"{message} (tree of {stopped} process{'' if stopped == 1 else 'es'} stopped)"
+        return Outcome(job.stop_outcome.kind, returncode, message)
     if returncode < 0 and not IS_WINDOWS:
         try:
             name = signal.Signals(-returncode).name

@@ -38,6 +38,7 @@ class ProcessTree:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self._job = None
+        self.stopped = 0  # how many live processes the last stop sequence found (for "tree of N stopped")
         try:
             self._root: psutil.Process | None = psutil.Process(pid)
             self.create_time: float | None = self._root.create_time()
@@ -128,6 +129,7 @@ class ProcessTree:
     # -- whole stop sequences
     def _begin_stop(self, graceful: bool) -> tuple[list[psutil.Process], bool]:
         snap = self.snapshot()
+        self.stopped = max(self.stopped, len([p for p in snap if _alive(p)]))
         if graceful and not IS_WINDOWS:
             self.terminate()
             return snap, True
@@ -197,5 +199,6 @@ def kill_orphan(pid: int, create_time: float | None) -> bool:
     tree._job = None
     tree._root = proc
     tree.create_time = create_time
+    tree.stopped = 0
     tree.stop_blocking(grace=1.0)
     return True

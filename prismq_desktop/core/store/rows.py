@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from typing import Any
 
 from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec, RunStatus
@@ -118,4 +119,5 @@ def run_values(run: Run) -> dict[str, Any]:
         "mean_cpu": run.mean_cpu,
         "peak_rss": run.peak_rss,
         "mean_rss": run.mean_rss,
+        "updated_at": time.time(),
     }

@@ -154,6 +154,19 @@ class RunTable(Database):
         """Every run not yet done (any owner), oldest first."""
         return self.query(RunQuery(states=("queued", "running", "paused"), descending=False, limit=10_000_000))
 
+    def data_version(self) -> int:
+        """Changes when *another* connection commits (SQLite's data_version): a cheap "anything new?"."""
+        with self._lock:
+            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def changed_since(self, stamp: float, limit: int = 1000) -> list[tuple[Run, float]]:
+        """Runs whose row changed at or after `stamp` (oldest change first), with when it changed."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {COLUMNS} FROM runs WHERE updated_at >= ? ORDER BY updated_at LIMIT ?", (stamp, limit)
+            ).fetchall()
+        return [(run_from_row(r), float(r["updated_at"])) for r in rows]
+
     def find_idempotent(self, key: str, window: float | None) -> Run | None:
         """The newest run with this key that is still active, or succeeded within `window` seconds."""
         since = time.time() - window if window else None

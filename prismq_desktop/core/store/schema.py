@@ -107,13 +107,20 @@ MIGRATIONS: list[str] = [
     DROP INDEX runs_name_created;
     CREATE INDEX runs_name_created ON runs(name, created_at DESC, id DESC);
     """,
+    # 5: when each row last changed, so a window can follow runs of other processes (CLI,
+    # headless scheduler) without rereading the table
+    """
+    ALTER TABLE runs ADD COLUMN updated_at REAL;
+    UPDATE runs SET updated_at = COALESCE(ended_at, started_at, created_at);
+    CREATE INDEX runs_updated ON runs(updated_at);
+    """,
 ]
 
 COLUMNS = (
     "id, name, spec, status, outcome, exit_code, error, mode, dry_run, created_at, started_at, "
     "ended_at, pid, pid_create_time, argv, cwd, log_path, owner_pid, owner_create_time, "
     "priority, pattern, attempt, parent_id, idempotency_key, not_before, depends_on, progress, "
-    "progress_message, options, schedule_id, trigger, peak_cpu, mean_cpu, peak_rss, mean_rss"
+    "progress_message, options, schedule_id, trigger, peak_cpu, mean_cpu, peak_rss, mean_rss, updated_at"
 )
 
 
