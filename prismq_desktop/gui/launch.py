@@ -209,7 +209,7 @@ class LaunchPanel(QWidget):
         self.launch_button = QPushButton("Launch")
         self.launch_button.setObjectName("launchButton")
         self.launch_button.setDefault(True)
-        self.launch_button.clicked.connect(self._launch)
+        self.launch_button.clicked.connect(self.request_launch)
         self.save_button = QPushButton("Save as task…")
         self.save_button.setObjectName("saveTaskButton")
         self.save_button.clicked.connect(self._save)
@@ -359,7 +359,8 @@ class LaunchPanel(QWidget):
                 event.acceptProposedAction()
                 return
 
-    def _launch(self) -> None:
+    def request_launch(self) -> None:
+        """Ask for a launch of what the form shows (Launch button, Ctrl+Return): emits launchRequested."""
         self.save_draft()
         if self.interpreter.currentText():
             self.settings.setValue("launch/last_interpreter", self.interpreter.currentText())

@@ -8,13 +8,13 @@ in mypy rather than as an AttributeError in a click handler.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from prismq_desktop.core.engine import RunHandle
     from prismq_desktop.core.events import EventBus
-    from prismq_desktop.core.models import Run
-    from prismq_desktop.core.patterns import Priority
+    from prismq_desktop.core.models import Run, RunSpec
+    from prismq_desktop.core.patterns import Priority, TaskPattern
     from prismq_desktop.core.pool.pool import PoolStats
     from prismq_desktop.core.store.registry import DeadLetter
 
@@ -70,8 +70,48 @@ class OrchestratorPort(BusOwner, Protocol):
     def purge_dead_letters(self, ids: Sequence[int] | None = None) -> int: ...
 
 
+class RunReader(Protocol):
+    """The run engine as the log panes read it: a run's newest snapshot."""
+
+    def get(self, run_id: int) -> Run | None: ...
+
+
+class RunControlPort(Protocol):
+    """The orchestrator as the Runs tab drives it: launch, cancel, pause, resume."""
+
+    @property
+    def engine(self) -> RunReader: ...
+
+    def delay(self, script: RunSpec, *, pattern: TaskPattern | str = ..., **options: Any) -> int: ...
+
+    def cancel(self, run_id: int) -> bool: ...
+
+    def cancel_all(self) -> int: ...
+
+    def pause(self, run_id: int) -> bool: ...
+
+    def resume(self, run_id: int) -> bool: ...
+
+
+class SchedulerState(Protocol):
+    """The periodic scheduler as the status bar shows it."""
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+
 if TYPE_CHECKING:
     from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
+    from prismq_desktop.core.schedule.scheduler import Scheduler
 
     def _orchestrator_fits(orch: TaskOrchestrator) -> OrchestratorPort:
         return orch  # mypy checks here that the real orchestrator satisfies the port
+
+    def _orchestrator_runs(orch: TaskOrchestrator) -> RunControlPort:
+        return orch  # ... and the Runs tab's port
+
+    def _scheduler_fits(sched: Scheduler) -> SchedulerState:
+        return sched

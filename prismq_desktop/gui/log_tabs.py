@@ -1,0 +1,108 @@
+"""The log pane tabs under the runs table: one closable LogPane per followed run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, QUrl
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import QTabWidget, QWidget
+
+from prismq_desktop.core.models import Run
+from prismq_desktop.core.process.capture import OutputChunk
+from prismq_desktop.core.process.logfile import Stream, read_log
+from prismq_desktop.gui.logview import LogPane
+from prismq_desktop.gui.ports import RunReader
+from prismq_desktop.gui.settings_dialog import value as setting
+
+MAX_PANES = 24
+
+
+class LogTabs(QTabWidget):
+    """At most MAX_PANES panes; when there are more, the oldest finished run's pane is closed."""
+
+    def __init__(self, engine: RunReader, settings: QSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.engine = engine
+        self.settings = settings
+        self.panes: dict[int, LogPane] = {}
+        self.setObjectName("logTabs")
+        self.setTabsClosable(True)
+        self.setDocumentMode(True)
+        self.tabCloseRequested.connect(self.close_pane)
+
+    def ensure_pane(self, run_id: int, focus: bool = False) -> LogPane:
+        pane = self.panes.get(run_id)
+        if pane is None:
+            run = self.engine.get(run_id)
+            limit = int(setting(self.settings, "view/pane_line_limit")) or 5000
+            pane = LogPane(run_id, run.log_path if run else None, line_limit=limit,
+                           encoding=run.spec.encoding if run else "utf-8")
+            pane.openFullLog.connect(self.open_full_log)
+            self.panes[run_id] = pane
+            title = f"#{run_id} {run.name if run else ''}"
+            self.addTab(pane, title)
+            self._trim_panes()
+        if focus:
+            self.setCurrentWidget(pane)
+        return pane
+
+    def _trim_panes(self) -> None:
+        while self.count() > MAX_PANES:
+            for i in range(self.count()):
+                pane = self.widget(i)
+                if isinstance(pane, LogPane):
+                    run = self.engine.get(pane.run_id)
+                    if run is None or not run.is_active:
+                        self.close_pane(i)
+                        break
+            else:
+                return
+
+    def close_pane(self, index: int) -> None:
+        pane = self.widget(index)
+        self.removeTab(index)
+        if isinstance(pane, LogPane):
+            self.panes.pop(pane.run_id, None)
+            pane.deleteLater()
+
+    def show_pane(self, run_id: int) -> bool:
+        """Bring the run's pane to the front, if it has one."""
+        pane = self.panes.get(run_id)
+        if pane is not None:
+            self.setCurrentWidget(pane)
+        return pane is not None
+
+    def open_run(self, run: Run) -> None:
+        """The run's pane in front; a new pane of a finished run is filled from its log file."""
+        if self.show_pane(run.id):
+            return
+        pane = self.ensure_pane(run.id, focus=True)
+        if run.log_path and os.path.exists(run.log_path) and not run.is_active:
+            pane.load_from_log(run.log_path)
+
+    def feed(self, run_id: int, chunks: Iterable[OutputChunk], dropped: int) -> None:
+        """Output for a run, into its pane (a new one if it has none)."""
+        pane = self.panes.get(run_id)
+        if pane is None:
+            pane = self.ensure_pane(run_id)
+        pane.feed_chunks(chunks, dropped)
+
+    def finish(self, run_id: int) -> None:
+        pane = self.panes.get(run_id)
+        if pane is not None:
+            pane.finish()
+
+    def open_full_log(self, run_id: int) -> None:
+        """Write the run's output as plain text next to its log and open it in the desktop's viewer."""
+        run = self.engine.get(run_id)
+        if run is None or not run.log_path or not os.path.exists(run.log_path):
+            return
+        out = Path(run.log_path).with_suffix(".txt")
+        with open(out, "wb") as fh:
+            for record, _ in read_log(run.log_path):
+                if record.stream is not Stream.META:
+                    fh.write(record.data)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(out)))

@@ -1,0 +1,225 @@
+"""The Runs tab's right side: the run actions over the runs table, over the log pane tabs.
+
+It launches runs (from the launch panel, a saved task, a rerun) through the orchestrator
+and follows each launched run in a log pane.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QMessageBox,
+    QSplitter,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionProgressBar,
+    QTableView,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from prismq_desktop.core.models import Run, RunSpec
+from prismq_desktop.core.patterns import TaskPattern
+from prismq_desktop.core.process.capture import OutputChunk
+from prismq_desktop.gui.log_tabs import LogTabs
+from prismq_desktop.gui.logview import LogPane
+from prismq_desktop.gui.models import PROGRESS_ROLE, RunsModel
+from prismq_desktop.gui.ports import RunControlPort
+from prismq_desktop.gui.widgets import show_message
+
+
+class ProgressDelegate(QStyledItemDelegate):
+    """Draws the Progress column as a bar."""
+
+    def paint(self, painter: Any, option: Any, index: Any) -> None:
+        value = index.data(PROGRESS_ROLE)
+        if value is None:
+            super().paint(painter, option, index)
+            return
+        bar = QStyleOptionProgressBar()
+        bar.rect = option.rect.adjusted(2, 3, -2, -3)
+        bar.minimum, bar.maximum = 0, 1000
+        bar.progress = int(value * 1000)
+        bar.text = f"{value * 100:.0f}%"
+        bar.textVisible = True
+        QWidgetStyle = option.widget.style() if option.widget else None  # noqa: N806
+        if QWidgetStyle is not None:
+            QWidgetStyle.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter)
+
+
+class RunsView(QSplitter):
+    """Toolbar and runs table on top, the log panes below (the splitter is `runsSplitter`)."""
+
+    def __init__(self, orch: RunControlPort, settings: QSettings, parent: QWidget | None = None) -> None:
+        super().__init__(Qt.Orientation.Vertical, parent)
+        self.setObjectName("runsSplitter")
+        self.orch = orch
+        self.runs_model = RunsModel(self)
+        self.runs_table = self._build_runs_table()
+        self.toolbar = self._build_toolbar()
+        self.log_tabs = LogTabs(orch.engine, settings)
+        runs_box = QWidget()
+        rl = QVBoxLayout(runs_box)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(self.toolbar)
+        rl.addWidget(self.runs_table)
+        self.addWidget(runs_box)
+        self.addWidget(self.log_tabs)
+        self.setSizes([260, 520])
+
+    @property
+    def panes(self) -> dict[int, LogPane]:
+        return self.log_tabs.panes
+
+    # ------------------------------------------------------------------ building
+    def _build_runs_table(self) -> QTableView:
+        table = QTableView()
+        table.setObjectName("runsTable")
+        table.setModel(self.runs_model)
+        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        table.setItemDelegateForColumn(3, ProgressDelegate(table))
+        table.verticalHeader().hide()
+        table.setWordWrap(False)
+        table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        table.selectionModel().currentRowChanged.connect(self._run_selected)
+        return table
+
+    def _build_toolbar(self) -> QToolBar:
+        """The run actions: Cancel, Pause, Resume, Rerun, Cancel all, Clear finished."""
+        toolbar = QToolBar("Run actions")
+        toolbar.setObjectName("runToolbar")
+        px = QStyle.StandardPixmap
+        self.act_cancel = self._action("Cancel", "cancelButton", "Ctrl+.", self.cancel_selected, px.SP_BrowserStop)
+        self.act_pause = self._action("Pause", "pauseButton", "Ctrl+P", self.pause_selected, px.SP_MediaPause)
+        self.act_resume = self._action("Resume", "resumeButton", "Ctrl+Shift+P", self.resume_selected, px.SP_MediaPlay)
+        self.act_rerun = self._action("Rerun", "rerunButton", "Ctrl+R", self.rerun_selected, px.SP_BrowserReload)
+        self.act_cancel_all = self._action("Cancel all", "cancelAllButton", "Ctrl+Shift+.", self.cancel_all,
+                                           px.SP_DialogCancelButton)
+        self.act_clear = self._action("Clear finished", "clearFinishedButton", None, self.clear_finished,
+                                      px.SP_DialogResetButton)
+        for act in (self.act_cancel, self.act_pause, self.act_resume, self.act_rerun, self.act_cancel_all, self.act_clear):
+            toolbar.addAction(act)
+            button = toolbar.widgetForAction(act)
+            if button is not None:
+                button.setObjectName(act.objectName())
+                button.setAccessibleName(act.text())
+        return toolbar
+
+    def _action(self, text: str, name: str, shortcut: str | None, slot: Any, icon: QStyle.StandardPixmap) -> QAction:
+        act = QAction(self.style().standardIcon(icon), text, self)
+        act.setObjectName(name)
+        if shortcut:
+            act.setShortcut(QKeySequence(shortcut))
+            act.setToolTip(f"{text} ({shortcut})")
+        act.triggered.connect(slot)
+        return act
+
+    def add_tool_action(self, action: QAction) -> None:
+        """One more action at the end of the toolbar, after a separator."""
+        self.toolbar.addSeparator()
+        self.toolbar.addAction(action)
+
+    # ------------------------------------------------------------------ selection
+    def selected_run(self) -> Run | None:
+        index = self.runs_table.currentIndex()
+        return self.runs_model.run_at(index.row()) if index.isValid() else None
+
+    def update_actions(self) -> None:
+        run = self.selected_run()
+        active = run is not None and run.is_active
+        self.act_cancel.setEnabled(active)
+        self.act_pause.setEnabled(run is not None and run.status.value == "running")
+        self.act_resume.setEnabled(run is not None and run.status.value == "paused")
+        self.act_rerun.setEnabled(run is not None)
+        self.act_cancel_all.setEnabled(bool(self.runs_model.active_ids()))
+
+    def _run_selected(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        run = self.runs_model.run_at(current.row()) if current.isValid() else None
+        if run is not None:
+            self.log_tabs.show_pane(run.id)
+        self.update_actions()
+
+    def active_ids(self) -> list[int]:
+        return self.runs_model.active_ids()
+
+    # ------------------------------------------------------------------ launching and control
+    def launch(self, spec: RunSpec, options: dict[str, Any]) -> int | None:
+        opts = dict(options)
+        pattern = TaskPattern.parse(opts.pop("pattern", TaskPattern.LONG_RUNNING))
+        try:
+            run_id = self.orch.delay(spec, pattern=pattern, **opts)
+        except (ValueError, TypeError) as exc:
+            show_message(self, "Cannot launch", str(exc), QMessageBox.Icon.Warning)
+            return None
+        self.log_tabs.ensure_pane(run_id, focus=True)
+        return int(run_id)
+
+    def rerun(self, run: Run) -> int | None:
+        opts = {"priority": run.priority, "max_retries": int(run.options.get("retry", {}).get("max_retries", 0))}
+        return self.launch(run.spec, {"pattern": TaskPattern.LONG_RUNNING, **opts})
+
+    def cancel_selected(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.orch.cancel(run.id)
+
+    def pause_selected(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.orch.pause(run.id)
+
+    def resume_selected(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.orch.resume(run.id)
+
+    def rerun_selected(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.rerun(run)
+
+    def cancel_all(self) -> None:
+        self.orch.cancel_all()
+
+    def clear_finished(self) -> None:
+        self.runs_model.clear_finished()
+        self.update_actions()
+
+    # ------------------------------------------------------------------ events from the core
+    def on_run_changed(self, run: Run) -> None:
+        """A new snapshot: its row, and its pane finished if the run ended."""
+        self.runs_model.upsert(run)
+        if run.outcome is not None:
+            self.log_tabs.finish(run.id)
+
+    def select_first_run(self, run: Run) -> None:
+        """With nothing selected yet, select this run's row."""
+        if self.runs_table.currentIndex().isValid() is False and self.runs_model.rowCount():
+            row = self.runs_model.row_of(run.id)
+            if row is not None:
+                self.runs_table.selectionModel().setCurrentIndex(
+                    self.runs_model.index(row, 0),
+                    QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+        self.update_actions()
+
+    def on_output(self, run_id: int, chunks: Iterable[OutputChunk], dropped: int) -> None:
+        """Output into the run's pane; a run with no pane gets one only while it is active."""
+        if run_id in self.log_tabs.panes or run_id in self.runs_model.active_ids():
+            self.log_tabs.feed(run_id, chunks, dropped)
+
+    def on_progress(self, run_id: int, fraction: float, _message: object) -> None:
+        self.runs_model.set_progress(run_id, fraction)
+
+    def set_usage(self, run_id: int, cpu_percent: float, rss_bytes: int) -> None:
+        self.runs_model.set_usage(run_id, cpu_percent, rss_bytes)
+
+    def tick(self) -> None:
+        self.runs_model.tick()
