@@ -118,8 +118,7 @@ def history(n_runs: int) -> dict[str, float]:
     specs = [RunSpec(f"/work/job_{i}.py", ("--n", str(i))) for i in range(50)]
     batch = []
     for i in range(n_runs):
-        run = reg.new_run(specs[i % 50], mode="async")
-        run.created_at = time.time() - (n_runs - i)
+        run = reg.new_run(specs[i % 50], mode="async", created_at=time.time() - (n_runs - i))
         batch.append(run)
         if len(batch) == 5000:
             reg.insert(batch)

@@ -42,7 +42,9 @@ from _common import child_env, figure, median, print_table, write_result  # noqa
 
 from prismq_desktop.core import RunSpec  # noqa: E402
 from prismq_desktop.core.orchestrator.orchestrator import DEFAULT_MAX_CONCURRENT, TaskOrchestrator  # noqa: E402
-from prismq_desktop.core.store.registry import MIGRATIONS, RunRegistry  # noqa: E402
+from prismq_desktop.core.store.registry import RunRegistry  # noqa: E402
+from prismq_desktop.core.store.rows import run_values  # noqa: E402
+from prismq_desktop.core.store.schema import MIGRATIONS  # noqa: E402
 
 SUBMIT_GOAL_S = 1.0  # 10,000 delay() calls
 FLAT_GOAL = 1.5  # per-run cost of the last block of 1,000 / the first
@@ -152,7 +154,7 @@ def sample_row() -> tuple[list[str], list[Any]]:
         reg = RunRegistry(os.path.join(home, "runs.db"))
         spec = RunSpec(target=sys.executable, args=("-c", "pass"))
         run = reg.new_run(spec, mode="async", priority=2, pattern="fire_and_forget", options={"retry": {"max_retries": 0}})
-        values = RunRegistry._values(run)
+        values = run_values(run)
         reg.close()
     finally:
         shutil.rmtree(home, ignore_errors=True)
