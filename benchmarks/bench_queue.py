@@ -117,7 +117,7 @@ async def submit_engine(n: int, profile: bool = False) -> dict[str, Any]:
         if profiler is not None:
             profiler.disable()
         tracked = len(gc.get_objects())
-        count = orch.registry.count(status="queued")
+        count = orch.registry.count(RunQuery.of("queued"))
         unique = len(set(ids))
         t_close = time.perf_counter()
         await orch.close()  # cancels the n queued runs

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import collections
 
-from PySide6.QtCore import QPointF, QSize, Qt
+from PySide6.QtCore import QItemSelectionModel, QPointF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen, QPolygonF
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
+    QTableWidgetSelectionRange,
     QVBoxLayout,
     QWidget,
 )
@@ -206,11 +207,20 @@ class ConcurrencyView(QWidget):
             self.limit.setValue(limit)
             self.limit.blockSignals(False)
         queued = self.orch.queued_runs()
+        chosen = set(self._selected_queue_ids())  # selection follows run ids, not row numbers
+        current = self.queue.item(self.queue.currentRow(), 0) if self.queue.currentRow() >= 0 else None
+        current_id = int(current.text()) if current is not None else None
         self.queue.setRowCount(len(queued))
+        self.queue.clearSelection()
         for row, run in enumerate(queued):
             waiting = "retry backoff" if run.not_before else ("parents" if run.depends_on else "a slot")
             for col, text in enumerate((str(run.id), run.name, Priority(run.priority).name.lower(), waiting)):
                 self.queue.setItem(row, col, QTableWidgetItem(text))
+        for row, run in enumerate(queued):
+            if run.id == current_id:
+                self.queue.setCurrentCell(row, 0, QItemSelectionModel.SelectionFlag.NoUpdate)
+            if run.id in chosen:
+                self.queue.setRangeSelected(QTableWidgetSelectionRange(row, 0, row, self.queue.columnCount() - 1), True)
         dead = self.orch.dead_letters()
         self.dead.setRowCount(len(dead))
         for row, d in enumerate(dead):

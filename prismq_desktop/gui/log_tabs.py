@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QUrl
+from PySide6.QtCore import QSettings, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QTabWidget, QWidget
 
@@ -21,7 +21,12 @@ MAX_PANES = 24
 
 
 class LogTabs(QTabWidget):
-    """At most MAX_PANES panes; when there are more, the oldest finished run's pane is closed."""
+    """At most MAX_PANES panes; when there are more, the oldest finished run's pane is closed.
+
+    The pane in front names the run every run action (cancel, pause, rerun...) acts on.
+    """
+
+    currentRunChanged = Signal(int)  # the run whose pane is now in front
 
     def __init__(self, engine: RunReader, settings: QSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -32,6 +37,16 @@ class LogTabs(QTabWidget):
         self.setTabsClosable(True)
         self.setDocumentMode(True)
         self.tabCloseRequested.connect(self.close_pane)
+        self.currentChanged.connect(self._front_changed)
+
+    def current_run_id(self) -> int | None:
+        pane = self.currentWidget()
+        return pane.run_id if isinstance(pane, LogPane) else None
+
+    def _front_changed(self, _index: int) -> None:
+        run_id = self.current_run_id()
+        if run_id is not None:
+            self.currentRunChanged.emit(run_id)
 
     def ensure_pane(self, run_id: int, focus: bool = False) -> LogPane:
         pane = self.panes.get(run_id)

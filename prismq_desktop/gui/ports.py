@@ -92,6 +92,12 @@ class RunControlPort(Protocol):
 
     def resume(self, run_id: int) -> bool: ...
 
+    @property
+    def queue_length(self) -> int: ...
+
+    @property
+    def running_count(self) -> int: ...
+
 
 class SchedulerState(Protocol):
     """The periodic scheduler as the status bar shows it."""

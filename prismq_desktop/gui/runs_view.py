@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from prismq_desktop.core.models import Run, RunSpec
 from prismq_desktop.core.patterns import TaskPattern
 from prismq_desktop.core.process.capture import OutputChunk
+from prismq_desktop.core.wording import plural
 from prismq_desktop.gui.log_tabs import LogTabs
 from prismq_desktop.gui.logview import LogPane
 from prismq_desktop.gui.models import PROGRESS_ROLE, RunsModel
@@ -65,6 +66,8 @@ class RunsView(QSplitter):
         self.runs_table = self._build_runs_table()
         self.toolbar = self._build_toolbar()
         self.log_tabs = LogTabs(orch.engine, settings)
+        self.log_tabs.currentRunChanged.connect(self._pane_in_front)
+        self._select_when_listed: int | None = None  # a run just launched: select its row once it is listed
         runs_box = QWidget()
         rl = QVBoxLayout(runs_box)
         rl.setContentsMargins(0, 0, 0, 0)
@@ -129,8 +132,30 @@ class RunsView(QSplitter):
 
     # ------------------------------------------------------------------ selection
     def selected_run(self) -> Run | None:
+        """The run every run action acts on: the one whose log pane is in front (else the selected row)."""
+        run_id = self.log_tabs.current_run_id()
+        if run_id is not None:
+            row = self.runs_model.row_of(run_id)
+            run = self.runs_model.run_at(row) if row is not None else None
+            return run if run is not None else self.orch.engine.get(run_id)
         index = self.runs_table.currentIndex()
         return self.runs_model.run_at(index.row()) if index.isValid() else None
+
+    def select_run(self, run_id: int) -> bool:
+        """Select the run's row (by id, whatever its row is now); False if it is not listed."""
+        row = self.runs_model.row_of(run_id)
+        if row is None:
+            return False
+        current = self.runs_table.currentIndex()
+        if not (current.isValid() and current.row() == row):
+            self.runs_table.selectionModel().setCurrentIndex(
+                self.runs_model.index(row, 0),
+                QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+        return True
+
+    def _pane_in_front(self, run_id: int) -> None:
+        self.select_run(run_id)
+        self.update_actions()
 
     def update_actions(self) -> None:
         run = self.selected_run()
@@ -160,6 +185,9 @@ class RunsView(QSplitter):
             show_message(self, "Cannot launch", str(exc), QMessageBox.Icon.Warning)
             return None
         self.log_tabs.ensure_pane(run_id, focus=True)
+        if not self.select_run(run_id):
+            self._select_when_listed = run_id  # it is listed when its "queued" snapshot arrives
+        self.update_actions()
         return int(run_id)
 
     def rerun(self, run: Run) -> int | None:
@@ -186,8 +214,24 @@ class RunsView(QSplitter):
         if run is not None:
             self.rerun(run)
 
-    def cancel_all(self) -> None:
-        self.orch.cancel_all()
+    def cancel_all(self) -> QMessageBox | None:
+        """Ask first, saying what and how many; cancel every queued and running run on yes."""
+        running, waiting = self.orch.running_count, self.orch.queue_length
+        total = running + waiting
+        if not total:
+            return None
+        box = QMessageBox(QMessageBox.Icon.Warning, "Cancel all runs",
+                          f"Cancel {plural(total, 'run')}? {plural(running, 'running run')} will be stopped "
+                          f"(with every process they started) and {plural(waiting, 'queued run')} "
+                          "will not start.", QMessageBox.StandardButton.NoButton, self)
+        box.setObjectName("cancelAllDialog")
+        yes = box.addButton(f"Cancel {plural(total, 'run')}", QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton("Keep them", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(keep)
+        box.setEscapeButton(keep)
+        box.buttonClicked.connect(lambda button: self.orch.cancel_all() if button is yes else None)
+        box.open()  # never exec(): the loop keeps running
+        return box
 
     def clear_finished(self) -> None:
         self.runs_model.clear_finished()
@@ -197,8 +241,12 @@ class RunsView(QSplitter):
     def on_run_changed(self, run: Run) -> None:
         """A new snapshot: its row, and its pane finished if the run ended."""
         self.runs_model.upsert(run)
+        if run.id == self._select_when_listed and self.select_run(run.id):
+            self._select_when_listed = None
         if run.outcome is not None:
             self.log_tabs.finish(run.id)
+        if run.id == (self.log_tabs.current_run_id() or run.id):
+            self.update_actions()
 
     def select_first_run(self, run: Run) -> None:
         """With nothing selected yet, select this run's row."""
