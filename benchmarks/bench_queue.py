@@ -42,7 +42,7 @@ from _common import child_env, figure, median, print_table, write_result  # noqa
 
 from prismq_desktop.core import RunSpec  # noqa: E402
 from prismq_desktop.core.orchestrator.orchestrator import DEFAULT_MAX_CONCURRENT, TaskOrchestrator  # noqa: E402
-from prismq_desktop.core.store.registry import RunRegistry  # noqa: E402
+from prismq_desktop.core.store.registry import RunQuery, RunRegistry  # noqa: E402
 from prismq_desktop.core.store.rows import run_values  # noqa: E402
 from prismq_desktop.core.store.schema import MIGRATIONS  # noqa: E402
 

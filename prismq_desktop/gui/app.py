@@ -95,7 +95,7 @@ def apply_saved_retention(registry: RunRegistry, settings: QSettings) -> int:
 
 
 async def run_window(app: QApplication, home: Path, server: QLocalServer) -> int:
-    from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
+    from prismq_desktop.core.orchestrator.orchestrator import DEFAULT_MAX_CONCURRENT, TaskOrchestrator
     from prismq_desktop.gui.main_window import MainWindow
     from prismq_desktop.gui.settings_dialog import value as setting
 
@@ -110,13 +110,17 @@ async def run_window(app: QApplication, home: Path, server: QLocalServer) -> int
 
     loop.set_exception_handler(loop_error)
     settings = QSettings(str(home / "settings.ini"), QSettings.Format.IniFormat)
-    limit = int(setting(settings, "run/max_concurrent")) or 4  # an empty value is not "no runs at all"
+    # an empty or zero value is not "no runs at all": the core's own default
+    limit = int(setting(settings, "run/max_concurrent") or 0) or DEFAULT_MAX_CONCURRENT
     closed = asyncio.Event()
     async with TaskOrchestrator(home, max_concurrent=limit) as orch:
         apply_saved_retention(orch.registry, settings)
         window = MainWindow(orch, settings)
+        # The loop's main coroutine ends when the user quits; Qt must not stop the loop itself
+        # (that is "Event loop stopped before Future completed"), so Qt never quits on its own.
+        app.setQuitOnLastWindowClosed(False)
+        window.quitRequested.connect(closed.set)
         app.aboutToQuit.connect(closed.set)
-        app.lastWindowClosed.connect(closed.set)
 
         def on_connection() -> None:
             sock = server.nextPendingConnection()

@@ -199,6 +199,8 @@ class LaunchPanel(QWidget):
         self.pattern.setObjectName("patternCombo")
         self.pattern.addItems([p.value.replace("_", " ") for p in (TaskPattern.LONG_RUNNING, TaskPattern.SIMPLE,
                                                                    TaskPattern.FIRE_AND_FORGET, TaskPattern.POOLED)])
+        self._pattern_chosen = False  # set once a person picks a pattern: then the advisor only advises
+        self.pattern.activated.connect(self._pattern_picked)
         self.advice = QLabel()
         self.advice.setObjectName("patternAdvice")
         self.advice.setWordWrap(True)
@@ -304,6 +306,7 @@ class LaunchPanel(QWidget):
         options = options or {}
         self.retries.setValue(int(options.get("max_retries", 0)))
         if options.get("pattern"):
+            self._pattern_chosen = True  # a saved task or a rerun names its pattern: keep it
             self.pattern.setCurrentText(TaskPattern.parse(options["pattern"]).value.replace("_", " "))
         if options.get("priority") is not None:
             try:  # a name ("high") from a form, or the number a run record keeps
@@ -333,10 +336,17 @@ class LaunchPanel(QWidget):
         self.preview.setText(f"<code>{_html(shlex.join(launch.argv))}</code><br><small>in {_html(launch.cwd)}</small>")
 
     def _update_advice(self) -> None:
+        # the window follows every run's output in a pane: that is streaming, so say so
         rec = PatternAdvisor.recommend(expected_duration_seconds=self.expected.value(),
-                                       requires_streaming=False, needs_result=True)
+                                       requires_streaming=True, needs_result=True)
         info = PatternAdvisor.explain(rec.pattern)
         self.advice.setText(f"Advisor: <b>{info.name}</b> — {_html(rec.reason)}")
+        label = rec.pattern.value.replace("_", " ")
+        if not self._pattern_chosen and self.pattern.findText(label) >= 0 and self.pattern.currentText() != label:
+            self.pattern.setCurrentText(label)  # the default agrees with the advice until a person picks one
+
+    def _pattern_picked(self, _index: int) -> None:
+        self._pattern_chosen = True
 
     def _browse(self) -> None:
         dialog = QFileDialog(self, "Choose a Python script", os.path.dirname(self.target.text()) or os.getcwd(),

@@ -15,10 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QApplication,
     QLabel,
     QListWidget,
     QMainWindow,
@@ -53,6 +52,11 @@ log = logging.getLogger(__name__)
 
 
 class MainWindow(QMainWindow):
+    # The user chose to quit (closed the window with nothing left to ask, or Quit in the tray):
+    # app.py ends the loop's main coroutine cleanly. Nothing here calls QApplication.quit(),
+    # which would stop the loop under a coroutine still closing the orchestrator.
+    quitRequested = Signal()
+
     def __init__(self, orchestrator: Any, settings: QSettings | None = None) -> None:
         super().__init__()
         self.orch = orchestrator
@@ -64,7 +68,10 @@ class MainWindow(QMainWindow):
         self.last_notification: str | None = None
         self.tray: QSystemTrayIcon | None = None
         self.settings_dialog: Any = None
-        self.setWindowTitle(f"{APP_NAME} — {self.home}")
+        # Qt appends the application's display name ("— PrismQ Desktop") itself: name it once
+        home = str(self.home)
+        user_home = str(Path.home())
+        self.setWindowTitle("~" + home[len(user_home):] if home.startswith(user_home + "/") else home)
         self.setObjectName("mainWindow")
         self.resize(1280, 820)
 
@@ -172,9 +179,17 @@ class MainWindow(QMainWindow):
     def _add_settings_action(self) -> None:
         settings_act = QAction("Settings…", self)
         settings_act.setObjectName("settingsAction")
-        settings_act.setShortcut(QKeySequence.StandardKey.Preferences)
+        # Ctrl+, everywhere (Qt's Preferences key is empty on Linux/Windows), plus the platform's own
+        keys = [QKeySequence("Ctrl+,"), *QKeySequence.keyBindings(QKeySequence.StandardKey.Preferences)]
+        settings_act.setShortcuts(list(dict.fromkeys(keys)))
+        settings_act.setToolTip("Settings (Ctrl+,)")
         settings_act.triggered.connect(self.open_settings)
         self.runs_view.add_tool_action(settings_act)
+        self.addAction(settings_act)
+        # the run actions' shortcuts work on every tab, not only while the Runs toolbar is visible
+        for act in self.runs_view.toolbar.actions():
+            if not act.isSeparator() and act is not settings_act:
+                self.addAction(act)
 
     # ------------------------------------------------------------------ status and the tick
     def _update_status(self) -> None:
@@ -257,13 +272,14 @@ class MainWindow(QMainWindow):
             save_layout(self.settings, self, self._splitters(), self.tabs)
             event.accept()
             self._quitting = True
+            self.quitRequested.emit()
             return
         event.ignore()
         self.ask_before_quit(len(active))
 
     def ask_before_quit(self, count: int) -> QMessageBox:
         return tray_ui.ask_before_quit(self, count, cancel_and_quit=self._cancel_all_and_quit,
-                                       to_tray=self.hide_to_tray)
+                                       keep_running=self.hide_to_tray, has_tray=self.tray is not None)
 
     def _cancel_all_and_quit(self) -> None:
         self.orch.cancel_all()
@@ -271,12 +287,11 @@ class MainWindow(QMainWindow):
         self.close()
 
     def quit_now(self) -> None:
+        """Quit from the tray: cancel every run's tree, then end (through quitRequested)."""
         self._quitting = True
         self.orch.cancel_all()
-        self.close()
-        app = QApplication.instance()
-        if app is not None:
-            app.quit()
+        if not self.close():  # a hidden window still counts as closed once it is
+            self.quitRequested.emit()
 
     def hide_to_tray(self) -> None:
         if self.tray is not None:

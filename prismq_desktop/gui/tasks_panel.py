@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from prismq_desktop.core.models import RunSpec
 from prismq_desktop.core.store.tasks import TaskStore, TaskStoreError
+from prismq_desktop.core.wording import plural
 from prismq_desktop.gui.widgets import button_row, show_message
 
 Launch = Callable[[RunSpec, dict[str, Any]], int | None]
@@ -126,7 +127,9 @@ class TasksPanel(QWidget):
             show_message(self, "Import failed", f"{path}: {exc}", QMessageBox.Icon.Warning)
             return
         self.refresh()
-        self.statusMessage.emit(f"imported {count} task(s)", 5000)
+        missing = self.tasks.missing_secrets
+        note = f"; set again (they were not exported): {', '.join(missing)}" if missing else ""
+        self.statusMessage.emit(f"imported {plural(count, 'task')} from {path}{note}", 10000)
 
     def export_tasks(self) -> None:
         dialog = QFileDialog(self, "Export tasks", str(Path.home() / "prismq-tasks.json"), "JSON (*.json)")
@@ -136,8 +139,9 @@ class TasksPanel(QWidget):
 
     def _export_tasks_to(self, path: str) -> None:
         try:
-            self.tasks.export_file(path)
+            left_out = self.tasks.export_file(path)
         except OSError as exc:
             show_message(self, "Export failed", f"{path}: {exc.strerror or exc}", QMessageBox.Icon.Warning)
             return
-        self.statusMessage.emit(f"exported {len(self.tasks.names())} task(s) to {path}", 5000)
+        note = f"; secret values left out: {', '.join(left_out)}" if left_out else ""
+        self.statusMessage.emit(f"exported {plural(len(self.tasks.names()), 'task')} to {path}{note}", 10000)

@@ -9,6 +9,7 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QMenu, QMessageBox, QStyle, QSystemTrayIcon, QWidget
 
 from prismq_desktop.core.models import OutcomeKind, Run
+from prismq_desktop.core.wording import plural
 from prismq_desktop.gui.settings_dialog import value as setting
 
 FAILED = (OutcomeKind.FAILED, OutcomeKind.FAILED_TO_START, OutcomeKind.TIMED_OUT, OutcomeKind.INTERRUPTED,
@@ -52,14 +53,21 @@ def notification(run: Run, settings: QSettings) -> tuple[str, bool] | None:
 
 
 def ask_before_quit(parent: QWidget, count: int, *, cancel_and_quit: Callable[[], None],
-                    to_tray: Callable[[], None]) -> QMessageBox:
-    """Runs are still active: cancel them and quit, keep running in the tray, or don't quit."""
+                    keep_running: Callable[[], None], has_tray: bool) -> QMessageBox:
+    """Runs are still active: cancel them and quit, keep running (in the tray, or minimised
+    where the desktop has no tray: a window that vanished with no way back would strand them),
+    or don't quit."""
+    where = ("The tray icon brings the window back." if has_tray
+             else "This desktop has no system tray: the window is minimised to the task bar instead.")
     box = QMessageBox(QMessageBox.Icon.Question, "Runs are still active",
-                      f"{count} run(s) are still running or queued. What should happen to them?",
+                      f"{plural(count, 'run')} {'is' if count == 1 else 'are'} still running or queued. "
+                      f"What should happen to {'it' if count == 1 else 'them'}?\n{where}",
                       QMessageBox.StandardButton.NoButton, parent)
     box.setObjectName("quitDialog")
-    cancel_btn = box.addButton("Cancel them and quit", QMessageBox.ButtonRole.DestructiveRole)
-    tray_btn = box.addButton("Keep running in the tray", QMessageBox.ButtonRole.AcceptRole)
+    cancel_btn = box.addButton("Cancel them and quit" if count != 1 else "Cancel it and quit",
+                               QMessageBox.ButtonRole.DestructiveRole)
+    tray_btn = box.addButton("Keep running in the tray" if has_tray else "Keep running (minimise)",
+                             QMessageBox.ButtonRole.AcceptRole)
     stay_btn = box.addButton("Don't quit", QMessageBox.ButtonRole.RejectRole)
     box.setDefaultButton(stay_btn)
     box.setEscapeButton(stay_btn)
@@ -68,7 +76,7 @@ def ask_before_quit(parent: QWidget, count: int, *, cancel_and_quit: Callable[[]
         if button is cancel_btn:
             cancel_and_quit()
         elif button is tray_btn:
-            to_tray()
+            keep_running()
 
     box.buttonClicked.connect(chosen)
     box.open()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from prismq_desktop.core.models import RunSpec
+from prismq_desktop.core.secrets import looks_secret
 from prismq_desktop.core.store.atomic import PRIVATE_MODE, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class TaskStore:
         self.path = Path(path)
         self.tasks: list[dict[str, Any]] = []
         self.set_aside: Path | None = None  # where an unreadable file was moved on load
+        self.missing_secrets: list[str] = []  # "task: VAR" left out of the last imported file
         self._load()
 
     # -- loading
@@ -170,10 +172,33 @@ class TaskStore:
         data = json.loads(Path(path).read_text("utf-8"))
         items = data if isinstance(data, list) else [data]
         entries = [_check_entry(item, f"task {i}") for i, item in enumerate(items, 1)]
+        self.missing_secrets = [f"{item['name']}: {key}" for item in items if isinstance(item, dict)
+                                for key in item.get("secrets_left_out", []) or []]
         for entry in entries:
             self._put(entry["name"], RunSpec.from_dict(entry["spec"]).to_dict(), dict(entry["options"]))
         self.save()
         return len(entries)
 
-    def export_file(self, path: str | os.PathLike[str]) -> None:
-        atomic_write_text(path, json.dumps(self.tasks, indent=2))
+    def export_file(self, path: str | os.PathLike[str]) -> list[str]:
+        """Write every task to a file to share; secret-looking env values are left out.
+
+        An exported file leaves this machine's private data dir, so a value whose name looks
+        secret (TOKEN, PASSWORD, KEY...) is not written: the entry lists it under
+        `secrets_left_out` and an import says which ones to set again. Returns those names.
+        """
+        left_out: list[str] = []
+        shared = []
+        for task in self.tasks:
+            spec = dict(task["spec"])
+            env = dict(spec.get("env") or {})
+            secret = sorted(k for k, v in env.items() if v is not None and looks_secret(k))
+            for key in secret:
+                del env[key]
+            spec["env"] = env
+            entry = {**task, "spec": spec}
+            if secret:
+                entry["secrets_left_out"] = secret
+                left_out += [f"{task['name']}: {key}" for key in secret]
+            shared.append(entry)
+        atomic_write_text(path, json.dumps(shared, indent=2))
+        return left_out
