@@ -32,6 +32,7 @@ from prismq_desktop.core.models import Run
 from prismq_desktop.core.services import history as history_service
 from prismq_desktop.core.services.history import RetentionPolicy
 from prismq_desktop.core.store.registry import RunRegistry
+from prismq_desktop.core.wording import plural
 from prismq_desktop.gui.models import HistoryModel
 from prismq_desktop.gui.settings_dialog import value as setting
 from prismq_desktop.gui.widgets import button_row, show_message
@@ -161,13 +162,35 @@ class HistoryView(QWidget):
     def _rerun(self) -> None:
         self.rerunRequested.emit(self.selected_runs())
 
-    def _delete(self) -> None:
-        runs = [r for r in self.selected_runs() if not r.is_active]
+    def _delete(self) -> QMessageBox | None:
+        """Ask first, naming what and how many; delete the finished runs and their logs on yes."""
+        selected = self.selected_runs()
+        runs = [r for r in selected if not r.is_active]
+        active = len(selected) - len(runs)
         if not runs:
-            return
+            if active:
+                self.statusMessage.emit(f"{plural(active, 'selected run')} still active: cancel first", 6000)
+            return None
+        what = f"run #{runs[0].id} {runs[0].name!r}" if len(runs) == 1 else plural(len(runs), "run")
+        note = f"\n{plural(active, 'active run')} in the selection will be kept." if active else ""
+        box = QMessageBox(QMessageBox.Icon.Warning, "Delete from history",
+                          f"Delete {what} and {'its log file' if len(runs) == 1 else 'their log files'}? "
+                          f"This cannot be undone.{note}", QMessageBox.StandardButton.NoButton, self)
+        box.setObjectName("deleteHistoryDialog")
+        yes = box.addButton(f"Delete {plural(len(runs), 'run')}", QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton("Keep", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(keep)
+        box.setEscapeButton(keep)
+        box.buttonClicked.connect(lambda button: self.delete_runs(runs) if button is yes else None)
+        box.open()
+        return box
+
+    def delete_runs(self, runs: list[Run]) -> int:
         removed = history_service.delete_runs(self.registry, [r.id for r in runs])
         self.history_model.remove_rows_of(set(removed.run_ids))
         self._report_log_errors(removed.log_errors)
+        self.statusMessage.emit(f"deleted {plural(removed.runs, 'run')} and {plural(removed.logs, 'log file')}", 6000)
+        return removed.runs
 
     def _report_log_errors(self, errors: tuple[str, ...]) -> None:
         if errors:

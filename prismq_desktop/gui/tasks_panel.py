@@ -111,8 +111,23 @@ class TasksPanel(QWidget):
         menu.addAction("Run", lambda: self.run_task(name))
         menu.addAction("Edit in the launch panel", lambda: self._edit_task(name))
         menu.addAction("Duplicate", lambda: self.duplicate_task(name))
-        menu.addAction("Delete", lambda: self.change_tasks(lambda: self.tasks.remove(name)))
+        menu.addAction("Delete…", lambda: self.confirm_delete(name))
         menu.popup(self.task_list.viewport().mapToGlobal(pos))
+
+    def confirm_delete(self, name: str) -> QMessageBox:
+        """Ask first, naming the task; delete it on yes (its past runs stay in History)."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "Delete saved task",
+                          f"Delete the saved task {name!r}? Its past runs stay in History.",
+                          QMessageBox.StandardButton.NoButton, self)
+        box.setObjectName("deleteTaskDialog")
+        yes = box.addButton("Delete task", QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton("Keep", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(keep)
+        box.setEscapeButton(keep)
+        box.buttonClicked.connect(lambda button: self.change_tasks(lambda: self.tasks.remove(name))
+                                  if button is yes else None)
+        box.open()
+        return box
 
     # ------------------------------------------------------------------ import and export
     def import_tasks(self) -> None:

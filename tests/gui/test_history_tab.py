@@ -36,6 +36,12 @@ def test_delete_from_history_removes_rows_and_logs_but_not_active_runs(qapp, hom
             logs = [orch.engine.get(i).log_path for i in ids]
             win.history_table.selectAll()
             win.findChild(object, "historyDeleteButton").click()
+            box = win.findChild(QMessageBox, "deleteHistoryDialog")
+            assert box is not None and box.isVisible()
+            assert "Delete 2 runs and their log files?" in box.text() and "1 active run" in box.text()
+            assert orch.registry.get(ids[0]) is not None  # nothing deleted before the answer
+            [yes] = [b for b in box.buttons() if b.text() == "Delete 2 runs"]
+            yes.click()
             rows = {win.history_model.run_at(r).id for r in range(win.history_model.rowCount())}
             kept = orch.registry.get(sleeper)
             orch.cancel(sleeper)

@@ -96,3 +96,27 @@ def test_cancel_all_asks_with_what_and_how_many(qapp, home, tmp_path):
             await close(orch, win)
 
     run_qt(qapp, main())
+
+
+def test_deleting_a_saved_task_asks_first_and_names_it(qapp, home):
+    async def main():
+        orch, win = await window_for(home)
+        try:
+            from prismq_desktop.core import RunSpec
+
+            win.tasks.put("nightly backup", RunSpec(str(SCRIPTS / "hello.py")), {})
+            panel = win.tasks_panel
+            panel.refresh()
+            box = panel.confirm_delete("nightly backup")
+            assert "Delete the saved task 'nightly backup'?" in box.text()
+            [keep] = [b for b in box.buttons() if b.text() == "Keep"]
+            keep.click()
+            assert "nightly backup" in win.tasks.names()
+            box = panel.confirm_delete("nightly backup")
+            [yes] = [b for b in box.buttons() if b.text() == "Delete task"]
+            yes.click()
+            assert "nightly backup" not in win.tasks.names()
+        finally:
+            await close(orch, win)
+
+    run_qt(qapp, main())
