@@ -39,6 +39,10 @@ from prismq_desktop.gui.widgets import button_row, show_message
 
 log = logging.getLogger(__name__)
 
+# History columns -> width in px ("#", Name stretches, Pattern, Trigger, Status, Started, Duration,
+# Exit, Peak CPU, Peak RSS)
+HISTORY_WIDTHS = {0: 52, 2: 104, 3: 96, 4: 130, 5: 142, 6: 78, 7: 64, 8: 76, 9: 84}
+
 STATUSES = ["any status", "active", "succeeded", "failed", "failed_to_start", "cancelled",
             "timed_out", "interrupted", "skipped", "missed"]
 
@@ -74,8 +78,13 @@ class HistoryView(QWidget):
         table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         table.verticalHeader().hide()
         table.setWordWrap(False)
-        table.horizontalHeader().resizeSection(5, 150)
-        table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        header = table.horizontalHeader()
+        # fixed, content-sized columns; the Name column takes the rest (at 1920 px the extra
+        # width goes to names, not to "Started" or "Trigger")
+        for col, width in HISTORY_WIDTHS.items():
+            header.resizeSection(col, width)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         table.doubleClicked.connect(self._open)
         return table
 

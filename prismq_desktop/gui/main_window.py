@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
@@ -51,6 +51,29 @@ from prismq_desktop.gui.window_state import restore_layout, save_layout
 log = logging.getLogger(__name__)
 
 
+def initial_size() -> tuple[int, int]:
+    """Most of the screen, up to 1600×1000 (a 1024×700 screen gets a window that fits it)."""
+    screen = QGuiApplication.primaryScreen()
+    if screen is None:
+        return 1280, 820
+    avail = screen.availableGeometry()
+    return min(1600, max(int(avail.width() * 0.8), min(1280, int(avail.width() * 0.96)))), \
+        min(1000, max(int(avail.height() * 0.85), min(820, int(avail.height() * 0.94))))
+
+
+def fit_to_screen(window: QWidget) -> None:
+    """A restored geometry from a bigger screen is shrunk (and moved) onto this one."""
+    screen = window.screen() or QGuiApplication.primaryScreen()
+    if screen is None:
+        return
+    avail = screen.availableGeometry()
+    frame = window.frameGeometry()
+    if frame.width() > avail.width() or frame.height() > avail.height():
+        window.resize(min(window.width(), int(avail.width() * 0.96)), min(window.height(), int(avail.height() * 0.94)))
+    if not avail.intersects(window.frameGeometry()):
+        window.move(avail.topLeft())
+
+
 class MainWindow(QMainWindow):
     # The user chose to quit (closed the window with nothing left to ask, or Quit in the tray):
     # app.py ends the loop's main coroutine cleanly. Nothing here calls QApplication.quit(),
@@ -73,7 +96,7 @@ class MainWindow(QMainWindow):
         user_home = str(Path.home())
         self.setWindowTitle("~" + home[len(user_home):] if home.startswith(user_home + "/") else home)
         self.setObjectName("mainWindow")
-        self.resize(1280, 820)
+        self.resize(*initial_size())
 
         self._build_tabs()
         self.status_fields = StatusFields(self.statusBar())
@@ -85,6 +108,9 @@ class MainWindow(QMainWindow):
         self._update_status()
         self.runs_view.update_actions()
         restore_layout(self.settings, self, self._splitters(), self.tabs)
+        fit_to_screen(self)
+        if self.settings.value("window/outer") is None:  # first start: room goes to the runs and their logs
+            self._first_layout()
         if self.tasks.set_aside is not None:
             self.statusBar().showMessage(f"saved tasks could not be read; the file was kept as {self.tasks.set_aside}",
                                          15000)
@@ -134,8 +160,45 @@ class MainWindow(QMainWindow):
         self.outer_split.setObjectName("outerSplitter")
         self.outer_split.addWidget(self.tasks_panel)
         self.outer_split.addWidget(self.runs_split)
-        self.outer_split.setSizes([170, 1110])
+        # extra width goes to the runs table and the log panes, never to the forms beside them
+        self.outer_split.setStretchFactor(0, 0)
+        self.outer_split.setStretchFactor(1, 1)
+        self.outer_split.setCollapsible(0, True)
+        self.runs_split.setStretchFactor(0, 0)
+        self.runs_split.setStretchFactor(1, 1)
+        self.runs_split.setCollapsible(1, False)
+        self.act_tasks = QAction("Saved tasks", self)
+        self.act_tasks.setObjectName("toggleTasksAction")
+        self.act_tasks.setCheckable(True)
+        self.act_tasks.setToolTip("Show or hide the saved tasks (Ctrl+T)")
+        self.act_tasks.setShortcut(QKeySequence("Ctrl+T"))
+        self.act_tasks.toggled.connect(self.show_tasks_panel)
+        self.outer_split.splitterMoved.connect(lambda *_: self._sync_tasks_toggle())
         return self.outer_split
+
+    def _first_layout(self) -> None:
+        """Sizes for a first start: at 1024 px the saved tasks fold away (unless there are some)."""
+        width = max(self.width(), 800)
+        show_tasks = bool(self.tasks.names()) and width >= 1200
+        tasks_w = 180 if show_tasks else 0
+        launch_w = 400 if width < 1400 else 440
+        self.outer_split.setSizes([tasks_w, width - tasks_w])
+        self.runs_split.setSizes([launch_w, width - tasks_w - launch_w])
+        self._sync_tasks_toggle()
+
+    def show_tasks_panel(self, shown: bool) -> None:
+        sizes = self.outer_split.sizes()
+        total = sum(sizes)
+        if shown and sizes[0] == 0:
+            self.outer_split.setSizes([180, max(total - 180, 0)])
+        elif not shown and sizes[0] > 0:
+            self.outer_split.setSizes([0, total])
+        self._sync_tasks_toggle()
+
+    def _sync_tasks_toggle(self) -> None:
+        self.act_tasks.blockSignals(True)
+        self.act_tasks.setChecked(self.outer_split.sizes()[0] > 0)
+        self.act_tasks.blockSignals(False)
 
     def _build_launch_panel(self) -> QScrollArea:
         self.launch_panel = LaunchPanel(self.settings)
@@ -185,7 +248,9 @@ class MainWindow(QMainWindow):
         settings_act.setToolTip("Settings (Ctrl+,)")
         settings_act.triggered.connect(self.open_settings)
         self.runs_view.add_tool_action(settings_act)
+        self.runs_view.toolbar.addAction(self.act_tasks)
         self.addAction(settings_act)
+        self.addAction(self.act_tasks)
         # the run actions' shortcuts work on every tab, not only while the Runs toolbar is visible
         for act in self.runs_view.toolbar.actions():
             if not act.isSeparator() and act is not settings_act:

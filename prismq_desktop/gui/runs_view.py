@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, Qt
+from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, QObject, QSettings, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -34,6 +34,10 @@ from prismq_desktop.gui.logview import LogPane
 from prismq_desktop.gui.models import PROGRESS_ROLE, RunsModel
 from prismq_desktop.gui.ports import RunControlPort
 from prismq_desktop.gui.widgets import show_message
+
+# column -> width (px) for the runs table; Name (1) takes what is left
+NARROW_WIDTHS = {0: 44, 2: 112, 3: 92, 4: 70, 5: 52, 6: 76, 7: 100, 8: 90}
+OPTIONAL_COLUMNS = (7, 8)  # Pattern, Trigger: hidden when the table is narrow
 
 
 class ProgressDelegate(QStyledItemDelegate):
@@ -91,9 +95,29 @@ class RunsView(QSplitter):
         table.setItemDelegateForColumn(3, ProgressDelegate(table))
         table.verticalHeader().hide()
         table.setWordWrap(False)
-        table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # "nightly-…-final.py": both ends stay readable
+        header = table.horizontalHeader()
+        header.setMinimumSectionSize(36)
+        for col in range(self.runs_model.columnCount()):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)  # extra width goes to the names
+        for col, width in NARROW_WIDTHS.items():
+            header.resizeSection(col, width)
         table.selectionModel().currentRowChanged.connect(self._run_selected)
+        table.viewport().installEventFilter(self)
         return table
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.Resize and watched is self.runs_table.viewport():
+            self._fit_columns()
+        return super().eventFilter(watched, event)
+
+    def _fit_columns(self) -> None:
+        """Pattern and Trigger step aside before Name, Status, Progress, Elapsed, CPU and RSS would scroll."""
+        width = self.runs_table.viewport().width()
+        needed = sum(NARROW_WIDTHS[c] for c in (0, 2, 3, 4, 5, 6)) + 140  # room for a readable name
+        for col in OPTIONAL_COLUMNS:
+            self.runs_table.setColumnHidden(col, width < needed + sum(NARROW_WIDTHS[c] for c in OPTIONAL_COLUMNS))
 
     def _build_toolbar(self) -> QToolBar:
         """The run actions: Cancel, Pause, Resume, Rerun, Cancel all, Clear finished."""

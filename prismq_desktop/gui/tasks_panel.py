@@ -48,6 +48,12 @@ class TasksPanel(QWidget):
         tl = QVBoxLayout(self)
         tl.setContentsMargins(4, 4, 4, 4)
         tl.addWidget(QLabel("<b>Saved tasks</b>"))
+        self.empty_hint = QLabel("No saved tasks yet.\n\nFill in the launch form and press “Save as task…” "
+                                 "to run it again with one click, or import a file.")
+        self.empty_hint.setObjectName("tasksEmptyHint")
+        self.empty_hint.setWordWrap(True)
+        self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignTop)
+        tl.addWidget(self.empty_hint, 1)
         tl.addWidget(self.task_list, 1)
         tl.addLayout(button_row((("Run", "runTaskButton", lambda: self._with_task(self.run_task)),
                                  ("Import…", "importTasksButton", self.import_tasks),
@@ -57,7 +63,11 @@ class TasksPanel(QWidget):
     def refresh(self) -> None:
         self.task_list.clear()
         for name in self.tasks.names():
-            QListWidgetItem(name, self.task_list)
+            item = QListWidgetItem(name, self.task_list)
+            item.setToolTip(name)
+        empty = not self.tasks.names()
+        self.empty_hint.setVisible(empty)
+        self.task_list.setVisible(not empty)
 
     def _with_task(self, fn: Callable[[str], object]) -> None:
         item = self.task_list.currentItem()
