@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from prismq_desktop import APP_NAME
 from prismq_desktop.core.models import Run, RunSpec
+from prismq_desktop.core.services.watch import RegistryWatcher
 from prismq_desktop.core.store.tasks import TaskStore
 from prismq_desktop.gui import tray as tray_ui
 from prismq_desktop.gui.bridge import Bridge
@@ -234,6 +235,10 @@ class MainWindow(QMainWindow):
         self.bridge.notice.connect(self._on_notice)
         self.bridge.sample.connect(self._on_sample)
         self.bridge.scheduleChanged.connect(lambda _ev: self.scheduler_view.refresh())
+        self.bridge.externalRunChanged.connect(self._on_external_run)
+        # runs that other processes write on this data dir (the CLI, a headless scheduler)
+        self.watcher = RegistryWatcher(self.orch.registry, self.orch.bus.publish)
+        self.watcher.start()
         self.orch.engine.monitor.start()  # system gauges sample even with no run alive
         self._ticker = QTimer(self)
         self._ticker.timeout.connect(self._tick)
@@ -291,6 +296,12 @@ class MainWindow(QMainWindow):
         self.runs_view.select_first_run(run)
         self._update_status()
 
+    def _on_external_run(self, run: Run) -> None:
+        """A run of another process changed: History (and the Scheduler tab) follow it; Runs
+        lists this window's runs only."""
+        self.history_view.upsert(run)
+        self._update_status()
+
     def notify(self, run: Run) -> str | None:
         """A desktop notification when a run (or a schedule's run) fails, or succeeds if chosen."""
         found = tray_ui.notification(run, self.settings)
@@ -334,6 +345,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         active = self.runs_view.active_ids() or [h.id for h in self.orch.engine.active()]
         if self._quitting or not active:
+            self.watcher.cancel()
             save_layout(self.settings, self, self._splitters(), self.tabs)
             event.accept()
             self._quitting = True

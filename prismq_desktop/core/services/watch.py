@@ -67,6 +67,12 @@ class RegistryWatcher:
             except Exception:  # noqa: BLE001 - a locked or closing file must not end the watching
                 log.exception("watching the registry failed; trying again")
 
+    def cancel(self) -> None:
+        """Stop watching now (from code that cannot await, e.g. a window closing)."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
