@@ -345,7 +345,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         active = self.runs_view.active_ids() or [h.id for h in self.orch.engine.active()]
         if self._quitting or not active:
-            self.watcher.cancel()
+            self._stop_following()
             save_layout(self.settings, self, self._splitters(), self.tabs)
             event.accept()
             self._quitting = True
@@ -353,6 +353,13 @@ class MainWindow(QMainWindow):
             return
         event.ignore()
         self.ask_before_quit(len(active))
+
+    def _stop_following(self) -> None:
+        """The window is closing: no timer or watcher may reach the core after this (it closes next)."""
+        self.watcher.cancel()
+        self._ticker.stop()
+        for timer in self.findChildren(QTimer):
+            timer.stop()
 
     def ask_before_quit(self, count: int) -> QMessageBox:
         return tray_ui.ask_before_quit(self, count, cancel_and_quit=self._cancel_all_and_quit,
