@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -31,17 +32,29 @@ def _check_entry(item: object, where: str) -> dict[str, Any]:
         raise TaskStoreError(f"{where}: expected an object with name and spec, got {type(item).__name__}")
     name = item.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise TaskStoreError(f"{where}: missing or empty 'name'")
+        raise TaskStoreError(f"{where} has no name (every task needs a non-empty \"name\")")
     spec = item.get("spec")
     if not isinstance(spec, dict):
-        raise TaskStoreError(f"{where} ({name!r}): missing 'spec'")
+        raise TaskStoreError(f"{where} ({name!r}) says nothing about what to run (no \"spec\" object)")
     options = item.get("options", {})
     if not isinstance(options, dict):
-        raise TaskStoreError(f"{where} ({name!r}): 'options' must be an object")
+        raise TaskStoreError(f"{where} ({name!r}): its options must be an object of name: value pairs")
+    target = spec.get("target")
+    if not isinstance(target, str) or not target.strip():
+        raise TaskStoreError(f"{where} ({name!r}) has no script, module or command to run (\"target\" is missing)")
+    for key, label in (("soft_timeout", "soft timeout"), ("hard_timeout", "hard timeout"), ("grace_period", "grace period")):
+        value = spec.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise TaskStoreError(f"{where} ({name!r}): the {label} must be a number of seconds, not {value!r}")
+    env = spec.get("env") or {}
+    if not isinstance(env, dict) or not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in env.items()):
+        raise TaskStoreError(f"{where} ({name!r}): the environment must map names to text values")
     try:
         RunSpec.from_dict(spec)
     except (KeyError, TypeError, ValueError) as exc:
-        raise TaskStoreError(f"{where} ({name!r}): invalid spec: {exc}") from None
+        raise TaskStoreError(f"{where} ({name!r}) cannot be read as a run: {exc}") from None
     return {"name": name, "spec": spec, "options": options}
 
 
@@ -169,7 +182,12 @@ class TaskStore:
     # -- import and export
     def import_file(self, path: str | os.PathLike[str]) -> int:
         """Add (or replace by name) the tasks in a file of one task or a list; all or nothing."""
-        data = json.loads(Path(path).read_text("utf-8"))
+        try:
+            data = json.loads(Path(path).read_text("utf-8"))
+        except UnicodeDecodeError:
+            raise TaskStoreError("not a text file (expected JSON exported by PrismQ Desktop)") from None
+        except json.JSONDecodeError as exc:
+            raise TaskStoreError(f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
         items = data if isinstance(data, list) else [data]
         entries = [_check_entry(item, f"task {i}") for i, item in enumerate(items, 1)]
         self.missing_secrets = [f"{item['name']}: {key}" for item in items if isinstance(item, dict)

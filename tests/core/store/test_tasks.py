@@ -106,7 +106,7 @@ def test_import_is_all_or_nothing_with_a_one_line_error(path, tmp_path):
     bad.write_text(json.dumps([{"name": "new", "spec": spec().to_dict()}, {"name": "broken"}]))
     with pytest.raises(TaskStoreError) as info:
         store.import_file(bad)
-    assert "task 2" in str(info.value) and "'spec'" in str(info.value) and "\n" not in str(info.value)
+    assert "task 2" in str(info.value) and "says nothing about what to run" in str(info.value) and "\n" not in str(info.value)
     assert TaskStore(path).names() == ["kept"]
 
     one = tmp_path / "one.json"
@@ -119,3 +119,23 @@ def test_import_is_all_or_nothing_with_a_one_line_error(path, tmp_path):
     assert other.names() == ["kept", "single"] and other.get("single") == (spec("s.py"), {"priority": "low"})
     with pytest.raises(OSError):
         store.import_file(tmp_path / "does-not-exist.json")
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    ("not json", "not valid JSON (Expecting value at line 1, column 1)"),
+    ('[{"name": "x"}]', "task 1 ('x') says nothing about what to run"),
+    ('[{"name": "x", "spec": {"args": []}}]', "has no script, module or command to run"),
+    ('[{"name": "x", "spec": {"target": "a.py", "soft_timeout": "abc"}}]', "soft timeout must be a number of seconds"),
+    ('[{"name": "x", "spec": {"target": "a.py", "hard_timeout": NaN}}]', "hard timeout must be a number of seconds"),
+    ('[{"name": "x", "spec": {"target": "a.py", "env": {"A": 1}}}]', "environment must map names to text values"),
+    ('[{"spec": {"target": "a.py"}}]', "task 1 has no name"),
+])
+def test_a_bad_import_names_the_problem_in_words_and_changes_nothing(tmp_path, content, words):
+    store = TaskStore(tmp_path / "tasks.json")
+    store.put("keep", RunSpec("keep.py"), {})
+    bad = tmp_path / "in.json"
+    bad.write_text(content, "utf-8")
+    with pytest.raises(TaskStoreError) as info:
+        store.import_file(bad)
+    assert words in str(info.value) and "\n" not in str(info.value)
+    assert store.names() == ["keep"] and TaskStore(tmp_path / "tasks.json").names() == ["keep"]
