@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from prismq_desktop.core.events import EventBus, ScheduleChanged
-from prismq_desktop.core.models import Run, RunSpec, TargetKind
+from prismq_desktop.core.models import OutcomeKind, Run, RunSpec, RunStatus, TargetKind
 from prismq_desktop.core.schedule.model import Schedule, ScheduleError
 from prismq_desktop.core.schedule.scheduler import FireAction, FireResult, Scheduler, make_trigger
 from prismq_desktop.core.schedule.triggers import Trigger, TriggerError, local_text, next_fires
@@ -62,6 +62,16 @@ def countdown(seconds: float) -> str:
     return f"in {hours // 24} days"
 
 
+#: what a run of a schedule can be while or after it really ran (not a skipped or missed fire's record)
+RAN = tuple([s.value for s in RunStatus if s is not RunStatus.DONE]
+            + [k.value for k in OutcomeKind if k not in (OutcomeKind.SKIPPED, OutcomeKind.MISSED)])
+
+
+def _is_record(run: Run) -> bool:
+    """A fire that never started (skipped, missed): a record in history, not a run."""
+    return run.outcome is not None and run.outcome.kind in (OutcomeKind.SKIPPED, OutcomeKind.MISSED)
+
+
 def _newer(run: Run, than: Run | None) -> bool:
     """`run` is the same run as `than` (a newer snapshot of it) or a run created after it."""
     return than is None or run.id == than.id or (run.created_at, run.id) > (than.created_at, than.id)
@@ -75,24 +85,27 @@ class SchedulesModel(ColumnTable):
         super().__init__(parent)
         self.scheduler = scheduler
         self.rows: list[Schedule] = []
-        self.last: dict[int, Run] = {}  # schedule id -> the snapshot of its newest run
+        # schedule id -> {run id: snapshot}: its live runs, its newest finished run and its newest
+        # skipped/missed record (a record starts as a queued run, so the finished one is kept too)
+        self.recent: dict[int, dict[int, Run]] = {}
         self.refresh()
 
     # -- whole reload (start-up, or asked for): rows are kept where they are when nothing moved
     def refresh(self) -> None:
         fresh = self.scheduler.all()
-        last: dict[int, Run] = {}
+        recent: dict[int, dict[int, Run]] = {}
         for s in fresh:
-            latest = self.scheduler.registry.query(RunQuery(schedule_id=s.id, limit=1))
-            if latest:
-                last[s.id] = latest[0]
+            found = self.scheduler.registry.query(RunQuery(schedule_id=s.id, limit=1))
+            if found and _is_record(found[0]):
+                found += self.scheduler.registry.query(RunQuery.of(RAN, schedule_id=s.id, limit=1))
+            recent[s.id] = {r.id: r for r in found}
         if [s.id for s in fresh] == [s.id for s in self.rows]:
-            self.rows, self.last = fresh, last
+            self.rows, self.recent = fresh, recent
             if self.rows:
                 self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, len(self.COLUMNS) - 1))
             return
         self.beginResetModel()
-        self.rows, self.last = fresh, last
+        self.rows, self.recent = fresh, recent
         self.endResetModel()
 
     # -- in place, from events
@@ -124,19 +137,47 @@ class SchedulesModel(ColumnTable):
             return
         self.beginRemoveRows(QModelIndex(), row, row)
         del self.rows[row]
-        self.last.pop(schedule_id, None)
+        self.recent.pop(schedule_id, None)
         self.endRemoveRows()
 
     def note_run(self, run: Run) -> bool:
-        """A run of a schedule changed; True if it is (now) that schedule's newest run."""
-        if run.schedule_id is None:
+        """A run (or skipped/missed record) of a schedule changed; True if the row's last outcome did."""
+        sid = run.schedule_id
+        row = self.row_of(sid) if sid is not None else None
+        if sid is None or row is None:
             return False
-        row = self.row_of(run.schedule_id)
-        if row is None or not _newer(run, self.last.get(run.schedule_id)):
+        before = self.last_text(sid)
+        runs = self.recent.setdefault(sid, {})
+        runs[run.id] = run
+        self._prune(runs)
+        if self.last_text(sid) == before:
             return False
-        self.last[run.schedule_id] = run
         self.dataChanged.emit(self.index(row, self.LAST), self.index(row, self.LAST))
         return True
+
+    @staticmethod
+    def _prune(runs: dict[int, Run]) -> None:
+        newest_done = max((r for r in runs.values() if not r.is_active and not _is_record(r)),
+                          key=lambda r: (r.created_at, r.id), default=None)
+        newest_record = max((r for r in runs.values() if _is_record(r)), key=lambda r: (r.created_at, r.id), default=None)
+        for rid, r in list(runs.items()):
+            if not r.is_active and r is not newest_done and r is not newest_record:
+                del runs[rid]
+
+    def last_and_record(self, schedule_id: int) -> tuple[Run | None, Run | None]:
+        """The schedule's newest run that ran (or runs), and a skipped/missed fire after it, if any."""
+        runs = sorted(self.recent.get(schedule_id, {}).values(), key=lambda r: (r.created_at, r.id), reverse=True)
+        last = next((r for r in runs if not _is_record(r)), None)
+        record = runs[0] if runs and _is_record(runs[0]) else None
+        return last, record
+
+    def last_text(self, schedule_id: int) -> str:
+        """ "succeeded (#21)"; "running (#10) · last fire skipped (#11)" when a fire was skipped since."""
+        run, rec = self.last_and_record(schedule_id)
+        parts = [f"{status_text(run)} (#{run.id})"] if run is not None else []
+        if rec is not None:
+            parts.append(f"{'last fire ' if parts else ''}{status_text(rec)} (#{rec.id})")
+        return " · ".join(parts) or "—"
 
     # -- Qt model API
     def row_total(self) -> int:
@@ -171,16 +212,16 @@ class SchedulesModel(ColumnTable):
             wait = s.next_fire - self.scheduler.clock()
             return f"{local_text(s.next_fire, s.trigger.timezone)} ({countdown(wait) if wait > 0 else 'due now'})"
         if col == self.LAST:
-            run = self.last.get(s.id)
-            return f"{status_text(run)} (#{run.id})" if run is not None else "—"
+            return self.last_text(s.id)
         return "on" if s.enabled else "off"
 
     def _last_tooltip(self, s: Schedule) -> str | None:
-        run = self.last.get(s.id)
-        if run is None:
-            return None
-        how = end_line(run) or (run.outcome.message if run.outcome and run.outcome.message else status_text(run))
-        return f"run #{run.id} ({run.trigger or 'schedule'}): {how}"
+        lines = []
+        for run in self.last_and_record(s.id):
+            if run is not None:
+                how = end_line(run) or status_text(run)
+                lines.append(f"#{run.id} ({run.trigger or 'schedule'}): {how}")
+        return "\n".join(lines) or None
 
     def setData(self, index: Index, value: object, role: int = Qt.ItemDataRole.EditRole) -> bool:  # noqa: N802
         if index.column() == 4 and role == Qt.ItemDataRole.CheckStateRole:
@@ -474,9 +515,12 @@ class SchedulerView(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().hide()
         self.table.setWordWrap(False)
-        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        self.table.horizontalHeader().resizeSection(2, 260)
-        self.table.horizontalHeader().resizeSection(3, 150)
+        head = self.table.horizontalHeader()
+        head.resizeSection(0, 150)
+        head.resizeSection(1, 170)
+        head.resizeSection(2, 270)
+        head.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)  # the last outcome gets the room
+        head.setSectionResizeMode(4, QHeaderView.ResizeMode.ResizeToContents)
         self.table.doubleClicked.connect(lambda _i: self.edit())
         self.history = ScheduleHistoryModel(registry, self)
         self.history.schedule_id = -1
@@ -486,7 +530,10 @@ class SchedulerView(QWidget):
         self.history_table.setModel(self.history)
         self.history_table.verticalHeader().hide()
         self.history_table.setWordWrap(False)
-        self.history_table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        hist = self.history_table.horizontalHeader()
+        for col, width in ((0, 60), (1, 140), (2, 80), (3, 190), (4, 130), (5, 150), (6, 80), (7, 70)):
+            hist.resizeSection(col, width)
+        hist.setStretchLastSection(True)
         self.table.selectionModel().currentRowChanged.connect(self._selected)
         bar = QHBoxLayout()
         self.pause_button = QPushButton("Pause all schedules")

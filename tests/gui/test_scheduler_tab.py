@@ -118,20 +118,29 @@ def test_run_now_says_when_overlap_forbid_skipped_it(qapp, home):
             banner = view.banner_text.text(), not view.banner.isHidden(), view.last_fire
             await until(lambda: history_states(view) == ["skipped", "running"])
             skipped_tip = view.history.data(view.history.index(0, 4), Qt.ItemDataRole.ToolTipRole)
+            skipped_last = view.model.data(view.model.index(0, 3))
             orch.cancel(first)
             await orch.wait(first)
             await until(lambda: history_states(view) == ["skipped", "cancelled"])
-            return first, running_last, banner, messages, skipped_tip, view.model.data(view.model.index(0, 3))
+            await until(lambda: view.model.data(view.model.index(0, 3)).startswith("cancelled"))
+            return (first, running_last, banner, messages, skipped_tip,
+                    (skipped_last, view.model.data(view.model.index(0, 3)), fire_record(view)))
         finally:
             await close(orch, win)
 
-    first, running_last, (text, shown, fire), messages, tip, last = run_qt(qapp, main())
+    first, running_last, (text, shown, fire), messages, tip, (skipped_last, last, record) = run_qt(qapp, main())
     expected = f"nightly is still running (run #{first}); overlap policy 'forbid' skipped this fire"
     assert running_last == f"running (#{first})"
     assert shown and text == expected and fire.action is FireAction.SKIPPED
     assert messages == [f"nightly: started run #{first}", expected]
     assert "still running" in tip
-    assert last.startswith("skipped")  # the newest record of the schedule is the skipped fire
+    # the row says both: how the run is (then: how it ended) and that the latest fire was skipped
+    assert skipped_last == f"running (#{first}) · last fire skipped (#{record})"
+    assert last == f"cancelled (#{first}) · last fire skipped (#{record})"
+
+
+def fire_record(view) -> int:
+    return view.last_fire.record_id
 
 
 def test_runs_of_another_process_update_the_tab(qapp, home):
