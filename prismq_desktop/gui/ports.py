@@ -39,6 +39,10 @@ class PoolPort(Protocol):
 
     def resize(self, size: int) -> None: ...
 
+    async def start(self) -> None:
+        """Start the workers now (they otherwise start with the first pooled run)."""
+        ...
+
 
 class OrchestratorPort(BusOwner, Protocol):
     """The orchestrator as the Concurrency and Pool tabs use it."""

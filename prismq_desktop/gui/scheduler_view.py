@@ -1,9 +1,15 @@
 """The Scheduler tab: schedules in words, countdowns, an enabled switch, an editor with live
-cron validation (the next five fire times), run now, and each schedule's own history."""
+validation (the next five fire times), run now, and each schedule's own history.
+
+The tab follows the core from events, in place: every run of a schedule (fired, skipped,
+missed, finished; this process's `runChanged` or another's `externalRunChanged`) updates the
+schedule's "Last outcome" and, when it is the selected one, its history; `scheduleChanged`
+updates (or adds, or removes) one schedule row. Nothing reloads on a timer: the one-second
+timer only repaints the countdowns.
+"""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from PySide6.QtCore import QDateTime, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal
@@ -24,17 +30,21 @@ from PySide6.QtWidgets import (
     QSplitter,
     QStackedWidget,
     QTableView,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from prismq_desktop.core.models import RunSpec, TargetKind
+from prismq_desktop.core.events import EventBus, ScheduleChanged
+from prismq_desktop.core.models import OutcomeKind, Run, RunSpec, RunStatus, TargetKind
 from prismq_desktop.core.schedule.model import Schedule, ScheduleError
-from prismq_desktop.core.schedule.scheduler import Scheduler, make_trigger
+from prismq_desktop.core.schedule.scheduler import FireAction, FireResult, Scheduler, make_trigger
 from prismq_desktop.core.schedule.triggers import Trigger, TriggerError, local_text, next_fires
 from prismq_desktop.core.store.query import RunQuery
 from prismq_desktop.core.store.registry import RunRegistry
-from prismq_desktop.gui.models import ColumnTable, HistoryModel, state_text
+from prismq_desktop.core.wording import duration_text, end_line, exit_text, plural, status_text
+from prismq_desktop.gui.bridge import Bridge
+from prismq_desktop.gui.models import ColumnTable, HistoryModel
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -52,25 +62,124 @@ def countdown(seconds: float) -> str:
     return f"in {hours // 24} days"
 
 
+#: what a run of a schedule can be while or after it really ran (not a skipped or missed fire's record)
+RAN = tuple([s.value for s in RunStatus if s is not RunStatus.DONE]
+            + [k.value for k in OutcomeKind if k not in (OutcomeKind.SKIPPED, OutcomeKind.MISSED)])
+
+
+def _is_record(run: Run) -> bool:
+    """A fire that never started (skipped, missed): a record in history, not a run."""
+    return run.outcome is not None and run.outcome.kind in (OutcomeKind.SKIPPED, OutcomeKind.MISSED)
+
+
+def _newer(run: Run, than: Run | None) -> bool:
+    """`run` is the same run as `than` (a newer snapshot of it) or a run created after it."""
+    return than is None or run.id == than.id or (run.created_at, run.id) > (than.created_at, than.id)
+
+
 class SchedulesModel(ColumnTable):
     COLUMNS = ["Name", "When", "Next fire", "Last outcome", "Enabled"]
+    LAST = 3
 
     def __init__(self, scheduler: Scheduler, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.scheduler = scheduler
         self.rows: list[Schedule] = []
-        self.last: dict[int, str] = {}
+        # schedule id -> {run id: snapshot}: its live runs, its newest finished run and its newest
+        # skipped/missed record (a record starts as a queued run, so the finished one is kept too)
+        self.recent: dict[int, dict[int, Run]] = {}
         self.refresh()
 
+    # -- whole reload (start-up, or asked for): rows are kept where they are when nothing moved
     def refresh(self) -> None:
+        fresh = self.scheduler.all()
+        recent: dict[int, dict[int, Run]] = {}
+        for s in fresh:
+            found = self.scheduler.registry.query(RunQuery(schedule_id=s.id, limit=1))
+            if found and _is_record(found[0]):
+                found += self.scheduler.registry.query(RunQuery.of(RAN, schedule_id=s.id, limit=1))
+            recent[s.id] = {r.id: r for r in found}
+        if [s.id for s in fresh] == [s.id for s in self.rows]:
+            self.rows, self.recent = fresh, recent
+            if self.rows:
+                self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, len(self.COLUMNS) - 1))
+            return
         self.beginResetModel()
-        self.rows = self.scheduler.all()
-        self.last = {}
-        for s in self.rows:
-            latest = self.scheduler.registry.query(RunQuery(schedule_id=s.id, limit=1))
-            self.last[s.id] = state_text(latest[0]) if latest else "—"
+        self.rows, self.recent = fresh, recent
         self.endResetModel()
 
+    # -- in place, from events
+    def row_of(self, schedule_id: int) -> int | None:
+        for row, s in enumerate(self.rows):
+            if s.id == schedule_id:
+                return row
+        return None
+
+    def set_schedule(self, s: Schedule) -> None:
+        """A schedule was added, edited, fired, enabled or disabled: its row shows the new snapshot."""
+        row = self.row_of(s.id)
+        if row is not None and s.name == self.rows[row].name:
+            self.rows[row] = s
+            self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.COLUMNS) - 1))
+            return
+        if row is not None:  # renamed: it moves to its place by name
+            self.beginRemoveRows(QModelIndex(), row, row)
+            del self.rows[row]
+            self.endRemoveRows()
+        at = next((i for i, other in enumerate(self.rows) if other.name > s.name), len(self.rows))
+        self.beginInsertRows(QModelIndex(), at, at)
+        self.rows.insert(at, s)
+        self.endInsertRows()
+
+    def remove_schedule(self, schedule_id: int) -> None:
+        row = self.row_of(schedule_id)
+        if row is None:
+            return
+        self.beginRemoveRows(QModelIndex(), row, row)
+        del self.rows[row]
+        self.recent.pop(schedule_id, None)
+        self.endRemoveRows()
+
+    def note_run(self, run: Run) -> bool:
+        """A run (or skipped/missed record) of a schedule changed; True if the row's last outcome did."""
+        sid = run.schedule_id
+        row = self.row_of(sid) if sid is not None else None
+        if sid is None or row is None:
+            return False
+        before = self.last_text(sid)
+        runs = self.recent.setdefault(sid, {})
+        runs[run.id] = run
+        self._prune(runs)
+        if self.last_text(sid) == before:
+            return False
+        self.dataChanged.emit(self.index(row, self.LAST), self.index(row, self.LAST))
+        return True
+
+    @staticmethod
+    def _prune(runs: dict[int, Run]) -> None:
+        newest_done = max((r for r in runs.values() if not r.is_active and not _is_record(r)),
+                          key=lambda r: (r.created_at, r.id), default=None)
+        newest_record = max((r for r in runs.values() if _is_record(r)), key=lambda r: (r.created_at, r.id), default=None)
+        for rid, r in list(runs.items()):
+            if not r.is_active and r is not newest_done and r is not newest_record:
+                del runs[rid]
+
+    def last_and_record(self, schedule_id: int) -> tuple[Run | None, Run | None]:
+        """The schedule's newest run that ran (or runs), and a skipped/missed fire after it, if any."""
+        runs = sorted(self.recent.get(schedule_id, {}).values(), key=lambda r: (r.created_at, r.id), reverse=True)
+        last = next((r for r in runs if not _is_record(r)), None)
+        record = runs[0] if runs and _is_record(runs[0]) else None
+        return last, record
+
+    def last_text(self, schedule_id: int) -> str:
+        """ "succeeded (#21)"; "running (#10) · last fire skipped (#11)" when a fire was skipped since."""
+        run, rec = self.last_and_record(schedule_id)
+        parts = [f"{status_text(run)} (#{run.id})"] if run is not None else []
+        if rec is not None:
+            parts.append(f"{'last fire ' if parts else ''}{status_text(rec)} (#{rec.id})")
+        return " · ".join(parts) or "—"
+
+    # -- Qt model API
     def row_total(self) -> int:
         return len(self.rows)
 
@@ -89,6 +198,8 @@ class SchedulesModel(ColumnTable):
             return Qt.CheckState.Checked if s.enabled else Qt.CheckState.Unchecked
         if role == Qt.ItemDataRole.ToolTipRole and col == 1:
             return f"{s.trigger.to_dict()} · overlap {s.overlap.value} · catch-up {s.catchup.value}"
+        if role == Qt.ItemDataRole.ToolTipRole and col == self.LAST:
+            return self._last_tooltip(s)
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         if col == 0:
@@ -98,17 +209,25 @@ class SchedulesModel(ColumnTable):
         if col == 2:
             if not s.enabled or s.next_fire is None:
                 return "—"
-            return f"{local_text(s.next_fire, s.trigger.timezone)} ({countdown(s.next_fire - time.time())})"
-        if col == 3:
-            return self.last.get(s.id, "—")
+            wait = s.next_fire - self.scheduler.clock()
+            return f"{local_text(s.next_fire, s.trigger.timezone)} ({countdown(wait) if wait > 0 else 'due now'})"
+        if col == self.LAST:
+            return self.last_text(s.id)
         return "on" if s.enabled else "off"
+
+    def _last_tooltip(self, s: Schedule) -> str | None:
+        lines = []
+        for run in self.last_and_record(s.id):
+            if run is not None:
+                how = end_line(run) or status_text(run)
+                lines.append(f"#{run.id} ({run.trigger or 'schedule'}): {how}")
+        return "\n".join(lines) or None
 
     def setData(self, index: Index, value: object, role: int = Qt.ItemDataRole.EditRole) -> bool:  # noqa: N802
         if index.column() == 4 and role == Qt.ItemDataRole.CheckStateRole:
             s = self.rows[index.row()]
             on = value in (Qt.CheckState.Checked, Qt.CheckState.Checked.value, 2)
-            self.rows[index.row()] = self.scheduler.enable(s.id) if on else self.scheduler.disable(s.id)
-            self.dataChanged.emit(self.index(index.row(), 0), self.index(index.row(), 4))
+            self.set_schedule(self.scheduler.enable(s.id) if on else self.scheduler.disable(s.id))
             return True
         return False
 
@@ -120,8 +239,39 @@ class SchedulesModel(ColumnTable):
             self.dataChanged.emit(self.index(0, 2), self.index(len(self.rows) - 1, 2))
 
 
+class ScheduleHistoryModel(HistoryModel):
+    """One schedule's runs (fired, skipped, missed), newest first, statuses and exits in words."""
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and index.isValid() and 0 <= index.row() < len(self._runs):
+            run = self._runs[index.row()]
+            if index.column() == self.STATUS_COLUMN:
+                return status_text(run)
+            if index.column() == 6:
+                return duration_text(run.duration) if run.started_at else ""
+            if index.column() == 7:
+                return exit_text(run.exit_code)
+        if role == Qt.ItemDataRole.ToolTipRole and index.isValid() and index.column() == self.STATUS_COLUMN:
+            shown = self._runs[index.row()] if 0 <= index.row() < len(self._runs) else None
+            if shown is not None and shown.outcome is not None:
+                return end_line(shown) or shown.outcome.message
+        return super().data(index, role)
+
+    def upsert(self, run: Run) -> None:
+        """Update the run's row; a new run of this schedule goes on top (an older one not paged in yet stays out)."""
+        if self.schedule_id is None or run.schedule_id != self.schedule_id:
+            return
+        if all(r.id != run.id for r in self._runs) and self._runs and not _newer(run, self._runs[0]):
+            return
+        super().upsert(run)
+
+
 class ScheduleEditor(QDialog):
-    """Create or edit a schedule; the next five fire times update as you type."""
+    """Create or edit a schedule; the next five fire times and every problem update as you type.
+
+    A message about a field shows once that field was edited (or Save was pressed, or an existing
+    schedule is edited) and goes away as soon as the field is fine; Save is off while one shows.
+    """
 
     saved = Signal(object)
 
@@ -173,6 +323,11 @@ class ScheduleEditor(QDialog):
         self.error = QLabel()
         self.error.setObjectName("scheduleError")
         self.error.setStyleSheet("color: #cd3131")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        self._touched: set[str] = set()  # fields whose problems are shown ("all" after a save attempt)
+        self._save_error = ""  # what the scheduler refused on the last save; cleared by any edit
+        self._taken = {s.name for s in scheduler.all() if schedule is None or s.id != schedule.id}
 
         pages = QStackedWidget()
         interval_page = QWidget()
@@ -206,9 +361,16 @@ class ScheduleEditor(QDialog):
         lay.addWidget(self.buttons)
         for sig in (self.kind.currentIndexChanged, self.every.valueChanged, self.unit.currentIndexChanged,
                     self.cron.textChanged, self.at.dateTimeChanged, self.tz.currentTextChanged):
-            sig.connect(self._validate)
+            sig.connect(lambda *_: self._edited("trigger"))
+        self.name.textChanged.connect(lambda *_: self._edited("name"))
+        self.target.textChanged.connect(lambda *_: self._edited("target"))
+        for sig in (self.args.textChanged, self.overlap.currentIndexChanged, self.catchup.currentIndexChanged,
+                    self.jitter.valueChanged, self.retries.valueChanged):
+            sig.connect(lambda *_: self._edited("other"))
         if schedule is not None:
             self._load(schedule)
+            self._touched.add("all")
+        self._save_error = ""
         self._validate()
 
     def _load(self, s: Schedule) -> None:
@@ -241,21 +403,52 @@ class ScheduleEditor(QDialog):
             return make_trigger(cron=self.cron.text(), timezone=tz)
         return make_trigger(at=float(self.at.dateTime().toSecsSinceEpoch()), timezone=tz)
 
+    def _edited(self, field: str) -> None:
+        self._touched.add(field)
+        self._save_error = ""  # the scheduler's last word was about the fields as they were
+        self._validate()
+
+    def problems(self) -> dict[str, str]:
+        """Every field that is not right yet, and why (whether shown yet or not)."""
+        out: dict[str, str] = {}
+        name = self.name.text().strip()
+        if not name:
+            out["name"] = "a schedule needs a name"
+        elif name in self._taken:
+            out["name"] = f"there is already a schedule named {name!r}"
+        if not self.target.text().strip():
+            out["target"] = "say what to run: a script or a command"
+        try:
+            trig = self.trigger()
+        except (TriggerError, ValueError) as exc:
+            out["trigger"] = str(exc)
+        else:
+            if not next_fires(trig, 1):
+                out["trigger"] = "that time has passed: the schedule would never fire"
+        return out
+
+    def _shown(self, problems: dict[str, str]) -> list[str]:
+        return [text for field, text in problems.items()
+                if field == "trigger" or field in self._touched or "all" in self._touched]
+
     def _validate(self, *_: object) -> bool:
+        problems = self.problems()
         try:
             trig = self.trigger()
         except (TriggerError, ValueError) as exc:
             self.preview.setText(f"<span style='color:#cd3131'>⚠ {exc}</span>")
-            self.buttons.button(QDialogButtonBox.StandardButton.Save).setEnabled(False)
-            return False
-        fires = next_fires(trig, 5)
-        words = trig.describe()
-        listing = "<br>".join(local_text(f, trig.timezone) for f in fires) or "never again"
-        self.preview.setText(f"<b>{words}</b><br>{listing}")
-        self.buttons.button(QDialogButtonBox.StandardButton.Save).setEnabled(True)
-        return True
+        else:
+            fires = next_fires(trig, 5)
+            listing = "<br>".join(local_text(f, trig.timezone) for f in fires) or "never again"
+            self.preview.setText(f"<b>{trig.describe()}</b><br>{listing}")
+        shown = self._shown(problems) + ([self._save_error] if self._save_error else [])
+        self.error.setText("\n".join(f"⚠ {text}" for text in shown))
+        self.error.setVisible(bool(shown))
+        self.buttons.button(QDialogButtonBox.StandardButton.Save).setEnabled(not shown)
+        return not problems and not self._save_error
 
     def _save(self) -> None:
+        self._touched.add("all")
         if not self._validate():
             return
         target = self.target.text().strip()
@@ -270,7 +463,8 @@ class ScheduleEditor(QDialog):
                                           overlap=self.overlap.currentText(), catchup=self.catchup.currentText(),
                                           jitter=self.jitter.value(), **options)
         except (ScheduleError, TriggerError, ValueError) as exc:
-            self.error.setText(str(exc))
+            self._save_error = str(exc)
+            self._validate()
             return
         self.saved.emit(s)
         self.accept()
@@ -291,10 +485,26 @@ def _local_zone() -> str:
     return "UTC"
 
 
-class SchedulerView(QWidget):
-    """Schedules on top, the selected schedule's runs (fired, skipped, missed) below."""
+class _BusOf:
+    """The scheduler's event bus, as the Bridge reads its owner."""
 
-    def __init__(self, scheduler: Scheduler, registry: RunRegistry, parent: QWidget | None = None) -> None:
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+
+
+class SchedulerView(QWidget):
+    """Schedules on top, the selected schedule's runs (fired, skipped, missed) below.
+
+    `bridge`: the window's Bridge (its `runChanged`, `externalRunChanged` and `scheduleChanged`
+    keep the tab current). Without one the view makes its own over the scheduler's bus.
+    `message` carries each sentence the tab shows in its banner ("nightly is still running (run
+    #12); overlap policy 'forbid' skipped this fire"), for the window's status bar.
+    """
+
+    message = Signal(str)
+
+    def __init__(self, scheduler: Scheduler, registry: RunRegistry, parent: QWidget | None = None, *,
+                 bridge: Bridge | None = None) -> None:
         super().__init__(parent)
         self.scheduler = scheduler
         self.model = SchedulesModel(scheduler, self)
@@ -305,10 +515,14 @@ class SchedulerView(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().hide()
         self.table.setWordWrap(False)
-        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        self.table.horizontalHeader().resizeSection(2, 260)
+        head = self.table.horizontalHeader()
+        head.resizeSection(0, 150)
+        head.resizeSection(1, 170)
+        head.resizeSection(2, 270)
+        head.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)  # the last outcome gets the room
+        head.setSectionResizeMode(4, QHeaderView.ResizeMode.ResizeToContents)
         self.table.doubleClicked.connect(lambda _i: self.edit())
-        self.history = HistoryModel(registry, self)
+        self.history = ScheduleHistoryModel(registry, self)
         self.history.schedule_id = -1
         self.history.refresh()
         self.history_table = QTableView()
@@ -316,58 +530,166 @@ class SchedulerView(QWidget):
         self.history_table.setModel(self.history)
         self.history_table.verticalHeader().hide()
         self.history_table.setWordWrap(False)
-        self.history_table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        hist = self.history_table.horizontalHeader()
+        for col, width in ((0, 60), (1, 140), (2, 80), (3, 190), (4, 130), (5, 150), (6, 80), (7, 70)):
+            hist.resizeSection(col, width)
+        hist.setStretchLastSection(True)
         self.table.selectionModel().currentRowChanged.connect(self._selected)
         bar = QHBoxLayout()
         self.pause_button = QPushButton("Pause all schedules")
         self.pause_button.setObjectName("pauseSchedulesButton")
         self.pause_button.setCheckable(True)
         self.pause_button.toggled.connect(self._pause)
+        self._needs_selection: list[QPushButton] = []
         for text, name, slot in (("New…", "newScheduleButton", self.new), ("Edit…", "editScheduleButton", self.edit),
                                  ("Run now", "runNowButton", self.run_now), ("Delete", "deleteScheduleButton", self.delete)):
             b = QPushButton(text)
             b.setObjectName(name)
             b.clicked.connect(slot)
             bar.addWidget(b)
+            if name != "newScheduleButton":
+                self._needs_selection.append(b)
         bar.addStretch(1)
         bar.addWidget(self.pause_button)
+        # the banner: what the last action did, in words (a skipped "Run now" says why)
+        self.banner = QWidget()
+        self.banner.setObjectName("schedulerBanner")
+        banner_lay = QHBoxLayout(self.banner)
+        banner_lay.setContentsMargins(8, 4, 4, 4)
+        self.banner_text = QLabel()
+        self.banner_text.setObjectName("schedulerMessage")
+        self.banner_text.setWordWrap(True)
+        self.banner_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton()
+        close.setObjectName("schedulerMessageClose")
+        close.setText("×")
+        close.setAutoRaise(True)
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.clear_message)
+        banner_lay.addWidget(self.banner_text, 1)
+        banner_lay.addWidget(close)
+        self.banner.hide()
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.table)
         box = QWidget()
         bl = QVBoxLayout(box)
         bl.setContentsMargins(0, 0, 0, 0)
         self.history_label = QLabel("Select a schedule to see its runs, skips and misses.")
+        self.history_label.setObjectName("scheduleHistoryLabel")
         bl.addWidget(self.history_label)
         bl.addWidget(self.history_table)
         split.addWidget(box)
         lay = QVBoxLayout(self)
         lay.addLayout(bar)
+        lay.addWidget(self.banner)
         lay.addWidget(split, 1)
         self._timer = QTimer(self)
-        self._timer.timeout.connect(self.model.tick)
+        self._timer.timeout.connect(self.model.tick)  # countdowns only; data comes from events
         self._timer.start(1000)
         self.editor: ScheduleEditor | None = None
+        self.last_fire: FireResult | None = None
+        self._own_bridge: Bridge | None = None
+        if bridge is None and isinstance(scheduler.bus, EventBus):
+            bridge = self._own_bridge = Bridge(_BusOf(scheduler.bus))
+            self.destroyed.connect(self._own_bridge.close)
+        self.bridge = bridge
+        if bridge is not None:
+            bridge.runChanged.connect(self.on_run_changed)
+            bridge.externalRunChanged.connect(self.on_run_changed)
+            bridge.scheduleChanged.connect(self.on_schedule_changed)
+        self._update_buttons()
 
+    # ------------------------------------------------------------------ selection
     def selected(self) -> Schedule | None:
         index = self.table.currentIndex()
         return self.model.schedule_at(index.row()) if index.isValid() else None
+
+    def select(self, schedule_id: int) -> None:
+        row = self.model.row_of(schedule_id)
+        if row is not None:
+            self.table.selectRow(row)
 
     def _selected(self, current: QModelIndex, _prev: QModelIndex) -> None:
         s = self.model.schedule_at(current.row()) if current.isValid() else None
         self.history.schedule_id = s.id if s else -1
         self.history.refresh()
-        if s is not None:
-            self.history_label.setText(f"Runs of <b>{s.name}</b> ({self.history.total}), newest first")
+        self._update_label()
+        self._update_buttons()
+
+    def _update_label(self) -> None:
+        s = self.selected()
+        if s is None:
+            self.history_label.setText("Select a schedule to see its runs, skips and misses.")
+            return
+        self.history_label.setText(f"Runs of <b>{s.name}</b>: {plural(self.history.total, 'run')}, newest first")
+
+    def _update_buttons(self) -> None:
+        chosen = self.selected() is not None
+        for b in self._needs_selection:
+            b.setEnabled(chosen)
+
+    # ------------------------------------------------------------------ from the core, in place
+    def on_run_changed(self, run: Run) -> None:
+        """A run snapshot (this process's or another's): the schedule's last outcome and history follow it."""
+        if run.schedule_id is None:
+            return
+        if self.model.row_of(run.schedule_id) is None:
+            self._follow_unknown(run.schedule_id)  # added by another process: show it
+        self.model.note_run(run)
+        if run.schedule_id == self.history.schedule_id:
+            self.history.upsert(run)
+            self._update_label()
+
+    def _follow_unknown(self, schedule_id: int) -> None:
+        try:
+            s = self.scheduler.get(schedule_id)
+        except ScheduleError:
+            return  # deleted since: its runs stay in History
+        self._keeping_selection(lambda: self.model.set_schedule(s))
+
+    def on_schedule_changed(self, ev: ScheduleChanged) -> None:
+        """One schedule was added, edited, fired, enabled/disabled or removed (here or elsewhere)."""
+        if ev.schedule is None:
+            removed = ev.schedule_id == self.history.schedule_id
+            self._keeping_selection(lambda: self.model.remove_schedule(ev.schedule_id))
+            if removed and self.selected() is None:
+                self._selected(QModelIndex(), QModelIndex())
+        else:
+            s = ev.schedule
+            self._keeping_selection(lambda: self.model.set_schedule(s))
+            if s.id == self.history.schedule_id:
+                self._update_label()
+
+    def _keeping_selection(self, change: Any) -> None:
+        current = self.selected()
+        change()
+        if current is not None and (self.selected() is None or self.selected().id != current.id):  # type: ignore[union-attr]
+            self.select(current.id)
 
     def refresh(self) -> None:
+        """Read everything again (schedules, last outcomes, the selected history), keeping the selection."""
         current = self.selected()
         self.model.refresh()
         if current is not None:
-            for row, s in enumerate(self.model.rows):
-                if s.id == current.id:
-                    self.table.selectRow(row)
+            self.select(current.id)
         self.history.refresh()
+        self._update_label()
+        self._update_buttons()
 
+    # ------------------------------------------------------------------ the banner
+    def show_message(self, text: str, warning: bool = False) -> None:
+        self.banner_text.setText(text)
+        self.banner.setProperty("warning", warning)
+        self.banner.setStyleSheet("#schedulerBanner { background: %s; border-radius: 4px; }"
+                                  % ("rgba(181, 137, 0, 0.25)" if warning else "rgba(36, 114, 200, 0.15)"))
+        self.banner.show()
+        self.message.emit(text)
+
+    def clear_message(self) -> None:
+        self.banner_text.clear()
+        self.banner.hide()
+
+    # ------------------------------------------------------------------ actions
     def new(self) -> ScheduleEditor:
         return self._open_editor(None)
 
@@ -377,23 +699,34 @@ class SchedulerView(QWidget):
 
     def _open_editor(self, s: Schedule | None) -> ScheduleEditor:
         self.editor = ScheduleEditor(self.scheduler, s, self)
-        self.editor.saved.connect(lambda _s: self.refresh())
+        self.editor.saved.connect(self._saved)
         self.editor.open()  # never exec() inside the asyncio loop
         return self.editor
 
+    def _saved(self, s: Schedule) -> None:
+        self.model.set_schedule(s)  # at once (its ScheduleChanged says the same)
+        self.select(s.id)
+
     def run_now(self) -> int | None:
+        """Fire the selected schedule now; the banner (and `message`) says what happened. The run id, or None."""
         s = self.selected()
         if s is None:
             return None
-        run_id = self.scheduler.run_now(s.id)
-        self.refresh()
-        return run_id
+        try:
+            result = self.scheduler.fire_now(s.id)
+        except ScheduleError as exc:
+            self.show_message(str(exc), warning=True)
+            return None
+        self.last_fire = result
+        self.show_message(result.message, warning=result.action in (FireAction.SKIPPED, FireAction.QUEUED))
+        return result.run_id
 
     def delete(self) -> None:
         s = self.selected()
         if s is not None:
             self.scheduler.remove(s.id)
-            self.refresh()
+            self.model.remove_schedule(s.id)
+            self._selected(self.table.currentIndex(), QModelIndex())
 
     def _pause(self, on: bool) -> None:
         if on:

@@ -215,5 +215,5 @@ def test_pool_view_shows_workers_and_resizes(qapp, home):
 
     rows, states, summary, size = run_qt(qapp, main())
     assert rows == 2 and states <= {"idle", "busy", "starting"}
-    assert "1 served" in summary
+    assert "1 run served" in summary
     assert size == 3

@@ -153,7 +153,7 @@ class ResourcePool:
         self._reapers: set[asyncio.Task[None]] = set()
         self._seq = itertools.count(1)
         self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
-        self._served = 0
+        self._retired_served = 0  # runs served by workers that are gone (recycled, resized away, crashed)
         self._fallback_runs = 0
         self._crashes = 0
         self._recycled = 0
@@ -464,7 +464,7 @@ class ResourcePool:
                         slot.exited.set_result(127)
                     self._release(worker)
             else:
-                self._served += 1
+                worker.served += 1
                 slot.started.set_result(pid)
         elif kind == "exit":
             worker.slot = None
@@ -489,9 +489,14 @@ class ResourcePool:
             return
         self._hand_out(worker)
 
-    def _on_eof(self, worker: Worker) -> None:
+    def _forget(self, worker: Worker) -> None:
+        """Take `worker` off the list; what it served stays in the pool's total."""
         if worker in self._workers:
             self._workers.remove(worker)
+            self._retired_served += worker.served
+
+    def _on_eof(self, worker: Worker) -> None:
+        self._forget(worker)
         expected = worker.retiring
         worker.retiring = True
         if isinstance(worker, ForkServerWorker):
@@ -595,7 +600,7 @@ class ResourcePool:
         while self._workers and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for worker in list(self._workers):  # no EOF came: take them down by force
-            self._workers.remove(worker)
+            self._forget(worker)
             if worker.proc is not None:
                 with contextlib.suppress(OSError):
                     worker.proc.kill()
@@ -615,6 +620,7 @@ class ResourcePool:
 
     def _stop_workers_blocking(self, timeout: float = 5.0) -> None:
         workers, self._workers = self._workers, []
+        self._retired_served += sum(w.served for w in workers)
         for worker in workers:
             worker.retiring = True
             worker.close_channel()  # a fork server kills its children's groups on EOF
@@ -646,9 +652,10 @@ class ResourcePool:
     def stats(self) -> PoolStats:
         now = time.monotonic()
         workers = tuple(
-            WorkerStats(w.pid, w.state, w.runs, w.slot.job.run_id if w.slot is not None else None, now - w.born)
+            WorkerStats(w.pid, w.state, w.served, w.slot.job.run_id if w.slot is not None else None, now - w.born)
             for w in self._workers
         )
+        retired = self._retired_served
         lat = sorted(self._latencies)
         mean = sum(lat) / len(lat) * 1000 if lat else None
         p95 = percentile(lat, 95) * 1000 if lat else None
@@ -658,7 +665,8 @@ class ResourcePool:
             queued=sum(1 for f in self._waiters if not f.done()),
             busy=sum(1 for w in workers if w.state == "busy"),
             idle=sum(1 for w in workers if w.state == "idle"),
-            runs_served=self._served,
+            runs_served=retired + sum(w.runs_served for w in workers),  # the rows plus the retired: they agree
+            retired_served=retired,
             fallback_runs=self._fallback_runs,
             crashes=self._crashes,
             recycled=self._recycled,
@@ -666,6 +674,8 @@ class ResourcePool:
             start_latency_p95_ms=p95,
             broken=self._broken,
             closed=self._closed,
+            started=self._loop is not None and not self._closed,
+            supported=self.supported,
         )
 
 

@@ -82,7 +82,8 @@ class Worker:
         self.retiring = False
         self.reserved = False
         self.slot: Slot | None = None
-        self.runs = 0
+        self.runs = 0  # children that ended here (max_runs_per_worker counts these)
+        self.served = 0  # runs started here (what the pool's "served" counts, from the same moment)
         self.born = time.monotonic()
         self.preload_failed: dict[str, str] = {}
         self.reader_thread: threading.Thread | None = None  # the control channel's reader, if not the loop

@@ -21,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import enum
 import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from prismq_desktop.core.events import Event, Notice, RunChanged, ScheduleChanged
@@ -64,6 +66,29 @@ def make_trigger(
         return CronTrigger(cron, timezone)
     assert at is not None
     return OneShotTrigger(at, timezone)
+
+
+class FireAction(enum.StrEnum):
+    STARTED = "started"
+    SKIPPED = "skipped"  # overlap forbid: recorded as a skipped run
+    QUEUED = "queued"  # overlap queue: starts when the running one ends
+    REPLACED = "replaced"  # overlap replace: the running one was cancelled, a new one started
+
+
+@dataclass(frozen=True)
+class FireResult:
+    """What one fire did, and the sentence that says so (for a view's banner or the CLI)."""
+
+    schedule_id: int
+    action: FireAction
+    message: str
+    run_id: int | None = None  # the run started (None when skipped or queued)
+    blocking_run: int | None = None  # the run still going that made the fire skip, queue or replace
+    record_id: int | None = None  # the skipped fire's record in history
+
+    @property
+    def started(self) -> bool:
+        return self.run_id is not None
 
 
 class Scheduler:
@@ -132,6 +157,17 @@ class Scheduler:
     def reload(self) -> None:
         self._schedules = {row["id"]: Schedule.from_row(row) for row in self.registry.list_schedules()}
         self._last_reload = time.monotonic()
+
+    def _reload_and_announce(self) -> None:
+        """The periodic reload: schedules another process added, edited, fired or removed are
+        announced as `ScheduleChanged` ("changed elsewhere" / "removed") so views follow them."""
+        before = {sid: _version(s) for sid, s in self._schedules.items()}
+        self.reload()
+        for sid, s in self._schedules.items():
+            if before.get(sid) != _version(s):
+                self.bus.publish(ScheduleChanged(sid, s, "changed elsewhere"))
+        for sid in before.keys() - self._schedules.keys():
+            self.bus.publish(ScheduleChanged(sid, None, "removed"))
 
     def all(self) -> builtins.list[Schedule]:
         self.reload()
@@ -272,7 +308,7 @@ class Scheduler:
 
     async def _turn(self) -> None:
         if time.monotonic() - self._last_reload >= RELOAD_SECONDS:
-            self.reload()
+            self._reload_and_announce()
         if self.paused:
             return
         now = self.clock()
@@ -295,7 +331,7 @@ class Scheduler:
         self._changed(s.id, "fired")
 
     def _lost_claim(self, s: Schedule, due: float) -> None:
-        self.reload()
+        self._reload_and_announce()
         fresh = self._schedules.get(s.id)
         if fresh is not None and fresh.next_fire == due:
             self._lost_claims[s.id] = due  # stale or foreign claim on this very due time: do not spin on it
@@ -356,21 +392,30 @@ class Scheduler:
                                                  schedule_id=s.id, limit=50))
         return sorted(local | {r.id for r in stored})
 
-    def _start_or_skip(self, s: Schedule, label: str, due: float) -> int | None:
+    def _start_or_skip(self, s: Schedule, label: str, due: float) -> FireResult:
         live = self._live_runs(s)
         if live and s.overlap is OverlapPolicy.FORBID:
-            self._record(s, OutcomeKind.SKIPPED, f"skipped the fire due {local_text(due, s.trigger.timezone)}: "
-                         f"run #{live[0]} is still running (overlap policy forbid)", "skipped")
-            return None
+            record = self._record(s, OutcomeKind.SKIPPED, f"skipped the fire due {local_text(due, s.trigger.timezone)}: "
+                                  f"run #{live[0]} is still running (overlap policy forbid)", "skipped")
+            return FireResult(s.id, FireAction.SKIPPED,
+                              f"{s.name} is still running (run #{live[0]}); overlap policy 'forbid' skipped this fire",
+                              blocking_run=live[0], record_id=record)
         if live and s.overlap is OverlapPolicy.QUEUE:
             self._queued.setdefault(s.id, []).append("queued fire")
             self.bus.publish(Notice(None, f"schedule {s.name!r}: fire queued behind run #{live[0]}", "info",
                                     {"schedule_id": s.id}))
-            return None
+            return FireResult(s.id, FireAction.QUEUED,
+                              f"{s.name} is still running (run #{live[0]}); overlap policy 'queue' starts this fire "
+                              "when it ends", blocking_run=live[0])
         if live and s.overlap is OverlapPolicy.REPLACE:
             for rid in live:
                 self.orch.cancel(rid)
-        return self._submit(s, label)
+            run_id = self._submit(s, label)
+            return FireResult(s.id, FireAction.REPLACED,
+                              f"{s.name}: run #{live[0]} was cancelled (overlap policy 'replace'); started run #{run_id}",
+                              run_id=run_id, blocking_run=live[0])
+        run_id = self._submit(s, label)
+        return FireResult(s.id, FireAction.STARTED, f"{s.name}: started run #{run_id}", run_id=run_id)
 
     def _submit(self, s: Schedule, label: str) -> int:
         opts = dict(s.options)
@@ -380,6 +425,10 @@ class Scheduler:
 
     def run_now(self, key: int | str) -> int | None:
         """Fire once now, outside the trigger's grid, obeying the overlap policy. Returns the run id (None if skipped)."""
+        return self.fire_now(key).run_id
+
+    def fire_now(self, key: int | str) -> FireResult:
+        """As `run_now`, but says what happened: started, or skipped/queued behind which run and why."""
         s = self.get(key)
         return self._start_or_skip(s, "run now", self.clock())
 
@@ -398,3 +447,8 @@ class Scheduler:
             if s is not None and run.outcome is not None and run.outcome.kind not in (OutcomeKind.SKIPPED, OutcomeKind.MISSED):
                 asyncio.get_running_loop().call_soon(self._submit, s, waiting.pop(0))
 
+
+
+def _version(s: Schedule) -> tuple[object, ...]:
+    """What changes when a schedule is edited or fired (by any process)."""
+    return (s.updated_at, s.next_fire, s.last_fire, s.enabled, s.name)
