@@ -279,6 +279,17 @@ class RunEngine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def record_unstarted(self, spec: RunSpec, outcome: Outcome, **fields: Any) -> Run:
+        """Store a run that is over before it began (a schedule's skipped or missed fire): one
+        row written already DONE, one announcement — never a moment where it looks queued."""
+        run = self.registry.new_run(spec, mode=RunMode.AUTO, **fields)
+        done = transition(run, RunStatus.DONE, outcome)
+        self.flush_created()
+        with self._lock:
+            self.registry.insert([done])
+        self.bus.publish(RunChanged(done, "finished"))
+        return done
+
     def finish_unstarted_many(self, handles: list[RunHandle], outcome: Outcome) -> None:
         """finish_unstarted for many runs with one commit, then one announcement each."""
         self.flush_created()

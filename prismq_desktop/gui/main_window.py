@@ -216,7 +216,8 @@ class MainWindow(QMainWindow):
 
         lay = QVBoxLayout(self.scheduler_tab)
         lay.setContentsMargins(0, 0, 0, 0)
-        self.scheduler_view = SchedulerView(self.orch.scheduler, self.orch.registry, self.scheduler_tab)
+        self.scheduler_view = SchedulerView(self.orch.scheduler, self.orch.registry, self.scheduler_tab, bridge=self.bridge)
+        self.scheduler_view.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         lay.addWidget(self.scheduler_view)
 
     def _build_pool_tab(self) -> None:
@@ -234,7 +235,6 @@ class MainWindow(QMainWindow):
         self.bridge.progress.connect(self.runs_view.on_progress)
         self.bridge.notice.connect(self._on_notice)
         self.bridge.sample.connect(self._on_sample)
-        self.bridge.scheduleChanged.connect(lambda _ev: self.scheduler_view.refresh())
         self.bridge.externalRunChanged.connect(self._on_external_run)
         # runs that other processes write on this data dir (the CLI, a headless scheduler)
         self.watcher = RegistryWatcher(self.orch.registry, self.orch.bus.publish)

@@ -112,3 +112,20 @@ def test_every_announced_change_is_already_stored_and_queue_changes_go_through_t
                 assert stored_then.outcome == ev.run.outcome
 
     asyncio.run(main())
+
+
+def test_a_skipped_fire_is_recorded_done_in_one_step(home):
+    """A fire that never starts is never seen as queued (the Runs tab would list it for a moment)."""
+
+    async def main():
+        async with TaskOrchestrator(home, max_concurrent=1) as orch:
+            seen: list[RunChanged] = []
+            orch.bus.subscribe_sync(lambda ev: isinstance(ev, RunChanged) and seen.append(ev))
+            rid = orch.record_unstarted(RunSpec(HELLO), Outcome(OutcomeKind.SKIPPED, None, "still running"),
+                                        schedule_id=7, trigger="schedule")
+            assert [(ev.run.id, ev.kind, ev.run.status) for ev in seen] == [(rid, "finished", RunStatus.DONE)]
+            stored = orch.registry.get(rid)
+            assert stored.status is RunStatus.DONE and stored.outcome.kind is OutcomeKind.SKIPPED
+            assert stored.schedule_id == 7 and stored.pattern is TaskPattern.PERIODIC
+
+    asyncio.run(main())

@@ -568,9 +568,8 @@ class TaskOrchestrator:
     # -- what the scheduler needs (schedule/ports.py SchedulerHost)
     def record_unstarted(self, spec: RunSpec, outcome: Outcome, *, schedule_id: int, trigger: str) -> int:
         """Store a run that never starts (a skipped or missed fire) as DONE with `outcome`; its id."""
-        h = self.engine.create(spec, pattern=TaskPattern.PERIODIC, schedule_id=schedule_id, trigger=trigger)
-        self.engine.finish_unstarted(h, outcome)
-        return h.id
+        return self.engine.record_unstarted(spec, outcome, pattern=TaskPattern.PERIODIC, schedule_id=schedule_id,
+                                            trigger=trigger).id
 
     def owns(self, run_id: int) -> bool:
         """The run is live in this process."""
