@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSettings, Signal
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -24,8 +24,10 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMessageBox,
+    QProxyStyle,
     QSpinBox,
     QStyleFactory,
+    QStyleOption,
     QVBoxLayout,
     QWidget,
 )
@@ -110,6 +112,33 @@ def _light_palette(standard: QPalette) -> QPalette:
     return light
 
 
+DARK_DISABLED_ICON = "#8c8c8c"  # 3:1 (WCAG non-text contrast) on the dark window and buttons
+
+
+class _DarkStyle(QProxyStyle):
+    """Fusion, with disabled icons drawn light enough to see on dark bars.
+
+    Fusion greys a disabled icon along black → window colour → white, so on a dark window
+    the usual dark glyphs (pause, play) become black on near-black.
+    """
+
+    def generatedIconPixmap(self, mode: QIcon.Mode, pixmap: QPixmap | QImage, opt: QStyleOption) -> QPixmap:  # noqa: N802
+        if mode != QIcon.Mode.Disabled:
+            return super().generatedIconPixmap(mode, pixmap, opt)
+        if isinstance(pixmap, QImage):
+            pixmap = QPixmap.fromImage(pixmap)
+        out = QPixmap(pixmap.size())
+        out.setDevicePixelRatio(pixmap.devicePixelRatio())
+        out.fill(QColor(0, 0, 0, 0))
+        painter = QPainter(out)
+        painter.setOpacity(0.9)
+        painter.drawPixmap(0, 0, pixmap)
+        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceIn)
+        painter.fillRect(out.rect(), QColor(DARK_DISABLED_ICON))  # the icon's shape, one legible grey
+        painter.end()
+        return out
+
+
 def apply_theme(theme: str) -> None:
     app = QApplication.instance()
     if not isinstance(app, QApplication):
@@ -119,10 +148,11 @@ def apply_theme(theme: str) -> None:
     if theme == "system":
         app.setPalette(_SYSTEM_PALETTE[0])
         return
-    app.setStyle(QStyleFactory.create("Fusion"))
     if theme == "light":
+        app.setStyle(QStyleFactory.create("Fusion"))
         app.setPalette(_light_palette(app.style().standardPalette()))
         return
+    app.setStyle(_DarkStyle("Fusion"))
     app.setPalette(_dark_palette())
 
 

@@ -149,3 +149,22 @@ def test_theme_placeholders_and_disabled_text_meet_wcag_aa(qapp, theme):
         assert pal.color(G.Disabled, R.Text) != pal.color(G.Active, R.Text)
     finally:
         apply_theme("system")
+
+
+def test_dark_theme_disabled_icons_stand_out_from_the_window(qapp):
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QStyle
+
+    apply_theme("dark")
+    try:
+        style = QApplication.style()
+        window = QApplication.palette().color(QPalette.ColorRole.Window).name()
+        for which in (QStyle.StandardPixmap.SP_MediaPause, QStyle.StandardPixmap.SP_MediaPlay):
+            image = style.standardIcon(which).pixmap(24, 24, QIcon.Mode.Disabled).toImage()
+            opaque = [image.pixelColor(x, y) for x in range(image.width()) for y in range(image.height())
+                      if image.pixelColor(x, y).alpha() > 200]
+            assert opaque, "the icon has a visible shape"
+            best = max(contrast_ratio(c.name(), window) for c in opaque)
+            assert best >= 3.0, f"{which.name}: {best:.2f}:1 on {window}"  # WCAG non-text contrast
+    finally:
+        apply_theme("system")
