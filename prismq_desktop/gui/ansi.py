@@ -110,5 +110,69 @@ def split_styled(line: str, style: Style) -> tuple[list[tuple[str, Style]], Styl
     return segments, style
 
 
+# ---------------------------------------------------------------------------- legibility
+# Like VS Code's terminal.integrated.minimumContrastRatio (default 4.5): a colour a script
+# asks for is darkened on a light background (lightened on a dark one) until it meets WCAG AA,
+# so ANSI yellow (WARNING lines of coloured loggers) is readable on white.
+
+MIN_CONTRAST = 4.5
+
+
+def _rgb(color: str) -> tuple[int, int, int]:
+    color = color.lstrip("#")
+    if len(color) == 3:
+        color = "".join(c * 2 for c in color)
+    return int(color[0:2], 16), int(color[2:4], 16), int(color[4:6], 16)
+
+
+def _hex(rgb: tuple[float, float, float]) -> str:
+    return "#" + "".join(f"{max(0, min(255, round(c))):02x}" for c in rgb)
+
+
+def relative_luminance(color: str) -> float:
+    """WCAG 2 relative luminance of `#rrggbb`."""
+    def channel(c: int) -> float:
+        v = c / 255
+        return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+
+    r, g, b = _rgb(color)
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+
+def contrast_ratio(a: str, b: str) -> float:
+    """WCAG 2 contrast ratio of two colours (1 to 21)."""
+    la, lb = relative_luminance(a), relative_luminance(b)
+    hi, lo = max(la, lb), min(la, lb)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+_LEGIBLE: dict[tuple[str, str, float], str] = {}
+
+
+def legible(color: str, background: str, minimum: float = MIN_CONTRAST) -> str:
+    """`color`, or the nearest colour of the same hue that reaches `minimum` contrast on `background`."""
+    key = (color, background, minimum)
+    found = _LEGIBLE.get(key)
+    if found is not None:
+        return found
+    result = color.lower()
+    if contrast_ratio(color, background) < minimum:
+        target = (0.0, 0.0, 0.0) if relative_luminance(background) > 0.18 else (255.0, 255.0, 255.0)
+        src = _rgb(color)
+        lo, hi = 0.0, 1.0  # blend factor toward black/white: the smallest that is legible
+        for _ in range(16):
+            mid = (lo + hi) / 2
+            candidate = _hex(tuple(s + (t - s) * mid for s, t in zip(src, target, strict=True)))  # type: ignore[arg-type]
+            if contrast_ratio(candidate, background) >= minimum:
+                hi = mid
+            else:
+                lo = mid
+        result = _hex(tuple(s + (t - s) * hi for s, t in zip(src, target, strict=True)))  # type: ignore[arg-type]
+    if len(_LEGIBLE) > 4096:
+        _LEGIBLE.clear()
+    _LEGIBLE[key] = result
+    return result
+
+
 def strip_ansi(text: str) -> str:
     return _ESCAPE.sub("", text) if "\x1b" in text else text

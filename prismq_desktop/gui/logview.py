@@ -3,8 +3,14 @@
 Output arrives as core OutputBatch chunks; the pane keeps them as blocks and draws at most
 every ~50 ms. When far behind (a firehose) it does not append line by line into a full
 QPlainTextEdit (the slow path: trimming the top costs more than the insert) - it replaces
-the document with the newest tail and says how many earlier lines are not shown; the full
-output is always in the run's log file.
+the document with the newest tail and says exactly how many earlier lines are not shown
+(every line received minus the lines in the document); the full output is always in the
+run's log file.
+
+A batch that may carry a progress reading (a `%`, an `N/M` count or the PRISMQ:PROGRESS
+marker) is drawn at once, so when the Progress column shows X the pane already shows the
+output that said X (the engine publishes a batch before the Progress it produced). A
+finished run ends with one dim line in words (`show_end`), as VS Code's terminal does.
 """
 
 from __future__ import annotations
@@ -12,18 +18,20 @@ from __future__ import annotations
 import collections
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QEvent, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
-    QDesktopServices,
     QFont,
     QKeySequence,
     QMouseEvent,
+    QPalette,
     QShortcut,
     QTextCharFormat,
     QTextCursor,
@@ -34,6 +42,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QToolButton,
@@ -43,11 +52,24 @@ from PySide6.QtWidgets import (
 
 from prismq_desktop.core.process.capture import LineAssembler, OutputChunk
 from prismq_desktop.core.process.logfile import Stream, read_log
-from prismq_desktop.gui.ansi import PLAIN, Style, split_styled, strip_ansi
+from prismq_desktop.core.progress import PROTOCOL_PREFIX
+from prismq_desktop.core.wording import end_line, plural
+from prismq_desktop.gui.ansi import PLAIN, Style, legible, split_styled, strip_ansi
+
+if TYPE_CHECKING:
+    from prismq_desktop.core.models import Run
 
 FLUSH_MS = 50
 _TRACEBACK = re.compile(r'File "([^"]+)", line (\d+)')
 STDERR_COLOR = "#d14b4b"
+LINK_COLOR = "#3b8eea"
+TIME_COLOR = "#888888"
+EDITOR_KEY = "editor/command"  # the same key as settings_dialog.EDITOR_KEY
+NO_EDITOR_HELP = (
+    "No editor found to open {where}.\n\n"
+    "Set one in Settings → Editor command (e.g. code -g {{file}}:{{line}}), or set $VISUAL or "
+    "$EDITOR, or put VS Code's `code` command on PATH."
+)
 
 
 class _Text(QPlainTextEdit):
@@ -63,30 +85,85 @@ class _Text(QPlainTextEdit):
         super().mouseReleaseEvent(event)
 
 
-def open_in_editor(path: str, line: int) -> None:
-    """Open a file at a line in the user's editor: $VISUAL/$EDITOR, VS Code, else the desktop default."""
+def _spawn(argv: list[str]) -> str | None:
+    """Start an editor detached; None when it started, else why not."""
+    try:
+        subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL,  # noqa: S603
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError as exc:
+        return f"{argv[0]}: {exc.strerror or exc}"
+    return None
+
+
+def editor_argv(command: str, path: str, line: int) -> list[str] | None:
+    """The argv of an editor command template (`code -g {file}:{line}`, `subl {file}:{line}`);
+    the file is appended when the template does not name it. None if it cannot be parsed."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if not words:
+        return None
+    named = any("{file}" in w for w in words)
+    argv = [w.replace("{file}", path).replace("{line}", str(line)) for w in words]
+    return argv if named else [*argv, path]
+
+
+def open_in_editor(path: str, line: int, command: str | None = None) -> str | None:
+    """Open a file at a line: the editor-command setting, then $VISUAL/$EDITOR, then VS Code on PATH.
+
+    Returns None when an editor was started, else a message saying what was tried and what
+    to set (the caller shows it: a link must never fail silently).
+    """
+    tried: list[str] = []
+    if command and command.strip():
+        argv = editor_argv(command, path, line)
+        if argv is None:
+            tried.append(f"the editor command setting cannot be read: {command!r}")
+        elif shutil.which(argv[0]) is None:
+            tried.append(f"the editor command setting names {argv[0]!r}, which is not on PATH")
+        else:
+            problem = _spawn(argv)
+            if problem is None:
+                return None
+            tried.append(problem)
     for var in ("VISUAL", "EDITOR"):
-        editor = os.environ.get(var)
-        if editor and shutil.which(editor.split()[0]):
-            subprocess.Popen([*editor.split(), f"+{line}", path], start_new_session=True)  # noqa: S603
-            return
+        editor = os.environ.get(var, "").strip()
+        if not editor:
+            continue
+        words = editor.split()
+        if shutil.which(words[0]) is None:
+            tried.append(f"${var} is {editor!r}, which is not on PATH")
+            continue
+        problem = _spawn([*words, f"+{line}", path])
+        if problem is None:
+            return None
+        tried.append(problem)
     code = shutil.which("code")
     if code:
-        subprocess.Popen([code, "-g", f"{path}:{line}"], start_new_session=True)  # noqa: S603
-        return
-    QDesktopServices.openUrl(QUrl.fromLocalFile(path))
+        problem = _spawn([code, "-g", f"{path}:{line}"])
+        if problem is None:
+            return None
+        tried.append(problem)
+    else:
+        tried.append("VS Code (code) is not on PATH")
+    message = NO_EDITOR_HELP.format(where=f"{path}:{line}")
+    return message + "\n\nTried: " + "; ".join(tried) + "."
 
 
 class LogPane(QWidget):
     """One run's live output."""
 
     openFullLog = Signal(int)
+    editorMissing = Signal(str)  # a traceback link found no editor: what to set (also shown in a box)
 
     def __init__(self, run_id: int, log_path: str | None = None, *, line_limit: int = 5000,
-                 encoding: str = "utf-8", parent: QWidget | None = None) -> None:
+                 encoding: str = "utf-8", parent: QWidget | None = None,
+                 settings: QSettings | None = None) -> None:
         super().__init__(parent)
         self.run_id = run_id
         self.log_path = log_path
+        self.settings = settings  # for the editor command; else the window's settings
         self.line_limit = max(100, line_limit)
         self.rebuild_lines = min(self.line_limit, 400)  # what a firehose shows: the newest screenfuls
         self._asm = {Stream.STDOUT: LineAssembler(encoding), Stream.STDERR: LineAssembler(encoding)}
@@ -96,7 +173,13 @@ class LogPane(QWidget):
         self._style = {Stream.STDOUT: PLAIN, Stream.STDERR: PLAIN}
         self._partial_shown = 0  # trailing blocks that show unfinished lines
         self._formats: dict[tuple[Stream, Style, str | None], QTextCharFormat] = {}
-        self.hidden_lines = 0
+        self.lines_received = 0  # complete lines this pane was given (drawn or not)
+        self._doc_lines = 0  # complete lines in the document now
+        self.dropped_bytes = 0  # output the window's subscription missed (marker batches)
+        self.end_text: str | None = None  # the run's last line, once it ended (show_end)
+        self._end_shown = 0  # 1 when the end line is the document's last block
+        self.message_box: QMessageBox | None = None
+        self._last_flush = 0.0
         self.follow = True
         self.show_timestamps = False
         self.flushes = 0
@@ -181,33 +264,95 @@ class LogPane(QWidget):
         self._timer.timeout.connect(self.flush)
 
     # ------------------------------------------------------------------ input
+    @property
+    def hidden_lines(self) -> int:
+        """Lines received but not in the document: exactly what the marker says."""
+        return max(0, self.lines_received - self._doc_lines)
+
+    def _add_pending(self, stream: Stream, block: str, count: int, when: float, first_clipped: bool) -> None:
+        self._pending.append((stream, block, count, when, first_clipped))
+        self._pending_count += count
+        self.lines_received += count
+        # keep only what could still be drawn (the rest is hidden: counted by lines_received)
+        while self._pending_count - self._pending[0][2] >= self.line_limit:
+            self._pending_count -= self._pending.popleft()[2]
+
     def feed_chunks(self, chunks: Iterable[OutputChunk], dropped_bytes: int = 0) -> None:
-        """Take an OutputBatch's chunks; drawing happens at most every FLUSH_MS."""
+        """Take an OutputBatch's chunks; drawn at once when they may carry a progress reading
+        (or the last drawing is FLUSH_MS old), else at most every FLUSH_MS."""
+        now_draw = False
         for chunk in chunks:
             if chunk.stream not in self._asm:
                 continue
-            got = self._asm[chunk.stream].feed_block(chunk.text)
+            text = chunk.text
+            if not now_draw and ("%" in text or "/" in text or PROTOCOL_PREFIX in text):
+                now_draw = True  # a superset of what the engine reads progress from
+            got = self._asm[chunk.stream].feed_block(text)
             if got is not None:
-                block, count, first_clipped = got
-                self._pending.append((chunk.stream, block, count, chunk.time, first_clipped))
-                self._pending_count += count
-                # keep only what could still be drawn; the rest is counted as hidden
-                while self._pending_count - self._pending[0][2] >= self.line_limit:
-                    self.hidden_lines += self._pending[0][2]
-                    self._pending_count -= self._pending.popleft()[2]
+                self._add_pending(chunk.stream, *got[:2], chunk.time, got[2])
         if dropped_bytes:
-            self.hidden_lines += max(1, dropped_bytes // 80)
-        if not self._timer.isActive():
+            self.dropped_bytes += dropped_bytes
+        if now_draw or time.monotonic() - self._last_flush >= FLUSH_MS / 1000:
+            self.flush()
+        elif not self._timer.isActive():
             self._timer.start(FLUSH_MS)
+
+    def sync(self) -> None:
+        """Draw what is pending now (call before showing a progress reading of this run)."""
+        if self._pending or self._timer.isActive():
+            self.flush()
 
     def finish(self) -> None:
         """The run ended: show what the decoders held back, draw now."""
         for stream, asm in self._asm.items():
             lines = asm.finish()
             for line in lines:
-                self._pending.append((stream, line, 1, time.time(), True))
-                self._pending_count += 1
+                self._add_pending(stream, line, 1, time.time(), True)
         self.flush()
+
+    def show_end(self, run: Run) -> bool:
+        """End the pane with the run's last line in words ("exited with code 1 after 20.6 s"),
+        dim and italic, once (a second call, or one for an unfinished run, does nothing).
+
+        Call it on the finishing RunChanged; it draws the pending output first. Returns
+        whether the line was added.
+        """
+        if self.end_text is not None or run.outcome is None or run.id != self.run_id:
+            return False
+        self.finish()
+        self.end_text = end_line(run)
+        doc = self.text.document()
+        cursor = QTextCursor(doc)
+        cursor.beginEditBlock()
+        self._insert_end(cursor, first=doc.isEmpty())
+        cursor.endEditBlock()
+        bar = self.text.verticalScrollBar()
+        if self.follow:
+            bar.setValue(bar.maximum())
+        return True
+
+    def _end_format(self) -> QTextCharFormat:
+        fmt = QTextCharFormat()
+        fmt.setForeground(QColor(self._dim_color()))
+        fmt.setFontItalic(True)
+        return fmt
+
+    def _dim_color(self) -> str:
+        """Between the text and the background, still AA-legible (4.5:1) on the background."""
+        pal = self.text.palette()
+        text, base = pal.color(QPalette.ColorRole.Text), pal.color(QPalette.ColorRole.Base)
+        mix = QColor(int(text.red() * 0.6 + base.red() * 0.4), int(text.green() * 0.6 + base.green() * 0.4),
+                     int(text.blue() * 0.6 + base.blue() * 0.4))
+        return legible(mix.name(), base.name())
+
+    def _insert_end(self, cursor: QTextCursor, first: bool) -> None:
+        if self.end_text is None:
+            return
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        if not first:
+            cursor.insertBlock()
+        cursor.insertText(f"— {self.end_text} —", self._end_format())
+        self._end_shown = 1
 
     def load_from_log(self, path: str) -> None:
         """Show a finished run's output from its log file (history → open)."""
@@ -217,11 +362,7 @@ class LogPane(QWidget):
             asm = self._asm[record.stream]
             got = asm.feed_block(asm.decode(record.data))
             if got is not None:
-                self._pending.append((record.stream, got[0], got[1], record.time, got[2]))
-                self._pending_count += got[1]
-                while self._pending_count - self._pending[0][2] >= self.line_limit:
-                    self.hidden_lines += self._pending[0][2]
-                    self._pending_count -= self._pending.popleft()[2]
+                self._add_pending(record.stream, got[0], got[1], record.time, got[2])
         self.finish()
 
     # ------------------------------------------------------------------ drawing
@@ -233,12 +374,12 @@ class LogPane(QWidget):
         self._pending.clear()
         self._pending_count = 0
         if len(items) > self.line_limit:
-            self.hidden_lines += len(items) - self.line_limit
             items = items[-self.line_limit :]
         return items
 
     def flush(self) -> None:
         self._timer.stop()
+        self._last_flush = time.monotonic()
         new = self._take_new_lines()
         partials = [(s, a.current()) for s, a in self._asm.items() if a.partial or a.partial_dropped]
         if not new and not partials and not self._partial_shown:
@@ -256,14 +397,18 @@ class LogPane(QWidget):
         if self.follow and at_bottom:
             bar.setValue(bar.maximum())
 
+    def _background(self) -> str:
+        return str(self.text.palette().color(QPalette.ColorRole.Base).name())
+
     def _format(self, stream: Stream, style: Style, href: str | None = None) -> QTextCharFormat:
         key = (stream, style, href)
         fmt = self._formats.get(key)
         if fmt is None:
             fmt = QTextCharFormat()
+            background = style.bg or self._background()
             color = style.fg or (STDERR_COLOR if stream is Stream.STDERR else None)
-            if color:
-                fmt.setForeground(QColor(color))
+            if color:  # a script's colour, made legible on this background (VS Code's minimum contrast)
+                fmt.setForeground(QColor(legible(color, background)))
             if style.bg:
                 fmt.setBackground(QColor(style.bg))
             if style.bold:
@@ -275,7 +420,7 @@ class LogPane(QWidget):
             if href:
                 fmt.setAnchor(True)
                 fmt.setAnchorHref(href)
-                fmt.setForeground(QColor("#3b8eea"))
+                fmt.setForeground(QColor(legible(LINK_COLOR, background)))
             self._formats[key] = fmt
         return fmt
 
@@ -286,7 +431,7 @@ class LogPane(QWidget):
         if not first:
             cursor.insertBlock()
         if when is not None and self.show_timestamps:
-            cursor.insertText(self._prefix(when), self._format(Stream.STDOUT, Style(fg="#888888")))
+            cursor.insertText(self._prefix(when), self._format(Stream.STDOUT, Style(fg=TIME_COLOR)))
         segments, self._style[stream] = split_styled(line, self._style[stream])
         for text, style in segments:
             match = _TRACEBACK.search(text) if 'File "' in text else None
@@ -299,17 +444,19 @@ class LogPane(QWidget):
                 cursor.insertText(text, self._format(stream, style))
 
     def _drop_partials(self, cursor: QTextCursor) -> None:
-        """Remove the trailing blocks that show unfinished lines (they are redrawn after the new lines)."""
-        if not self._partial_shown:
+        """Remove the trailing blocks that show unfinished lines and the end line (they are
+        redrawn after the new lines)."""
+        if not self._partial_shown and not self._end_shown:
             return
         cursor.movePosition(QTextCursor.MoveOperation.End)
-        for _ in range(self._partial_shown):
+        for _ in range(self._partial_shown + self._end_shown):
             cursor.movePosition(QTextCursor.MoveOperation.StartOfBlock, QTextCursor.MoveMode.KeepAnchor)
             if cursor.block().blockNumber() > 0:
                 cursor.movePosition(QTextCursor.MoveOperation.PreviousCharacter, QTextCursor.MoveMode.KeepAnchor)
             cursor.removeSelectedText()
             cursor.movePosition(QTextCursor.MoveOperation.End)
         self._partial_shown = 0
+        self._end_shown = 0
 
     def _append(self, new: list[tuple[Stream, str, float]], partials: list[tuple[Stream, str]]) -> None:
         doc = self.text.document()
@@ -320,39 +467,54 @@ class LogPane(QWidget):
         empty = doc.isEmpty()
         for i, (stream, line, when) in enumerate(new):
             self._insert_line(cursor, stream, line, when, first=empty and i == 0)
+        self._doc_lines += len(new)
         empty = empty and not new
         for i, (stream, line) in enumerate(partials):
             self._insert_line(cursor, stream, line, None, first=empty and i == 0)
         self._partial_shown = len(partials)
+        self._insert_end(cursor, first=empty and not partials)
         cursor.endEditBlock()
 
     def _rebuild(self, partials: list[tuple[Stream, str]]) -> None:
         """Replace the document with the newest tail (the fast path when far behind)."""
         tail = list(self._ring)[-self.rebuild_lines :]
-        shown_before = len(self._ring) - len(tail)
-        if shown_before > 0:
-            self.hidden_lines += 0  # lines still in the ring are re-shown when the flood stops
-        doc = self.text.document()
         needs_format = any(s is Stream.STDERR or "\x1b" in line or 'File "' in line for s, line, _ in tail) or bool(
-            partials) or self.show_timestamps
+            partials) or self.show_timestamps or self.end_text is not None
         if not needs_format:
             self.text.setPlainText("\n".join(line for _, line, _ in tail))
-            self._partial_shown = 0
-            self._trimmed = shown_before
+            self._partial_shown = self._end_shown = 0
+            self._doc_lines = len(tail)
             return
-        doc.clear()
-        self._partial_shown = 0
-        self._append(tail, partials)
-        self._trimmed = shown_before
+        self._redraw(tail, partials)
+
+    def _redraw(self, lines: list[tuple[Stream, str, float]], partials: list[tuple[Stream, str]]) -> None:
+        self.text.document().clear()
+        self._partial_shown = self._end_shown = 0
+        self._doc_lines = 0
+        self._style = {Stream.STDOUT: PLAIN, Stream.STDERR: PLAIN}
+        self._append(lines, partials)
 
     def _update_marker(self) -> None:
-        hidden = self.hidden_lines + max(0, len(self._ring) - self.text.document().blockCount())
-        if hidden > 0:
-            self.marker.setText(f"⋯ {hidden:,} earlier lines not shown — open full log")
+        hidden = self.hidden_lines
+        if hidden > 0 or self.dropped_bytes:
+            text = f"⋯ {plural(hidden, 'earlier line')} not shown"
+            if self.dropped_bytes:
+                text += f" (and {plural(self.dropped_bytes, 'byte')} the window fell behind on)"
+            self.marker.setText(text + " — open full log")
             self.marker.setToolTip(self.log_path or "")
             self.marker.show()
         else:
             self.marker.hide()
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt override
+        """A new theme: redraw with colours made legible on the new background."""
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange and self._formats:
+            self._formats.clear()
+            partials = [(s, a.current()) for s, a in self._asm.items() if a.partial]
+            ring = list(self._ring)
+            self._redraw(ring[len(ring) - min(self._doc_lines, len(ring)):], partials)
+            self._update_marker()
 
     # ------------------------------------------------------------------ follow, wrap, timestamps
     def _scrolled(self, value: int) -> None:
@@ -366,11 +528,9 @@ class LogPane(QWidget):
 
     def set_timestamps(self, on: bool) -> None:
         self.show_timestamps = on
-        self.text.document().clear()
-        self._partial_shown = 0
-        self._style = {Stream.STDOUT: PLAIN, Stream.STDERR: PLAIN}
         partials = [(s, a.current()) for s, a in self._asm.items() if a.partial]
-        self._append(list(self._ring)[-self.rebuild_lines :], partials)
+        self._redraw(list(self._ring)[-self.rebuild_lines :], partials)
+        self._update_marker()
 
     # ------------------------------------------------------------------ find
     def show_find(self) -> None:
@@ -387,7 +547,7 @@ class LogPane(QWidget):
             self.find_count.setText("")
             return 0
         count = strip_ansi(self.text.toPlainText()).lower().count(needle.lower())
-        self.find_count.setText(f"{count} match{'es' if count != 1 else ''}")
+        self.find_count.setText(plural(count, "match", "matches"))
         return count
 
     def find_next(self) -> bool:
@@ -409,10 +569,37 @@ class LogPane(QWidget):
         return self.text.find(needle, flags)
 
     # ------------------------------------------------------------------ links
-    def _open_link(self, href: str) -> None:
+    def editor_command(self) -> str:
+        """The editor-command setting: this pane's settings, else its window's."""
+        settings = self.settings
+        if settings is None:
+            found = getattr(self.window(), "settings", None)
+            settings = found if isinstance(found, QSettings) else None
+        raw = settings.value(EDITOR_KEY, "") if settings is not None else ""
+        return raw.strip() if isinstance(raw, str) else ""
+
+    def open_link(self, href: str) -> str | None:
+        """Open a traceback location (`path#line`); returns the message shown when that failed."""
         path, _, line = href.rpartition("#")
-        if path and os.path.exists(path):
-            open_in_editor(path, int(line or 1))
+        if not path:
+            return None
+        problem: str | None
+        if not os.path.exists(path):
+            problem = f"{path} does not exist (any more), so line {line} cannot be opened."
+        else:
+            problem = open_in_editor(path, int(line or 1), self.editor_command())
+        if problem is not None:
+            self.editorMissing.emit(problem)
+            box = QMessageBox(QMessageBox.Icon.Information, "Cannot open the file", problem,
+                              QMessageBox.StandardButton.Ok, self)
+            box.setObjectName("editorMissingBox")
+            box.setModal(False)
+            box.show()  # non-modal: the output keeps coming
+            self.message_box = box
+        return problem
+
+    def _open_link(self, href: str) -> None:
+        self.open_link(href)
 
     def plain_text(self) -> str:
         return self.text.toPlainText()

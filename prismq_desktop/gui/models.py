@@ -2,18 +2,28 @@
 
 The history model pages in from the registry with canFetchMore/fetchMore (as Vorta and
 Spyder do), so 100,000 runs cost one page on first paint; sorting and filtering are SQL.
+It is also live: `HistoryModel.upsert(run)` puts a new or changed run where the SQL sort
+and filter would (a binary search over the loaded rows and a Python mirror of `RunQuery`),
+with row inserts, moves and removals, never a reset.
+
+Words come from `core/wording.py` ("failed to start", "failed (SIGTERM)", "1 run").
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
+from PySide6.QtGui import QColor, QGuiApplication, QPalette
 
 from prismq_desktop.core.models import OutcomeKind, Run, RunStatus
-from prismq_desktop.core.store.query import RunQuery
+from prismq_desktop.core.store.query import LIFECYCLE, RunQuery
 from prismq_desktop.core.store.registry import RunRegistry
+from prismq_desktop.core.store.rows import storable
+from prismq_desktop.core.wording import duration_text, exit_text, plural, status_text
+from prismq_desktop.gui.ansi import legible
 
 Index = QModelIndex | QPersistentModelIndex
 RUN_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -31,24 +41,23 @@ def human_bytes(n: float | None) -> str:
 
 
 def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, sec = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {sec:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
+    """`20.6 s`, `3m 07s` (wording.duration_text)."""
+    return duration_text(seconds)
 
 
 def state_text(run: Run) -> str:
-    """Short words for a table cell; the full reason is the cell's tooltip."""
-    if run.outcome is not None:
-        if run.outcome.kind is OutcomeKind.FAILED and run.outcome.exit_code is not None:
-            return f"failed ({run.outcome.exit_code})"
-        return run.outcome.kind.value.replace("_", " ")
-    return run.status.value
+    """Short words for a table cell ("failed (SIGTERM)", "failed to start"); the full reason is the tooltip."""
+    return status_text(run)
+
+
+def status_brush(run: Run) -> QColor | None:
+    """The status colour, made legible (4.5:1) on the current palette's background."""
+    color = state_color(run)
+    if color is None:
+        return None
+    app = QGuiApplication.instance()
+    base = QGuiApplication.palette().color(QPalette.ColorRole.Base).name() if app is not None else "#ffffff"
+    return QColor(legible(color, base))
 
 
 def state_color(run: Run) -> str | None:
@@ -103,46 +112,71 @@ class RunTable(ColumnTable):
         if col != self.STATUS_COLUMN:
             return None
         if role == Qt.ItemDataRole.ForegroundRole:
-            from PySide6.QtGui import QColor
-
-            color = state_color(run)
-            return QColor(color) if color else None
+            return status_brush(run)
         if role == Qt.ItemDataRole.ToolTipRole and run.outcome and run.outcome.message:
             return run.outcome.message
         return None
 
 
 class RunsModel(RunTable):
-    """Runs of this session: active ones plus those finished since the last "clear finished"."""
+    """Runs of this session: active ones plus those finished since the last "clear finished".
+
+    The newest run is row 0; runs are kept oldest first internally, so adding one is an
+    append (10,000 queued at once stay cheap). A finished run keeps its CPU and RSS columns:
+    they show its peaks (from the finished snapshot, else the highest sample seen).
+    """
 
     COLUMNS = ["#", "Name", "Status", "Progress", "Elapsed", "CPU", "RSS", "Pattern", "Trigger"]
     STATUS_COLUMN = 2
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._row: dict[int, int] = {}
+        self._index: dict[int, int] = {}  # run id -> position in self._runs (oldest first)
         self._usage: dict[int, tuple[float, int]] = {}
+        self._peak: dict[int, tuple[float, int]] = {}  # highest samples seen, for runs the monitor saw briefly
         self._progress: dict[int, float] = {}  # readings newer than the row's snapshot
+
+    def row_total(self) -> int:
+        return len(self._runs)
+
+    def _row(self, pos: int) -> int:
+        return len(self._runs) - 1 - pos
+
+    def run_at(self, row: int) -> Run | None:
+        return self._runs[len(self._runs) - 1 - row] if 0 <= row < len(self._runs) else None
 
     def _fraction(self, run: Run) -> float | None:
         return self._progress.get(run.id, run.progress)
 
+    def usage(self, run: Run) -> tuple[float | None, int | None, bool]:
+        """(cpu, rss, is_peak): live readings while the run is active, its peaks once it ended."""
+        if run.is_active:
+            cpu, rss = self._usage.get(run.id, (None, None))
+            return cpu, rss, False
+        seen_cpu, seen_rss = self._peak.get(run.id, (None, None))
+        cpu = run.peak_cpu if run.peak_cpu is not None else seen_cpu
+        rss = run.peak_rss if run.peak_rss is not None else seen_rss
+        return cpu, rss, True
+
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self._runs):
+        run = self.run_at(index.row()) if index.isValid() else None
+        if run is None:
             return None
-        run = self._runs[index.row()]
         col = index.column()
         if role == PROGRESS_ROLE and col == 3:
             return self._fraction(run)
+        if role == Qt.ItemDataRole.ToolTipRole and col in (5, 6):
+            cpu, rss, peak = self.usage(run)
+            return ("peak over the run" if peak else "now") if (cpu, rss) != (None, None) else None
         if role != Qt.ItemDataRole.DisplayRole:
             return self.status_role(run, col, role)
-        cpu, rss = self._usage.get(run.id, (None, None))
+        cpu, rss, _peak = self.usage(run)
         values = [
-            run.id, run.name, state_text(run),
+            run.id, run.name, status_text(run),
             f"{fraction * 100:.0f}%" if (fraction := self._fraction(run)) is not None else "",
-            human_duration(run.duration),
-            f"{cpu:.0f}%" if cpu is not None and run.is_active else "",
-            human_bytes(rss) if rss is not None and run.is_active else "",
+            duration_text(run.duration),
+            f"{cpu:.0f}%" if cpu is not None else "",
+            human_bytes(rss) if rss is not None else "",
             run.pattern.replace("_", " "), run.trigger or "manual",
         ]
         return str(values[col])
@@ -150,47 +184,56 @@ class RunsModel(RunTable):
     def upsert(self, run: Run) -> None:
         """Add or update a run; the newest run is on top. Skipped and missed schedule fires
         (records, not runs) belong to History and the Scheduler tab, not here."""
-        row = self._row.get(run.id)
-        if row is None:
+        pos = self._index.get(run.id)
+        if pos is None:
             if run.outcome is not None and run.outcome.kind in (OutcomeKind.SKIPPED, OutcomeKind.MISSED):
                 return
             self.beginInsertRows(QModelIndex(), 0, 0)
-            self._runs.insert(0, run)
-            self._row = {r.id: i for i, r in enumerate(self._runs)}
+            self._index[run.id] = len(self._runs)
+            self._runs.append(run)
             self.endInsertRows()
         else:
-            self._runs[row] = run
+            self._runs[pos] = run
+            row = self._row(pos)
             self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.COLUMNS) - 1))
 
     def set_progress(self, run_id: int, fraction: float) -> None:
-        row = self._row.get(run_id)
-        if row is not None:
+        pos = self._index.get(run_id)
+        if pos is not None:
             self._progress[run_id] = fraction
+            row = self._row(pos)
             self.dataChanged.emit(self.index(row, 3), self.index(row, 3))
 
     def set_usage(self, run_id: int, cpu: float, rss: int) -> None:
-        row = self._row.get(run_id)
-        if row is not None:
+        pos = self._index.get(run_id)
+        if pos is not None:
             self._usage[run_id] = (cpu, rss)
+            seen_cpu, seen_rss = self._peak.get(run_id, (cpu, rss))
+            self._peak[run_id] = (max(seen_cpu, cpu), max(seen_rss, rss))
+            row = self._row(pos)
             self.dataChanged.emit(self.index(row, 5), self.index(row, 6))
 
     def tick(self) -> None:
         """Refresh the elapsed column of active runs (called once a second)."""
-        for row, run in enumerate(self._runs):
+        for pos, run in enumerate(self._runs):
             if run.is_active and run.started_at is not None:
+                row = self._row(pos)
                 self.dataChanged.emit(self.index(row, 4), self.index(row, 4))
 
     def row_of(self, run_id: int) -> int | None:
-        return self._row.get(run_id)
+        pos = self._index.get(run_id)
+        return None if pos is None else self._row(pos)
 
     def active_ids(self) -> list[int]:
-        return [r.id for r in self._runs if r.is_active]
+        return [r.id for r in reversed(self._runs) if r.is_active]
 
     def clear_finished(self) -> None:
         self.beginResetModel()
         self._runs = [r for r in self._runs if r.is_active]
-        self._row = {r.id: i for i, r in enumerate(self._runs)}
-        self._progress = {rid: f for rid, f in self._progress.items() if rid in self._row}
+        self._index = {r.id: i for i, r in enumerate(self._runs)}
+        for table in (self._progress, self._usage, self._peak):
+            for rid in [rid for rid in table if rid not in self._index]:
+                del table[rid]
         self.endResetModel()
 
     def counts(self) -> tuple[int, int]:
@@ -198,9 +241,42 @@ class RunsModel(RunTable):
         queued = sum(1 for r in self._runs if r.status is RunStatus.QUEUED)
         return running, queued
 
+    def count_text(self) -> str:
+        """"1 running · 3 queued" for a label."""
+        running, queued = self.counts()
+        return f"{running:,} running · {queued:,} queued"
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_MUTABLE_SORTS = frozenset({"status", "started", "duration", "exit_code", "peak_cpu", "peak_rss"})
+
+
+def _like(needle: str, value: str | None) -> bool:
+    """SQLite's `value LIKE '%needle%'` (case-insensitive for ASCII letters only)."""
+    return value is not None and needle.translate(_ASCII_LOWER) in value.translate(_ASCII_LOWER)
+
+
+def _sort_value(sort: str) -> Callable[[Run], Any]:
+    """The value RunQuery's ORDER BY sorts on, for a snapshot (store.query.SORTABLE)."""
+    def duration(r: Run) -> float | None:
+        return None if r.started_at is None or r.ended_at is None else r.ended_at - r.started_at
+
+    getters: dict[str, Callable[[Run], Any]] = {
+        "id": lambda r: r.id, "name": lambda r: storable(r.name), "pattern": lambda r: str(r.pattern.value),
+        "trigger": lambda r: storable(r.trigger), "status": lambda r: r.outcome.kind.value if r.outcome else None,
+        "started": lambda r: r.started_at, "created": lambda r: r.created_at, "duration": duration,
+        "exit_code": lambda r: r.exit_code, "peak_cpu": lambda r: r.peak_cpu, "peak_rss": lambda r: r.peak_rss,
+    }
+    return getters.get(sort, getters["created"])
+
 
 class HistoryModel(RunTable):
-    """Every recorded run, newest first by default, paged in from the registry."""
+    """Every recorded run, newest first by default, paged in from the registry, kept live by `upsert`.
+
+    The loaded rows are always exactly the first rows of the SQL result (same order, same
+    filter), so `fetchMore` can keep paging by offset: a run that sorts after the loaded rows
+    is only counted in `total` and arrives with its page.
+    """
 
     COLUMNS = ["#", "Name", "Pattern", "Trigger", "Status", "Started", "Duration", "Exit", "Peak CPU", "Peak RSS"]
     STATUS_COLUMN = 4
@@ -211,6 +287,9 @@ class HistoryModel(RunTable):
         super().__init__(parent)
         self.registry = registry
         self._total = 0
+        self._loaded: dict[int, Run] = {}  # id -> the snapshot its row shows
+        self._beyond: dict[int, bool] = {}  # runs upserted past the loaded rows -> counted in total
+        self._refreshed_at = 0.0
         self.text = ""
         self.statuses: list[str] | None = None
         self.since: float | None = None
@@ -223,8 +302,12 @@ class HistoryModel(RunTable):
     # -- paging
     def refresh(self) -> None:
         self.beginResetModel()
+        self._refreshed_at = time.time()
         self._total = self.registry.count(self.query())
         self._runs = self._page(0)
+        self._loaded = {r.id: r for r in self._runs}
+        self._beyond = {}
+        self._value = _sort_value(self.sort_key)
         self.endResetModel()
 
     def query(self, offset: int = 0) -> RunQuery:
@@ -242,17 +325,27 @@ class HistoryModel(RunTable):
     def fetchMore(self, parent: Index = QModelIndex()) -> None:  # noqa: N802, B008
         if parent.isValid():
             return
-        more = self._page(len(self._runs))
+        page = self._page(len(self._runs))
+        more = [r for r in page if r.id not in self._loaded]  # another process's change may shift a page
         if not more:
             self._total = len(self._runs)
             return
         self.beginInsertRows(QModelIndex(), len(self._runs), len(self._runs) + len(more) - 1)
         self._runs.extend(more)
+        for r in more:
+            self._loaded[r.id] = r
+            self._beyond.pop(r.id, None)
         self.endInsertRows()
+        if len(page) < self.PAGE:  # the last page: whatever the count said, this is all
+            self._total = len(self._runs)
 
     @property
     def total(self) -> int:
         return self._total
+
+    def count_text(self) -> str:
+        """"1 run", "1,204 runs" (what the History label says)."""
+        return plural(self._total, "run")
 
     # -- filters and sorting
     def set_filter(self, text: str | None = None, statuses: list[str] | None = None,
@@ -269,6 +362,136 @@ class HistoryModel(RunTable):
         self.descending = order == Qt.SortOrder.DescendingOrder
         self.refresh()
 
+    # -- live updates
+    def matches(self, run: Run) -> bool:
+        """Whether `query()`'s filter selects this snapshot (RunQuery.where, in Python)."""
+        if self.schedule_id is not None and run.schedule_id != self.schedule_id:
+            return False
+        if self.text and not (_like(self.text, storable(run.name)) or _like(self.text, storable(run.trigger))
+                              or _like(self.text, storable(run.error))):
+            return False
+        if self.statuses:
+            outcome = run.outcome.kind.value if run.outcome else None
+            if not any((s == run.status.value) if s in LIFECYCLE else (s == outcome) for s in self.statuses):
+                return False
+        if self.since is not None and not run.created_at >= self.since:
+            return False
+        return not (self.until is not None and not run.created_at < self.until)
+
+    def _key(self, run: Run) -> tuple[bool, Any, int]:
+        value = self._value(run)
+        return (value is not None, 0 if value is None else value, run.id)  # SQL: NULL sorts lowest
+
+    def _first_after(self, key: tuple[bool, Any, int]) -> int:
+        """The first loaded row that shows after a run with `key` (binary search, display order)."""
+        runs, lo, hi = self._runs, 0, len(self._runs)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            k = self._key(runs[mid])
+            after = k < key if self.descending else k > key
+            if after:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def _row_of_loaded(self, run_id: int) -> int:
+        shown = self._loaded[run_id]
+        key = self._key(shown)
+        runs, lo, hi = self._runs, 0, len(self._runs)
+        while lo < hi:  # the first row not before the shown snapshot
+            mid = (lo + hi) // 2
+            k = self._key(runs[mid])
+            before = k > key if self.descending else k < key
+            if before:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < len(runs) and runs[lo].id == run_id:
+            return lo
+        return next(i for i, r in enumerate(runs) if r.id == run_id)  # rows out of order: never expected
+
+    def upsert(self, run: Run) -> None:
+        """A run was created or changed (this process's RunChanged or another's ExternalRunChanged).
+
+        A loaded row is updated in place (dataChanged), moved when its sort value changed, or
+        removed when the filter no longer selects it; a new run is inserted at its sorted row,
+        or only counted when it sorts after the loaded rows (fetchMore brings it). O(log n)
+        comparisons plus one list insert; never a reset.
+        """
+        matches = self.matches(run)
+        if run.id in self._loaded:
+            self._update_loaded(run, matches)
+            return
+        all_loaded = len(self._runs) >= self._total
+        pos = self._first_after(self._key(run))
+        counted = self._beyond.get(run.id)
+        if counted is None:
+            mutable = self.sort_key in _MUTABLE_SORTS or bool(self.statuses) or bool(self.text)
+            # created after the last count, or sorting into the loaded rows on values that never
+            # change (so it was not in the registry then): not counted yet; else it was iff it matched
+            new = run.created_at >= self._refreshed_at or (not mutable and pos < len(self._runs))
+            counted = False if new else matches
+        if not matches:
+            if counted:
+                self._total -= 1
+            self._beyond[run.id] = False
+            return
+        if not counted:
+            self._total += 1
+        if pos < len(self._runs) or all_loaded:
+            self.beginInsertRows(QModelIndex(), pos, pos)
+            self._runs.insert(pos, run)
+            self._loaded[run.id] = run
+            self._beyond.pop(run.id, None)
+            self.endInsertRows()
+        else:
+            self._beyond[run.id] = True
+
+    def _update_loaded(self, run: Run, matches: bool) -> None:
+        row = self._row_of_loaded(run.id)
+        if not matches:
+            self.beginRemoveRows(QModelIndex(), row, row)
+            del self._runs[row]
+            del self._loaded[run.id]
+            self._total -= 1
+            self._beyond[run.id] = False
+            self.endRemoveRows()
+            return
+        raw = self._first_after(self._key(run))  # counts the old row itself when it sorts before
+        target = raw - 1 if raw > row else raw
+        if target == row:
+            self._runs[row] = run
+            self._loaded[run.id] = run
+            self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.COLUMNS) - 1))
+            return
+        if raw >= len(self._runs) and len(self._runs) < self._total:
+            # it now sorts after the loaded rows: it leaves them (still counted) and comes back with its page
+            self.beginRemoveRows(QModelIndex(), row, row)
+            del self._runs[row]
+            del self._loaded[run.id]
+            self._beyond[run.id] = True
+            self.endRemoveRows()
+            return
+        self.beginMoveRows(QModelIndex(), row, row, QModelIndex(), raw)
+        del self._runs[row]
+        self._runs.insert(target, run)
+        self._loaded[run.id] = run
+        self.endMoveRows()
+        self.dataChanged.emit(self.index(target, 0), self.index(target, len(self.COLUMNS) - 1))
+
+    def remove_rows_of(self, run_ids: set[int]) -> None:
+        """Deleted runs leave (one row removal each; the total follows)."""
+        gone = 0
+        for row in sorted((i for i, r in enumerate(self._runs) if r.id in run_ids), reverse=True):
+            self.beginRemoveRows(QModelIndex(), row, row)
+            del self._loaded[self._runs[row].id]
+            del self._runs[row]
+            self.endRemoveRows()
+            gone += 1
+        beyond = sum(1 for rid in run_ids if self._beyond.pop(rid, None))
+        self._total = max(len(self._runs), self._total - gone - beyond)
+
     # -- Qt model API
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._runs):
@@ -279,32 +502,11 @@ class HistoryModel(RunTable):
             return self.status_role(run, col, role)
         started = run.started_at or run.created_at
         values = [
-            run.id, run.name, run.pattern.replace("_", " "), run.trigger or "manual", state_text(run),
+            run.id, run.name, run.pattern.replace("_", " "), run.trigger or "manual", status_text(run),
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-            human_duration(run.duration) if run.started_at else "",
-            "" if run.exit_code is None else run.exit_code,
+            duration_text(run.duration) if run.started_at else "",
+            exit_text(run.exit_code),
             f"{run.peak_cpu:.0f}%" if run.peak_cpu is not None else "",
             human_bytes(run.peak_rss),
         ]
         return str(values[col])
-
-    def upsert(self, run: Run) -> None:
-        """A run changed: update its row if loaded, or show a new run at the top (newest-first view)."""
-        for row, existing in enumerate(self._runs):
-            if existing.id == run.id:
-                self._runs[row] = run
-                self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.COLUMNS) - 1))
-                return
-        if self.schedule_id is not None and run.schedule_id != self.schedule_id:
-            return
-        if self.sort_key == "created" and self.descending and not self.text and not self.statuses and self.until is None:
-            self.beginInsertRows(QModelIndex(), 0, 0)
-            self._runs.insert(0, run)
-            self._total += 1
-            self.endInsertRows()
-
-    def remove_rows_of(self, run_ids: set[int]) -> None:
-        self.beginResetModel()
-        self._runs = [r for r in self._runs if r.id not in run_ids]
-        self._total = max(0, self._total - len(run_ids))
-        self.endResetModel()

@@ -1,11 +1,19 @@
-"""Settings: persisted in settings.ini in the data dir, applied at once."""
+"""Settings: persisted in settings.ini in the data dir, applied at once.
+
+Retention is stored so that it can never delete what the user did not choose to delete:
+"forever" / "all" is stored as an empty value (and every zero an older version wrote reads
+as "keep everything" too, `RetentionPolicy.from_settings`); the retention fields are only
+written when the user changed them, and a change that would delete runs says how many
+and asks first.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSettings, Signal
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -14,19 +22,31 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFormLayout,
     QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProxyStyle,
     QSpinBox,
     QStyleFactory,
+    QStyleOption,
     QVBoxLayout,
     QWidget,
 )
 
+from prismq_desktop.core.wording import plural
 from prismq_desktop.gui.launch import detect_interpreters
+
+if TYPE_CHECKING:
+    from prismq_desktop.core.store.registry import RunRegistry
+
+EDITOR_KEY = "editor/command"
+EDITOR_PLACEHOLDER = "code -g {file}:{line}"
 
 DEFAULTS: dict[str, Any] = {
     "run/max_concurrent": 4,
     "run/default_interpreter": "",
     "history/keep_days": 0,
     "history/keep_runs": 0,
+    EDITOR_KEY: "",
     "view/pane_line_limit": 5000,
     "view/theme": "system",
     "notify/failures": True,
@@ -41,13 +61,82 @@ def value(settings: QSettings, key: str) -> Any:
         return raw in (True, "true", "True", "1", 1)
     if isinstance(default, int):
         try:
-            return int(raw or 0) if isinstance(raw, (int, float, str)) else default
-        except ValueError:
+            return int(float(raw or 0)) if isinstance(raw, (int, float, str)) else default
+        except (ValueError, OverflowError):
             return default
     return str(raw or "")
 
 
 _SYSTEM_PALETTE: list[QPalette] = []
+
+# What the dark theme draws on (Window/Button and Base) and with; placeholders and disabled
+# text are chosen to keep 4.5:1 (WCAG AA) on both (tests/gui/test_settings.py computes it).
+DARK_WINDOW, DARK_BASE, DARK_TEXT = "#353537", "#252526", "#dcdcdc"
+DARK_PLACEHOLDER = "#a8a8a8"
+DARK_DISABLED = "#a3a3a3"
+# Fusion's light palette greys placeholders and disabled text below 4.5:1 on white
+LIGHT_PLACEHOLDER = "#636363"
+LIGHT_DISABLED = "#6b6b6b"
+
+
+def _dark_palette() -> QPalette:
+    dark = QPalette()
+    R, G = QPalette.ColorRole, QPalette.ColorGroup  # noqa: N806
+    base, text, mid = QColor(DARK_BASE), QColor(DARK_TEXT), QColor(DARK_WINDOW)
+    for role, color in ((R.Window, mid), (R.WindowText, text), (R.Base, base), (R.AlternateBase, mid),
+                        (R.Text, text), (R.Button, mid), (R.ButtonText, text), (R.ToolTipBase, base),
+                        (R.ToolTipText, text), (R.Highlight, QColor(36, 114, 200)),
+                        (R.HighlightedText, QColor(255, 255, 255)), (R.Link, QColor(59, 142, 234)),
+                        (R.LinkVisited, QColor(188, 63, 188)), (R.BrightText, QColor(255, 255, 255)),
+                        (R.PlaceholderText, QColor(DARK_PLACEHOLDER)),
+                        # the bevel roles Fusion draws frames and disabled icons with
+                        (R.Light, QColor(90, 90, 92)), (R.Midlight, QColor(70, 70, 72)), (R.Mid, QColor(45, 45, 47)),
+                        (R.Dark, QColor(30, 30, 31)), (R.Shadow, QColor(15, 15, 15))):
+        dark.setColor(role, color)
+    disabled = QColor(DARK_DISABLED)
+    for role in (R.WindowText, R.Text, R.ButtonText, R.PlaceholderText):
+        dark.setColor(G.Disabled, role, disabled)
+    dark.setColor(G.Disabled, R.Base, mid)  # a disabled field looks disabled without losing its text
+    dark.setColor(G.Disabled, R.Highlight, QColor(80, 80, 82))
+    dark.setColor(G.Disabled, R.HighlightedText, disabled)
+    return dark
+
+
+def _light_palette(standard: QPalette) -> QPalette:
+    light = QPalette(standard)
+    R, G = QPalette.ColorRole, QPalette.ColorGroup  # noqa: N806
+    for group in (G.Active, G.Inactive):
+        light.setColor(group, R.PlaceholderText, QColor(LIGHT_PLACEHOLDER))
+    for role in (R.WindowText, R.Text, R.ButtonText, R.PlaceholderText):
+        light.setColor(G.Disabled, role, QColor(LIGHT_DISABLED))
+    return light
+
+
+DARK_DISABLED_ICON = "#8c8c8c"  # 3:1 (WCAG non-text contrast) on the dark window and buttons
+
+
+class _DarkStyle(QProxyStyle):
+    """Fusion, with disabled icons drawn light enough to see on dark bars.
+
+    Fusion greys a disabled icon along black → window colour → white, so on a dark window
+    the usual dark glyphs (pause, play) become black on near-black.
+    """
+
+    def generatedIconPixmap(self, mode: QIcon.Mode, pixmap: QPixmap | QImage, opt: QStyleOption) -> QPixmap:  # noqa: N802
+        if mode != QIcon.Mode.Disabled:
+            return super().generatedIconPixmap(mode, pixmap, opt)
+        if isinstance(pixmap, QImage):
+            pixmap = QPixmap.fromImage(pixmap)
+        out = QPixmap(pixmap.size())
+        out.setDevicePixelRatio(pixmap.devicePixelRatio())
+        out.fill(QColor(0, 0, 0, 0))
+        painter = QPainter(out)
+        painter.setOpacity(0.9)
+        painter.drawPixmap(0, 0, pixmap)
+        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceIn)
+        painter.fillRect(out.rect(), QColor(DARK_DISABLED_ICON))  # the icon's shape, one legible grey
+        painter.end()
+        return out
 
 
 def apply_theme(theme: str) -> None:
@@ -59,31 +148,29 @@ def apply_theme(theme: str) -> None:
     if theme == "system":
         app.setPalette(_SYSTEM_PALETTE[0])
         return
-    app.setStyle(QStyleFactory.create("Fusion"))
     if theme == "light":
-        app.setPalette(app.style().standardPalette())
+        app.setStyle(QStyleFactory.create("Fusion"))
+        app.setPalette(_light_palette(app.style().standardPalette()))
         return
-    dark = QPalette()
-    base, text, mid = QColor(37, 37, 38), QColor(220, 220, 220), QColor(53, 53, 55)
-    for role, color in ((QPalette.ColorRole.Window, mid), (QPalette.ColorRole.WindowText, text),
-                        (QPalette.ColorRole.Base, base), (QPalette.ColorRole.AlternateBase, mid),
-                        (QPalette.ColorRole.Text, text), (QPalette.ColorRole.Button, mid),
-                        (QPalette.ColorRole.ButtonText, text), (QPalette.ColorRole.ToolTipBase, base),
-                        (QPalette.ColorRole.ToolTipText, text), (QPalette.ColorRole.Highlight, QColor(36, 114, 200)),
-                        (QPalette.ColorRole.HighlightedText, QColor(255, 255, 255)),
-                        (QPalette.ColorRole.Link, QColor(59, 142, 234))):
-        dark.setColor(role, color)
-    app.setPalette(dark)
+    app.setStyle(_DarkStyle("Fusion"))
+    app.setPalette(_dark_palette())
 
 
 class SettingsDialog(QDialog):
+    """The settings form. Enter saves (Save is the default button)."""
+
     applied = Signal()
 
-    def __init__(self, settings: QSettings, data_dir: str, parent: QWidget | None = None) -> None:
+    def __init__(self, settings: QSettings, data_dir: str, parent: QWidget | None = None, *,
+                 registry: RunRegistry | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("settingsDialog")
         self.setWindowTitle("Settings")
         self.settings = settings
+        self.home = data_dir
+        # the registry a retention preview counts in: given, the window's, or opened from the data dir
+        self._registry = registry or getattr(getattr(parent, "orch", None), "registry", None)
+        self.confirm_box: QMessageBox | None = None
         self.data_dir = QLabel(data_dir)
         self.data_dir.setObjectName("dataDirLabel")
         self.interpreter = QComboBox()
@@ -96,18 +183,28 @@ class SettingsDialog(QDialog):
         self.max_concurrent.setRange(1, 256)
         self.max_concurrent.setValue(value(settings, "run/max_concurrent"))
         self.keep_days = QSpinBox()
+        self.keep_days.setObjectName("settingsKeepDays")
         self.keep_days.setRange(0, 3650)
         self.keep_days.setSpecialValueText("forever")
         self.keep_days.setSuffix(" days")
         self.keep_days.setValue(value(settings, "history/keep_days"))
         self.keep_runs = QSpinBox()
+        self.keep_runs.setObjectName("settingsKeepRuns")
         self.keep_runs.setRange(0, 10_000_000)
         self.keep_runs.setSpecialValueText("all")
+        self.keep_runs.setSuffix(" runs")
         self.keep_runs.setValue(value(settings, "history/keep_runs"))
+        self._loaded_retention = (self.keep_days.value(), self.keep_runs.value())
         self.pane_limit = QSpinBox()
         self.pane_limit.setObjectName("paneLineLimit")
         self.pane_limit.setRange(100, 1_000_000)
         self.pane_limit.setValue(value(settings, "view/pane_line_limit"))
+        self.editor = QLineEdit(value(settings, EDITOR_KEY))
+        self.editor.setObjectName("editorCommand")
+        self.editor.setPlaceholderText(EDITOR_PLACEHOLDER)
+        self.editor.setClearButtonEnabled(True)
+        self.editor.setToolTip("Opens traceback links of the log panes; {file} and {line} are filled in.\n"
+                               "Empty: $VISUAL or $EDITOR, else VS Code (code) if it is on PATH.")
         self.theme = QComboBox()
         self.theme.setObjectName("themeCombo")
         self.theme.addItems(["system", "light", "dark"])
@@ -123,23 +220,88 @@ class SettingsDialog(QDialog):
         form.addRow("Keep history", self.keep_days)
         form.addRow("…and at most", self.keep_runs)
         form.addRow("Log pane lines", self.pane_limit)
+        form.addRow("Editor command", self.editor)
         form.addRow("Theme", self.theme)
         form.addRow("Notify", self.notify_fail)
         form.addRow("", self.notify_ok)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.save)
-        buttons.rejected.connect(self.reject)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
+        save_button = self.buttons.button(QDialogButtonBox.StandardButton.Save)
+        save_button.setObjectName("settingsSave")
+        save_button.setDefault(True)  # Enter saves, from any field
+        save_button.setAutoDefault(True)
+        self.buttons.accepted.connect(self.save)
+        self.buttons.rejected.connect(self.reject)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
-        lay.addWidget(buttons)
+        lay.addWidget(self.buttons)
 
+    # ------------------------------------------------------------------ retention
+    @property
+    def retention_changed(self) -> bool:
+        return (self.keep_days.value(), self.keep_runs.value()) != self._loaded_retention
+
+    def retention_deletes(self) -> int:
+        """How many finished runs the retention in the form would delete (0 if it is unchanged)."""
+        if not self.retention_changed:
+            return 0
+        from prismq_desktop.core.services.history import RetentionPolicy, preview_retention
+
+        policy = RetentionPolicy.from_form(self.keep_days.value(), self.keep_runs.value())
+        if policy.keeps_everything:
+            return 0
+        if self._registry is not None:
+            return preview_retention(self._registry, policy)
+        from prismq_desktop.core.paths import registry_path
+
+        path = registry_path(Path(self.home))
+        if not path.exists():
+            return 0
+        from prismq_desktop.core.store.registry import RunRegistry
+
+        registry = RunRegistry(path)
+        try:
+            return preview_retention(registry, policy)
+        finally:
+            registry.close()
+
+    # ------------------------------------------------------------------ saving
     def save(self) -> None:
+        """Save (Enter or the Save button); a retention change that deletes runs asks first."""
+        doomed = self.retention_deletes()
+        if doomed:
+            box = QMessageBox(QMessageBox.Icon.Warning, "Delete history?",
+                              f"Keeping {self._retention_words()} deletes {plural(doomed, 'finished run')} "
+                              "and their log files the next time PrismQ starts (or when you apply retention "
+                              "in History).", QMessageBox.StandardButton.Cancel, self)
+            box.setObjectName("retentionConfirm")
+            delete = box.addButton(f"Delete {plural(doomed, 'run')}", QMessageBox.ButtonRole.DestructiveRole)
+            delete.setObjectName("retentionConfirmDelete")
+            box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+            delete.clicked.connect(self._save_now)
+            self.confirm_box = box
+            box.open()  # not exec(): the loop keeps running
+            return
+        self._save_now()
+
+    def _retention_words(self) -> str:
+        days, runs = self.keep_days.value(), self.keep_runs.value()
+        parts = []
+        if days:
+            parts.append(f"the last {plural(days, 'day')}")
+        if runs:
+            parts.append(f"at most {plural(runs, 'run')}")
+        return " and ".join(parts) or "everything"
+
+    def _save_now(self) -> None:
         s = self.settings
         s.setValue("run/default_interpreter", self.interpreter.currentText().strip())
         s.setValue("run/max_concurrent", self.max_concurrent.value())
-        s.setValue("history/keep_days", self.keep_days.value())
-        s.setValue("history/keep_runs", self.keep_runs.value())
+        if self.retention_changed:  # an unchanged form never rewrites (or tightens) what is stored
+            # "forever" / "all" is stored as an empty value: no limit, for every version
+            s.setValue("history/keep_days", self.keep_days.value() or "")
+            s.setValue("history/keep_runs", self.keep_runs.value() or "")
         s.setValue("view/pane_line_limit", self.pane_limit.value())
+        s.setValue(EDITOR_KEY, self.editor.text().strip())
         s.setValue("view/theme", self.theme.currentText())
         s.setValue("notify/failures", self.notify_fail.isChecked())
         s.setValue("notify/successes", self.notify_ok.isChecked())

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QPushButton, QTableView
 
 from prismq_desktop.core import OutcomeKind, RunSpec, RunStatus
 from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
+from prismq_desktop.gui.ansi import legible
 from prismq_desktop.gui.main_window import MainWindow
 from prismq_desktop.gui.models import HistoryModel
 from tests.helpers import pid_gone
@@ -139,14 +140,16 @@ def test_progress_bar_is_one_updating_line_and_ansi_is_rendered(qapp, home, tmp_
                 frag = it.fragment()
                 colours.add((frag.text(), frag.charFormat().foreground().color().name()))
                 it += 1
-            return pane.plain_text(), colours, win.runs_model.run_at(0)
+            return pane.plain_text(), colours, win.runs_model.run_at(0), pane._background()
         finally:
             await close(orch, win)
 
-    text, colours, run = run_qt(qapp, main())
+    text, colours, run, background = run_qt(qapp, main())
     assert "\x1b" not in text and "[31m" not in text
     assert text.splitlines() == ["red and bold green", "100%|##########"]
-    assert ("red", "#cd3131") in colours and ("bold green", "#0dbc79") in colours
+    # ANSI colours, made legible on the pane's background (4.5:1) as VS Code's terminal does
+    assert ("red", legible("#cd3131", background)) in colours
+    assert ("bold green", legible("#0dbc79", background)) in colours
     assert run.progress == pytest.approx(1.0)
 
 

@@ -9,6 +9,10 @@ both together delete the union. `None` means "no limit" (keep forever / keep all
 front ends map their "0 = forever" fields to `None` (`RetentionPolicy.from_form` and
 `RetentionPolicy.from_settings`); a literal 0 passed here means what the registry makes
 of it (every finished run is beyond the limit).
+
+A *stored* setting never deletes anything the user did not choose: missing, empty, any
+zero (`0`, `"0"`, `"0.0"`, written by older versions for "forever") and the words
+`forever` / `all` / `none` all mean "keep everything".
 """
 
 from __future__ import annotations
@@ -120,9 +124,11 @@ class RetentionPolicy:
 
     @classmethod
     def from_settings(cls, keep_days: object, keep_runs: object) -> RetentionPolicy:
-        """From stored settings values (`history/keep_days`, `history/keep_runs`): empty, missing or 0 = no limit.
+        """From stored settings values (`history/keep_days`, `history/keep_runs`).
 
-        Raises ValueError (one line) for a value that is not a number.
+        Missing, empty, zero in any spelling (0, "0", "0.0") or a word such as "forever" /
+        "all" = no limit on that axis. Raises ValueError (one line) for a value that is not a
+        number.
         """
         return cls(keep_days=_setting_days(keep_days), keep_runs=_setting_runs(keep_runs))
 
@@ -135,28 +141,56 @@ class RetentionPolicy:
         return "keep everything" if not parts else "keep " + " and at most ".join(parts)
 
 
+_NO_LIMIT_WORDS = frozenset({"", "forever", "all", "none", "never", "unlimited", "no limit"})
+
+
 def _setting(raw: object, key: str) -> str | int | float | None:
-    if not raw:  # None, "", 0: today's "no limit"
+    if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
         raise ValueError(f"setting {key} is not a number: {raw!r}")
+    if isinstance(raw, str):
+        text = raw.strip()
+        return None if text.lower() in _NO_LIMIT_WORDS else text
     return raw
 
 
-def _setting_days(raw: object) -> float | None:
-    value = _setting(raw, "history/keep_days")
+def _number(value: str | int | float, key: str, raw: object, what: str = "a number") -> float:
     try:
-        return None if value is None else float(value)
+        number = float(value)
     except ValueError:
-        raise ValueError(f"setting history/keep_days is not a number: {raw!r}") from None
+        raise ValueError(f"setting {key} is not {what}: {raw!r}") from None
+    if number != number:  # NaN
+        raise ValueError(f"setting {key} is not {what}: {raw!r}")
+    return number
+
+
+def _setting_days(raw: object) -> float | None:
+    key = "history/keep_days"
+    value = _setting(raw, key)
+    if value is None:
+        return None
+    days = _number(value, key, raw)
+    return None if days == 0 else days  # 0 is how older versions stored "forever"
 
 
 def _setting_runs(raw: object) -> int | None:
-    value = _setting(raw, "history/keep_runs")
+    key = "history/keep_runs"
+    value = _setting(raw, key)
+    if value is None:
+        return None
+    what = "a whole number"
     try:
-        return None if value is None else int(value)
+        runs = int(value)
     except ValueError:
-        raise ValueError(f"setting history/keep_runs is not a whole number: {raw!r}") from None
+        number = _number(value, key, raw, what)
+        if number != 0:  # "0.0" is zero; "1.5" is no whole number
+            raise ValueError(f"setting {key} is not {what}: {raw!r}") from None
+        runs = 0
+    else:
+        if isinstance(value, float) and value != runs:
+            raise ValueError(f"setting {key} is not {what}: {raw!r}")
+    return None if runs == 0 else runs  # 0 is how older versions stored "all"
 
 
 def retention_candidates(registry: RunRegistry, policy: RetentionPolicy) -> list[tuple[int, str | None]]:
