@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import signal
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -76,8 +78,15 @@ class Outcome:
         return Outcome(OutcomeKind.FAILED, code)
 
     def describe(self) -> str:
+        """In words: "failed (3)", "failed (SIGTERM)", "failed to start: ...", "timed out: ..."."""
         if self.kind is OutcomeKind.FAILED and self.exit_code is not None:
-            return f"failed ({self.exit_code})"
+            code = self.exit_code
+            if code < 0 and sys.platform != "win32":
+                try:
+                    return f"failed ({signal.Signals(-code).name})"
+                except ValueError:
+                    return f"failed (signal {-code})"
+            return f"failed ({code})"
         if self.kind is OutcomeKind.FAILED_TO_START:
             return f"failed to start: {self.message}"
         if self.message:

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 # History columns -> width in px ("#", Name stretches, Pattern, Trigger, Status, Started, Duration,
 # Exit, Peak CPU, Peak RSS)
-HISTORY_WIDTHS = {0: 52, 2: 104, 3: 96, 4: 130, 5: 142, 6: 78, 7: 64, 8: 76, 9: 84}
+HISTORY_WIDTHS = {0: 44, 2: 96, 3: 84, 4: 112, 5: 138, 6: 68, 7: 64, 8: 72, 9: 80}
 
 STATUSES = ["any status", "active", "succeeded", "failed", "failed_to_start", "cancelled",
             "timed_out", "interrupted", "skipped", "missed"]
@@ -150,7 +150,7 @@ class HistoryView(QWidget):
         started = time.perf_counter()
         self.history_model.set_filter(self.history_filter.text(), statuses, since)
         took = (time.perf_counter() - started) * 1000
-        self.history_count.setText(f"{self.history_model.total:,} runs · filtered in {took:.0f} ms")
+        self.history_count.setText(f"{self.history_model.count_text()} · filtered in {took:.0f} ms")
 
     def upsert(self, run: Run) -> None:
         self.history_model.upsert(run)
@@ -222,7 +222,7 @@ class HistoryView(QWidget):
         except OSError as exc:
             show_message(self, "Export failed", f"{path}: {exc.strerror or exc}", QMessageBox.Icon.Warning)
             return 0
-        self.statusMessage.emit(f"exported {count:,} run(s) to {path}", 5000)
+        self.statusMessage.emit(f"exported {plural(count, 'run')} to {path}", 5000)
         return count
 
     # ------------------------------------------------------------------ retention
@@ -243,7 +243,7 @@ class HistoryView(QWidget):
             self.apply_retention()
             return None
         box = QMessageBox(QMessageBox.Icon.Question, "Apply retention",
-                          f"{policy.describe().capitalize()}: this deletes {count:,} finished run(s) and their logs.",
+                          f"{policy.describe().capitalize()}: this deletes {plural(count, 'finished run')} and their logs.",
                           QMessageBox.StandardButton.Ok | QMessageBox.StandardButton.Cancel, self)
         box.setObjectName("retentionDialog")
         box.button(QMessageBox.StandardButton.Ok).setText("Delete")
@@ -263,7 +263,7 @@ class HistoryView(QWidget):
         self.settings.sync()
         removed = history_service.apply_retention(self.registry, self.retention_policy())
         self.history_model.refresh()
-        self.history_count.setText(f"{self.history_model.total:,} runs · retention removed {removed.runs:,} run(s) "
-                                   f"and {removed.logs:,} log(s)")
+        self.history_count.setText(f"{self.history_model.count_text()} · retention removed "
+                                   f"{plural(removed.runs, 'run')} and {plural(removed.logs, 'log file')}")
         self._report_log_errors(removed.log_errors)
         return removed.runs

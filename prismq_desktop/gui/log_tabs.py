@@ -27,6 +27,7 @@ class LogTabs(QTabWidget):
     """
 
     currentRunChanged = Signal(int)  # the run whose pane is now in front
+    editorMissing = Signal(str)  # a traceback link found no editor: what to set
 
     def __init__(self, engine: RunReader, settings: QSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -54,7 +55,8 @@ class LogTabs(QTabWidget):
             run = self.engine.get(run_id)
             limit = int(setting(self.settings, "view/pane_line_limit")) or 5000
             pane = LogPane(run_id, run.log_path if run else None, line_limit=limit,
-                           encoding=run.spec.encoding if run else "utf-8")
+                           encoding=run.spec.encoding if run else "utf-8", settings=self.settings)
+            pane.editorMissing.connect(self.editorMissing)
             pane.openFullLog.connect(self.open_full_log)
             self.panes[run_id] = pane
             title = f"#{run_id} {run.name if run else ''}"
@@ -97,6 +99,7 @@ class LogTabs(QTabWidget):
         pane = self.ensure_pane(run.id, focus=True)
         if run.log_path and os.path.exists(run.log_path) and not run.is_active:
             pane.load_from_log(run.log_path)
+            pane.show_end(run)
 
     def feed(self, run_id: int, chunks: Iterable[OutputChunk], dropped: int) -> None:
         """Output for a run, into its pane (a new one if it has none)."""
@@ -105,10 +108,11 @@ class LogTabs(QTabWidget):
             pane = self.ensure_pane(run_id)
         pane.feed_chunks(chunks, dropped)
 
-    def finish(self, run_id: int) -> None:
-        pane = self.panes.get(run_id)
+    def finish(self, run: Run) -> None:
+        """The run ended: its pane says how, in words, as its last line."""
+        pane = self.panes.get(run.id)
         if pane is not None:
-            pane.finish()
+            pane.show_end(run)
 
     def open_full_log(self, run_id: int) -> None:
         """Write the run's output as plain text next to its log and open it in the desktop's viewer."""

@@ -145,6 +145,7 @@ class MainWindow(QMainWindow):
         """Saved tasks | launch panel | (toolbar + runs table) over the log panes."""
         launch_scroll = self._build_launch_panel()
         self.runs_view = RunsView(self.orch, self.settings)
+        self.runs_view.log_tabs.editorMissing.connect(lambda text: self.statusBar().showMessage(text, 12000))
         self.act_launch = QAction("Launch", self)  # window-wide, whichever tab is shown
         self.act_launch.setShortcut(QKeySequence("Ctrl+Return"))
         self.act_launch.triggered.connect(self.launch_panel.request_launch)
@@ -331,7 +332,7 @@ class MainWindow(QMainWindow):
     def open_settings(self) -> Any:
         from prismq_desktop.gui.settings_dialog import SettingsDialog
 
-        self.settings_dialog = SettingsDialog(self.settings, str(self.home), self)
+        self.settings_dialog = SettingsDialog(self.settings, str(self.home), self, registry=self.orch.registry)
         self.settings_dialog.applied.connect(self._settings_applied)
         self.settings_dialog.open()
         return self.settings_dialog

@@ -268,7 +268,7 @@ class RunsView(QSplitter):
         if run.id == self._select_when_listed and self.select_run(run.id):
             self._select_when_listed = None
         if run.outcome is not None:
-            self.log_tabs.finish(run.id)
+            self.log_tabs.finish(run)
         if run.id == (self.log_tabs.current_run_id() or run.id):
             self.update_actions()
 

@@ -44,6 +44,7 @@ from prismq_desktop.core.store.query import RunQuery
 from prismq_desktop.core.store.registry import RunRegistry
 from prismq_desktop.core.wording import duration_text, end_line, exit_text, plural, status_text
 from prismq_desktop.gui.bridge import Bridge
+from prismq_desktop.gui.history_view import HISTORY_WIDTHS
 from prismq_desktop.gui.models import ColumnTable, HistoryModel
 
 Index = QModelIndex | QPersistentModelIndex
@@ -516,10 +517,11 @@ class SchedulerView(QWidget):
         self.table.verticalHeader().hide()
         self.table.setWordWrap(False)
         head = self.table.horizontalHeader()
-        head.resizeSection(0, 150)
+        head.resizeSection(0, 170)
         head.resizeSection(1, 170)
-        head.resizeSection(2, 270)
-        head.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)  # the last outcome gets the room
+        head.resizeSection(2, 250)
+        head.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)  # names and outcomes get the room,
+        head.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)  # not "When" or "Next fire"
         head.setSectionResizeMode(4, QHeaderView.ResizeMode.ResizeToContents)
         self.table.doubleClicked.connect(lambda _i: self.edit())
         self.history = ScheduleHistoryModel(registry, self)
@@ -530,10 +532,11 @@ class SchedulerView(QWidget):
         self.history_table.setModel(self.history)
         self.history_table.verticalHeader().hide()
         self.history_table.setWordWrap(False)
+        self.history_table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         hist = self.history_table.horizontalHeader()
-        for col, width in ((0, 60), (1, 140), (2, 80), (3, 190), (4, 130), (5, 150), (6, 80), (7, 70)):
+        for col, width in HISTORY_WIDTHS.items():  # the History tab's columns, the Name column stretching
             hist.resizeSection(col, width)
-        hist.setStretchLastSection(True)
+        hist.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.table.selectionModel().currentRowChanged.connect(self._selected)
         bar = QHBoxLayout()
         self.pause_button = QPushButton("Pause all schedules")

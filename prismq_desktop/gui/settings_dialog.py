@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from prismq_desktop.core.orchestrator.orchestrator import DEFAULT_MAX_CONCURRENT
 from prismq_desktop.core.wording import plural
 from prismq_desktop.gui.launch import detect_interpreters
 
@@ -42,7 +43,7 @@ EDITOR_KEY = "editor/command"
 EDITOR_PLACEHOLDER = "code -g {file}:{line}"
 
 DEFAULTS: dict[str, Any] = {
-    "run/max_concurrent": 4,
+    "run/max_concurrent": DEFAULT_MAX_CONCURRENT,  # the core's own default
     "run/default_interpreter": "",
     "history/keep_days": 0,
     "history/keep_runs": 0,

@@ -75,9 +75,9 @@ def test_apply_retention_says_how_many_before_deleting(qapp, home):
             await close(orch, win)
 
     text, before, after, log_exists, count_text, nothing_left, saved = run_qt(qapp, main())
-    assert "deletes 2 finished run(s)" in text
+    assert "deletes 2 finished runs" in text
     assert before == [True, True, True] and after == [False, False, True] and log_exists == [False, False, True]
-    assert "removed 2 run(s) and 2 log(s)" in count_text
+    assert "removed 2 runs and 2 log files" in count_text
     assert nothing_left is None and saved == 1
 
 

@@ -23,7 +23,7 @@ def test_history_view_filters_exports_and_asks_the_window_to_open_logs(qapp, hom
         view.history_filter.setText("job1")
         view.apply_filter()
         assert view.history_model.total == 2
-        assert view.export_history(str(home / "h.csv")) == 2 and messages == [f"exported 2 run(s) to {home / 'h.csv'}"]
+        assert view.export_history(str(home / "h.csv")) == 2 and messages == [f"exported 2 runs to {home / 'h.csv'}"]
         view.history_table.selectAll()
         view.findChild(object, "historyOpenButton").click()
         assert sorted(r.id for r in opened) == sorted(view.history_model.run_at(r).id for r in range(2))

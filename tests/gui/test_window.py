@@ -146,7 +146,9 @@ def test_progress_bar_is_one_updating_line_and_ansi_is_rendered(qapp, home, tmp_
 
     text, colours, run, background = run_qt(qapp, main())
     assert "\x1b" not in text and "[31m" not in text
-    assert text.splitlines() == ["red and bold green", "100%|##########"]
+    *output, end = text.splitlines()
+    assert output == ["red and bold green", "100%|##########"]
+    assert end.startswith("— exited with code 0 after ")  # how the run ended, in words, as its last line
     # ANSI colours, made legible on the pane's background (4.5:1) as VS Code's terminal does
     assert ("red", legible("#cd3131", background)) in colours
     assert ("bold green", legible("#0dbc79", background)) in colours

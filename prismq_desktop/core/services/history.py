@@ -29,6 +29,7 @@ from prismq_desktop.core.secrets import masked_env
 from prismq_desktop.core.store.atomic import atomic_writer
 from prismq_desktop.core.store.query import RunQuery
 from prismq_desktop.core.store.registry import RunRegistry
+from prismq_desktop.core.wording import plural
 
 _CHUNK = 500  # ids per DELETE (well under SQLite's bound-variable limit)
 _PAGE = 5000  # rows per export query
@@ -137,7 +138,7 @@ class RetentionPolicy:
         if self.keep_days is not None:
             parts.append(f"runs from the last {self.keep_days:g} day(s)")
         if self.keep_runs is not None:
-            parts.append(f"the newest {self.keep_runs} finished run(s)")
+            parts.append(f"the newest {plural(self.keep_runs, 'finished run')}")
         return "keep everything" if not parts else "keep " + " and at most ".join(parts)
 
 
