@@ -183,7 +183,7 @@ class MainWindow(QMainWindow):
         width = max(self.width(), 800)
         show_tasks = bool(self.tasks.names()) and width >= 1200
         tasks_w = 180 if show_tasks else 0
-        launch_w = 400 if width < 1400 else 440
+        launch_w = 380 if width < 1400 else 440
         self.outer_split.setSizes([tasks_w, width - tasks_w])
         self.runs_split.setSizes([launch_w, width - tasks_w - launch_w])
         self._sync_tasks_toggle()

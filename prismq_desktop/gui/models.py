@@ -104,11 +104,14 @@ class RunTable(ColumnTable):
         return self._runs[row] if 0 <= row < len(self._runs) else None
 
     STATUS_COLUMN = -1
+    NAME_COLUMN = 1
 
     def status_role(self, run: Run, col: int, role: int) -> Any:
         """The roles every run table answers the same way: the run itself, the status colour and reason."""
         if role == RUN_ROLE:
             return run
+        if col == self.NAME_COLUMN and role == Qt.ItemDataRole.ToolTipRole:
+            return run.name  # the whole name, however narrow the column (it elides in the middle)
         if col != self.STATUS_COLUMN:
             return None
         if role == Qt.ItemDataRole.ForegroundRole:

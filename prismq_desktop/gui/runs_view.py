@@ -36,7 +36,7 @@ from prismq_desktop.gui.ports import RunControlPort
 from prismq_desktop.gui.widgets import show_message
 
 # column -> width (px) for the runs table; Name (1) takes what is left
-NARROW_WIDTHS = {0: 44, 2: 112, 3: 92, 4: 70, 5: 52, 6: 76, 7: 100, 8: 90}
+NARROW_WIDTHS = {0: 40, 2: 104, 3: 84, 4: 64, 5: 48, 6: 72, 7: 100, 8: 90}
 OPTIONAL_COLUMNS = (7, 8)  # Pattern, Trigger: hidden when the table is narrow
 
 

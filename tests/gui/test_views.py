@@ -96,6 +96,9 @@ def test_concurrency_view_changes_the_limit_live_and_reorders_the_queue(qapp, ho
             view.priority.setCurrentText("critical")
             view.findChild(object, "setPriorityButton").click()
             after = [view.queue.item(r, 1).text() for r in range(view.queue.rowCount())]
+            # the selection follows the run it was on, not its old row number
+            selected_after = [view.queue.item(i.row(), 1).text() for i in view.queue.selectionModel().selectedRows()]
+            assert selected_after == ["urgent"], selected_after
             # raising the limit starts queued runs at once
             view.limit.setValue(3)
             await until(lambda: orch.queue_length == 0)
