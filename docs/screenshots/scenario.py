@@ -71,6 +71,7 @@ def main() -> int:
             return
         win = wins[0]
         win.launch(RunSpec(quick), {})
+        win.launch(RunSpec(quick, name="send_report.py (pooled)"), {"pattern": "pooled"})
         win.launch(RunSpec(failing), {})
         crawl = win.launch(RunSpec(tree), {})
         QTimer.singleShot(1200, lambda: win.orch.cancel(crawl))

@@ -296,6 +296,8 @@ class MainWindow(QMainWindow):
             self.notify(run)
         self.runs_view.select_first_run(run)
         self._update_status()
+        if self.tabs.currentWidget() is self.concurrency_view:
+            self.concurrency_view.refresh()  # slots and the queue change with the run, not a second later
 
     def _on_external_run(self, run: Run) -> None:
         """A run of another process changed: History (and the Scheduler tab) follow it; Runs

@@ -673,6 +673,8 @@ class SchedulerView(QWidget):
         """Read everything again (schedules, last outcomes, the selected history), keeping the selection."""
         current = self.selected()
         self.model.refresh()
+        if current is None and self.model.rowCount():
+            current = self.model.schedule_at(0)  # something to look at: the first schedule's runs
         if current is not None:
             self.select(current.id)
         self.history.refresh()
