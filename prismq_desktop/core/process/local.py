@@ -119,16 +119,11 @@ class SubprocessWrapper:
             transport.close()
 
     async def _execute_threaded(self, job: Job, loop: asyncio.AbstractEventLoop) -> Outcome:
-        launch = job.launch
         supervisor = Supervisor(job, loop, threadsafe=True)
-        try:
-            proc = popen_piped(launch)
-        except OSError as exc:
-            return start_error(launch, exc)
-        supervisor.attach(ProcessTree(proc.pid))
+        proc = _spawn_supervised(job, supervisor)
+        if isinstance(proc, Outcome):
+            return proc
         assert proc.stdout is not None and proc.stderr is not None
-        widen_pipe(proc.stdout.fileno())
-        widen_pipe(proc.stderr.fileno())
         readers = [
             thread_future(loop, pipe_reader(proc.stdout.fileno(), Stream.STDOUT, job.capture), f"run-{job.run_id}-stdout"),
             thread_future(loop, pipe_reader(proc.stderr.fileno(), Stream.STDERR, job.capture), f"run-{job.run_id}-stderr"),
@@ -146,16 +141,11 @@ class SubprocessWrapper:
         """Run on the calling thread with no event loop; Ctrl+C cancels the run's tree."""
         if job.stop_outcome is not None:
             return job.stop_outcome
-        launch = job.launch
         supervisor = Supervisor(job)
-        try:
-            proc = popen_piped(launch)
-        except OSError as exc:
-            return start_error(launch, exc)
-        supervisor.attach(ProcessTree(proc.pid))
+        proc = _spawn_supervised(job, supervisor)
+        if isinstance(proc, Outcome):
+            return proc
         assert proc.stdout is not None and proc.stderr is not None
-        widen_pipe(proc.stdout.fileno())
-        widen_pipe(proc.stderr.fileno())
         threads = [
             threading.Thread(target=pipe_reader(pipe.fileno(), stream, job.capture), daemon=True)
             for pipe, stream in ((proc.stdout, Stream.STDOUT), (proc.stderr, Stream.STDERR))
@@ -189,4 +179,18 @@ def popen_piped(launch: Launch) -> subprocess.Popen[bytes]:
         bufsize=0,
         **popen_kwargs(),  # type: ignore[call-overload]
     )
+    return proc
+
+
+def _spawn_supervised(job: Job, supervisor: Supervisor) -> subprocess.Popen[bytes] | Outcome:
+    """Start the job's process with wide pipes and hand its tree to the supervisor (THREADED
+    and LOCAL), or the outcome of a start the OS refused."""
+    try:
+        proc = popen_piped(job.launch)
+    except OSError as exc:
+        return start_error(job.launch, exc)
+    supervisor.attach(ProcessTree(proc.pid))
+    assert proc.stdout is not None and proc.stderr is not None
+    widen_pipe(proc.stdout.fileno())
+    widen_pipe(proc.stderr.fileno())
     return proc
