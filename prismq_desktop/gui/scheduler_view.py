@@ -660,6 +660,8 @@ class SchedulerView(QWidget):
         else:
             s = ev.schedule
             self._keeping_selection(lambda: self.model.set_schedule(s))
+            if self.selected() is None:
+                self.select(s.id)  # nothing was shown: show this schedule's runs
             if s.id == self.history.schedule_id:
                 self._update_label()
 
