@@ -22,7 +22,7 @@ from prismq_desktop.core.monitor.monitor import ResourceMonitor
 from prismq_desktop.core.patterns import Priority
 from prismq_desktop.core.process.capture import OutputCapture, OutputChunk
 from prismq_desktop.core.process.executor import ENV_MODE, Executor, Job
-from prismq_desktop.core.process.launch import Launch, LaunchError, resolve
+from prismq_desktop.core.process.launch import Launch, LaunchError, mark_run, resolve
 from prismq_desktop.core.process.local import SubprocessWrapper
 from prismq_desktop.core.process.logfile import LogWriter, Stream
 from prismq_desktop.core.process.tree import kill_orphan
@@ -320,6 +320,7 @@ class RunEngine:
 
     def _make_job(self, handle: RunHandle, launch: Launch) -> Job:
         run = handle.run
+        launch = mark_run(launch, run.id)  # how the run's re-parented descendants are found
         spec = run.spec
         writer = LogWriter(run.log_path or "")
         env_shown = {k: v for k, v in launch.env.items() if os.environ.get(k) != v}

@@ -9,12 +9,14 @@ in history as the run's "failed to start" reason.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import functools
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -25,6 +27,12 @@ from prismq_desktop.core.models import RunSpec, TargetKind
 CHILD_DEFAULTS = {"PYTHONUNBUFFERED": "1", "PYTHONUTF8": "1"}
 
 _PY_SUFFIXES = (".py", ".pyw")
+
+#: Set in every run's environment and inherited by everything it starts: the run's id (a
+#: script may read it) and a tag unique to this start, by which `ProcessTree` finds the run's
+#: descendants that re-parented away from its tree (a double-forked daemon).
+RUN_ID_VAR = "PRISMQ_RUN_ID"
+RUN_TAG_VAR = "PRISMQ_RUN_TAG"
 
 
 class LaunchError(Exception):
@@ -145,6 +153,12 @@ def child_environment(overrides: Mapping[str, str | None], base: Mapping[str, st
         else:
             env[str(key)] = str(override)
     return env
+
+
+def mark_run(launch: Launch, run_id: int) -> Launch:
+    """`launch` with the run's marker variables (`RUN_ID_VAR`, `RUN_TAG_VAR`) in its environment."""
+    tag = f"{os.getpid()}-{run_id}-{uuid.uuid4().hex[:16]}"
+    return dataclasses.replace(launch, env={**launch.env, RUN_ID_VAR: str(run_id), RUN_TAG_VAR: tag})
 
 
 def _kind_of(spec: RunSpec) -> TargetKind:

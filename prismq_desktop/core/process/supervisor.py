@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 
 from prismq_desktop.core.models import Outcome, OutcomeKind
 from prismq_desktop.core.process.executor import Job
-from prismq_desktop.core.process.launch import Launch
+from prismq_desktop.core.process.launch import RUN_TAG_VAR, Launch
 from prismq_desktop.core.process.tree import IS_WINDOWS, ProcessTree
 
 FLUSH_INTERVAL = 0.05  # batches reach subscribers at most every ~50 ms
@@ -130,6 +130,8 @@ class Supervisor:
     def attach(self, tree: ProcessTree) -> None:
         """The process exists: take the job's stop requests from now on and tell the engine."""
         self.tree = self.job.tree = tree
+        if tree.tag is None:
+            tree.tag = self.job.launch.env.get(RUN_TAG_VAR)
         self.job.stop_listener = self._on_stop_request
         self.job.on_started(tree.pid, tree.create_time)
 
@@ -202,14 +204,14 @@ class Supervisor:
             # stop what remains so nothing outlives the run.
             _done, pending = await asyncio.wait(readers, timeout=LINGER)
             if pending:
-                tree.kill_leftovers()
+                await asyncio.to_thread(tree.kill_leftovers)
                 _done, pending = await asyncio.wait(pending, timeout=LINGER)
             if pending:
                 abort_pipes()
                 for fut in pending:
                     fut.cancel()
             else:
-                tree.kill_leftovers()  # pipes closed, but members of its group may still run
+                await asyncio.to_thread(tree.kill_leftovers)  # pipes closed, but members of its group may still run
             return final_outcome(job, returncode)
         except asyncio.CancelledError:
             # The engine itself is being cancelled: never leave the tree behind.
@@ -235,6 +237,7 @@ class Supervisor:
         if job.stop_outcome is not None:  # asked before attach() could listen
             self._stop_wanted.set()
         started = time.monotonic()
+        stopper: threading.Thread | None = None  # a graceful stop's TERM-grace-KILL, beside the waiting
         try:
             while True:
                 returncode = wait(FLUSH_INTERVAL)
@@ -245,7 +248,10 @@ class Supervisor:
                 if self._stop_wanted.is_set():
                     self._stop_wanted.clear()
                     if job.stop_graceful:
-                        threading.Thread(target=tree.stop_blocking, args=(job.grace_period,), daemon=True).start()
+                        if stopper is None or not stopper.is_alive():
+                            stopper = threading.Thread(target=tree.stop_blocking, args=(job.grace_period,),
+                                                       name=f"run-{job.run_id}-stop")
+                            stopper.start()
                     else:
                         tree.kill(tree.snapshot())
         except KeyboardInterrupt:
@@ -255,6 +261,10 @@ class Supervisor:
             assert returncode is not None
         finally:
             self._detach()
+            # Stopping is over before the run is: a graceful stop still waiting out its grace
+            # (a SIGTERM-ignoring descendant) finishes here, not in a thread the exit would kill.
+            if stopper is not None:
+                stopper.join()
         for t in readers:
             t.join(LINGER)
         if any(t.is_alive() for t in readers):

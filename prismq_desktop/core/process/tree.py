@@ -4,28 +4,80 @@ POSIX: every run starts in a session (and so a process group) of its own. Stoppi
 SIGTERM to the group, waits a grace period, sends SIGKILL to the group, then kills every
 descendant snapshotted *before* the first signal - which catches children that left the
 group with setsid(). Windows: every run is put in a Job Object that kills its members
-when the job closes; stopping terminates the job.
+when the job closes (breakaway is not allowed); stopping terminates the job.
+
+Re-parented descendants (Linux). A double-forked daemon (fork, setsid, fork, the middle
+exits) is no longer anyone's descendant of the run's root, so no snapshot of the tree sees
+it. Before its first spawn the app makes itself a *child subreaper*
+(``prctl(PR_SET_CHILD_SUBREAPER)``, `become_subreaper`): orphans of everything it started
+re-parent to the app instead of init. Every run's environment carries a tag unique to that
+start (``PRISMQ_RUN_TAG``, set by `launch.mark_run`, inherited by everything the run starts);
+`ProcessTree.adopted` reads ``/proc/<pid>/environ`` of the app's *direct* children only (a
+handful, no process-table scan) and returns those with the run's tag, with their
+descendants. They are stopped with the tree - at a stop request, and at every run's end - and
+the app reaps them (it is their parent now): it waits only on pids it found this way (never on
+a pid asyncio or Popen waits for: the run's root is never one of them), plus zombies that
+provably were never its own forks (their session is neither the app's nor their own).
+
+What still escapes: a descendant that *clears or rewrites its environment* (``env -i``, an
+``execve`` with a fresh environment) before it double-forks carries no tag, so it cannot be
+told from other orphans and is left alone; so is, where the subreaper is unavailable (not
+Linux, or prctl refused), any daemon that re-parented to init before the stop (on other POSIX
+systems a system-wide search by tag runs at stop requests only). A run in a fork-server pool
+worker that double-forks *without exec* keeps the worker's original ``/proc`` environment
+(the tag is set after the fork), so only its exec'd descendants are found.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import glob
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import psutil
 
 IS_WINDOWS = sys.platform == "win32"
+IS_LINUX = sys.platform.startswith("linux")
 POLL = 0.02
+PR_SET_CHILD_SUBREAPER = 36
+RUN_TAG_VAR = "PRISMQ_RUN_TAG"  # the same name as launch.RUN_TAG_VAR (set there)
+REAP_WITHIN = 5.0  # how long a reaper thread waits for killed orphans to die
+
+_subreaper: bool | None = None
+_subreaper_lock = threading.Lock()
+
+
+def become_subreaper() -> bool:
+    """Linux: make this process a child subreaper (once), so the orphans of what it started
+    re-parent to it rather than to init. True if it is one."""
+    global _subreaper
+    if _subreaper is None:
+        with _subreaper_lock:
+            if _subreaper is None:
+                ok = False
+                if IS_LINUX:
+                    try:
+                        ok = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+                    except (OSError, AttributeError):
+                        ok = False
+                _subreaper = ok
+    return _subreaper
 
 
 def popen_kwargs() -> dict[str, object]:
-    """Keyword arguments that give a new process its own group/session (and no console)."""
+    """Keyword arguments that give a new process its own group/session (and no console).
+
+    Also makes the app a child subreaper first (Linux), so a run's daemons stay findable.
+    """
+    become_subreaper()
     if IS_WINDOWS:
         flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200) | getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
         return {"creationflags": flags}
@@ -35,8 +87,10 @@ def popen_kwargs() -> dict[str, object]:
 class ProcessTree:
     """The process tree rooted at one started child."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, tag: str | None = None) -> None:
         self.pid = pid
+        #: The run's ``PRISMQ_RUN_TAG`` (the Supervisor sets it): finds re-parented descendants.
+        self.tag = tag
         self._job = None
         self.stopped = 0  # how many live processes the last stop sequence found (for "tree of N stopped")
         try:
@@ -61,10 +115,33 @@ class ProcessTree:
             return []
 
     def snapshot(self) -> list[psutil.Process]:
-        procs = self.descendants()
+        procs = self.descendants() + self.adopted()
         if self._root is not None:
             procs.insert(0, self._root)
         return procs
+
+    def adopted(self, everywhere: bool = False) -> list[psutil.Process]:
+        """The run's descendants that re-parented away from its root (see the module docstring).
+
+        Linux with the subreaper: the app's direct children carrying the run's tag, and theirs.
+        Otherwise only with `everywhere` (a stop request): every process of the system with the tag.
+        """
+        if self.tag is None or IS_WINDOWS:
+            return []
+        needle = f"{RUN_TAG_VAR}={self.tag}".encode()
+        if become_subreaper():
+            pids = [pid for pid in own_children() if pid != self.pid and _environ_has(pid, needle)]
+        elif everywhere:
+            pids = [p.pid for p in psutil.process_iter() if p.pid != self.pid and _environ_has(p.pid, needle)]
+        else:
+            return []
+        found: list[psutil.Process] = []
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                found.append(proc)
+                found.extend(proc.children(recursive=True))
+        return found
 
     def group_alive(self) -> bool:
         """Does any process of the run's group still exist (POSIX), or the job (Windows)?"""
@@ -92,16 +169,28 @@ class ProcessTree:
         self._signal_group(signal.SIGCONT)  # a paused group cannot act on SIGTERM
 
     def kill(self, snapshot: list[psutil.Process] | None = None) -> None:
-        """Kill the tree now: the group (or job), then every snapshotted descendant."""
+        """Kill the tree now: the group (or job), every snapshotted descendant, and the run's
+        re-parented ones; returns once those are dead (within a second) and their reaping is under way."""
         if IS_WINDOWS and self._job is not None:
             from prismq_desktop.core.process import winjob
 
             winjob.terminate_job(self._job)
         elif not IS_WINDOWS:
             self._signal_group(signal.SIGKILL)
-        for proc in (snapshot or []) + self.descendants():
+        procs = (snapshot or []) + self.descendants() + self.adopted(everywhere=True)
+        for proc in procs:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
+        self._settle([p for p in procs if p.pid != self.pid])
+
+    def _settle(self, killed: list[psutil.Process]) -> None:
+        """Wait (briefly) until every killed process is dead, then reap the ones that are ours."""
+        if not killed or IS_WINDOWS:
+            return
+        deadline = time.monotonic() + 1.0
+        while any(_alive(p) for p in killed) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        reap([p.pid for p in killed if p.pid != self.pid])
 
     def suspend(self) -> None:
         if IS_WINDOWS:
@@ -132,9 +221,22 @@ class ProcessTree:
         self.stopped = max(self.stopped, len([p for p in snap if _alive(p)]))
         if graceful and not IS_WINDOWS:
             self.terminate()
+            self._terminate_outside_group(snap)
             return snap, True
         self.kill(snap)
         return snap, False
+
+    def _terminate_outside_group(self, snap: list[psutil.Process]) -> None:
+        """SIGTERM (+SIGCONT) the snapshotted processes that left the group (setsid escapers,
+        daemons): they get the same gentle ask as the group, and the grace to act on it."""
+        for proc in snap:
+            try:
+                if proc.pid == self.pid or os.getpgid(proc.pid) == self.pid:
+                    continue
+                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGCONT)
+            except (OSError, psutil.Error):
+                continue
 
     @staticmethod
     def _leftovers(snap: list[psutil.Process]) -> bool:
@@ -162,9 +264,11 @@ class ProcessTree:
         self.kill(snap)
 
     def kill_leftovers(self) -> bool:
-        """After the root exited: kill what it left behind in its group (or job). True if there was any.
+        """After the root exited: kill what it left behind in its group (or job) and the run's
+        re-parented descendants (`adopted`). True if there was any.
 
-        Cheap on purpose (one killpg probe, no process-table scan): it runs at every run's end.
+        Cheap on purpose (one killpg probe and a look at the app's direct children, no
+        process-table scan): it runs at every run's end.
         """
         if IS_WINDOWS:
             if self._job is None:
@@ -173,10 +277,17 @@ class ProcessTree:
 
             winjob.terminate_job(self._job)
             return True
-        if not self.group_alive():
-            return False
-        self._signal_group(signal.SIGKILL)
-        return True
+        adopted = self.adopted()
+        if adopted:
+            for proc in adopted:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+        group = self.group_alive()
+        if group:
+            self._signal_group(signal.SIGKILL)
+        self._settle(adopted)
+        reap_orphans()
+        return group or bool(adopted)
 
 
 def _alive(proc: psutil.Process) -> bool:
@@ -184,6 +295,109 @@ def _alive(proc: psutil.Process) -> bool:
         return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
+
+
+def own_children() -> list[int]:
+    """This process's direct children: ``/proc/self/task/*/children`` (cheap), else psutil."""
+    if IS_LINUX:
+        pids: list[int] = []
+        try:
+            for path in glob.glob("/proc/self/task/*/children"):
+                with contextlib.suppress(OSError), open(path, "rb") as fh:
+                    pids.extend(int(x) for x in fh.read().split())
+            return pids
+        except (OSError, ValueError):
+            pass
+    try:
+        return [p.pid for p in psutil.Process().children()]
+    except psutil.Error:
+        return []
+
+
+def _environ_has(pid: int, needle: bytes) -> bool:
+    """Does process `pid` carry the environment entry `needle` (``KEY=VALUE``)?"""
+    if IS_LINUX:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                return needle in fh.read().split(b"\0")
+        except OSError:
+            return False
+    key, _, value = needle.decode().partition("=")
+    try:
+        return bool(psutil.Process(pid).environ().get(key) == value)
+    except psutil.Error:
+        return False
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, parent pid, session id) of `pid` from ``/proc/<pid>/stat``, or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return fields[0].decode(), int(fields[1]), int(fields[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+_unreaped: set[int] = set()
+_reap_lock = threading.Lock()
+
+
+def reap(pids: Iterable[int]) -> None:
+    """Reap those of `pids` that are this process's children (re-parented orphans it killed).
+
+    Only ever called with pids found through a run's tree or tag, never a run's root (the pid
+    asyncio or Popen waits for). What has not exited yet is waited for by a short-lived thread.
+    """
+    if IS_WINDOWS:
+        return
+    me = os.getpid()
+    mine = [pid for pid in pids if (st := _stat(pid)) is not None and st[1] == me]
+    if not mine:
+        return
+    with _reap_lock:
+        _unreaped.update(mine)
+    if not _reap_now():
+        threading.Thread(target=_reap_later, name="prismq-reaper", daemon=True).start()
+
+
+def _reap_now() -> bool:
+    """Reap what has exited of the pids waiting to be reaped; True when none is left."""
+    with _reap_lock:
+        for pid in list(_unreaped):
+            try:
+                done, _status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid  # not ours (any more): nothing to reap
+            if done:
+                _unreaped.discard(pid)
+        return not _unreaped
+
+
+def _reap_later() -> None:
+    deadline = time.monotonic() + REAP_WITHIN
+    while not _reap_now() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def reap_orphans() -> None:
+    """Reap zombie children that provably are adopted orphans, not this process's own forks.
+
+    A process this one forked keeps either this process's session or its own (after setsid());
+    any other session means it was re-parented here (a subreaper). Cheap: direct children only.
+    """
+    if not become_subreaper():
+        return
+    me = os.getpid()
+    try:
+        own_sid = os.getsid(0)
+    except OSError:
+        return
+    for pid in own_children():
+        st = _stat(pid)
+        if st is not None and st[0] == "Z" and st[1] == me and st[2] not in (own_sid, pid):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
 
 
 def kill_orphan(pid: int, create_time: float | None) -> bool:
@@ -196,6 +410,7 @@ def kill_orphan(pid: int, create_time: float | None) -> bool:
         return False
     tree = ProcessTree.__new__(ProcessTree)
     tree.pid = pid
+    tree.tag = None
     tree._job = None
     tree._root = proc
     tree.create_time = create_time

@@ -2,6 +2,12 @@
 
 The job is created with JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, so if the app dies its runs
 die with it, and `terminate_job` ends every process the run started, however deep.
+Breakaway is never allowed: neither JOB_OBJECT_LIMIT_BREAKAWAY_OK (which would let a child
+created with CREATE_BREAKAWAY_FROM_JOB leave) nor JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK (which
+would put every child outside the job) is set - `job_limit_flags` is the only place the flags
+are chosen, and it refuses both. A process that double-forks on Windows (starts a detached
+child and exits) stays in the job, so it is stopped with the run. (Written from the Win32
+documentation; not exercised on Windows in this project's CI.)
 The child is assigned right after it starts; a grandchild spawned in that first instant
 escapes the job, which the psutil descendant sweep in ProcessTree.kill still catches.
 Imported only on Windows.
@@ -21,6 +27,8 @@ _kernel32: Any = ctypes.WinDLL("kernel32", use_last_error=True)
 
 JobObjectExtendedLimitInformation = 9
 JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000
+JOB_OBJECT_LIMIT_BREAKAWAY_OK = 0x0800
+JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK = 0x1000
 PROCESS_SET_QUOTA = 0x0100
 PROCESS_TERMINATE = 0x0001
 
@@ -71,13 +79,20 @@ def _check(ok: Any, what: str) -> None:
         raise OSError(ctypes.get_last_error(), f"{what} failed")
 
 
+def job_limit_flags() -> int:
+    """The limit flags of every run's job: kill on close, and no way out of the job."""
+    flags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+    assert not flags & (JOB_OBJECT_LIMIT_BREAKAWAY_OK | JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK)
+    return flags
+
+
 def assign_new_job(pid: int) -> int | None:
     """Create a kill-on-close job and put `pid` in it; None if Windows refuses."""
     job = _kernel32.CreateJobObjectW(None, None)
     if not job:
         return None
     info = JOBOBJECT_EXTENDED_LIMIT_INFORMATION()
-    info.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+    info.BasicLimitInformation.LimitFlags = job_limit_flags()
     try:
         _check(
             _kernel32.SetInformationJobObject(job, JobObjectExtendedLimitInformation, ctypes.byref(info), ctypes.sizeof(info)),
