@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProxyStyle,
     QSpinBox,
-    QStyleFactory,
     QStyleOption,
     QVBoxLayout,
     QWidget,
@@ -116,15 +115,20 @@ def _light_palette(standard: QPalette) -> QPalette:
 DARK_DISABLED_ICON = "#8c8c8c"  # 3:1 (WCAG non-text contrast) on the dark window and buttons
 
 
-class _DarkStyle(QProxyStyle):
-    """Fusion, with disabled icons drawn light enough to see on dark bars.
+class _ThemeStyle(QProxyStyle):
+    """Fusion; in the dark theme, disabled icons are drawn light enough to see on dark bars.
 
     Fusion greys a disabled icon along black → window colour → white, so on a dark window
-    the usual dark glyphs (pause, play) become black on near-black.
+    the usual dark glyphs (pause, play) become black on near-black. One instance is set on
+    the application once and kept for its life: QApplication deletes a style it is given when
+    another is set, and swapping Python-made styles back and forth while widgets still paint
+    with the old one is how a PySide app crashes.
     """
 
+    dark = False
+
     def generatedIconPixmap(self, mode: QIcon.Mode, pixmap: QPixmap | QImage, opt: QStyleOption) -> QPixmap:  # noqa: N802
-        if mode != QIcon.Mode.Disabled:
+        if mode != QIcon.Mode.Disabled or not self.dark:
             return super().generatedIconPixmap(mode, pixmap, opt)
         if isinstance(pixmap, QImage):
             pixmap = QPixmap.fromImage(pixmap)
@@ -140,6 +144,17 @@ class _DarkStyle(QProxyStyle):
         return out
 
 
+_APP_STYLE: list[_ThemeStyle] = []  # the one style set on the application (kept referenced for its life)
+
+
+def _theme_style(app: QApplication) -> _ThemeStyle:
+    if not _APP_STYLE:
+        style = _ThemeStyle("Fusion")
+        app.setStyle(style)
+        _APP_STYLE.append(style)
+    return _APP_STYLE[0]
+
+
 def apply_theme(theme: str) -> None:
     app = QApplication.instance()
     if not isinstance(app, QApplication):
@@ -147,13 +162,16 @@ def apply_theme(theme: str) -> None:
     if not _SYSTEM_PALETTE:
         _SYSTEM_PALETTE.append(app.palette())
     if theme == "system":
+        if _APP_STYLE:
+            _APP_STYLE[0].dark = False
         app.setPalette(_SYSTEM_PALETTE[0])
         return
+    style = _theme_style(app)
     if theme == "light":
-        app.setStyle(QStyleFactory.create("Fusion"))
-        app.setPalette(_light_palette(app.style().standardPalette()))
+        style.dark = False
+        app.setPalette(_light_palette(style.standardPalette()))
         return
-    app.setStyle(_DarkStyle("Fusion"))
+    style.dark = True
     app.setPalette(_dark_palette())
 
 
