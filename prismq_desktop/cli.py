@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -648,6 +649,8 @@ def _cmd_gui(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from prismq_desktop.core.store.schema import RegistryError
+
     parser = build_parser()
     raw = list(sys.argv[1:] if argv is None else argv)
     ns = parser.parse_args(raw)
@@ -670,8 +673,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return EXIT_CANCELLED
-    except (ValueError, OSError, OverflowError) as exc:
+    except (ValueError, OSError, OverflowError, RegistryError) as exc:
         sys.stderr.write(f"prismq-desktop: error: {terminal_safe(exc)}\n")
+        return 1
+    except sqlite3.DatabaseError as exc:  # a registry file that is not one (corrupt, or another file)
+        sys.stderr.write(f"prismq-desktop: error: the registry cannot be read ({terminal_safe(exc)}); "
+                         "it was left as it is\n")
         return 1
 
 
