@@ -32,7 +32,7 @@ async def main(data_dir: str) -> int:
     async with TaskOrchestrator(data_dir) as orch:
         try:
             task = await orch.execute(SCRIPTS / "cleanup.py", args=["--dir", str(temp)], pattern=TaskPattern.PERIODIC,
-                                      interval_seconds=0.5, task_name="cleanup_temp_files")
+                                      interval_seconds=1, task_name="cleanup_temp_files")
         except PatternUnavailable as exc:
             print(f"PatternUnavailable: {exc}")
             return 0

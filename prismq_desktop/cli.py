@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -34,6 +35,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_BIDI = set(range(0x202A, 0x202F)) | set(range(0x2066, 0x206A))
+
+
+def terminal_safe(text: object) -> str:
+    """`text` with control characters escaped for a terminal or a table: ESC is shown as
+    ``\\x1b``, a newline as ``\\n`` (so a name cannot move the cursor, recolour, ring the bell
+    or forge a row). JSON output never goes through this: it stays exact."""
+    out = str(text)
+    if out.isprintable():
+        return out
+    parts = []
+    for ch in out:
+        code = ord(ch)
+        if ch in _NAMED_ESCAPES:
+            parts.append(_NAMED_ESCAPES[ch])
+        elif code < 0x20 or 0x7F <= code < 0xA0:
+            parts.append(f"\\x{code:02x}")
+        elif code in _BIDI or code in (0x2028, 0x2029):
+            parts.append(f"\\u{code:04x}")
+        else:
+            parts.append(ch)
+    return "".join(parts)
+
+
 def _env_pair(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -53,12 +79,25 @@ def _count(text: str) -> int:
 
 
 def _positive(text: str) -> float:
+    """A positive, finite number of seconds (NaN and infinity are refused, not ignored)."""
+    value = _seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """Zero or more seconds, finite."""
+    import math
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds: {text!r}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more: {text!r}")
     return value
 
 
@@ -95,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retries", type=int, default=0, metavar="N", help="retry a failed run up to N times")
     run.add_argument("--retry-on", default="failed,timed_out", metavar="WHAT",
                      help="comma list of failed, timed_out, failed_to_start and/or exit codes (default failed,timed_out)")
-    run.add_argument("--retry-delay", type=float, default=1.0, metavar="S",
+    run.add_argument("--retry-delay", type=_seconds, default=1.0, metavar="S",
                      help="first backoff in seconds; doubles per attempt, capped at 60, with jitter")
 
     dead = sub.add_parser("dead-letters", help="runs whose retries ran out: list, requeue or purge")
@@ -128,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     sched_add.add_argument("--tz", default="UTC", help="timezone for cron and --at (default UTC), e.g. Europe/Berlin")
     sched_add.add_argument("--overlap", choices=["forbid", "allow", "replace", "queue"], default="forbid")
     sched_add.add_argument("--catchup", choices=["coalesce", "all", "skip"], default="coalesce")
-    sched_add.add_argument("--misfire-grace", type=float, default=60.0, metavar="S")
-    sched_add.add_argument("--jitter", type=float, default=0.0, metavar="S")
+    sched_add.add_argument("--misfire-grace", type=_seconds, default=60.0, metavar="S")
+    sched_add.add_argument("--jitter", type=_seconds, default=0.0, metavar="S")
     sched_add.add_argument("--retries", type=int, default=0, metavar="N")
     sched_add.add_argument("-m", "--module", action="store_true", help="SCRIPT is a module name")
     sched_add.add_argument("--cwd")
@@ -235,10 +274,10 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     else:
         run = asyncio.run(_run_async(ns, spec, mode, pattern, show))
     if run.dry_run:
-        print(f"dry run #{run.id}: would run {' '.join(run.argv)} in {run.cwd}", file=sys.stderr)
+        print(f"dry run #{run.id}: would run {terminal_safe(' '.join(run.argv))} in {terminal_safe(run.cwd)}", file=sys.stderr)
     assert run.outcome is not None
     if (run.outcome.kind.value != "succeeded" or run.outcome.message) and not run.dry_run:
-        print(f"prismq-desktop: run #{run.id} {run.outcome.describe()}", file=sys.stderr)
+        print(f"prismq-desktop: run #{run.id} {terminal_safe(run.outcome.describe())}", file=sys.stderr)
     return _exit_status(run.outcome)
 
 
@@ -377,58 +416,63 @@ async def _schedule_async(ns: argparse.Namespace) -> int:
                 s = sch.add(ns.name, spec, trigger, enabled=not ns.disabled, overlap=ns.overlap, catchup=ns.catchup,
                             misfire_grace=ns.misfire_grace, jitter=ns.jitter, **options)
                 nxt = local_text(s.next_fire, s.trigger.timezone) if s.next_fire else "never"
-                print(f"schedule #{s.id} {s.name!r}: {s.describe()}; next fire {nxt}")
+                print(f"schedule #{s.id} {terminal_safe(repr(s.name))}: {terminal_safe(s.describe())}; next fire {nxt}")
                 return 0
             if action == "list":
                 items = sch.all()
+                broken = sch.broken()
                 if ns.json:
-                    json.dump([{"id": s.id, "name": s.name, "trigger": s.trigger.to_dict(), "describe": s.describe(),
-                                "enabled": s.enabled, "overlap": s.overlap.value, "catchup": s.catchup.value,
-                                "next_fire": s.next_fire, "last_fire": s.last_fire, "spec": s.spec.to_dict()} for s in items],
-                              sys.stdout, indent=2)
+                    rows: list[dict[str, Any]] = [
+                        {"id": s.id, "name": s.name, "trigger": s.trigger.to_dict(), "describe": s.describe(),
+                         "enabled": s.enabled, "overlap": s.overlap.value, "catchup": s.catchup.value,
+                         "next_fire": s.next_fire, "last_fire": s.last_fire, "spec": s.spec.to_dict()} for s in items]
+                    rows += [{"id": b.id, "name": b.name, "broken": b.reason} for b in broken]
+                    json.dump(rows, sys.stdout, indent=2)
                     sys.stdout.write("\n")
                     return 0
-                if not items:
+                if not items and not broken:
                     print("no schedules")
                     return 0
                 print(f"{'ID':>4}  {'NAME':<20} {'WHEN':<28} {'ON':<3} {'OVERLAP':<8} NEXT FIRE")
                 for s in items:
                     nxt = local_text(s.next_fire, s.trigger.timezone) if s.next_fire and s.enabled else "-"
-                    print(f"{s.id:>4}  {s.name[:20]:<20} {s.describe()[:28]:<28} {'yes' if s.enabled else 'no':<3} "
-                          f"{s.overlap.value:<8} {nxt}")
+                    print(f"{s.id:>4}  {terminal_safe(s.name)[:20]:<20} {terminal_safe(s.describe())[:28]:<28} "
+                          f"{'yes' if s.enabled else 'no':<3} {s.overlap.value:<8} {nxt}")
+                for b in broken:
+                    print(f"{b.id:>4}  {terminal_safe(b.name)[:20]:<20} {'BROKEN':<28} {'-':<3} {'-':<8} "
+                          f"never: {terminal_safe(b.reason)} (remove it: prismq-desktop schedule remove {b.id})")
                 return 0
             key: int | str = int(ns.schedule) if ns.schedule.isdigit() else ns.schedule
             if action == "enable":
                 s = sch.enable(key)
                 nxt = local_text(s.next_fire, s.trigger.timezone) if s.next_fire else "never"
-                print(f"schedule {s.name!r} enabled; next fire {nxt}")
+                print(f"schedule {terminal_safe(repr(s.name))} enabled; next fire {nxt}")
             elif action == "disable":
                 s = sch.disable(key)
-                print(f"schedule {s.name!r} disabled")
+                print(f"schedule {terminal_safe(repr(s.name))} disabled")
             elif action == "remove":
-                s = sch.get(key)
-                sch.remove(key)
-                print(f"schedule {s.name!r} removed (its runs stay in history)")
+                name = sch.remove(key)
+                print(f"schedule {terminal_safe(repr(name))} removed (its runs stay in history)")
             elif action == "history":
                 for r in sch.history(key, limit=ns.limit):
                     state = r.outcome.describe() if r.outcome else r.status.value
                     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at or r.created_at))
-                    print(f"{r.id:>6}  {when}  {(r.trigger or '')[:34]:<34} {state}")
+                    print(f"{r.id:>6}  {when}  {terminal_safe(r.trigger or '')[:34]:<34} {terminal_safe(state)}")
             elif action == "run-now":
                 run_id = sch.run_now(key)
                 if run_id is None:
                     last = sch.history(key, limit=1)
-                    print(f"prismq-desktop: {last[0].error if last else 'skipped'}", file=sys.stderr)
+                    print(f"prismq-desktop: {terminal_safe(last[0].error if last else 'skipped')}", file=sys.stderr)
                     return 1
                 result = await orch.wait(run_id)
                 sys.stdout.write(result.stdout + ("\n" if result.stdout else ""))
                 assert result.outcome is not None
                 if not result.ok:
-                    print(f"prismq-desktop: run #{run_id} {result.outcome.describe()}", file=sys.stderr)
+                    print(f"prismq-desktop: run #{run_id} {terminal_safe(result.outcome.describe())}", file=sys.stderr)
                 return _exit_status(result.outcome)
             return 0
         except (ScheduleError, TriggerError, ValueError) as exc:
-            print(f"prismq-desktop: error: {exc}", file=sys.stderr)
+            print(f"prismq-desktop: error: {terminal_safe(exc)}", file=sys.stderr)
             return EXIT_USAGE
 
 
@@ -449,13 +493,17 @@ async def _scheduler_foreground(ns: argparse.Namespace) -> int:
             run = getattr(ev, "run", None)
             if run is not None and run.schedule_id is not None and ev.kind in ("started", "finished"):
                 state = run.outcome.describe() if run.outcome else "started"
-                print(f"{time.strftime('%H:%M:%S')} run #{run.id} ({run.name}, {run.trigger}): {state}", flush=True)
+                print(f"{time.strftime('%H:%M:%S')} run #{run.id} ({terminal_safe(run.name)}, {terminal_safe(run.trigger)}): "
+                      f"{terminal_safe(state)}", flush=True)
             elif isinstance(ev, ScheduleChanged) and ev.what in ("added", "removed"):
                 print(f"{time.strftime('%H:%M:%S')} schedule #{ev.schedule_id} {ev.what}", flush=True)
 
         orch.bus.subscribe_sync(report)
         orch.scheduler.start()
         print(f"scheduler running with {len(orch.scheduler.all())} schedule(s); Ctrl+C to stop", flush=True)
+        for b in orch.scheduler.broken():
+            print(f"schedule #{b.id} {terminal_safe(repr(b.name))} is broken and never fires: {terminal_safe(b.reason)}",
+                  flush=True)
         await stop.wait()
     return 0
 
@@ -485,7 +533,7 @@ def _cmd_dead_letters(ns: argparse.Namespace) -> int:
     print(f"{'ID':>5}  {'RUN':>6}  {'NAME':<24} {'TRIES':>5}  REASON")
     for d in entries:
         note = f" (requeued as #{d.requeued_run_id})" if d.requeued_run_id else ""
-        print(f"{d.id:>5}  {d.run_id:>6}  {d.name[:24]:<24} {d.attempts:>5}  {d.reason}{note}")
+        print(f"{d.id:>5}  {d.run_id:>6}  {terminal_safe(d.name)[:24]:<24} {d.attempts:>5}  {terminal_safe(d.reason)}{note}")
     return 0
 
 
@@ -496,12 +544,12 @@ async def _requeue(ns: argparse.Namespace) -> int:
         try:
             run_id = orch.requeue_dead_letter(ns.requeue)
         except (KeyError, ValueError) as exc:
-            print(f"prismq-desktop: {exc.args[0]}", file=sys.stderr)
+            print(f"prismq-desktop: {terminal_safe(exc.args[0])}", file=sys.stderr)
             return 1
         print(f"dead letter #{ns.requeue} requeued as run #{run_id}", file=sys.stderr)
         result = await orch.wait(run_id)
         assert result.outcome is not None
-        print(f"prismq-desktop: run #{run_id} {result.outcome.describe()}", file=sys.stderr)
+        print(f"prismq-desktop: run #{run_id} {terminal_safe(result.outcome.describe())}", file=sys.stderr)
         return _exit_status(result.outcome)
 
 
@@ -540,7 +588,7 @@ def _cmd_history(ns: argparse.Namespace) -> int:
         state = r.outcome.describe() if r.outcome else r.status.value
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at or r.created_at))
         dur = f"{r.duration:.2f}s" if r.duration is not None else "-"
-        print(f"{r.id:>6}  {r.name[:24]:<24} {state[:26]:<26} {started:<19} {dur:>9}")
+        print(f"{r.id:>6}  {terminal_safe(r.name)[:24]:<24} {terminal_safe(state)[:26]:<26} {started:<19} {dur:>9}")
     return 0
 
 
@@ -585,7 +633,7 @@ def _copy_log(path: str, offset: int, wanted: set[Any], out: Any) -> int:
 
 
 def _usage_error(message: str) -> NoReturn:
-    sys.stderr.write(f"prismq-desktop: error: {message}\n")
+    sys.stderr.write(f"prismq-desktop: error: {terminal_safe(message)}\n")
     raise SystemExit(EXIT_USAGE)
 
 
@@ -601,6 +649,8 @@ def _cmd_gui(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from prismq_desktop.core.store.schema import RegistryError
+
     parser = build_parser()
     raw = list(sys.argv[1:] if argv is None else argv)
     ns = parser.parse_args(raw)
@@ -623,8 +673,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return EXIT_CANCELLED
-    except (ValueError, OSError, OverflowError) as exc:
-        sys.stderr.write(f"prismq-desktop: error: {exc}\n")
+    except (ValueError, OSError, OverflowError, RegistryError) as exc:
+        sys.stderr.write(f"prismq-desktop: error: {terminal_safe(exc)}\n")
+        return 1
+    except sqlite3.DatabaseError as exc:  # a registry file that is not one (corrupt, or another file)
+        sys.stderr.write(f"prismq-desktop: error: the registry cannot be read ({terminal_safe(exc)}); "
+                         "it was left as it is\n")
         return 1
 
 

@@ -74,3 +74,12 @@ def home(tmp_path: Path) -> Path:
 @pytest.fixture
 def scripts() -> Path:
     return SCRIPTS
+
+
+@pytest.fixture
+def fast_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let schedules fire every fraction of a second (people get a 1 s floor), for tests whose
+    real-time scheduling would otherwise take seconds per fire."""
+    from prismq_desktop.core.schedule import triggers
+
+    monkeypatch.setattr(triggers, "MIN_INTERVAL_SECONDS", 0.05)

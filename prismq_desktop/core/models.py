@@ -101,6 +101,13 @@ class RunSpec:
     `args` may be a list or a single string typed by a person; a string is split with
     shell-like quoting when the run starts, and a quoting error fails that run cleanly.
     `env` values of None remove the variable from the child's environment.
+
+    Bad input is never refused here (a spec read back from an old registry must still
+    load): it is refused when the run starts, which then ends ``failed_to_start`` with a
+    one-line message and starts nothing. That covers a NaN, infinite, negative or zero
+    `soft_timeout`/`hard_timeout`, a NaN, infinite or negative `grace_period`, an `env`
+    name that is empty or holds ``=`` or NUL, a NUL in any value, target, cwd or argument,
+    and everything else `core.process.launch.resolve()` checks (missing script, bad cwd...).
     """
 
     target: str

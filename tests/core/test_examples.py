@@ -23,7 +23,7 @@ EXPECTED = {
                                "with fail_fast: failed, cancelled, cancelled"],
     "pattern4_fire_and_forget.py": ["returned at once: run #1 status=queued", "get_result while pending: None",
                                     "after restart: run #1 succeeded: sent 'Welcome!' to user@example.com"],
-    "pattern5_periodic.py": ["'cleanup_temp_files': every 0.5 seconds", "cleanup: removed 3 temp files",
+    "pattern5_periodic.py": ["'cleanup_temp_files': every second", "cleanup: removed 3 temp files",
                              "schedule removed"],
     "pattern6_pooled.py": ["pooled run #", "succeeded", "runs served by", "runs in the registry: 10", "advisor: pooled"],
     "combined_pipeline.py": ["1. cleanup scheduled", "2. processed 5/5 videos", "later: sent 'videos done'"],

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 from PySide6.QtCore import QSettings
 
 from prismq_desktop.core import OutcomeKind, RunSpec, RunStatus
@@ -87,6 +88,7 @@ async def all_agree(win, orch, step: str) -> None:
             raise AssertionError(f"after {step}: the {name} view disagrees with the registry") from None
 
 
+@pytest.mark.usefixtures("fast_intervals")
 def test_a_day_in_the_window_every_view_tells_the_truth(qapp, home):
 
     async def session():

@@ -6,6 +6,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QDialogButtonBox
 
@@ -57,6 +58,7 @@ def test_scheduler_tab_lists_edits_runs_now_and_shows_history(qapp, home):
     assert disabled is False
 
 
+@pytest.mark.usefixtures("fast_intervals")
 def test_skipped_fires_show_in_the_schedule_history(qapp, home):
     async def main():
         orch, win = await window_for(home)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import functools
+import math
 import os
 import shlex
 import shutil
@@ -161,6 +162,47 @@ def mark_run(launch: Launch, run_id: int) -> Launch:
     return dataclasses.replace(launch, env={**launch.env, RUN_ID_VAR: str(run_id), RUN_TAG_VAR: tag})
 
 
+def _duration_problem(label: str, value: object, *, zero_ok: bool = False) -> str | None:
+    """Why `value` is not a usable duration in seconds (None when it is)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{label} must be a number of seconds, got {value!r}"
+    if not math.isfinite(value):
+        return f"{label} must be a finite number of seconds, got {value!r}"
+    if value < 0 or (value == 0 and not zero_ok):
+        return f"{label} must be {'zero or more' if zero_ok else 'positive'}, got {value!r}"
+    return None
+
+
+def check_durations(spec: RunSpec) -> None:
+    """Refuse a NaN, infinite, negative (or, for timeouts, zero) soft/hard timeout or grace period."""
+    problems = [_duration_problem(label, value) for label, value in
+                (("soft timeout", spec.soft_timeout), ("hard timeout", spec.hard_timeout)) if value is not None]
+    problems.append(_duration_problem("grace period", spec.grace_period, zero_ok=True))
+    for problem in problems:
+        if problem:
+            raise LaunchError(problem)
+
+
+def check_environment(env: Mapping[str, str | None]) -> None:
+    """Refuse variables the OS cannot hold: an empty name, a name with `=`, a NUL anywhere."""
+    for raw_key, value in env.items():
+        key = str(raw_key)
+        if not key:
+            raise LaunchError("environment variable name is empty")
+        if "=" in key:
+            raise LaunchError(f"environment variable name cannot contain '=': {key!r}")
+        if "\0" in key:
+            raise LaunchError(f"environment variable name cannot contain a NUL character: {key!r}")
+        if value is not None and "\0" in str(value):
+            raise LaunchError(f"environment variable {key} cannot contain a NUL character")
+
+
+def _refuse_nul(values: tuple[str, ...]) -> None:
+    for value in values:
+        if "\0" in value:
+            raise LaunchError(f"a NUL character cannot be passed to a process: {value!r}")
+
+
 def _kind_of(spec: RunSpec) -> TargetKind:
     if spec.kind is not TargetKind.AUTO:
         return spec.kind
@@ -175,9 +217,9 @@ def resolve(spec: RunSpec) -> Launch:
         codecs.lookup(spec.encoding)
     except LookupError:
         raise LaunchError(f"unknown output encoding: {spec.encoding}") from None
-    for label, value in (("soft timeout", spec.soft_timeout), ("hard timeout", spec.hard_timeout)):
-        if value is not None and value <= 0:
-            raise LaunchError(f"{label} must be positive, got {value}")
+    check_durations(spec)
+    check_environment(spec.env)
+    _refuse_nul((spec.target, spec.cwd or "", spec.interpreter or ""))
 
     cwd = os.path.abspath(os.path.expanduser(spec.cwd)) if spec.cwd else os.getcwd()
     if not os.path.exists(cwd):
@@ -186,6 +228,7 @@ def resolve(spec: RunSpec) -> Launch:
         raise LaunchError(f"working directory is not a directory: {cwd}")
 
     args = split_args(spec.args)
+    _refuse_nul(args)
     env = child_environment(spec.env)
     kind = _kind_of(spec)
 

@@ -27,6 +27,16 @@ class ScheduleError(ValueError):
     """A schedule that cannot be created or changed; the message is for a person."""
 
 
+@dataclass(frozen=True)
+class BrokenSchedule:
+    """A stored schedule row that cannot be used (written by an older version, or edited by
+    hand): it is shown with its reason and can be removed, but it never fires."""
+
+    id: int
+    name: str
+    reason: str
+
+
 @dataclass
 class Schedule:
     id: int
@@ -50,6 +60,16 @@ class Schedule:
 
     @staticmethod
     def from_row(row: dict[str, Any]) -> Schedule:
+        """A schedule from its registry row; ValueError (TriggerError) for one that cannot be used."""
+        try:
+            return Schedule._from_row(row)
+        except ValueError:
+            raise
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ScheduleError(f"unreadable field {exc}") from None
+
+    @staticmethod
+    def _from_row(row: dict[str, Any]) -> Schedule:
         return Schedule(
             id=row["id"], name=row["name"], spec=RunSpec.from_dict(row["spec"]), trigger=trigger_from_dict(row["trigger"]),
             enabled=row["enabled"], overlap=OverlapPolicy(row["overlap"]), misfire_grace=row["misfire_grace"],

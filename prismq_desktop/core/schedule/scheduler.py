@@ -23,6 +23,7 @@ import builtins
 import contextlib
 import enum
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -32,7 +33,8 @@ from typing import Any
 from prismq_desktop.core.events import Event, Notice, RunChanged, ScheduleChanged
 from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunSpec, RunStatus
 from prismq_desktop.core.patterns import TaskPattern
-from prismq_desktop.core.schedule.model import CatchUp, OverlapPolicy, Schedule, ScheduleError
+from prismq_desktop.core.process.launch import LaunchError, check_durations, check_environment
+from prismq_desktop.core.schedule.model import BrokenSchedule, CatchUp, OverlapPolicy, Schedule, ScheduleError
 from prismq_desktop.core.schedule.ports import SchedulerHost
 from prismq_desktop.core.schedule.triggers import (
     CronTrigger,
@@ -40,7 +42,10 @@ from prismq_desktop.core.schedule.triggers import (
     OneShotTrigger,
     Trigger,
     TriggerError,
+    check_interval,
+    check_time,
     local_text,
+    validate_trigger,
 )
 from prismq_desktop.core.store.query import RunQuery
 from prismq_desktop.core.store.registry import RegistryError
@@ -56,16 +61,34 @@ def make_trigger(
     *, interval_seconds: float | None = None, cron: str | None = None, at: float | None = None,
     start: float | None = None, end: float | None = None, timezone: str = "UTC", now: float | None = None,
 ) -> Trigger:
+    """The trigger a person asked for, validated (`triggers.validate_trigger`): an interval
+    between 1 s and 366 days, a one-shot time still to come; TriggerError (one line) otherwise."""
     given = [x is not None for x in (interval_seconds, cron, at)]
     if sum(given) != 1:
         raise TriggerError("give exactly one of an interval, a cron expression or a one-shot time")
+    current = time.time() if now is None else now
+    trigger: Trigger
     if interval_seconds is not None:
-        first = start if start is not None else (time.time() if now is None else now) + interval_seconds
-        return IntervalTrigger(float(interval_seconds), first, end, timezone)
-    if cron is not None:
-        return CronTrigger(cron, timezone)
-    assert at is not None
-    return OneShotTrigger(at, timezone)
+        seconds = check_interval(interval_seconds)
+        first = start if start is not None else current + seconds
+        trigger = IntervalTrigger(seconds, first, end, timezone)
+    elif cron is not None:
+        trigger = CronTrigger(cron, timezone)
+    else:
+        assert at is not None
+        trigger = OneShotTrigger(at, timezone)
+    return validate_trigger(trigger, current)
+
+
+def _usable(s: Schedule) -> Schedule:
+    """`s`, if it can be fired and shown; TriggerError for a row an older version let through
+    (an interval outside the bounds, a next fire that is no date)."""
+    if isinstance(s.trigger, IntervalTrigger):
+        check_interval(s.trigger.seconds)
+    for label, ts in (("next fire", s.next_fire), ("last fire", s.last_fire)):
+        if ts is not None:
+            check_time(label, ts)
+    return s
 
 
 class FireAction(enum.StrEnum):
@@ -106,6 +129,7 @@ class Scheduler:
         self.clock = clock
         self.rng = rng or random.Random()
         self._schedules: dict[int, Schedule] = {}
+        self._broken: dict[int, BrokenSchedule] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._jitter: dict[int, tuple[float, float]] = {}  # schedule id -> (due, delayed fire time)
@@ -155,7 +179,17 @@ class Scheduler:
 
     # ------------------------------------------------------------------ CRUD
     def reload(self) -> None:
-        self._schedules = {row["id"]: Schedule.from_row(row) for row in self.registry.list_schedules()}
+        schedules: dict[int, Schedule] = {}
+        broken: dict[int, BrokenSchedule] = {}
+        for row in self.registry.list_schedules():
+            try:
+                schedules[row["id"]] = _usable(Schedule.from_row(row))
+            except ValueError as exc:  # TriggerError and ScheduleError are ValueErrors
+                broken[row["id"]] = BrokenSchedule(row["id"], str(row.get("name")), str(exc))
+        if broken.keys() - self._broken.keys():
+            log.info("schedules that cannot be used (they never fire): %s",
+                        "; ".join(f"#{b.id} {b.name!r}: {b.reason}" for b in broken.values()))
+        self._schedules, self._broken = schedules, broken
         self._last_reload = time.monotonic()
 
     def _reload_and_announce(self) -> None:
@@ -173,11 +207,19 @@ class Scheduler:
         self.reload()
         return sorted(self._schedules.values(), key=lambda s: s.name)
 
+    def broken(self) -> builtins.list[BrokenSchedule]:
+        """Stored rows that cannot be used (as of the last reload): shown, removable, never fired."""
+        return sorted(self._broken.values(), key=lambda b: b.name)
+
     def get(self, key: int | str) -> Schedule:
         row = self.registry.get_schedule(key)
         if row is None:
             raise ScheduleError(f"no schedule {key!r}")
-        return Schedule.from_row(row)
+        try:
+            return _usable(Schedule.from_row(row))
+        except ValueError as exc:
+            what = f"schedule #{row['id']} {row.get('name')!r}"
+            raise ScheduleError(f"{what} is broken ({exc}); remove it and add it again") from None
 
     def add(
         self,
@@ -196,8 +238,9 @@ class Scheduler:
         name = name.strip()
         if not name:
             raise ScheduleError("a schedule needs a name")
-        values = self._validated(spec, trigger, overlap, misfire_grace, catchup, catchup_limit, jitter, options)
         now = self.clock()
+        values = self._validated(spec, trigger, overlap, misfire_grace, catchup, catchup_limit, jitter, options,
+                                 check_trigger_at=now)
         values.update(name=name, enabled=enabled, next_fire=trigger.next_after(now))
         try:
             sid = self.registry.add_schedule(values)
@@ -207,14 +250,27 @@ class Scheduler:
 
     def _validated(self, spec: RunSpec, trigger: Trigger, overlap: OverlapPolicy | str, misfire_grace: float,
                    catchup: CatchUp | str,
-                   catchup_limit: int, jitter: float, options: dict[str, Any]) -> dict[str, Any]:
+                   catchup_limit: int, jitter: float, options: dict[str, Any],
+                   check_trigger_at: float | None = None) -> dict[str, Any]:
+        """The row to save, or ScheduleError/TriggerError (one line) and nothing is saved.
+
+        `check_trigger_at` (the clock's now) also validates the trigger against the bounds of
+        `triggers.validate_trigger` (interval 1 s .. 366 days, a one-shot still to come)."""
         try:
             overlap = OverlapPolicy(overlap)
             catchup = CatchUp(catchup)
         except ValueError as exc:
             raise ScheduleError(str(exc)) from None
-        if misfire_grace < 0 or jitter < 0 or catchup_limit < 1:
-            raise ScheduleError("misfire grace and jitter must be >= 0 and the catch-up limit >= 1")
+        if check_trigger_at is not None:
+            validate_trigger(trigger, check_trigger_at)
+        numbers = (misfire_grace, jitter)
+        if not all(isinstance(x, (int, float)) and math.isfinite(x) and x >= 0 for x in numbers) or catchup_limit < 1:
+            raise ScheduleError("misfire grace and jitter must be finite and >= 0 and the catch-up limit >= 1")
+        try:
+            check_durations(spec)
+            check_environment(spec.env)
+        except LaunchError as exc:
+            raise ScheduleError(str(exc)) from None
         allowed = {"max_retries", "retry_on", "backoff_base", "backoff_factor", "backoff_cap", "priority"}
         unknown = set(options) - allowed
         if unknown:
@@ -232,9 +288,12 @@ class Scheduler:
                   for key in ("spec", "trigger", "overlap", "misfire_grace", "catchup", "catchup_limit", "jitter")}
         options = dict(current.options)
         options.update(changes)
+        now = self.clock()
+        new_trigger = merged["trigger"] != current.trigger  # an unchanged one (a fired one-shot) may stay
         values = self._validated(merged["spec"], merged["trigger"], merged["overlap"], merged["misfire_grace"],
-                                 merged["catchup"], merged["catchup_limit"], merged["jitter"], options)
-        values.update(name=name, enabled=enabled, next_fire=merged["trigger"].next_after(self.clock()))
+                                 merged["catchup"], merged["catchup_limit"], merged["jitter"], options,
+                                 check_trigger_at=now if new_trigger else None)
+        values.update(name=name, enabled=enabled, next_fire=merged["trigger"].next_after(now))
         try:
             self.registry.update_schedule(current.id, values)
         except RegistryError as exc:
@@ -251,13 +310,18 @@ class Scheduler:
         self.registry.update_schedule(s.id, {"enabled": False})
         return self._changed(s.id, "disabled")
 
-    def remove(self, key: int | str) -> None:
-        """Delete the schedule; the runs it fired stay in history."""
-        s = self.get(key)
-        self.registry.delete_schedule(s.id)
-        self._schedules.pop(s.id, None)
-        self.bus.publish(ScheduleChanged(s.id, None, "removed"))
+    def remove(self, key: int | str) -> str:
+        """Delete the schedule (a broken one too) and return its name; the runs it fired stay in history."""
+        row = self.registry.get_schedule(key)
+        if row is None:
+            raise ScheduleError(f"no schedule {key!r}")
+        sid = int(row["id"])
+        self.registry.delete_schedule(sid)
+        self._schedules.pop(sid, None)
+        self._broken.pop(sid, None)
+        self.bus.publish(ScheduleChanged(sid, None, "removed"))
         self._poke()
+        return str(row["name"])
 
     def _changed(self, sid: int, what: str) -> Schedule:
         s = self.get(sid)

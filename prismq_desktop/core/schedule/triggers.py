@@ -26,6 +26,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+#: Interval bounds for schedules a person creates or edits (`validate_trigger`): a floor so a
+#: typo (``--every 0.000001``) cannot start hundreds of runs a second, a ceiling so the next
+#: fire stays a date the machine can show. Read at call time (tests may lower the floor).
+MIN_INTERVAL_SECONDS = 1.0
+MAX_INTERVAL_SECONDS = 366 * 86400.0
+#: Unix times a trigger may name: 1970 .. 9999 (what every platform's time_t and datetime hold).
+_MAX_TS = 253402300799.0
+
 ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 
 
@@ -60,6 +68,9 @@ class IntervalTrigger:
     def __post_init__(self) -> None:
         if not (self.seconds > 0 and math.isfinite(self.seconds)):
             raise TriggerError(f"interval must be a positive number of seconds, got {self.seconds!r}")
+        check_time("interval start", self.start)
+        if self.end is not None:
+            check_time("interval end", self.end)
         zone(self.timezone)
 
     kind = "interval"
@@ -147,6 +158,7 @@ class OneShotTrigger:
     kind = "once"
 
     def __post_init__(self) -> None:
+        check_time("one-shot time", self.at)
         zone(self.timezone)
 
     def next_after(self, ts: float) -> float | None:
@@ -160,6 +172,43 @@ class OneShotTrigger:
 
 
 Trigger = IntervalTrigger | CronTrigger | OneShotTrigger
+
+
+def check_time(label: str, ts: float) -> None:
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts) or not 0 <= ts <= _MAX_TS:
+        raise TriggerError(f"{label} is not a date between 1970 and 9999: {ts!r}")
+
+
+def validate_trigger(trigger: Trigger, now: float) -> Trigger:
+    """Refuse what a person must not save (raises TriggerError with a one-line message).
+
+    An interval below `MIN_INTERVAL_SECONDS` or above `MAX_INTERVAL_SECONDS`, and a one-shot
+    time not after `now` (it would never fire). The constructors already refuse NaN,
+    infinity and times outside 1970..9999; this adds what depends on policy and the clock.
+    """
+    if isinstance(trigger, IntervalTrigger):
+        check_interval(trigger.seconds)
+        if trigger.end is not None and trigger.end < trigger.start:
+            raise TriggerError("the interval's end is before its first fire")
+    elif isinstance(trigger, OneShotTrigger) and trigger.at <= now:
+        raise TriggerError(f"{describe_at(trigger)} is in the past; choose a time that is still to come")
+    return trigger
+
+
+def check_interval(seconds: float) -> float:
+    """`seconds` if it is a usable schedule interval, else TriggerError."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        raise TriggerError(f"interval must be a finite number of seconds, got {seconds!r}")
+    if seconds < MIN_INTERVAL_SECONDS:
+        raise TriggerError(f"interval must be at least {MIN_INTERVAL_SECONDS:g} s, got {seconds:g} s")
+    if seconds > MAX_INTERVAL_SECONDS:
+        raise TriggerError(f"interval must be at most {describe_seconds(MAX_INTERVAL_SECONDS)} "
+                           f"({MAX_INTERVAL_SECONDS:g} s), got {seconds:g} s")
+    return float(seconds)
+
+
+def describe_at(trigger: OneShotTrigger) -> str:
+    return "the time " + _from_ts(trigger.at, zone(trigger.timezone)).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _second_occurrence(when: datetime) -> bool:

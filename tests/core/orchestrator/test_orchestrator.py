@@ -485,6 +485,7 @@ def test_periodic_creates_a_schedule_and_no_run(home, options):
     asyncio.run(main())
 
 
+@pytest.mark.usefixtures("fast_intervals")
 def test_periodic_fires_through_the_shared_queue(home):
     async def main():
         async with TaskOrchestrator(home) as orch:
@@ -501,6 +502,7 @@ def test_periodic_fires_through_the_shared_queue(home):
     asyncio.run(main())
 
 
+@pytest.mark.usefixtures("fast_intervals")
 def test_close_right_after_removing_a_schedule_does_not_hang(home):
     """Removing (or editing) a schedule wakes the scheduler loop; closing in the same loop turn must still stop it."""
 

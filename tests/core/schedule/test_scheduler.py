@@ -118,6 +118,7 @@ def test_one_shot_and_words():
 
 
 # ---------------------------------------------------------------- overlap policies
+@pytest.mark.usefixtures("fast_intervals")
 def test_forbid_records_skips_and_never_overlaps(home):
     async def main():
         async with TaskOrchestrator(home, max_concurrent=4) as orch:
@@ -139,6 +140,7 @@ def test_forbid_records_skips_and_never_overlaps(home):
     assert all(prev_end <= next_start for (_, prev_end), (next_start, _) in zip(spans, spans[1:], strict=False))
 
 
+@pytest.mark.usefixtures("fast_intervals")
 def test_allow_overlaps(home):
     async def main():
         async with TaskOrchestrator(home, max_concurrent=4) as orch:
@@ -155,6 +157,7 @@ def test_allow_overlaps(home):
     assert any(prev_end > next_start for (_, prev_end), (next_start, _) in zip(spans, spans[1:], strict=False))
 
 
+@pytest.mark.usefixtures("fast_intervals")
 def test_replace_cancels_the_running_one(home):
     async def main():
         async with TaskOrchestrator(home, max_concurrent=4) as orch:
@@ -221,6 +224,7 @@ def test_catch_up_after_downtime(home, policy, runs_expected, missed_expected):
     assert (sched.next_fire - sched.trigger.start) % 60 == pytest.approx(0, abs=1e-6)
 
 
+@pytest.mark.usefixtures("fast_intervals")
 def test_two_scheduler_processes_fire_each_due_time_once(home):
     async def setup():
         async with TaskOrchestrator(home) as orch:
@@ -298,6 +302,7 @@ def test_one_shot_fires_once(home):
     assert s.next_fire is None
 
 
+@pytest.mark.usefixtures("fast_intervals")
 def test_jitter_delays_within_bound_and_keeps_grid(home):
     async def main():
         async with TaskOrchestrator(home, max_concurrent=4) as orch:
@@ -320,6 +325,7 @@ def test_jitter_delays_within_bound_and_keeps_grid(home):
     assert all(0 <= c - d < 0.2 + 0.15 for c, d in zip(created, dues, strict=False))
 
 
+@pytest.mark.usefixtures("fast_intervals")
 def test_execute_periodic_creates_a_schedule(home):
     async def main():
         async with TaskOrchestrator(home) as orch:
