@@ -4,7 +4,7 @@ On POSIX the data dir and its `logs/` are mode 0700 and every file PrismQ create
 (the registry and its -wal/-shm, run logs, tasks.json, settings.ini, app.log) is 0600,
 whatever the umask: run output and environments are nobody else's business. A data dir
 found wider than that (made by an older version, or by hand) is tightened, files and all,
-and the user is told once: a log warning, and whatever `notice` is set to (the CLI prints
+and, when it held files, the user is told once: a log warning, and whatever `notice` is set to (the CLI prints
 one line on stderr). Exports go where the user asks and are left as the user made them.
 """
 
@@ -65,7 +65,7 @@ def _make_private(home: Path) -> None:
             widened.append(f"{folder} was {oct(before)[2:]}")
     if not widened:
         return
-    files = 0  # a one-time migration: what an older version left readable
+    files = found = 0  # a one-time migration: what an older version left readable
     for folder in (home, home / "logs"):
         try:
             entries = list(os.scandir(folder))
@@ -73,8 +73,11 @@ def _make_private(home: Path) -> None:
             continue
         for entry in entries:
             if entry.is_file(follow_symlinks=False):
+                found += 1
                 files += make_private_file(entry.path)
     key = str(home)
+    if not found:
+        return  # an empty dir (just made with mkdir for --data-dir): nothing was exposed, nothing to say
     if key in _told:
         return
     text = (f"the data dir was readable by other users ({'; '.join(widened)}); it is now private "

@@ -112,10 +112,21 @@ def test_tightening_is_a_log_warning_in_process(tmp_path: Path, caplog: pytest.L
     home = tmp_path / "wide"
     (home / "logs").mkdir(parents=True)
     os.chmod(home / "logs", 0o755)
+    (home / "logs" / "run-1.log").write_bytes(b"PRISMQ-LOG 1\n")
     with caplog.at_level(logging.WARNING, logger="prismq_desktop.core.paths"):
         assert paths.data_dir(home) == home.resolve()
         paths.data_dir(home)
     warnings = [r for r in caplog.records if "readable by other users" in r.getMessage()]
     assert len(warnings) == 1
-    assert mode(home / "logs") == "0o700"
+    assert mode(home / "logs") == "0o700" and mode(home / "logs" / "run-1.log") == "0o600"
     assert any(str(home.resolve()) in text for text in paths.notices())
+
+
+def test_an_empty_wide_dir_is_tightened_without_a_word(tmp_path: Path) -> None:
+    """`mkdir d && prismq-desktop --data-dir d ...`: nothing was exposed, so nothing is said."""
+    home = tmp_path / "made-by-hand"
+    with umask(0o022):
+        home.mkdir()
+        res = cli(home, "history")
+    assert res.returncode == 0 and res.stderr == b"", res.stderr
+    assert mode(home) == "0o700" and mode(home / "logs") == "0o700"
