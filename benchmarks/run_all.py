@@ -4,7 +4,8 @@ Each benchmark runs as a subprocess of its own (with this interpreter), prints i
 writes `benchmarks/out/<bench>.json`; a benchmark that fails or times out is reported as such
 and does not stop the others. Benchmarks are found by name (`benchmarks/bench_*.py`, in
 alphabetical order): bench_drain (output firehose), bench_queue (orchestrator submit and
-trivial-run throughput), bench_spawn (spawn → first line).
+trivial-run throughput), bench_soak (10 minutes of schedules: memory, fds and threads stay
+flat), bench_spawn (spawn → first line).
 
     python benchmarks/run_all.py            # full size, writes benchmarks/RESULTS.md
     python benchmarks/run_all.py --quick    # smoke run, writes benchmarks/out/RESULTS-quick.md
@@ -27,6 +28,9 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import HEADERS, HERE, OUT_DIR, fmt_value, table_rows  # noqa: E402
+
+#: Benchmarks that run longer than the default timeout on purpose (full size only).
+MIN_TIMEOUT = {"bench_soak": 900.0}
 
 
 def _read(path: str) -> str:
@@ -223,7 +227,9 @@ def main() -> int:
         if results and hasattr(os, "sync"):
             os.sync()  # let one benchmark's file writes land before the next one measures
             time.sleep(1.0)
-        results.append(run_bench(bench, opts.quick, opts.timeout))
+        name = os.path.splitext(os.path.basename(bench))[0]
+        timeout = opts.timeout if opts.quick else max(opts.timeout, MIN_TIMEOUT.get(name, 0.0))
+        results.append(run_bench(bench, opts.quick, timeout))
     took = time.perf_counter() - started
     digest_after = source_digest()
     info["Code"] += f" (sources {digest_before})"

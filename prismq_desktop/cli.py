@@ -655,6 +655,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     ns = parser.parse_args(raw)
     ns.original_argv = raw
+    from prismq_desktop.core import paths  # a data dir others could read is tightened, and said once:
+    paths.notice = lambda text: sys.stderr.write(f"prismq-desktop: {text}\n")
     try:
         if ns.command == "run":
             return _cmd_run(ns)

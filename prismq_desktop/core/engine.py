@@ -33,6 +33,8 @@ from prismq_desktop.core.store.registry import RunRegistry
 
 log = logging.getLogger(__name__)
 
+MODE_CACHE_SIZE = 16
+
 def _change_kind(before: RunStatus, after: RunStatus) -> str:
     if after is RunStatus.DONE:
         return "finished"
@@ -227,6 +229,8 @@ class RunEngine:
         key = (id(loop), mode, os.environ.get(ENV_MODE))
         chosen = self._mode_cache.get(key)
         if chosen is None:
+            if len(self._mode_cache) >= MODE_CACHE_SIZE:  # keyed by loop: a process may make many loops
+                self._mode_cache.clear()
             chosen = self._mode_cache[key] = self.executor.mode_for_run(mode)
         run = self.registry.new_run(spec, mode=chosen, dry_run=chosen is RunMode.DRY_RUN, **fields)
         handle = RunHandle(self, run)

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import logging
 import logging.handlers
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -45,13 +46,25 @@ def ask_running_instance_to_show(key: str) -> bool:
     return True
 
 
+class _PrivateLogHandler(logging.handlers.RotatingFileHandler):
+    """app.log (and each file it rotates to) is 0600 whatever the umask."""
+
+    def _open(self) -> Any:
+        fd = paths.open_private(self.baseFilename)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)  # noqa: SIM115
+
+
 def setup_logging(home: Path) -> Path:
     path = home / "logs" / "app.log"
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
+    handler = _PrivateLogHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    for text in paths.notices():  # said before this log existed: keep it in app.log too
+        log.warning("%s", text)
+    # QSettings keeps the mode of the file it rewrites: start it 0600 and it stays so
+    os.close(paths.open_private(home / "settings.ini"))
     return path
 
 

@@ -1,4 +1,9 @@
-"""A chain: every attempt of one submission, and the future its final result resolves."""
+"""A chain: every attempt of one submission, and the future its final result resolves.
+
+A chain lives only while it is pending: once its final result is set, its dependents are
+released and its callback has run, the orchestrator forgets it, and everything about it is
+answered from the registry (`status`, `get_result`, `wait`, `after=`, idempotency).
+"""
 
 from __future__ import annotations
 
@@ -34,3 +39,5 @@ class Chain:
     attempt: int = 1
     depends_on: tuple[int, ...] = ()
     follow_ups: list[int] = field(default_factory=list)
+    #: every attempt's run id, first to newest (what `events()` matches, what is forgotten at the end)
+    run_ids: list[int] = field(default_factory=list)

@@ -7,6 +7,10 @@ their backoff is over; a chain whose retries run out lands on the dead-letter li
 `after=[ids]` holds a run until those chains succeed (else it ends `dependency_failed`);
 `on_success=` / `on_failure=` submit follow-ups. All of it is plain asyncio: the GUI
 drives the same object through qasync.
+
+Memory stays flat however long it runs: a chain is kept only while it is pending; once it
+has ended (result set, dependents released, callback called) it is forgotten, and the calls
+that look a finished run up answer from the registry.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from prismq_desktop.core.store.registry import DeadLetter
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_CONCURRENT = max(2, os.cpu_count() or 2)
+CALLBACK_ERRORS_KEPT = 100
 
 __all__ = ["DEFAULT_MAX_CONCURRENT", "PatternUnavailable", "RetryPolicy", "TaskMetrics", "TaskOrchestrator", "TaskResult"]
 
@@ -75,11 +80,13 @@ class TaskOrchestrator:
         self._backlog_warned = False
         self.queue: RunQueue[Chain] = RunQueue(self._start, limit=max_concurrent, clock=clock,
                                                 on_release=self._released)
-        self._chains: dict[int, Chain] = {}  # any attempt's run id -> its chain
+        self._chains: dict[int, Chain] = {}  # any attempt's run id -> its chain, while it is pending
         self._dependents: dict[int, list[Chain]] = collections.defaultdict(list)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.rng = random.Random()
-        self.callback_errors: list[tuple[int, str]] = []
+        #: (run id, traceback) of the newest result callbacks that raised (each is also logged,
+        #: written to the run's log and announced as a Notice)
+        self.callback_errors: collections.deque[tuple[int, str]] = collections.deque(maxlen=CALLBACK_ERRORS_KEPT)
         self._scheduler: Scheduler | None = None
 
     def _pooled(self, job: Job) -> bool:
@@ -164,6 +171,7 @@ class TaskOrchestrator:
         pattern: TaskPattern | str = TaskPattern.FIRE_AND_FORGET,
         schedule_id: int | None = None,
         trigger: str | None = None,
+        follow_up_of: int | None = None,
         **spec_options: Any,
     ) -> int:
         """Queue a run and return its id at once. `callback(result)` is called exactly once at the end.
@@ -180,16 +188,20 @@ class TaskOrchestrator:
             existing = self.registry.find_idempotent(idempotency_key, idempotency_window)
             if existing is not None:
                 chain = self._chains.get(existing.id)
+                first_id = chain.first_id if chain else _first_id(existing)
                 if callback is not None:
                     if chain is not None:
                         chain.future.add_done_callback(lambda fut: self._spawn(self._call_back(callback, fut.result())))
                     else:
-                        self._spawn(self._call_back(callback, self._result_from_run(existing)))
-                return chain.first_id if chain else existing.id
+                        self._spawn(self._call_back(callback, self._stored_result(first_id) or
+                                                    self._result_from_run(existing, first_id)))
+                return first_id
         policy = RetryPolicy(max_retries, backoff_base, backoff_factor, backoff_cap, jitter, tuple(retry_on))
         prio = Priority.parse(priority)
         pat = TaskPattern.parse(pattern)
-        options = {"retry": policy.to_dict()}
+        options: dict[str, Any] = {"retry": policy.to_dict()}
+        if follow_up_of is not None:
+            options["follow_up_of"] = int(follow_up_of)  # so a result read back from the registry names it
         follow = {"on_success": as_spec(on_success), "on_failure": as_spec(on_failure)}
         for key, value in follow.items():
             if value is not None:
@@ -202,7 +214,7 @@ class TaskOrchestrator:
         chain = Chain(
             first_id=handle.id, spec=spec, policy=policy, pattern=pat, priority=prio, mode=mode, callback=callback,
             on_success=follow["on_success"], on_failure=follow["on_failure"], idempotency_key=idempotency_key,
-            future=loop.create_future(), current=handle, depends_on=deps,
+            future=loop.create_future(), current=handle, depends_on=deps, run_ids=[handle.id],
         )
         self._chains[handle.id] = chain
         if handle.done:  # e.g. a dry run that could not even be recorded as started
@@ -236,7 +248,7 @@ class TaskOrchestrator:
         chain = self._chains.get(run_id)
         if chain is not None:
             return chain.future.done()
-        run = self.registry.get(run_id)
+        run = self._final_attempt(run_id)
         return run is None or not run.is_active
 
     def _failed_dependency(self, deps: Sequence[int]) -> str | None:
@@ -250,7 +262,7 @@ class TaskOrchestrator:
                     what = result.outcome.describe() if result.outcome else "did not finish"
                     return f"run #{dep} it depends on {what}"
                 continue
-            run = self.registry.get(dep)
+            run = self._final_attempt(dep)  # an ended chain: how its last attempt ended
             if run is None:
                 return f"run #{dep} it depends on does not exist"
             if not run.is_active and (run.outcome is None or run.outcome.kind is not OutcomeKind.SUCCEEDED):
@@ -295,6 +307,8 @@ class TaskOrchestrator:
 
     async def _after_run(self, chain: Chain) -> None:
         run = chain.current.run
+        if chain.future.done() and chain.first_id not in self._chains:
+            return  # already ended and forgotten
         outcome = run.outcome
         assert outcome is not None
         retryable = outcome.kind is not OutcomeKind.SUCCEEDED and chain.policy.matches(outcome)
@@ -308,16 +322,33 @@ class TaskOrchestrator:
         follow = chain.on_success if outcome.kind is OutcomeKind.SUCCEEDED else chain.on_failure
         if follow is not None and outcome.kind is not OutcomeKind.CANCELLED:
             chain.follow_ups.append(self.delay(follow, priority=chain.priority, mode=chain.mode,
-                                               pattern=TaskPattern.FIRE_AND_FORGET))
+                                               pattern=TaskPattern.FIRE_AND_FORGET, follow_up_of=chain.first_id))
         result = self._result(chain)
         if not chain.future.done():
             chain.future.set_result(result)
-        # release or fail the runs that waited for this chain
-        for waiting in self._dependents.pop(chain.first_id, []):
-            if self.queue.remove(waiting.current.id) is not None and not waiting.current.done:
-                self._enqueue(waiting)
-        if chain.callback is not None:
-            await self._call_back(chain.callback, result)
+        try:
+            # release or fail the runs that waited for this chain
+            for waiting in self._dependents.pop(chain.first_id, []):
+                if self.queue.remove(waiting.current.id) is not None and not waiting.current.done:
+                    self._enqueue(waiting)
+            if chain.callback is not None:
+                await self._call_back(chain.callback, result)
+        finally:
+            self._forget(chain)
+
+    def _forget(self, chain: Chain) -> None:
+        """The chain has ended: drop everything kept for it (the registry answers from now on)."""
+        for run_id in chain.run_ids:
+            if self._chains.get(run_id) is chain:
+                del self._chains[run_id]
+        for dep in chain.depends_on:  # it may have ended while still waiting for them (cancelled)
+            root = self._chain_root(dep)
+            waiting = self._dependents.get(root)
+            if waiting is not None:
+                waiting[:] = [c for c in waiting if c is not chain]
+                if not waiting:
+                    del self._dependents[root]
+        chain.callback = None
 
     def _schedule_retry(self, chain: Chain) -> None:
         wait = chain.policy.backoff(chain.attempt, self.rng)
@@ -331,6 +362,7 @@ class TaskOrchestrator:
         )
         chain.attempt += 1
         chain.current = handle
+        chain.run_ids.append(handle.id)
         self._chains[handle.id] = chain
         self.bus.publish(RetryScheduled(previous.id, handle.id, chain.attempt, at))
         self._enqueue(chain)
@@ -365,36 +397,54 @@ class TaskOrchestrator:
             follow_up_ids=tuple(chain.follow_ups),
         )
 
-    def _result_from_run(self, run: Run) -> TaskResult:
+    def _result_from_run(self, run: Run, first_id: int | None = None) -> TaskResult:
+        """A result from a stored snapshot (`run` is the chain's newest attempt, `first_id` its first)."""
+        first = _first_id(run) if first_id is None else first_id
         if run.is_active:
-            return TaskResult(run.id, run.pattern, run=run, attempts=run.attempt)
+            return TaskResult(first, run.pattern, run=run, attempts=run.attempt)
         return TaskResult(
-            run.id, run.pattern,
+            first, run.pattern,
             stdout=tail_from_log(run.log_path, Stream.STDOUT), stderr=tail_from_log(run.log_path, Stream.STDERR),
-            run=run, attempts=run.attempt,
+            run=run, attempts=run.attempt, follow_up_ids=self._stored_follow_ups(first),
         )
+
+    def _final_attempt(self, run_id: int) -> Run | None:
+        """The newest attempt of the chain that run `run_id` (any attempt of it) belongs to, from the registry."""
+        run = self.engine.get(run_id)
+        if run is None:
+            return None
+        return self.registry.latest_attempt(_first_id(run)) or run
+
+    def _stored_follow_ups(self, first_id: int) -> tuple[int, ...]:
+        first = self.registry.get(first_id)
+        if first is None or not (first.options.get("on_success") or first.options.get("on_failure")):
+            return ()
+        return tuple(self.registry.follow_ups(first_id))
+
+    def _stored_result(self, run_id: int) -> TaskResult | None:
+        """status() of a chain that is not pending here (ended, or of another process); None if unknown."""
+        run = self._final_attempt(run_id)
+        return None if run is None else self._result_from_run(run)
 
     def get_result(self, run_id: int) -> TaskResult | None:
         """The final result, or None while the run (or a retry of it) is pending."""
         chain = self._chains.get(run_id)
         if chain is not None:
             return chain.future.result() if chain.future.done() else None
-        run = self.registry.latest_attempt(run_id)
-        if run is None:
+        result = self._stored_result(run_id)
+        if result is None:
             raise KeyError(f"no run #{run_id}")
-        if run.is_active:
-            return None
-        return self._result_from_run(run)
+        return None if result.run is not None and result.run.is_active else result
 
     def status(self, run_id: int) -> TaskResult:
         """Where a run is now, finished or not (also for runs of an earlier session)."""
         chain = self._chains.get(run_id)
         if chain is not None:
             return chain.future.result() if chain.future.done() else self._result(chain)
-        run = self.registry.latest_attempt(run_id)
-        if run is None:
+        result = self._stored_result(run_id)
+        if result is None:
             raise KeyError(f"no run #{run_id}")
-        return self._result_from_run(run)
+        return result
 
     async def wait(self, run_id: int, timeout: float | None = None) -> TaskResult:
         chain = self._chains.get(run_id)
@@ -513,14 +563,18 @@ class TaskOrchestrator:
         delay(), in the same loop turn); output a slow consumer misses arrives as a marker
         batch with dropped_bytes, as for any subscriber.
         """
-        sub = self.bus.subscribe()
         chain = self._chains.get(run_id)
+        if chain is None:
+            stored = self._final_attempt(run_id)
+            if stored is not None and not stored.is_active:
+                return  # it has ended: nothing more will come
+        sub = self.bus.subscribe()
 
         def mine(ev: Event) -> bool:
             rid = _event_run_id(ev)
             if chain is None:
                 return rid == run_id
-            return rid is not None and self._chains.get(rid) is chain
+            return rid is not None and rid in chain.run_ids  # the chain may be forgotten meanwhile
 
         try:
             while True:
@@ -574,6 +628,11 @@ class TaskOrchestrator:
     def owns(self, run_id: int) -> bool:
         """The run is live in this process."""
         return self.engine.handle(run_id) is not None
+
+
+def _first_id(run: Run) -> int:
+    """The id a chain is known by: its first attempt's."""
+    return run.parent_id if run.parent_id is not None else run.id
 
 
 def _event_run_id(ev: Event) -> int | None:

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from prismq_desktop.core import paths
+
 LOG_MAGIC = b"PRISMQ-LOG 1\n"
 _writev = getattr(os, "writev", None)  # POSIX only
 
@@ -38,8 +40,9 @@ class LogWriter:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        self._fh: BinaryIO | None = open(path, "ab", buffering=0)  # noqa: SIM115
+        os.makedirs(os.path.dirname(path) or ".", mode=paths.PRIVATE_DIR_MODE, exist_ok=True)
+        # 0600 whatever the umask: a run's output is its user's
+        self._fh: BinaryIO | None = os.fdopen(paths.open_private(path), "ab", buffering=0)
         self._lock = threading.Lock()
         self._fd = self._fh.fileno()
         if self._fh.tell() == 0:

@@ -201,6 +201,7 @@ class Scheduler:
             if before.get(sid) != _version(s):
                 self.bus.publish(ScheduleChanged(sid, s, "changed elsewhere"))
         for sid in before.keys() - self._schedules.keys():
+            self._drop_state(sid)
             self.bus.publish(ScheduleChanged(sid, None, "removed"))
 
     def all(self) -> builtins.list[Schedule]:
@@ -319,9 +320,15 @@ class Scheduler:
         self.registry.delete_schedule(sid)
         self._schedules.pop(sid, None)
         self._broken.pop(sid, None)
+        self._drop_state(sid)
         self.bus.publish(ScheduleChanged(sid, None, "removed"))
         self._poke()
         return str(row["name"])
+
+    def _drop_state(self, sid: int) -> None:
+        """Forget what was kept for a schedule that is gone (its runs go on as ordinary runs)."""
+        for table in (self._jitter, self._queued, self._active, self._lost_claims):
+            table.pop(sid, None)
 
     def _changed(self, sid: int, what: str) -> Schedule:
         s = self.get(sid)
@@ -451,7 +458,10 @@ class Scheduler:
     # ------------------------------------------------------------------ starting runs
     def _live_runs(self, s: Schedule) -> builtins.list[int]:
         local = {rid for rid in self._active.get(s.id, set()) if self.orch.owns(rid)}
-        self._active[s.id] = local
+        if local:
+            self._active[s.id] = local
+        else:
+            self._active.pop(s.id, None)
         stored = self.registry.query(RunQuery.of([RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value],
                                                  schedule_id=s.id, limit=50))
         return sorted(local | {r.id for r in stored})
@@ -505,11 +515,15 @@ class Scheduler:
         active = self._active.get(run.schedule_id)
         if active is not None:
             active.discard(run.id)
+            if not active:
+                del self._active[run.schedule_id]  # nothing per run is kept once it ends
         waiting = self._queued.get(run.schedule_id)
-        if waiting and not (active or set()):
+        if waiting and not active:
             s = self._schedules.get(run.schedule_id)
             if s is not None and run.outcome is not None and run.outcome.kind not in (OutcomeKind.SKIPPED, OutcomeKind.MISSED):
                 asyncio.get_running_loop().call_soon(self._submit, s, waiting.pop(0))
+                if not waiting:
+                    del self._queued[run.schedule_id]
 
 
 

@@ -186,6 +186,16 @@ class RunTable(Database):
             ).fetchone()
         return run_from_row(row) if row else self.get(first_id)
 
+    def follow_ups(self, first_id: int) -> list[int]:
+        """Ids of the runs submitted as on_success/on_failure follow-ups of chain `first_id`."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM runs WHERE id > ? AND options IS NOT NULL "
+                "AND json_extract(options, '$.follow_up_of') = ? ORDER BY id",
+                (first_id, first_id),
+            ).fetchall()
+        return [int(r[0]) for r in rows]
+
     def durations(self, name: str, limit: int = 1000) -> list[tuple[str, float | None]]:
         """(outcome, duration) of the newest finished runs with this name."""
         with self._lock:
