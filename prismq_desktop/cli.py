@@ -395,6 +395,7 @@ async def _schedule_async(ns: argparse.Namespace) -> int:
     from prismq_desktop.core.schedule.model import ScheduleError
     from prismq_desktop.core.schedule.scheduler import make_trigger
     from prismq_desktop.core.schedule.triggers import TriggerError, local_text, parse_when
+    from prismq_desktop.core.secrets import masked_spec_dict
 
     async with TaskOrchestrator(ns.data_dir, max_concurrent=1) as orch:
         sch = orch.scheduler
@@ -425,7 +426,8 @@ async def _schedule_async(ns: argparse.Namespace) -> int:
                     rows: list[dict[str, Any]] = [
                         {"id": s.id, "name": s.name, "trigger": s.trigger.to_dict(), "describe": s.describe(),
                          "enabled": s.enabled, "overlap": s.overlap.value, "catchup": s.catchup.value,
-                         "next_fire": s.next_fire, "last_fire": s.last_fire, "spec": s.spec.to_dict()} for s in items]
+                         "next_fire": s.next_fire, "last_fire": s.last_fire,
+                         "spec": masked_spec_dict(s.spec.to_dict())} for s in items]
                     rows += [{"id": b.id, "name": b.name, "broken": b.reason} for b in broken]
                     json.dump(rows, sys.stdout, indent=2)
                     sys.stdout.write("\n")
@@ -511,6 +513,7 @@ async def _scheduler_foreground(ns: argparse.Namespace) -> int:
 def _cmd_dead_letters(ns: argparse.Namespace) -> int:
     from prismq_desktop.core import RunRegistry
     from prismq_desktop.core.paths import data_dir, registry_path
+    from prismq_desktop.core.secrets import masked_spec_dict
 
     if ns.requeue is not None:
         return asyncio.run(_requeue(ns))
@@ -524,7 +527,8 @@ def _cmd_dead_letters(ns: argparse.Namespace) -> int:
     if ns.json:
         json.dump([{"id": d.id, "run_id": d.run_id, "first_run_id": d.first_run_id, "name": d.name,
                     "attempts": d.attempts, "reason": d.reason, "created_at": d.created_at,
-                    "requeued_run_id": d.requeued_run_id, "spec": d.spec.to_dict()} for d in entries], sys.stdout, indent=2)
+                    "requeued_run_id": d.requeued_run_id, "spec": masked_spec_dict(d.spec.to_dict())} for d in entries],
+                  sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     if not entries:

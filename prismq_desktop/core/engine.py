@@ -27,7 +27,7 @@ from prismq_desktop.core.process.local import SubprocessWrapper
 from prismq_desktop.core.process.logfile import LogWriter, Stream
 from prismq_desktop.core.process.tree import kill_orphan
 from prismq_desktop.core.progress import PROTOCOL_PREFIX, ProgressTracker
-from prismq_desktop.core.secrets import masked_env
+from prismq_desktop.core.secrets import masked_argv, masked_env
 from prismq_desktop.core.store.recovery import find_orphans
 from prismq_desktop.core.store.registry import RunRegistry
 
@@ -332,7 +332,7 @@ class RunEngine:
         writer.meta(
             event="start",
             run_id=run.id,
-            argv=list(launch.argv),
+            argv=masked_argv(launch.argv),
             cwd=launch.cwd,
             env=masked_env(dict(env_shown, **{k: None for k in removed})),
             mode=run.mode,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from prismq_desktop.core.models import Run
-from prismq_desktop.core.secrets import masked_env
+from prismq_desktop.core.secrets import masked_argv, masked_env
 from prismq_desktop.core.store.atomic import atomic_writer
 from prismq_desktop.core.store.query import RunQuery
 from prismq_desktop.core.store.registry import RunRegistry
@@ -243,7 +243,7 @@ def run_to_json(run: Run) -> dict[str, Any]:
         "duration": run.duration,
         "mode": run.mode,
         "dry_run": run.dry_run,
-        "argv": list(run.argv),
+        "argv": masked_argv(run.argv),
         "cwd": run.cwd,
         "pid": run.pid,
         "log_path": run.log_path,
