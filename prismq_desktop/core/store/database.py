@@ -20,11 +20,20 @@ def current_owner() -> tuple[int, float]:
 class Database:
     """A thread-safe connection to one registry file (WAL); the tables share it."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float | None = None) -> None:
+        """`busy_timeout`: seconds a write waits for another process's lock before
+        `RegistryLocked` (default 30, or $PRISMQ_REGISTRY_BUSY_TIMEOUT)."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise schema.RegistryReadOnly(
+                f"the data dir {self.path.parent} cannot be created ({exc.strerror or exc}); "
+                "make its parent writable or start with another data dir (--data-dir)",
+                self.path,
+            ) from exc
         self._lock = threading.RLock()
-        self._db: sqlite3.Connection = schema.connect(self.path)
+        self._db: sqlite3.Connection = schema.connect(self.path, busy_timeout)
         self._owner = current_owner()
 
     @property
