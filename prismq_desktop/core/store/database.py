@@ -12,6 +12,26 @@ import psutil
 from prismq_desktop.core.store import schema
 
 
+def move_aside(path: str | os.PathLike[str], when: float | None = None) -> Path:
+    """Rename a registry file that cannot be used (with its -wal/-shm) to
+    `<name>.unusable-<YYYYmmdd-HHMMSS>`, so a fresh one is made; never deletes anything."""
+    import time
+
+    src = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
+    dest = src.with_name(f"{src.name}.unusable-{stamp}")
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = src.with_name(f"{src.name}.unusable-{stamp}-{n}")
+    os.rename(src, dest)
+    for suffix in ("-wal", "-shm"):
+        side = src.with_name(src.name + suffix)
+        if side.exists():
+            os.rename(side, dest.with_name(dest.name + suffix))
+    return dest
+
+
 def current_owner() -> tuple[int, float]:
     proc = psutil.Process()
     return proc.pid, proc.create_time()
