@@ -120,7 +120,9 @@ class _Cursor(sqlite3.Cursor):
 
 
 class RegistryConnection(sqlite3.Connection):
-    """The registry's connection: every `sqlite3` error leaves it as a `RegistryError` subclass.
+    """The registry's connection: every `sqlite3` error but a constraint violation
+    (`IntegrityError`, which the tables turn into their own messages) leaves it as a
+    `RegistryError` subclass.
 
     A ROLLBACK with no transaction open (SQLite already rolled back after a full disk or
     an I/O error) is a no-op, so it never hides the error that caused it.
@@ -135,6 +137,8 @@ class RegistryConnection(sqlite3.Connection):
         cur = self.cursor(_Cursor)
         try:
             return cur.execute(sql, parameters)
+        except sqlite3.IntegrityError:
+            raise  # a constraint (a duplicate name, a claimed fire): the tables answer it themselves
         except sqlite3.Error as exc:
             raise translate(exc, self.registry_path, self.busy_timeout) from exc
 
@@ -142,6 +146,8 @@ class RegistryConnection(sqlite3.Connection):
         cur = self.cursor(_Cursor)
         try:
             return cur.executemany(sql, parameters)
+        except sqlite3.IntegrityError:
+            raise
         except sqlite3.Error as exc:
             raise translate(exc, self.registry_path, self.busy_timeout) from exc
 
