@@ -15,6 +15,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from prismq_desktop import __version__
@@ -661,7 +662,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns.original_argv = raw
     from prismq_desktop.core import paths  # a data dir others could read is tightened, and said once:
     paths.notice = lambda text: sys.stderr.write(f"prismq-desktop: {text}\n")
+
     try:
+        if ns.command in ("run", "schedule") and (ns.command == "run" or ns.schedule_command == "add"):
+            full = _disk_full(ns.data_dir)
+            if full:
+                sys.stderr.write(f"prismq-desktop: error: {full}\n")
+                return 1
         if ns.command == "run":
             return _cmd_run(ns)
         if ns.command == "history":
@@ -679,13 +686,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return EXIT_CANCELLED
-    except (ValueError, OSError, OverflowError, RegistryError) as exc:
+    except RegistryError as exc:  # damaged, locked, read-only, newer, full: one line, no traceback
         sys.stderr.write(f"prismq-desktop: error: {terminal_safe(exc)}\n")
         return 1
     except sqlite3.DatabaseError as exc:  # a registry file that is not one (corrupt, or another file)
         sys.stderr.write(f"prismq-desktop: error: the registry cannot be read ({terminal_safe(exc)}); "
                          "it was left as it is\n")
         return 1
+    except (ValueError, OSError, OverflowError) as exc:
+        sys.stderr.write(f"prismq-desktop: error: {terminal_safe(exc)}\n")
+        return 1
+
+
+MIN_FREE = 64 * 1024  # below this, a run or a new schedule could not even be recorded
+
+
+def _disk_full(data_dir: str | None) -> str | None:
+    """One line when the disk holding the data dir has (next to) no room, else None."""
+    import shutil
+
+    from prismq_desktop.core.paths import data_dir as resolve_data_dir
+
+    where = Path(resolve_data_dir(data_dir))
+    probe = where
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return None
+    if free >= MIN_FREE:
+        return None
+    return f"no space left on the disk holding {where} ({free} bytes free); free some space and try again"
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ raises out of here: it becomes a run that ended `failed_to_start` or `failed`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import threading
@@ -30,10 +31,15 @@ from prismq_desktop.core.progress import PROTOCOL_PREFIX, ProgressTracker
 from prismq_desktop.core.secrets import masked_argv, masked_env
 from prismq_desktop.core.store.recovery import find_orphans
 from prismq_desktop.core.store.registry import RunRegistry
+from prismq_desktop.core.store.schema import RegistryError, RegistryFull, RegistryLocked
 
 log = logging.getLogger(__name__)
 
 MODE_CACHE_SIZE = 16
+SAVE_RETRY_FIRST = 0.05  # a snapshot the registry refused (locked, full) is retried after this...
+SAVE_RETRY_MAX = 2.0  # ...doubling up to this
+FULL_PATIENCE = 10.0  # a full disk: how long a finished run's snapshot is retried before giving up
+_PASSING = (RegistryLocked, RegistryFull)
 
 def _change_kind(before: RunStatus, after: RunStatus) -> str:
     if after is RunStatus.DONE:
@@ -80,6 +86,7 @@ class RunHandle:
         self._done = False
         self._future: asyncio.Future[Run] | None = None
         self._staged: dict[str, Any] = {}  # fields known before the next change (argv, cwd), saved with it
+        self._finish_deferred = False  # ended, but its last snapshot is not stored yet
 
     @property
     def run(self) -> Run:
@@ -152,6 +159,13 @@ class RunEngine:
         self._mode_cache: dict[tuple[int, object, str | None], RunMode] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.RLock()
+        # snapshots the registry refused for a passing reason (locked past the busy timeout, a
+        # full disk), kept in memory with their announcements until stored (see _save)
+        self._unsaved: dict[int, list[RunChanged]] = {}
+        self._unsaved_since: dict[int, float] = {}
+        self._retry_delay = SAVE_RETRY_FIRST
+        self._retry_handle: asyncio.TimerHandle | None = None
+        self.unsaved_errors: dict[int, str] = {}  # runs whose end could not be stored at all (disk full)
         # runs a dead PrismQ left active end `interrupted` before anything new starts
         self.recovered: list[Run] = recover_orphans(self.registry, self.bus.publish) if recover else []
 
@@ -176,18 +190,106 @@ class RunEngine:
             changes = {**handle._staged, **fields}
             handle._staged.clear()
             after = transition(before, status, outcome, **changes)
-            self.registry.save(after)
             handle._run = after
-        self.bus.publish(RunChanged(after, _change_kind(before.status, status)))
+            stored = self._save(handle, RunChanged(after, _change_kind(before.status, status)))
+        if stored:
+            self.bus.publish(RunChanged(after, _change_kind(before.status, status)))
 
     def _amend(self, handle: RunHandle, **fields: Any) -> None:
         """A change that is not a status change (priority, retry time): saved, then announced."""
         self.flush_created()
         with self._lock:
             after = handle._run.with_changes(**fields)
-            self.registry.save(after)
             handle._run = after
-        self.bus.publish(RunChanged(after, "updated"))
+            stored = self._save(handle, RunChanged(after, "updated"))
+        if stored:
+            self.bus.publish(RunChanged(after, "updated"))
+
+    # -- snapshots the registry refused for a while
+    def _save(self, handle: RunHandle, event: RunChanged) -> bool:
+        """Store `event.run` (under self._lock); True when it is stored and may be announced now.
+
+        When the registry is locked past its busy timeout (or the disk is full), the snapshot
+        and its announcement are kept in memory and retried with backoff: on the loop when
+        there is one, else on this thread until stored. Announced only once stored; the run's
+        waiters are released only then (`_finish` waits for it)."""
+        queued = self._unsaved.get(handle.id)
+        if queued is not None:  # an older one still waits: this one goes after it
+            queued.append(event)
+            return False
+        try:
+            self.registry.save(event.run)
+            return True
+        except _PASSING as exc:
+            log.warning("run %s: %s; its state is kept in memory and retried", handle.id, exc)
+            self._unsaved[handle.id] = [event]
+            self._unsaved_since[handle.id] = time.monotonic()
+        if _running_loop() is None:
+            self._retry_blocking()
+        else:
+            self._schedule_retry()
+        return False
+
+    def _schedule_retry(self) -> None:
+        loop = _running_loop()
+        if loop is None or self._retry_handle is not None:
+            return
+        self._retry_handle = loop.call_later(self._retry_delay, self._retry_saves)
+        self._retry_delay = min(SAVE_RETRY_MAX, self._retry_delay * 2)
+
+    def _retry_blocking(self) -> None:
+        while self._unsaved:
+            time.sleep(self._retry_delay)
+            self._retry_delay = min(SAVE_RETRY_MAX, self._retry_delay * 2)
+            self._retry_saves(reschedule=False)
+
+    def _retry_saves(self, reschedule: bool = True) -> None:
+        """Try the kept snapshots again; announce (and release) each one stored."""
+        self._retry_handle = None
+        stored: list[tuple[int, list[RunChanged]]] = []
+        with self._lock:
+            for run_id, events in list(self._unsaved.items()):
+                try:
+                    self.registry.save(events[-1].run)
+                except _PASSING as exc:
+                    waited = time.monotonic() - self._unsaved_since[run_id]
+                    if isinstance(exc, RegistryFull) and waited >= FULL_PATIENCE and events[-1].run.status is RunStatus.DONE:
+                        log.error("run %s ended %s but could not be recorded: %s", run_id,
+                                  events[-1].run.outcome.describe() if events[-1].run.outcome else "", exc)
+                        self.unsaved_errors[run_id] = str(exc)
+                    else:
+                        continue
+                except RegistryError as exc:  # not passing: give up, but never leave waiters hanging
+                    log.error("run %s could not be recorded: %s", run_id, exc)
+                    self.unsaved_errors[run_id] = str(exc)
+                del self._unsaved[run_id]
+                self._unsaved_since.pop(run_id, None)
+                stored.append((run_id, events))
+            if not self._unsaved:
+                self._retry_delay = SAVE_RETRY_FIRST
+        for run_id, events in stored:
+            for event in events:
+                self.bus.publish(event)
+            handle = self._live.get(run_id)
+            if handle is not None and handle._finish_deferred:
+                self._finish(handle)
+        if self._unsaved and reschedule:
+            self._schedule_retry()
+
+    @property
+    def unsaved(self) -> int:
+        """How many runs have a newer state than the registry (kept in memory, being retried)."""
+        return len(self._unsaved)
+
+    async def wait_saved(self, timeout: float | None = None) -> bool:
+        """Wait until every kept snapshot is stored (or given up); False if `timeout` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._unsaved:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            self._schedule_retry()
+            await asyncio.sleep(0.02)
+        return True
 
     def amend(self, run_id: int, *, priority: Priority | None = None, hold_until: float | None | bool = False) -> bool:
         """Change a queued run's place in the queue: its priority, or when a retry may start
@@ -368,9 +470,12 @@ class RunEngine:
                 with self._lock:
                     handle._run = handle._run.with_changes(progress=reading.fraction, progress_message=reading.message)
                     now = time.monotonic()
-                    if now - last_saved[0] >= 1.0:
+                    if now - last_saved[0] >= 1.0 and handle.id not in self._unsaved:
                         last_saved[0] = now
-                        self.registry.save(handle._run)
+                        try:
+                            self.registry.save(handle._run)
+                        except RegistryError as exc:  # a reading: the final state carries it anyway
+                            log.warning("run %s: progress not saved: %s", run.id, exc)
                 self.bus.publish(Progress(run.id, reading.fraction, reading.message))
 
         job = Job(
@@ -388,6 +493,9 @@ class RunEngine:
 
     def _end(self, handle: RunHandle, outcome: Outcome) -> None:
         job = handle.job
+        lost = job.capture.log_error if job is not None else None
+        if lost:  # the run's real outcome, plus what its log could not keep
+            outcome = dataclasses.replace(outcome, message=f"{outcome.message}; {lost}" if outcome.message else lost)
         if job is not None and job.capture.log is not None:
             job.capture.log.meta(event="end", outcome=outcome.kind.value, exit_code=outcome.exit_code, message=outcome.message)
             job.capture.log.close()
@@ -406,6 +514,10 @@ class RunEngine:
     def _finish(self, handle: RunHandle) -> None:
         self.monitor.unwatch(handle.id)
         with self._lock:
+            if handle.id in self._unsaved:  # released once its last snapshot is stored
+                handle._finish_deferred = True
+                return
+            handle._finish_deferred = False
             handle._done = True
         if handle._future is not None and not handle._future.done():
             handle._future.set_result(handle.run)
@@ -503,6 +615,7 @@ class RunEngine:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=2)
         self.flush_created()
+        await self.wait_saved()
         self.monitor.stop()
         self.registry.close()
 
@@ -515,6 +628,7 @@ class RunEngine:
     def close(self) -> None:
         """Close without a loop (scripts, the CLI's blocking paths): store what is pending first."""
         self.flush_created()
+        self._retry_blocking()
         self.monitor.stop()
         self.registry.close()
 

@@ -195,5 +195,52 @@ def main(data_dir: str | None = None) -> int:
     install_excepthook(log_path)
     import qasync
 
-    with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
-        return runner.run(run_window(app, home, server))
+    from prismq_desktop.core.store.schema import RegistryError
+
+    while True:
+        try:
+            with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
+                return runner.run(run_window(app, home, server))
+        except RegistryError as exc:  # damaged, locked, read-only, newer, full: say it, offer a way out
+            log.error("registry: %s", exc)
+            box = registry_problem_box(exc)
+            box.exec()  # not inside a coroutine: the loop has ended
+            choice = box.property("choice")
+            if choice == "other":
+                from PySide6.QtWidgets import QFileDialog
+
+                picked = QFileDialog.getExistingDirectory(None, "Open another data dir", str(home.parent))
+                if not picked:
+                    return 1
+                home = paths.data_dir(picked)
+            elif choice == "aside":
+                from prismq_desktop.core.store.database import move_aside
+
+                moved = move_aside(cast(Path, getattr(exc, "path", None)))
+                log.warning("moved the unusable registry aside to %s", moved)
+            elif choice != "retry":
+                return 1
+
+
+def registry_problem_box(exc: Exception) -> QMessageBox:
+    """The dialog for a registry that cannot be used: what is wrong (one line) and the ways out.
+
+    Its "choice" property is set to "other" (open another data dir), "aside" (move the bad file
+    aside, renamed with a timestamp; offered for a file that is itself the problem), "retry"
+    (a lock or a full disk may pass) or "quit"."""
+    from prismq_desktop.core.store.schema import RegistryLocked, RegistryUnusable
+
+    box = QMessageBox(QMessageBox.Icon.Critical, APP_NAME, "The run registry cannot be used.")
+    box.setInformativeText(str(exc))
+    box.setProperty("choice", "quit")
+    buttons = {"other": box.addButton("Open another data dir…", QMessageBox.ButtonRole.AcceptRole)}
+    path = getattr(exc, "path", None)
+    if isinstance(exc, RegistryUnusable) and path is not None and Path(path).is_file():
+        buttons["aside"] = box.addButton("Move the file aside", QMessageBox.ButtonRole.DestructiveRole)
+    if not isinstance(exc, RegistryUnusable) or isinstance(exc, RegistryLocked):
+        buttons["retry"] = box.addButton("Try again", QMessageBox.ButtonRole.ActionRole)
+    quit_button = box.addButton("Quit", QMessageBox.ButtonRole.RejectRole)
+    box.setDefaultButton(quit_button)
+    for name, button in buttons.items():
+        button.clicked.connect(lambda _=False, n=name: box.setProperty("choice", n))
+    return box

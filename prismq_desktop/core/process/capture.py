@@ -202,6 +202,11 @@ class OutputCapture:
         if (notify or urgent) and self.on_pending is not None:
             self.on_pending(urgent)
 
+    @property
+    def log_error(self) -> str | None:
+        """What the log file could not keep ("output after 1.2 MB was not saved: ..."), if anything."""
+        return self.log.error if self.log is not None else None
+
     def finish(self) -> None:
         """End of both streams: decode what the decoders held back."""
         with self._lock:

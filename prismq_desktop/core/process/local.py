@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import subprocess
 import threading
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from prismq_desktop.core.process.tree import ProcessTree, popen_kwargs
 
 __all__ = ["SubprocessWrapper", "popen_piped"]
 
+log = logging.getLogger(__name__)
+
 
 class _RunProtocol(asyncio.SubprocessProtocol):
     """Pipes of an ASYNC run: each piece asyncio reads goes straight to the capture in chunks of
@@ -42,12 +45,19 @@ class _RunProtocol(asyncio.SubprocessProtocol):
         self.eof: dict[int, asyncio.Future[object]] = {1: loop.create_future(), 2: loop.create_future()}
         self.exited: asyncio.Future[object] = loop.create_future()
         self.transport: asyncio.SubprocessTransport | None = None
+        self.failed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
-        feed_chunks(self.feed, Stream.STDOUT if fd == 1 else Stream.STDERR, data.encode() if isinstance(data, str) else data)
+        if self.failed:
+            return  # keep reading (asyncio does), so the child never blocks on a full pipe
+        try:
+            feed_chunks(self.feed, Stream.STDOUT if fd == 1 else Stream.STDERR, data.encode() if isinstance(data, str) else data)
+        except Exception:  # noqa: BLE001 - never raise into the transport: it would stop reading
+            log.exception("output could not be taken in; the pipes are still drained")
+            self.failed = True
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         fut = self.eof.get(fd)

@@ -35,41 +35,113 @@ class Stream(enum.StrEnum):
     META = "m"
 
 
+def size_text(n: int) -> str:
+    """A byte count in words: "812 bytes", "64 KB", "1.2 MB"."""
+    if n < 1000:
+        return f"{n} byte{'' if n == 1 else 's'}"
+    for unit, scale in (("KB", 1e3), ("MB", 1e6), ("GB", 1e9)):
+        if n < scale * 1000 or unit == "GB":
+            value = n / scale
+            return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    raise AssertionError("unreachable")
+
+
 class LogWriter:
-    """Appends framed records to a run's log file; safe to call from reader threads."""
+    """Appends framed records to a run's log file; safe to call from reader threads.
+
+    Never raises once made: a failed write (a full disk, an I/O error) is taken back to the
+    last whole record, output from then on is counted but not saved, and `error` says what
+    was lost ("output after 1.2 MB was not saved: No space left on device"). Metadata records
+    are still tried (space may return): the first one that fits is preceded by an
+    ``incomplete`` record with the reason. The readers keep draining the pipes whatever
+    happens here.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        os.makedirs(os.path.dirname(path) or ".", mode=paths.PRIVATE_DIR_MODE, exist_ok=True)
-        # 0600 whatever the umask: a run's output is its user's
-        self._fh: BinaryIO | None = os.fdopen(paths.open_private(path), "ab", buffering=0)
-        self._lock = threading.Lock()
-        self._fd = self._fh.fileno()
-        if self._fh.tell() == 0:
-            self._fh.write(LOG_MAGIC)
         self.bytes_written = 0
+        self.bytes_lost = 0
+        self.error: str | None = None
+        self._noted = False
+        self._lock = threading.Lock()
+        self._fh: BinaryIO | None = None
+        self._fd = -1
+        try:
+            os.makedirs(os.path.dirname(path) or ".", mode=paths.PRIVATE_DIR_MODE, exist_ok=True)
+            # 0600 whatever the umask: a run's output is its user's
+            self._fh = os.fdopen(paths.open_private(path), "ab", buffering=0)
+            self._fd = self._fh.fileno()
+            if self._fh.tell() == 0:
+                failed = self._append(LOG_MAGIC)
+                if failed is not None:
+                    raise failed
+        except OSError as exc:
+            self._fail(exc)
+
+    def _append(self, blob: bytes | tuple[bytes, ...]) -> OSError | None:
+        """Write a whole record at the end or nothing (a short write is truncated away)."""
+        assert self._fh is not None
+        parts = blob if isinstance(blob, tuple) else (blob,)
+        try:
+            start = os.lseek(self._fd, 0, os.SEEK_END)
+            todo = sum(map(len, parts))
+            done = _writev(self._fd, parts) if _writev is not None else os.write(self._fd, b"".join(parts))
+            if done != todo:  # a short write (disk full, signal): finish it plainly
+                rest = b"".join(parts)[done:]
+                while rest:
+                    n = os.write(self._fd, rest)
+                    rest = rest[n:]
+            return None
+        except OSError as exc:
+            try:
+                os.ftruncate(self._fd, start)  # no torn record in the middle of the file
+            except OSError:
+                pass
+            return exc
+
+    def _fail(self, exc: OSError) -> None:
+        if self.error is None:
+            self.error = f"output after {size_text(self.bytes_written)} was not saved: {exc.strerror or exc}"
 
     def write(self, stream: Stream, data: bytes, when: float | None = None) -> None:
         header = b"%s %.6f %d\n" % (stream.value.encode(), time.time() if when is None else when, len(data))
         with self._lock:
-            if self._fh is None:
+            if self._fh is None or self.error is not None:
+                self.bytes_lost += len(data)
                 return
-            if _writev is not None:  # no copy of the payload
-                todo = len(header) + len(data) + 1
-                done = _writev(self._fd, (header, data, b"\n"))
-                if done != todo:  # a short write (disk full, signal): finish it plainly
-                    self._fh.write(b"".join((header, data, b"\n"))[done:])
+            failed = self._append((header, data, b"\n"))
+            if failed is None:
+                self.bytes_written += len(data)
             else:
-                self._fh.write(b"".join((header, data, b"\n")))
-            self.bytes_written += len(data)
+                self._fail(failed)
+                self.bytes_lost += len(data)
+
+    def _meta_record(self, fields: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
+        payload = json.dumps(fields, sort_keys=True).encode("utf-8")
+        return b"m %.6f %d\n" % (time.time(), len(payload)), payload, b"\n"
 
     def meta(self, **fields: Any) -> None:
-        self.write(Stream.META, json.dumps(fields, sort_keys=True).encode("utf-8"))
+        """A metadata record; after a failed write it is still tried (and says what was lost first)."""
+        with self._lock:
+            if self._fh is None:
+                return
+            if self.error is not None and not self._noted:
+                note = self._meta_record({"event": "incomplete", "reason": self.error, "saved_bytes": self.bytes_written,
+                                          "lost_bytes": self.bytes_lost})
+                if self._append(note) is not None:
+                    return
+                self._noted = True
+            failed = self._append(self._meta_record(fields))
+            if failed is not None and self.error is None:
+                self._fail(failed)
 
     def close(self) -> None:
         with self._lock:
             if self._fh is not None:
-                self._fh.close()
+                try:
+                    self._fh.close()
+                except OSError:
+                    pass
                 self._fh = None
 
 

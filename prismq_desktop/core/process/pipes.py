@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -15,6 +16,8 @@ from collections.abc import Callable
 
 from prismq_desktop.core.process.capture import CHUNK_SIZE, OutputCapture
 from prismq_desktop.core.process.logfile import Stream
+
+log = logging.getLogger(__name__)
 
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = 1031  # Linux fcntl
@@ -43,6 +46,10 @@ def feed_chunks(feed: Callable[[Stream, bytes], None], stream: Stream, data: byt
         feed(stream, bytes(view[start : start + CHUNK_SIZE]))
 
 
+def _drain(stream: Stream, data: bytes) -> None:
+    """What a reader feeds once the capture failed: nothing, so the child is never blocked."""
+
+
 def pipe_reader(fd: int, stream: Stream, capture: OutputCapture, close: bool = False) -> Callable[[], None]:
     """A blocking reader for a thread: `fd` into `capture` until EOF (closing `fd` then if `close`,
     never under a running read)."""
@@ -52,12 +59,17 @@ def pipe_reader(fd: int, stream: Stream, capture: OutputCapture, close: bool = F
         feed = capture.feed
         try:
             while True:
-                data = read(fd, CHUNK_SIZE)
+                try:
+                    data = read(fd, CHUNK_SIZE)
+                except OSError:
+                    return  # the pipe was closed under us (the run is over)
                 if not data:
                     return
-                feed(stream, data)
-        except OSError:
-            return
+                try:
+                    feed(stream, data)
+                except Exception:  # noqa: BLE001 - keep draining, or the child blocks on a full pipe
+                    log.exception("output of %s could not be taken in; the pipe is still drained", stream.name)
+                    feed = _drain
         finally:
             if close:
                 with contextlib.suppress(OSError):

@@ -9,6 +9,29 @@ from prismq_desktop.core.store.dead_letters import DeadLetter
 from prismq_desktop.core.store.query import RunQuery
 from prismq_desktop.core.store.recovery import Orphan, find_orphans
 from prismq_desktop.core.store.registry import RunRegistry
-from prismq_desktop.core.store.schema import SCHEMA_VERSION, RegistryError
+from prismq_desktop.core.store.schema import (
+    SCHEMA_VERSION,
+    RegistryCorrupt,
+    RegistryError,
+    RegistryFull,
+    RegistryLocked,
+    RegistryNewer,
+    RegistryReadOnly,
+    RegistryUnusable,
+)
 
-__all__ = ["SCHEMA_VERSION", "DeadLetter", "Orphan", "RegistryError", "RunQuery", "RunRegistry", "find_orphans"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "DeadLetter",
+    "Orphan",
+    "RegistryCorrupt",
+    "RegistryError",
+    "RegistryFull",
+    "RegistryLocked",
+    "RegistryNewer",
+    "RegistryReadOnly",
+    "RegistryUnusable",
+    "RunQuery",
+    "RunRegistry",
+    "find_orphans",
+]

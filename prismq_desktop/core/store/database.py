@@ -13,6 +13,26 @@ from prismq_desktop.core import paths
 from prismq_desktop.core.store import schema
 
 
+def move_aside(path: str | os.PathLike[str], when: float | None = None) -> Path:
+    """Rename a registry file that cannot be used (with its -wal/-shm) to
+    `<name>.unusable-<YYYYmmdd-HHMMSS>`, so a fresh one is made; never deletes anything."""
+    import time
+
+    src = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
+    dest = src.with_name(f"{src.name}.unusable-{stamp}")
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = src.with_name(f"{src.name}.unusable-{stamp}-{n}")
+    os.rename(src, dest)
+    for suffix in ("-wal", "-shm"):
+        side = src.with_name(src.name + suffix)
+        if side.exists():
+            os.rename(side, dest.with_name(dest.name + suffix))
+    return dest
+
+
 def current_owner() -> tuple[int, float]:
     proc = psutil.Process()
     return proc.pid, proc.create_time()
@@ -34,12 +54,21 @@ def _private_database(path: Path) -> None:
 class Database:
     """A thread-safe connection to one registry file (WAL); the tables share it."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float | None = None) -> None:
+        """`busy_timeout`: seconds a write waits for another process's lock before
+        `RegistryLocked` (default 30, or $PRISMQ_REGISTRY_BUSY_TIMEOUT)."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise schema.RegistryReadOnly(
+                f"the data dir {self.path.parent} cannot be created ({exc.strerror or exc}); "
+                "make its parent writable or start with another data dir (--data-dir)",
+                self.path,
+            ) from exc
         _private_database(self.path)
         self._lock = threading.RLock()
-        self._db: sqlite3.Connection = schema.connect(self.path)
+        self._db: sqlite3.Connection = schema.connect(self.path, busy_timeout)
         self._owner = current_owner()
 
     @property

@@ -22,8 +22,8 @@ class RunTable(Database):
 
     ID_BLOCK_MAX = 1024
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        super().__init__(path)
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float | None = None) -> None:
+        super().__init__(path, busy_timeout=busy_timeout)
         self._next_id = self._block_end = 0
         self._block = 4
         self._logs_dir = str(self.path.parent / "logs")

@@ -2,12 +2,160 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 
 class RegistryError(RuntimeError):
-    """The registry cannot do what was asked (newer schema, unknown run, duplicate name)."""
+    """The registry cannot do what was asked (newer schema, unknown run, duplicate name).
+
+    The subclasses below are what `sqlite3` errors become (`translate`): each carries one
+    line saying what is wrong and what to do, for the CLI's stderr and the window's dialog.
+    """
+
+
+class RegistryUnusable(RegistryError):
+    """The file itself cannot be used as a registry (damaged, a directory, newer, read-only):
+    the window offers to open another data dir or to move the file aside."""
+
+    def __init__(self, message: str, path: Path | str | None = None) -> None:
+        super().__init__(message)
+        self.path = Path(path) if path is not None else None
+
+
+class RegistryCorrupt(RegistryUnusable):
+    """Not an SQLite file, scrambled pages, or a directory where the file should be."""
+
+
+class RegistryNewer(RegistryUnusable):
+    """Written by a newer PrismQ Desktop (its `user_version` is beyond our migrations)."""
+
+
+class RegistryReadOnly(RegistryUnusable):
+    """The file or its folder cannot be written (permissions, a read-only mount)."""
+
+
+class RegistryLocked(RegistryError):
+    """Another process held the registry's write lock for longer than the busy timeout.
+
+    Passing: a write that hit it may be retried (the engine retries run outcomes)."""
+
+
+class RegistryFull(RegistryError):
+    """The disk holding the registry has no room left."""
+
+
+_DATA_DIR_HINT = "or start with another data dir (--data-dir)"
+
+
+def translate(exc: sqlite3.Error, path: Path | str, busy_timeout: float | None = None) -> RegistryError:
+    """The `RegistryError` (one line: what is wrong, what to do) for an `sqlite3` error on `path`."""
+    path = Path(path)
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    text = str(exc)
+    if path.is_dir():
+        return RegistryCorrupt(f"the registry {path} is a directory, not a file; rename it {_DATA_DIR_HINT}", path)
+    if primary in (5, 6) or "locked" in text:  # SQLITE_BUSY, SQLITE_LOCKED
+        held = f" for over {busy_timeout:g}s" if busy_timeout is not None else ""
+        return RegistryLocked(
+            f"the registry {path} is locked by another process{held}; close the other PrismQ Desktop (or wait) and try again"
+        )
+    if primary == 13 or "disk is full" in text:  # SQLITE_FULL
+        return RegistryFull(f"the disk holding the registry {path} is full; free some space and try again")
+    if primary in (11, 26) or isinstance(exc, sqlite3.DatabaseError) and (
+        "malformed" in text or "not a database" in text
+    ):  # SQLITE_CORRUPT, SQLITE_NOTADB
+        return RegistryCorrupt(
+            f"the registry {path} is damaged ({text}); move it aside (a new one is made) or restore a backup, {_DATA_DIR_HINT}",
+            path,
+        )
+    if primary in (3, 8, 14) or "readonly" in text or "unable to open" in text:  # PERM, READONLY, CANTOPEN
+        folder = path.parent
+        if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)) or primary == 8:
+            return RegistryReadOnly(
+                f"the registry {path} cannot be written (its folder or file is read-only); "
+                f"make {folder} writable {_DATA_DIR_HINT}",
+                path,
+            )
+        return RegistryReadOnly(f"the registry {path} cannot be opened ({text}); check {folder} {_DATA_DIR_HINT}", path)
+    if primary == 10:  # SQLITE_IOERR
+        return RegistryError(f"the registry {path} cannot be read or written ({text}); check the disk {_DATA_DIR_HINT}")
+    return RegistryError(f"the registry {path} failed: {text}")
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor whose fetches raise `RegistryError`s (a damaged page may only show when read)."""
+
+    def _fail(self, exc: sqlite3.Error) -> RegistryError:
+        conn = self.connection
+        assert isinstance(conn, RegistryConnection)
+        return translate(exc, conn.registry_path, conn.busy_timeout)
+
+    def fetchone(self) -> Any:
+        try:
+            return super().fetchone()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+
+    def fetchall(self) -> list[Any]:
+        try:
+            return super().fetchall()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+
+    def fetchmany(self, size: int | None = 1) -> list[Any]:
+        try:
+            return super().fetchmany(size)
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+
+    def __next__(self) -> Any:
+        try:
+            return super().__next__()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+
+
+class RegistryConnection(sqlite3.Connection):
+    """The registry's connection: every `sqlite3` error but a constraint violation
+    (`IntegrityError`, which the tables turn into their own messages) leaves it as a
+    `RegistryError` subclass.
+
+    A ROLLBACK with no transaction open (SQLite already rolled back after a full disk or
+    an I/O error) is a no-op, so it never hides the error that caused it.
+    """
+
+    registry_path: Path = Path()
+    busy_timeout: float | None = None
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        if sql == "ROLLBACK" and not self.in_transaction:
+            return self.cursor(_Cursor)
+        cur = self.cursor(_Cursor)
+        try:
+            return cur.execute(sql, parameters)
+        except sqlite3.IntegrityError:
+            raise  # a constraint (a duplicate name, a claimed fire): the tables answer it themselves
+        except sqlite3.Error as exc:
+            raise translate(exc, self.registry_path, self.busy_timeout) from exc
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        cur = self.cursor(_Cursor)
+        try:
+            return cur.executemany(sql, parameters)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise translate(exc, self.registry_path, self.busy_timeout) from exc
+
+    def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
+        try:
+            return super().executescript(sql_script)
+        except sqlite3.Error as exc:
+            raise translate(exc, self.registry_path, self.busy_timeout) from exc
 
 
 # Each entry moves the schema from version i to i+1. Never edit a shipped one: append.
@@ -127,9 +275,31 @@ COLUMNS = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open (and migrate) the database file; WAL so readers never block the writer."""
-    db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+BUSY_TIMEOUT = 30.0  # seconds a write waits for another process's lock before RegistryLocked
+ENV_BUSY_TIMEOUT = "PRISMQ_REGISTRY_BUSY_TIMEOUT"  # overrides the default (tests, slow network disks)
+
+
+def default_busy_timeout() -> float:
+    try:
+        return float(os.environ.get(ENV_BUSY_TIMEOUT) or BUSY_TIMEOUT)
+    except ValueError:
+        return BUSY_TIMEOUT
+
+
+def connect(path: Path, busy_timeout: float | None = None) -> RegistryConnection:
+    """Open (and migrate) the database file; WAL so readers never block the writer.
+
+    Any `sqlite3` error (here or on later use) is a `RegistryError` subclass with one line."""
+    timeout = default_busy_timeout() if busy_timeout is None else busy_timeout
+    if path.is_dir():
+        raise translate(sqlite3.OperationalError("unable to open database file"), path)
+    try:
+        db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=timeout,
+                             factory=RegistryConnection)
+    except sqlite3.Error as exc:
+        raise translate(exc, path, timeout) from exc
+    assert isinstance(db, RegistryConnection)
+    db.registry_path, db.busy_timeout = path, timeout
     db.row_factory = sqlite3.Row
     try:
         db.execute("PRAGMA journal_mode=WAL")
@@ -143,12 +313,23 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def migrate(db: sqlite3.Connection, path: Path) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):  # checked before any write, so a read-only copy says this too
+        raise RegistryNewer(
+            f"{path} was written by a newer PrismQ Desktop (schema {version}, this one knows {len(MIGRATIONS)}); "
+            f"upgrade PrismQ Desktop {_DATA_DIR_HINT}",
+            path,
+        )
+    if version == len(MIGRATIONS):
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > len(MIGRATIONS):
-            raise RegistryError(
-                f"{path} was written by a newer PrismQ Desktop (schema {version}, this one knows {len(MIGRATIONS)})"
+            raise RegistryNewer(
+                f"{path} was written by a newer PrismQ Desktop (schema {version}, this one knows {len(MIGRATIONS)}); "
+                f"upgrade PrismQ Desktop {_DATA_DIR_HINT}",
+                path,
             )
         for i in range(version, len(MIGRATIONS)):
             for stmt in MIGRATIONS[i].split(";"):
