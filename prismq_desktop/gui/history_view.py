@@ -35,7 +35,7 @@ from prismq_desktop.core.store.registry import RunRegistry
 from prismq_desktop.core.wording import plural
 from prismq_desktop.gui.models import HistoryModel
 from prismq_desktop.gui.settings_dialog import value as setting
-from prismq_desktop.gui.widgets import button_row, show_message
+from prismq_desktop.gui.widgets import button_row, confirm, show_message
 
 log = logging.getLogger(__name__)
 
@@ -182,17 +182,10 @@ class HistoryView(QWidget):
             return None
         what = f"run #{runs[0].id} {runs[0].name!r}" if len(runs) == 1 else plural(len(runs), "run")
         note = f"\n{plural(active, 'active run')} in the selection will be kept." if active else ""
-        box = QMessageBox(QMessageBox.Icon.Warning, "Delete from history",
-                          f"Delete {what} and {'its log file' if len(runs) == 1 else 'their log files'}? "
-                          f"This cannot be undone.{note}", QMessageBox.StandardButton.NoButton, self)
-        box.setObjectName("deleteHistoryDialog")
-        yes = box.addButton(f"Delete {plural(len(runs), 'run')}", QMessageBox.ButtonRole.DestructiveRole)
-        keep = box.addButton("Keep", QMessageBox.ButtonRole.RejectRole)
-        box.setDefaultButton(keep)
-        box.setEscapeButton(keep)
-        box.buttonClicked.connect(lambda button: self.delete_runs(runs) if button is yes else None)
-        box.open()
-        return box
+        return confirm(self, "Delete from history",
+                       f"Delete {what} and {'its log file' if len(runs) == 1 else 'their log files'}? "
+                       f"This cannot be undone.{note}", f"Delete {plural(len(runs), 'run')}",
+                       lambda: self.delete_runs(runs), name="deleteHistoryDialog")
 
     def delete_runs(self, runs: list[Run]) -> int:
         removed = history_service.delete_runs(self.registry, [r.id for r in runs])

@@ -33,7 +33,7 @@ from prismq_desktop.gui.log_tabs import LogTabs
 from prismq_desktop.gui.logview import LogPane
 from prismq_desktop.gui.models import PROGRESS_ROLE, RunsModel
 from prismq_desktop.gui.ports import RunControlPort
-from prismq_desktop.gui.widgets import show_message
+from prismq_desktop.gui.widgets import confirm, show_message
 
 # column -> width (px) for the runs table; Name (1) takes what is left
 NARROW_WIDTHS = {0: 40, 2: 104, 3: 84, 4: 64, 5: 48, 6: 72, 7: 100, 8: 90}
@@ -244,18 +244,10 @@ class RunsView(QSplitter):
         total = running + waiting
         if not total:
             return None
-        box = QMessageBox(QMessageBox.Icon.Warning, "Cancel all runs",
-                          f"Cancel {plural(total, 'run')}? {plural(running, 'running run')} will be stopped "
-                          f"(with every process they started) and {plural(waiting, 'queued run')} "
-                          "will not start.", QMessageBox.StandardButton.NoButton, self)
-        box.setObjectName("cancelAllDialog")
-        yes = box.addButton(f"Cancel {plural(total, 'run')}", QMessageBox.ButtonRole.DestructiveRole)
-        keep = box.addButton("Keep them", QMessageBox.ButtonRole.RejectRole)
-        box.setDefaultButton(keep)
-        box.setEscapeButton(keep)
-        box.buttonClicked.connect(lambda button: self.orch.cancel_all() if button is yes else None)
-        box.open()  # never exec(): the loop keeps running
-        return box
+        return confirm(self, "Cancel all runs",
+                       f"Cancel {plural(total, 'run')}? {plural(running, 'running run')} will be stopped "
+                       f"(with every process they started) and {plural(waiting, 'queued run')} will not start.",
+                       f"Cancel {plural(total, 'run')}", self.orch.cancel_all, name="cancelAllDialog", keep="Keep them")
 
     def clear_finished(self) -> None:
         self.runs_model.clear_finished()

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 from prismq_desktop.core.models import RunSpec
 from prismq_desktop.core.store.tasks import TaskStore, TaskStoreError
 from prismq_desktop.core.wording import plural
-from prismq_desktop.gui.widgets import button_row, show_message
+from prismq_desktop.gui.widgets import button_row, confirm, show_message
 
 Launch = Callable[[RunSpec, dict[str, Any]], int | None]
 Edit = Callable[[RunSpec, dict[str, Any]], None]
@@ -126,18 +126,8 @@ class TasksPanel(QWidget):
 
     def confirm_delete(self, name: str) -> QMessageBox:
         """Ask first, naming the task; delete it on yes (its past runs stay in History)."""
-        box = QMessageBox(QMessageBox.Icon.Warning, "Delete saved task",
-                          f"Delete the saved task {name!r}? Its past runs stay in History.",
-                          QMessageBox.StandardButton.NoButton, self)
-        box.setObjectName("deleteTaskDialog")
-        yes = box.addButton("Delete task", QMessageBox.ButtonRole.DestructiveRole)
-        keep = box.addButton("Keep", QMessageBox.ButtonRole.RejectRole)
-        box.setDefaultButton(keep)
-        box.setEscapeButton(keep)
-        box.buttonClicked.connect(lambda button: self.change_tasks(lambda: self.tasks.remove(name))
-                                  if button is yes else None)
-        box.open()
-        return box
+        return confirm(self, "Delete saved task", f"Delete the saved task {name!r}? Its past runs stay in History.",
+                       "Delete task", lambda: self.change_tasks(lambda: self.tasks.remove(name)), name="deleteTaskDialog")
 
     # ------------------------------------------------------------------ import and export
     def import_tasks(self) -> None:

@@ -1,4 +1,4 @@
-"""Small widget helpers the views share: a non-blocking message box and a row of push buttons."""
+"""Small widget helpers the views share: message boxes (plain, and "are you sure") and button rows."""
 
 from __future__ import annotations
 
@@ -28,3 +28,20 @@ def button_row(buttons: Iterable[Button], row: QHBoxLayout | None = None) -> QHB
         b.clicked.connect(slot)
         row.addWidget(b)
     return row
+
+
+def confirm(parent: QWidget, title: str, text: str, yes: str, on_yes: Callable[[], object], *,
+            name: str, keep: str = "Keep") -> QMessageBox:
+    """Ask before something destructive: `yes` does it, `keep` (the default, and Escape) does not.
+
+    Shown with open(), so the loop keeps running; the caller says what and how many in `text`.
+    """
+    box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.NoButton, parent)
+    box.setObjectName(name)
+    yes_button = box.addButton(yes, QMessageBox.ButtonRole.DestructiveRole)
+    keep_button = box.addButton(keep, QMessageBox.ButtonRole.RejectRole)
+    box.setDefaultButton(keep_button)
+    box.setEscapeButton(keep_button)
+    box.buttonClicked.connect(lambda button: on_yes() if button is yes_button else None)
+    box.open()
+    return box
