@@ -68,6 +68,7 @@ def home(tmp_path: Path) -> Path:
     """A fresh data dir (registry + logs) per test."""
     d = tmp_path / "home"
     d.mkdir()
+    d.chmod(0o700)  # as the app makes it: tests of a wider dir make their own
     return d
 
 

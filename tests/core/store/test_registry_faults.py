@@ -74,7 +74,7 @@ def test_store_says_what_is_wrong(tmp_path: Path, damage, kind, text) -> None:
 @pytest.mark.parametrize("command", [("history",), ("run", "--dry-run", "x.py")])
 def test_cli_prints_one_line(tmp_path: Path, damage, kind, text, command) -> None:
     home = tmp_path / "home"
-    home.mkdir()
+    home.mkdir(mode=0o700)
     damage(registry_path(home))
     res = subprocess.run(cli_argv(home, *command), env=clean_env(), capture_output=True, text=True, timeout=60)
     assert res.returncode == 1, res
