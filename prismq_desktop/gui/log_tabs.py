@@ -38,16 +38,23 @@ class LogTabs(QTabWidget):
         self.setTabsClosable(True)
         self.setDocumentMode(True)
         self.tabCloseRequested.connect(self.close_pane)
-        self.currentChanged.connect(self._front_changed)
+        # Not `currentChanged`: QTabWidget also emits it from its own destructor, and a slot that
+        # then asks the half-destroyed widget for its current page crashes the app. A person
+        # brings a pane to the front by clicking its tab; the code says so itself (`_front_changed`).
+        self.tabBar().tabBarClicked.connect(lambda index: self._front_changed(index))
 
     def current_run_id(self) -> int | None:
         pane = self.currentWidget()
         return pane.run_id if isinstance(pane, LogPane) else None
 
-    def _front_changed(self, _index: int) -> None:
-        run_id = self.current_run_id()
-        if run_id is not None:
-            self.currentRunChanged.emit(run_id)
+    def _front_changed(self, index: int) -> None:
+        pane = self.widget(index) if index >= 0 else self.currentWidget()
+        if isinstance(pane, LogPane):
+            self.currentRunChanged.emit(pane.run_id)
+
+    def _bring_to_front(self, pane: LogPane) -> None:
+        self.setCurrentWidget(pane)
+        self._front_changed(self.indexOf(pane))
 
     def ensure_pane(self, run_id: int, focus: bool = False) -> LogPane:
         pane = self.panes.get(run_id)
@@ -63,7 +70,7 @@ class LogTabs(QTabWidget):
             self.addTab(pane, title)
             self._trim_panes()
         if focus:
-            self.setCurrentWidget(pane)
+            self._bring_to_front(pane)
         return pane
 
     def _trim_panes(self) -> None:
@@ -84,12 +91,13 @@ class LogTabs(QTabWidget):
         if isinstance(pane, LogPane):
             self.panes.pop(pane.run_id, None)
             pane.deleteLater()
+        self._front_changed(-1)  # another pane (or none) is in front now
 
     def show_pane(self, run_id: int) -> bool:
         """Bring the run's pane to the front, if it has one."""
         pane = self.panes.get(run_id)
         if pane is not None:
-            self.setCurrentWidget(pane)
+            self._bring_to_front(pane)
         return pane is not None
 
     def open_run(self, run: Run) -> None:

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from shiboken6 import isValid
 
 from prismq_desktop.core.models import Run, RunSpec
 from prismq_desktop.core.patterns import TaskPattern
@@ -177,7 +178,13 @@ class RunsView(QSplitter):
                 QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
         return True
 
+    def _alive(self) -> bool:
+        """False while the window is being torn down (Qt may still emit then): do nothing."""
+        return all(isValid(o) for o in (self, self.runs_table, self.log_tabs, self.toolbar))
+
     def _pane_in_front(self, run_id: int) -> None:
+        if not self._alive():
+            return
         self.select_run(run_id)
         self.update_actions()
 
@@ -191,6 +198,8 @@ class RunsView(QSplitter):
         self.act_cancel_all.setEnabled(bool(self.runs_model.active_ids()))
 
     def _run_selected(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if not self._alive():
+            return
         run = self.runs_model.run_at(current.row()) if current.isValid() else None
         if run is not None:
             self.log_tabs.show_pane(run.id)
