@@ -497,6 +497,8 @@ def test_periodic_fires_through_the_shared_queue(home):
             await until(fired, what="a fire ran")
             run = fired()[0]
             assert run.schedule_id == res.schedule_id and run.pattern == "periodic" and run.name == "ticker"
+            # the row says succeeded a moment before the chain's result is final (retries decided): wait for it
+            assert (await orch.wait(run.id, timeout=10)).stdout == "tick"
             assert orch.get_result(run.id).stdout == "tick"
 
     asyncio.run(main())
