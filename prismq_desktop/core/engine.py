@@ -28,7 +28,7 @@ from prismq_desktop.core.process.local import SubprocessWrapper
 from prismq_desktop.core.process.logfile import LogWriter, Stream
 from prismq_desktop.core.process.tree import kill_orphan
 from prismq_desktop.core.progress import PROTOCOL_PREFIX, ProgressTracker
-from prismq_desktop.core.secrets import masked_argv, masked_env
+from prismq_desktop.core.secrets import SecretMissing, masked_argv, masked_env
 from prismq_desktop.core.store.recovery import find_orphans
 from prismq_desktop.core.store.registry import RunRegistry
 from prismq_desktop.core.store.schema import RegistryError, RegistryFull, RegistryLocked
@@ -364,8 +364,10 @@ class RunEngine:
 
     def _resolve(self, handle: RunHandle) -> Launch | None:
         try:
-            return resolve(handle.run.spec)
-        except LaunchError as exc:
+            spec = handle.run.spec
+            revealed = self.registry.vault.reveal_env(spec.env)  # stored references -> the real values
+            return resolve(spec if revealed is None else spec.with_changes(env=revealed))
+        except (LaunchError, SecretMissing) as exc:
             self._fail_to_start(handle, str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug in resolution must still end the run
             log.exception("resolving run %s failed", handle.id)

@@ -9,8 +9,14 @@ records, JSON output, exports, the window) uses these; the child gets the real v
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
+import threading
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 MASK = "••••••"
 SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL", "PRIVATE", "AUTH")
@@ -80,3 +86,90 @@ def masked_spec_dict(spec: Mapping[str, object]) -> dict[str, object]:
     elif isinstance(args, str):
         out["args"] = " ".join(masked_argv(args.split(" ")))
     return out
+
+
+# ---------------------------------------------------------------------------- kept out of the registry
+
+REF_PREFIX = "prismq-secret:"
+
+
+class SecretMissing(ValueError):
+    """A run refers to a secret value that is no longer kept (the vault file was removed)."""
+
+
+class SecretVault:
+    """Secret-looking env values kept out of the registry.
+
+    What the registry stores (runs, schedules, dead letters) carries a reference
+    (`prismq-secret:<digest>`) instead of the value; the value sits in `secrets.json` beside
+    the registry, mode 0600, and is put back only when a run is launched. The same name and
+    value always give the same reference, so reruns and schedules add nothing. (No OS
+    credential store is used yet.)
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._values: dict[str, str] | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> dict[str, str]:
+        if self._values is None:
+            try:
+                data = json.loads(self.path.read_text("utf-8"))
+                self._values = {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+            except (OSError, ValueError):
+                self._values = {}
+        return self._values
+
+    def _save(self, values: dict[str, str]) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(values, fh, sort_keys=True)
+        os.replace(tmp, self.path)
+
+    def protect_env(self, env: Mapping[str, str | None]) -> dict[str, str | None] | None:
+        """`env` with secret-looking values replaced by references (None when there are none)."""
+        if not any(v is not None and looks_secret(k) and not v.startswith(REF_PREFIX) for k, v in env.items()):
+            return None
+        with self._lock:
+            values = dict(self._load())
+            out: dict[str, str | None] = {}
+            for key, value in env.items():
+                if value is not None and looks_secret(key) and not value.startswith(REF_PREFIX):
+                    ref = REF_PREFIX + hashlib.sha256(f"{key}\0{value}".encode("utf-8", "surrogateescape")).hexdigest()[:24]
+                    values[ref] = value
+                    out[key] = ref
+                else:
+                    out[key] = value
+            if values != self._load():
+                self._save(values)
+                self._values = values
+        return out
+
+    def protect_dict(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """A RunSpec dict as it may be stored."""
+        out = dict(spec)
+        env = out.get("env")
+        if isinstance(env, Mapping):
+            protected = self.protect_env(env)
+            if protected is not None:
+                out["env"] = protected
+        return out
+
+    def reveal_env(self, env: Mapping[str, str | None]) -> dict[str, str | None] | None:
+        """`env` with references replaced by their values (None when it has no references)."""
+        if not any(isinstance(v, str) and v.startswith(REF_PREFIX) for v in env.values()):
+            return None
+        with self._lock:
+            values = self._load()
+        out: dict[str, str | None] = {}
+        for key, value in env.items():
+            if isinstance(value, str) and value.startswith(REF_PREFIX):
+                if value not in values:
+                    raise SecretMissing(f"the secret value of {key} is no longer kept ({self.path} lost it); "
+                                        "set it again and rerun")
+                out[key] = values[value]
+            else:
+                out[key] = value
+        return out

@@ -48,3 +48,50 @@ def test_json_output_and_the_log_never_show_a_secret_given_on_the_command_line(h
     log_path = json.loads(hist.stdout)[0]["log_path"]
     meta = [r.data.decode() for r, _ in read_log(log_path) if r.stream.value == "m"]
     assert meta and not any(secret in m for m in meta)
+
+
+def _stored_bytes(home) -> bytes:
+    return b"".join(p.read_bytes() for p in home.iterdir() if p.name.startswith("registry.sqlite3"))
+
+
+def test_the_registry_never_holds_a_secret_value_and_the_child_still_gets_it(home, tmp_path):
+    secret = "hunter2-Pat-77"
+    seen = tmp_path / "seen.txt"
+    code = f"import os; open({str(seen)!r}, 'w').write(os.environ['GITHUB_PAT'])"
+    out = subprocess.run([PY, "-m", "prismq_desktop", "--data-dir", str(home), "run", "--env", f"GITHUB_PAT={secret}",
+                          "--env", "MODE=plain-value", PY, "--", "-S", "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert seen.read_text() == secret  # the child got the real value
+    stored = _stored_bytes(home)
+    assert secret.encode() not in stored and b"plain-value" in stored  # only the secret was kept out
+    vault = home / "secrets.json"
+    assert vault.exists() and (vault.stat().st_mode & 0o777) == 0o600 and secret in vault.read_text()
+    # a rerun of the stored spec (as History's Rerun does) gets the real value again
+    seen.unlink()
+    from prismq_desktop.core import RunEngine
+    from prismq_desktop.core.store import RunQuery
+
+    engine = RunEngine(home)
+    try:
+        (run,) = engine.registry.query(RunQuery(limit=1))
+        assert secret not in json.dumps(run.spec.to_dict())  # the snapshot carries the reference
+        again = engine.run_blocking(run.spec)
+        assert again.run.outcome.exit_code == 0 and seen.read_text() == secret
+    finally:
+        engine.close()
+    assert secret.encode() not in _stored_bytes(home)
+
+
+def test_a_schedule_stores_a_reference_not_the_value(home):
+    secret = "sched-S3cret-9"
+    from prismq_desktop.core.models import RunSpec
+    from prismq_desktop.core.store.registry import RunRegistry
+
+    with RunRegistry(home / "registry.sqlite3") as reg:
+        sid = reg.add_schedule({"name": "with-secret", "spec": RunSpec(PY, env={"DB_PASSWORD": secret}).to_dict(),
+                                "trigger": {"kind": "interval", "seconds": 3600.0, "start": 0.0}})
+        row = reg.get_schedule(sid)
+        assert secret not in json.dumps(row["spec"]) and row["spec"]["env"]["DB_PASSWORD"].startswith("prismq-secret:")
+        assert reg.vault.reveal_env(row["spec"]["env"]) == {"DB_PASSWORD": secret}
+    assert secret.encode() not in _stored_bytes(home)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -10,6 +11,8 @@ from pathlib import Path
 import psutil
 
 from prismq_desktop.core import paths
+from prismq_desktop.core.models import RunSpec
+from prismq_desktop.core.secrets import SecretVault
 from prismq_desktop.core.store import schema
 
 
@@ -70,6 +73,15 @@ class Database:
         self._lock = threading.RLock()
         self._db: sqlite3.Connection = schema.connect(self.path, busy_timeout)
         self._owner = current_owner()
+        # secret-looking env values are stored as references; the values live beside the registry
+        self.vault = SecretVault(self.path.parent / "secrets.json")
+
+    def stored_spec(self, spec: RunSpec) -> str:
+        """The JSON a spec is stored as: secret-looking env values as vault references."""
+        protected = self.vault.protect_env(spec.env)
+        if protected is None:
+            return spec.json
+        return json.dumps({**spec.to_dict(), "env": protected}, sort_keys=True)
 
     @property
     def schema_version(self) -> int:

@@ -36,7 +36,7 @@ class DeadLetterTable(Database):
             cur = self._db.execute(
                 "INSERT INTO dead_letters (run_id, first_run_id, name, spec, options, attempts, reason, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run.id, first_run_id, run.name, json.dumps(run.spec.to_dict(), sort_keys=True),
+                (run.id, first_run_id, run.name, self.stored_spec(run.spec),
                  json.dumps(dict(run.options), sort_keys=True), attempts, reason, time.time()),
             )
         return int(cur.lastrowid or 0)

@@ -80,13 +80,13 @@ def run_from_row(row: sqlite3.Row) -> Run:
     )
 
 
-def run_values(run: Run) -> dict[str, Any]:
-    """Column -> value for one run, in COLUMN_NAMES order."""
+def run_values(run: Run, spec_json: str | None = None) -> dict[str, Any]:
+    """Column -> value for one run, in COLUMN_NAMES order (`spec_json`: the spec as stored)."""
     out = run.outcome
     return {
         "id": run.id,
         "name": storable(run.name),
-        "spec": run.spec.json,
+        "spec": run.spec.json if spec_json is None else spec_json,
         "status": run.status.value,
         "outcome": out.kind.value if out else None,
         "exit_code": out.exit_code if out else None,

@@ -88,7 +88,7 @@ class RunTable(Database):
         """Store new runs in one transaction (a burst of submissions costs one commit)."""
         if not runs:
             return
-        rows = [tuple(run_values(run).values()) for run in runs]
+        rows = [tuple(run_values(run, self.stored_spec(run.spec)).values()) for run in runs]
         with self._lock:
             self._db.execute("BEGIN")
             try:
@@ -105,9 +105,8 @@ class RunTable(Database):
         return run
 
     # -- saving snapshots (the engine's job)
-    @staticmethod
-    def _update_row(run: Run) -> tuple[Any, ...]:
-        values = run_values(run)
+    def _update_row(self, run: Run) -> tuple[Any, ...]:
+        values = run_values(run, self.stored_spec(run.spec))
         run_id = values.pop("id")
         return (*values.values(), run_id)
 

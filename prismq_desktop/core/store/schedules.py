@@ -35,10 +35,11 @@ class ScheduleTable(Database):
                 raise RegistryError(f"a schedule named {values['name']!r} already exists") from None
         return int(cur.lastrowid or 0)
 
-    @staticmethod
-    def _schedule_values(values: dict[str, Any]) -> dict[str, Any]:
+    def _schedule_values(self, values: dict[str, Any]) -> dict[str, Any]:
         row = dict(values)
         row.pop("id", None)
+        if isinstance(row.get("spec"), dict):
+            row["spec"] = self.vault.protect_dict(row["spec"])  # secret env values as vault references
         for key in ("spec", "trigger", "options"):
             if key in row and not isinstance(row[key], str):
                 row[key] = json.dumps(row[key], sort_keys=True)
