@@ -23,6 +23,7 @@ from prismq_desktop.core import OutcomeKind, RunEngine, RunMode, RunRegistry, Ru
 from prismq_desktop.core.paths import registry_path
 from tests.core.test_cli import argv as cli_argv
 from tests.core.test_cli import clean_env
+from tests.helpers import tmpfs
 
 PY = sys.executable
 
@@ -30,15 +31,8 @@ PY = sys.executable
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 2 MiB tmpfs (needs root, as in CI); skipped only when it cannot be mounted."""
-    where = tmp_path / "disk"
-    where.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {res.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "2m") as where:
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def check_note(outcome, exit_code: int) -> None:

@@ -20,6 +20,7 @@ from prismq_desktop.core.store import (
 )
 from tests.core.test_cli import argv as cli_argv
 from tests.core.test_cli import clean_env
+from tests.helpers import tmpfs
 
 
 def random_bytes(db: Path) -> None:
@@ -84,12 +85,7 @@ def test_cli_prints_one_line(tmp_path: Path, damage, kind, text, command) -> Non
 
 def test_read_only_data_dir(tmp_path: Path) -> None:
     """A read-only mount (root ignores permission bits, so a real ro tmpfs)."""
-    where = tmp_path / "ro"
-    where.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {res.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", "4m") as where:
         home = where / "home"
         res = subprocess.run(cli_argv(home, "history"), env=clean_env(), capture_output=True, timeout=60)
         assert res.returncode == 0, res  # the registry exists
@@ -101,8 +97,6 @@ def test_read_only_data_dir(tmp_path: Path) -> None:
             res = subprocess.run(cli_argv(home, *command), env=clean_env(), capture_output=True, text=True, timeout=60)
             assert res.returncode == 1, res
             assert "Traceback" not in res.stderr and res.stderr.count("\n") == 1, res.stderr
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def test_every_kind_is_a_registry_error() -> None:
