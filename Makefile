@@ -32,8 +32,10 @@ run: $(VENV)/.installed
 
 test: lint test-core-noqt test-all
 
+# Everything but the window, then the window's tests in a process of their own (.ci/pytest-gui).
 test-all: $(VENV)/.installed
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest --ignore=tests/gui
+	bash .ci/pytest-gui $(BIN)/python
 
 test-core-noqt: $(CORE_VENV)/.installed
 	$(CORE_BIN)/python -m pytest tests/core -p no:pytestqt -q
