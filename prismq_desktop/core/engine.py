@@ -31,7 +31,6 @@ from prismq_desktop.core.process.logfile import LogWriter, Stream
 from prismq_desktop.core.process.tree import kill_orphan
 from prismq_desktop.core.progress import PROTOCOL_PREFIX, ProgressTracker
 from prismq_desktop.core.secrets import SecretMissing, masked_argv, masked_env
-from prismq_desktop.core.store.atomic import atomic_write_text
 from prismq_desktop.core.store.recovery import find_orphans
 from prismq_desktop.core.store.registry import RunRegistry
 from prismq_desktop.core.store.schema import RegistryError, RegistryFull, RegistryLocked
@@ -387,7 +386,7 @@ class RunEngine:
         try:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(result_path)  # never a stale report
-            atomic_write_text(call_path, handle.run.spec.payload or "")
+            _write_private(call_path, handle.run.spec.payload or "")
         except OSError as exc:
             raise LaunchError(f"cannot write the function's arguments to {call_path}: {exc.strerror or exc}") from None
         env = {**launch.env, function_payload.CALL_FILE_VAR: call_path, function_payload.RESULT_FILE_VAR: result_path,
@@ -710,6 +709,16 @@ def function_files(log_path: str | None, run_id: int, home: os.PathLike[str] | s
     """(call file, result file) of a function run: beside its log, private like it."""
     base = log_path[:-4] if log_path and log_path.endswith(".log") else os.path.join(str(home), "logs", f"run-{run_id}")
     return base + ".call", base + ".result.json"
+
+
+def _write_private(path: str, text: str) -> None:
+    """A 0600 file the child reads at once and the engine removes (no fsync: it is never kept)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600) if hasattr(os, "fchmod") else None
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
 
 
 def _joined(first: str | None, second: str) -> str:

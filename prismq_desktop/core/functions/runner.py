@@ -16,13 +16,11 @@ of PrismQ, so any Python (a user's venv) can run it, and it never runs inside th
 from __future__ import annotations
 
 import asyncio
-import base64
 import importlib
 import importlib.util
 import inspect
 import json
 import os
-import pickle
 import sys
 import traceback
 from collections.abc import Callable
@@ -47,7 +45,7 @@ def _write_report(path: str, report: dict[str, Any]) -> bool:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            # no fsync: the report lives for milliseconds (the engine stores it and removes the file)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -134,6 +132,9 @@ def read_call(path: str | None, serializer: str) -> tuple[list[Any], dict[str, A
     if not text:
         return [], {}
     if serializer == "pickle":
+        import base64
+        import pickle
+
         args, kwargs = pickle.loads(base64.b64decode(text))
         return list(args), dict(kwargs)
     data = json.loads(text)
@@ -154,6 +155,9 @@ def call(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> A
 
 def encode_value(value: Any, serializer: str) -> dict[str, Any]:
     if serializer == "pickle":
+        import base64
+        import pickle
+
         return {"pickle": base64.b64encode(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)).decode("ascii")}
     try:
         json.dumps(value, allow_nan=False)
