@@ -382,3 +382,18 @@ def test_a_registry_from_before_function_tasks_is_migrated_and_its_rows_load(hom
         assert old.spec.to_dict() == json.loads(spec)  # stored JSON of an old spec is unchanged
     finally:
         reg.close()
+
+
+def test_a_schedule_of_a_function_survives_the_registry_and_returns_its_value(home):
+    async def main():
+        async with await _orch(home) as orch:
+            made = await orch.execute(t.double, [21], interval_seconds=3600, task_name="doubler")
+            assert made.schedule_id is not None
+            stored = orch.scheduler.get("doubler").spec  # read back from the schedules table
+            assert stored.kind is TargetKind.FUNCTION and payload.decode_call(stored.payload) == ([21], {})
+            run_id = orch.scheduler.run_now("doubler")
+            assert run_id is not None
+            res = await orch.wait(run_id, timeout=30)
+            assert res.ok and res.result == 42 and res.run.schedule_id == made.schedule_id
+
+    run(main())
