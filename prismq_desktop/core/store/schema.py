@@ -264,11 +264,20 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+# Function tasks (issue 15): the runner's report ('{"value": ...}' or '{"error": {...}}') kept with
+# the run. Self-contained (one column, nothing else depends on its position), so it can be
+# renumbered when merged with other migrations.
+FUNCTION_RESULT_MIGRATION = """
+    ALTER TABLE runs ADD COLUMN result TEXT;
+    """
+MIGRATIONS.append(FUNCTION_RESULT_MIGRATION)
+
 COLUMNS = (
     "id, name, spec, status, outcome, exit_code, error, mode, dry_run, created_at, started_at, "
     "ended_at, pid, pid_create_time, argv, cwd, log_path, owner_pid, owner_create_time, "
     "priority, pattern, attempt, parent_id, idempotency_key, not_before, depends_on, progress, "
-    "progress_message, options, schedule_id, trigger, peak_cpu, mean_cpu, peak_rss, mean_rss, updated_at"
+    "progress_message, options, schedule_id, trigger, peak_cpu, mean_cpu, peak_rss, mean_rss, updated_at, "
+    "result"
 )
 
 
