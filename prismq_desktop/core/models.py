@@ -121,12 +121,23 @@ class RunSpec:
     grace_period: float = 5.0
     encoding: str = "utf-8"
     name: str | None = None
+    #: Where it runs: None on this machine (the local executor or the warm pool, by pattern),
+    #: ``"remote:QUEUE"`` on a Celery worker listening to QUEUE (see core/remote/).
+    where: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.args, str):
             object.__setattr__(self, "args", tuple(str(a) for a in self.args))
         object.__setattr__(self, "kind", TargetKind(self.kind))
         object.__setattr__(self, "env", dict(self.env))
+
+    @property
+    def remote_queue(self) -> str | None:
+        """The Celery queue of a remote spec (``where="remote:QUEUE"``), else None."""
+        where = self.where or ""
+        if where.startswith(REMOTE_PREFIX):
+            return where[len(REMOTE_PREFIX):] or None
+        return None
 
     @property
     def display_name(self) -> str:
@@ -144,7 +155,7 @@ class RunSpec:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "target": self.target,
             "args": self.args if isinstance(self.args, str) else list(self.args),
             "kind": self.kind.value,
@@ -157,6 +168,9 @@ class RunSpec:
             "encoding": self.encoding,
             "name": self.name,
         }
+        if self.where is not None:  # only when set: a local spec's stored JSON is what it always was
+            data["where"] = self.where
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
@@ -173,7 +187,23 @@ class RunSpec:
             grace_period=float(data.get("grace_period", 5.0)),
             encoding=str(data.get("encoding", "utf-8")),
             name=data.get("name"),
+            where=data.get("where") or None,
         )
+
+
+REMOTE_PREFIX = "remote:"
+
+
+def where_problem(where: str | None) -> str | None:
+    """Why `where` is not a place a run can go (None when it is): None/"local", "pool" or "remote:QUEUE"."""
+    if where in (None, "local", "pool"):
+        return None
+    if isinstance(where, str) and where.startswith(REMOTE_PREFIX):
+        queue = where[len(REMOTE_PREFIX):]
+        if queue and queue.strip() == queue and all(c.isalnum() or c in "._-:" for c in queue) and len(queue) <= 200:
+            return None
+        return f"not a queue name: {queue!r} (letters, digits and . _ - : only)"
+    return f"unknown place to run {where!r} (choose local, pool or remote:QUEUE)"
 
 
 class IllegalTransition(RuntimeError):
@@ -233,6 +263,9 @@ class Run:
     mean_cpu: float | None = None
     peak_rss: int | None = None
     mean_rss: int | None = None
+    # remote runs (issue 14): the worker that ran it and the id of its Redis stream
+    worker_host: str | None = None
+    remote_id: str | None = None
 
     def __post_init__(self) -> None:
         # stored values come back as plain strings/ints: the snapshot always carries the enums

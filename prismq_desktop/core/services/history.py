@@ -247,6 +247,8 @@ def run_to_json(run: Run) -> dict[str, Any]:
         "cwd": run.cwd,
         "pid": run.pid,
         "log_path": run.log_path,
+        "where": run.spec.where,
+        "worker_host": run.worker_host,
     }
 
 

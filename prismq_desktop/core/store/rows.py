@@ -77,6 +77,8 @@ def run_from_row(row: sqlite3.Row) -> Run:
         mean_cpu=row["mean_cpu"],
         peak_rss=row["peak_rss"],
         mean_rss=row["mean_rss"],
+        worker_host=row["worker_host"],
+        remote_id=row["remote_id"],
     )
 
 
@@ -120,4 +122,6 @@ def run_values(run: Run, spec_json: str | None = None) -> dict[str, Any]:
         "peak_rss": run.peak_rss,
         "mean_rss": run.mean_rss,
         "updated_at": time.time(),
+        "worker_host": storable(run.worker_host),
+        "remote_id": run.remote_id,
     }
