@@ -29,6 +29,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psutil
@@ -325,7 +326,7 @@ def _beat_loop(ctx: WorkerContext, stop: threading.Event) -> None:
 
 
 def start_worker(url: str, queues: list[str], concurrency: int, hostname: str | None = None,
-                 loglevel: str = "WARNING") -> int:
+                 loglevel: str = "WARNING", app_hook: Callable[[Any], None] | None = None) -> int:
     """Run a Celery worker (Celery's own machinery, threads pool) until it is told to stop."""
     from celery import signals
 
@@ -334,6 +335,8 @@ def start_worker(url: str, queues: list[str], concurrency: int, hostname: str | 
     global _context
     settings = RemoteSettings.from_env()
     app = make_app(url, settings)
+    if app_hook is not None:
+        app_hook(app)  # e.g. the benchmark's bare Celery tasks, on the very same worker
     host = hostname or socket.gethostname()
     ctx = _context = WorkerContext(url, host, settings, redis_client(url), tuple(queues), concurrency)
     ctx.redis.ping()
