@@ -120,11 +120,11 @@ def bare_first_line(app, r) -> float:  # type: ignore[no-untyped-def]
 
 
 async def main_async(url: str, opts: argparse.Namespace, worker_pid: int) -> tuple[list, list[str], dict]:  # type: ignore[type-arg]
+    import tempfile
+
     from prismq_desktop.core.models import RunSpec, TargetKind
     from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
     from prismq_desktop.core.remote.config import make_app, redis_client
-
-    import tempfile
 
     figures, notes, details = [], [], {}
     home = tempfile.mkdtemp(prefix="bench-remote-")

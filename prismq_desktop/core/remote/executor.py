@@ -249,8 +249,8 @@ class _Follower:
                     fed = True
                 elif kind == P.HEARTBEAT:
                     beat = P.decode_json(data)
-                    if "rss" not in beat:
-                        continue  # the worker's heartbeat before the process exists: no reading
+                    if not beat.get("rss"):
+                        continue  # before the process exists or after it exited (a zombie reads 0): no reading
                     with contextlib.suppress(TypeError, ValueError):
                         self.dispatch(job.on_sample, float(beat.get("cpu", 0.0)), int(beat.get("rss", 0)))
                 elif kind == P.STATUS:

@@ -187,7 +187,7 @@ class RemoteRun:
                 root = psutil.Process(tree.pid)
                 members = [root, *root.children(recursive=True)]
             except psutil.Error:
-                members = []
+                return {"t": time.time(), "host": self.ctx.host}  # already gone: no reading
             seen = {}
             for proc in members:
                 cached = self._procs.get(proc.pid, proc)
@@ -218,7 +218,10 @@ class RemoteRun:
                                      "message": f"internal error on worker {ctx.host}: {exc}"})
         finally:
             self.done.set()
-            control.join(ctx.settings.heartbeat + 1)
+            if control.is_alive():
+                with contextlib.suppress(Exception):
+                    ctx.redis.rpush(P.control_key(self.rid), "_end")  # wake its BLPOP: the slot is free at once
+                control.join(ctx.settings.heartbeat + 1)
             with contextlib.suppress(Exception):
                 ctx.redis.hdel(P.trees_key(ctx.host), self.rid)
                 ctx.redis.expire(self.stream, STREAM_TTL)
