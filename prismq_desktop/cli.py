@@ -137,6 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma list of failed, timed_out, failed_to_start and/or exit codes (default failed,timed_out)")
     run.add_argument("--retry-delay", type=_seconds, default=1.0, metavar="S",
                      help="first backoff in seconds; doubles per attempt, capped at 60, with jitter")
+    run.add_argument("--remote", metavar="QUEUE", help="run it on a Celery worker listening to QUEUE (needs a broker)")
+    run.add_argument("--broker", metavar="URL", help="redis:// or rediss:// broker (default: $PRISMQ_BROKER_URL)")
+
+    worker = sub.add_parser("worker", help="run remote runs here: a Celery worker on the broker's queues")
+    worker.add_argument("--broker", metavar="URL", help="redis:// or rediss:// broker (default: $PRISMQ_BROKER_URL)")
+    worker.add_argument("--queue", "-Q", action="append", default=[], metavar="NAME",
+                        help="a queue to take runs from (repeatable; default: default)")
+    worker.add_argument("--concurrency", "-c", type=_count, default=2, metavar="N", help="runs at once (default 2)")
+    worker.add_argument("--hostname", "-n", metavar="H", help="this worker's name (default: the machine's hostname)")
+    worker.add_argument("--loglevel", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     dead = sub.add_parser("dead-letters", help="runs whose retries ran out: list, requeue or purge")
     dead.add_argument("--requeue", type=_count, metavar="ID", help="run the entry again (a fresh chain of attempts)")
@@ -188,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     sched_hist.add_argument("schedule", metavar="NAME_OR_ID")
     sched_hist.add_argument("--limit", type=_count, default=20)
 
-    sub.add_parser("scheduler", help="run the scheduler in the foreground (no window) until Ctrl+C")
+    schd = sub.add_parser("scheduler", help="run the scheduler in the foreground (no window) until Ctrl+C")
+    schd.add_argument("--broker", metavar="URL", help="with a broker: fires claimed across machines, remote schedules "
+                      "(default: $PRISMQ_BROKER_URL)")
     sub.add_parser("gui", help="open the window (the default with no command)")
     return parser
 
@@ -235,7 +247,19 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         grace_period=ns.grace,
         encoding=ns.encoding,
         name=ns.name,
+        where=f"remote:{ns.remote}" if ns.remote else None,
     )
+    ns.broker_url = None
+    if ns.remote:
+        from prismq_desktop.core.models import where_problem
+        from prismq_desktop.core.remote.config import require_broker
+
+        problem = where_problem(spec.where)
+        if problem:
+            _usage_error(f"--remote: {problem}")
+        ns.broker_url = require_broker(ns.broker)  # a BrokerError is one line (a ValueError)
+        if ns.mode in ("local",):
+            _usage_error("--remote runs on a worker: --mode local does not apply")
     mode = RunMode.DRY_RUN if ns.dry_run else (RunMode(ns.mode) if ns.mode else None)
     pattern = TaskPattern.parse(ns.pattern)
     if pattern not in (TaskPattern.SIMPLE, TaskPattern.LONG_RUNNING, TaskPattern.FIRE_AND_FORGET):
@@ -323,7 +347,7 @@ async def _run_async(ns: argparse.Namespace, spec: Any, mode: Any, pattern: Any,
     from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
 
     loop = asyncio.get_running_loop()
-    async with TaskOrchestrator(ns.data_dir, max_concurrent=1) as orch:
+    async with TaskOrchestrator(ns.data_dir, max_concurrent=1, broker=getattr(ns, "broker_url", None)) as orch:
         orch.bus.subscribe_sync(show)
         run_id = orch.delay(spec, mode=mode, pattern=pattern, priority=ns.priority, max_retries=ns.retries,
                             retry_on=tuple(_retry_on(ns.retry_on)), backoff_base=ns.retry_delay)
@@ -491,7 +515,12 @@ async def _scheduler_foreground(ns: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError, ValueError):
             pass
-    async with TaskOrchestrator(ns.data_dir) as orch:
+    from prismq_desktop.core.remote.config import broker_url, check_broker_url
+
+    url = broker_url(getattr(ns, "broker", None))
+    async with TaskOrchestrator(ns.data_dir, broker=check_broker_url(url) if url else None) as orch:
+        orch.engine.reattach_remote()  # remote runs a dead app was following: followed from here on
+
         def report(ev: Any) -> None:
             run = getattr(ev, "run", None)
             if run is not None and run.schedule_id is not None and ev.kind in ("started", "finished"):
@@ -509,6 +538,41 @@ async def _scheduler_foreground(ns: argparse.Namespace) -> int:
                   flush=True)
         await stop.wait()
     return 0
+
+
+def _cmd_worker(ns: argparse.Namespace) -> int:
+    """A real Celery worker (threads pool: the runs' trees stay children of this process)."""
+    import logging
+
+    from prismq_desktop.core.remote.config import DEFAULT_QUEUE, require_broker
+    from prismq_desktop.core.secrets import mask_text
+
+    url = require_broker(ns.broker)
+    try:
+        import celery  # noqa: F401 - the extra is needed here, say so in one line
+
+        from prismq_desktop.core.remote.worker import start_worker
+    except ImportError as exc:
+        sys.stderr.write(f"prismq-desktop: error: the worker needs the remote extra "
+                         f"(pip install 'prismq-desktop[remote]'): {exc}\n")
+        return 1
+    logging.basicConfig(level=getattr(logging, ns.loglevel), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    queues = ns.queue or [DEFAULT_QUEUE]
+    for q in queues:
+        from prismq_desktop.core.models import where_problem
+
+        problem = where_problem(f"remote:{q}")
+        if problem:
+            _usage_error(f"--queue: {problem}")
+    print(f"prismq worker {ns.hostname or ''} on {terminal_safe(mask_text(url))}, queues {', '.join(queues)}, "
+          f"concurrency {ns.concurrency}; Ctrl+C to stop", file=sys.stderr, flush=True)
+    try:
+        return start_worker(url, queues, ns.concurrency, ns.hostname, loglevel=ns.loglevel)
+    except Exception as exc:  # noqa: BLE001 - e.g. the broker refuses the password: one line
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        sys.stderr.write(f"prismq-desktop: error: worker: {terminal_safe(mask_text(str(exc)))}\n")
+        return 1
 
 
 def _cmd_dead_letters(ns: argparse.Namespace) -> int:
@@ -681,6 +745,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_schedule(ns, parser)
         if ns.command == "scheduler":
             return asyncio.run(_scheduler_foreground(ns))
+        if ns.command == "worker":
+            return _cmd_worker(ns)
         return _cmd_gui(ns, parser)
     except BrokenPipeError:
         return 1

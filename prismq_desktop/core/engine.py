@@ -20,12 +20,23 @@ from typing import Any
 from prismq_desktop.core import paths
 from prismq_desktop.core.events import EventBus, OutputBatch, Progress, RunChanged
 from prismq_desktop.core.functions import payload as function_payload
-from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec, RunStatus, TargetKind, transition
+from prismq_desktop.core.models import (
+    Outcome,
+    OutcomeKind,
+    Run,
+    RunMode,
+    RunSpec,
+    RunStatus,
+    TargetKind,
+    transition,
+    where_problem,
+)
 from prismq_desktop.core.monitor.monitor import ResourceMonitor
+from prismq_desktop.core.monitor.samples import RunSample
 from prismq_desktop.core.patterns import Priority
 from prismq_desktop.core.process.capture import OutputCapture, OutputChunk
 from prismq_desktop.core.process.executor import ENV_MODE, Executor, Job
-from prismq_desktop.core.process.launch import Launch, LaunchError, mark_run, resolve
+from prismq_desktop.core.process.launch import Launch, LaunchError, mark_run, remote_preview, resolve
 from prismq_desktop.core.process.local import SubprocessWrapper
 from prismq_desktop.core.process.logfile import LogWriter, Stream
 from prismq_desktop.core.process.tree import kill_orphan
@@ -53,17 +64,30 @@ def _change_kind(before: RunStatus, after: RunStatus) -> str:
     return "queued"
 
 
-def recover_orphans(registry: RunRegistry, publish: Callable[[RunChanged], None] | None = None) -> list[Run]:
+def is_remote(run: Run) -> bool:
+    """Does (or did) this run go to a remote worker? Its pid is then another machine's."""
+    return run.remote_id is not None or run.spec.remote_queue is not None
+
+
+def recover_orphans(registry: RunRegistry, publish: Callable[[RunChanged], None] | None = None,
+                    keep: Callable[[Run], bool] | None = None) -> list[Run]:
     """End runs whose owning process died (`interrupted`), stopping a tree they left alive.
 
     The store reports the orphans; this decides and acts, then saves each new snapshot
-    before announcing it.
+    before announcing it. `keep(run)` true: the run is left as it is (a remote run a
+    remote-capable engine reattaches to). A remote run's pid is never signalled here.
     """
     recovered = []
     for orphan in find_orphans(registry):
         run = orphan.run
+        if keep is not None and keep(run):
+            continue
         reason = f"PrismQ process {run.owner_pid} ended while this run was {run.status.value}"
-        if orphan.tree_alive and run.pid and kill_orphan(run.pid, run.pid_create_time):
+        if is_remote(run):
+            if run.remote_id is not None:
+                continue  # still going (or done) on its worker: an engine with a broker reattaches
+            reason += " (before it reached a worker)"
+        elif orphan.tree_alive and run.pid and kill_orphan(run.pid, run.pid_create_time):
             reason += f"; its process tree (pid {run.pid}) was still alive and has been stopped"
         ended = transition(run, RunStatus.DONE, Outcome(OutcomeKind.INTERRUPTED, None, reason))
         registry.save(ended)
@@ -168,8 +192,42 @@ class RunEngine:
         self._retry_delay = SAVE_RETRY_FIRST
         self._retry_handle: asyncio.TimerHandle | None = None
         self.unsaved_errors: dict[int, str] = {}  # runs whose end could not be stored at all (disk full)
-        # runs a dead PrismQ left active end `interrupted` before anything new starts
+        # runs a dead PrismQ left active end `interrupted` before anything new starts; remote
+        # runs stay for `reattach_remote` (their worker may still be running them)
         self.recovered: list[Run] = recover_orphans(self.registry, self.bus.publish) if recover else []
+        self._remote_usage: dict[int, list[float]] = {}  # run id -> [samples, peak cpu, cpu sum, peak rss, rss sum]
+
+    @property
+    def runs_remote(self) -> bool:
+        """Can this engine's executor send runs to remote workers (a broker is configured)?"""
+        return bool(getattr(self.executor, "runs_remote", False))
+
+    def reattach_remote(self) -> list[RunHandle]:
+        """Follow again the remote runs whose watching app died (needs a running loop and a
+        broker): each becomes a live run of this engine, its log rewritten from the stream's
+        start (the stream keeps a run's whole output until a watcher wrote its end), so the
+        log file is whole whatever moment the old app died at."""
+        if not self.runs_remote:
+            return []
+        loop = asyncio.get_running_loop()
+        handles = []
+        for orphan in find_orphans(self.registry):
+            run = orphan.run
+            if run.remote_id is None or run.id in self._live:
+                continue
+            owner_pid, owner_time = self.registry.owner
+            handle = RunHandle(self, run.with_changes(owner_pid=owner_pid, owner_create_time=owner_time))
+            handle._future = loop.create_future()
+            self._live[run.id] = handle
+            with self._lock:
+                self.registry.save(handle._run)
+            launch = remote_preview(run.spec) if run.spec.remote_queue else Launch(run.argv, {}, run.cwd or "", "utf-8")
+            job = self._make_job(handle, launch, reattach=run.remote_id)
+            task = loop.create_task(self._drive(handle, job, RunMode(run.mode)), name=f"run-{run.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            handles.append(handle)
+        return handles
 
     def _publish_sample(self, ev: Any) -> None:
         """Runs on the sampler thread: hand the sample to the loop (or publish directly with no loop)."""
@@ -367,6 +425,14 @@ class RunEngine:
     def _resolve(self, handle: RunHandle) -> Launch | None:
         try:
             spec = handle.run.spec
+            problem = where_problem(spec.where)
+            if problem:
+                raise LaunchError(problem)
+            if spec.remote_queue is not None:
+                if not self.runs_remote:
+                    raise LaunchError(f"cannot run on {spec.where}: no broker is configured "
+                                      "(set PRISMQ_BROKER_URL or pass --broker)")
+                return remote_preview(spec)  # the worker resolves it on its own machine
             revealed = self.registry.vault.reveal_env(spec.env)  # stored references -> the real values
             launch = resolve(spec if revealed is None else spec.with_changes(env=revealed))
             if spec.kind is TargetKind.FUNCTION:
@@ -490,12 +556,16 @@ class RunEngine:
         self._change(handle, RunStatus.DONE, Outcome(OutcomeKind.FAILED_TO_START, None, message))
         self._finish(handle)
 
-    def _make_job(self, handle: RunHandle, launch: Launch) -> Job:
+    def _make_job(self, handle: RunHandle, launch: Launch, reattach: str | None = None) -> Job:
         run = handle.run
         launch = mark_run(launch, run.id)  # how the run's re-parented descendants are found
         spec = run.spec
+        remote = is_remote(run)
+        if reattach is not None and run.log_path:
+            with contextlib.suppress(OSError):
+                os.unlink(run.log_path)  # rewritten whole from the stream's start
         writer = LogWriter(run.log_path or "")
-        env_shown = {k: v for k, v in launch.env.items() if os.environ.get(k) != v}
+        env_shown = {k: v for k, v in launch.env.items() if os.environ.get(k) != v or remote}
         removed = [k for k in spec.env if spec.env[k] is None]
         writer.meta(
             event="start",
@@ -510,9 +580,30 @@ class RunEngine:
         handle._staged.update(argv=launch.argv, cwd=launch.cwd)  # saved with the next change
 
         def on_started(pid: int, create_time: float | None) -> None:
+            if handle._run.status is not RunStatus.QUEUED:
+                return  # a reattached remote run that was already running
             self._change(handle, RunStatus.RUNNING, pid=pid, pid_create_time=create_time)
+            if remote:
+                return  # another machine's pid: its worker samples it (on_sample)
             self.monitor.watch(run.id, pid)
             self.monitor.start()  # no-op when already running
+
+        def on_remote(**fields: Any) -> None:
+            if handle.done:
+                return
+            if handle._run.status is RunStatus.QUEUED and "remote_id" in fields:
+                self._amend(handle, **fields)  # stored now: a restarted app can reattach from here on
+            else:
+                handle._staged.update(fields)  # saved with the next change
+
+        def on_sample(cpu: float, rss: int) -> None:
+            acc = self._remote_usage.setdefault(run.id, [0, 0.0, 0.0, 0, 0])
+            acc[0] += 1
+            acc[1] = max(acc[1], cpu)
+            acc[2] += cpu
+            acc[3] = max(acc[3], rss)
+            acc[4] += rss
+            self.bus.publish(RunSample(run.id, time.time(), cpu, int(rss), 0, 0, None, None))
 
         tracker = ProgressTracker()
         last_saved = [0.0]
@@ -553,7 +644,14 @@ class RunEngine:
             grace_period=spec.grace_period,
             on_started=on_started,
             on_output=on_output,
+            on_remote=on_remote,
+            on_sample=on_sample,
+            reattach_id=reattach,
+            priority=int(run.priority),
         )
+        if remote:
+            revealed = self.registry.vault.reveal_env(spec.env)
+            job.spec = spec if revealed is None else spec.with_changes(env=revealed)
         handle.job = job
         return job
 
@@ -579,7 +677,12 @@ class RunEngine:
             self._change(handle, RunStatus.RUNNING)  # a dry run "runs" instantly
         try:
             usage = self.monitor.unwatch(handle.id)
-            self._change(handle, RunStatus.DONE, outcome, **(usage.run_fields() if usage is not None else {}), **extra)
+            fields = usage.run_fields() if usage is not None else {}
+            acc = self._remote_usage.pop(handle.id, None)
+            if acc is not None and acc[0]:
+                fields = {"peak_cpu": acc[1], "mean_cpu": acc[2] / acc[0], "peak_rss": int(acc[3]),
+                          "mean_rss": int(acc[4] / acc[0])}
+            self._change(handle, RunStatus.DONE, outcome, **fields, **extra)
         finally:
             self._finish(handle)  # whatever happened above, nobody waits for this run forever
 

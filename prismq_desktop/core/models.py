@@ -137,6 +137,9 @@ class RunSpec:
     #: pickle when `serializer` is PICKLE); None for every other kind
     payload: str | None = None
     serializer: Serializer = Serializer.JSON
+    #: Where it runs: None on this machine (the local executor or the warm pool, by pattern),
+    #: ``"remote:QUEUE"`` on a Celery worker listening to QUEUE (see core/remote/).
+    where: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.args, str):
@@ -144,6 +147,14 @@ class RunSpec:
         object.__setattr__(self, "kind", TargetKind(self.kind))
         object.__setattr__(self, "env", dict(self.env))
         object.__setattr__(self, "serializer", Serializer(self.serializer or Serializer.JSON))
+
+    @property
+    def remote_queue(self) -> str | None:
+        """The Celery queue of a remote spec (``where="remote:QUEUE"``), else None."""
+        where = self.where or ""
+        if where.startswith(REMOTE_PREFIX):
+            return where[len(REMOTE_PREFIX):] or None
+        return None
 
     @property
     def display_name(self) -> str:
@@ -163,7 +174,7 @@ class RunSpec:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "target": self.target,
             "args": self.args if isinstance(self.args, str) else list(self.args),
             "kind": self.kind.value,
@@ -179,6 +190,9 @@ class RunSpec:
             **({"payload": self.payload, "serializer": self.serializer.value}
                if self.kind is TargetKind.FUNCTION or self.payload is not None else {}),
         }
+        if self.where is not None:  # only when set: a local spec's stored JSON is what it always was
+            data["where"] = self.where
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
@@ -197,7 +211,23 @@ class RunSpec:
             name=data.get("name"),
             payload=data.get("payload"),
             serializer=Serializer(data.get("serializer") or "json"),
+            where=data.get("where") or None,
         )
+
+
+REMOTE_PREFIX = "remote:"
+
+
+def where_problem(where: str | None) -> str | None:
+    """Why `where` is not a place a run can go (None when it is): None/"local", "pool" or "remote:QUEUE"."""
+    if where in (None, "local", "pool"):
+        return None
+    if isinstance(where, str) and where.startswith(REMOTE_PREFIX):
+        queue = where[len(REMOTE_PREFIX):]
+        if queue and queue.strip() == queue and all(c.isalnum() or c in "._-:" for c in queue) and len(queue) <= 200:
+            return None
+        return f"not a queue name: {queue!r} (letters, digits and . _ - : only)"
+    return f"unknown place to run {where!r} (choose local, pool or remote:QUEUE)"
 
 
 class IllegalTransition(RuntimeError):
@@ -260,6 +290,9 @@ class Run:
     # function tasks (issue 15): the runner's report, as stored (see `core.functions.payload`):
     # '{"value": ...}' when the function returned, '{"error": {type, message, traceback}}' when it raised
     result: str | None = None
+    # remote runs (issue 14): the worker that ran it and the id of its Redis stream
+    worker_host: str | None = None
+    remote_id: str | None = None
 
     def __post_init__(self) -> None:
         # stored values come back as plain strings/ints: the snapshot always carries the enums

@@ -40,6 +40,9 @@ from prismq_desktop.core.patterns import Priority, TaskPattern
 from prismq_desktop.core.pool import ResourcePool
 from prismq_desktop.core.process.executor import Job
 from prismq_desktop.core.process.logfile import LogWriter, Stream
+from prismq_desktop.core.remote.config import check_broker_url
+from prismq_desktop.core.remote.executor import RemoteExecutor
+from prismq_desktop.core.remote.locks import DistributedLocks
 from prismq_desktop.core.schedule.scheduler import Scheduler
 from prismq_desktop.core.store.registry import DeadLetter
 
@@ -64,15 +67,32 @@ class TaskOrchestrator:
         engine: RunEngine | None = None,
         pool_size: int = 2,
         clock: Clock | None = None,
+        broker: str | None = None,
+        lock_ttl: float | None = None,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
         # The warm worker pool (pattern 6) is the engine's executor; only POOLED runs use it,
         # everything else spawns normally. Its fork servers start with the first pooled run.
+        # With a broker, a RemoteExecutor in front sends `where="remote:QUEUE"` runs to Celery
+        # workers, and idempotency keys and schedule fires are also claimed on its Redis.
         self.pool: ResourcePool | None = None
+        self.remote: RemoteExecutor | None = None
+        self.locks: DistributedLocks | None = None
+        if broker:
+            check_broker_url(broker)
         if engine is None:
             self.pool = ResourcePool(size=pool_size, mode=mode, accept=self._pooled)
-            engine = RunEngine(home, mode=mode, executor=self.pool)
+            executor: Any = self.pool
+            if broker:
+                executor = self.remote = RemoteExecutor(broker, fallback=self.pool)
+            engine = RunEngine(home, mode=mode, executor=executor)
+        elif isinstance(engine.executor, RemoteExecutor):
+            self.remote = engine.executor
+        if broker:
+            self.locks = DistributedLocks(broker, **({"ttl": lock_ttl} if lock_ttl else {}))
+        self._held: dict[str, str] = {}  # idempotency key -> our token on the broker, while its chain is pending
+        self._refresher: asyncio.Task[None] | None = None
         self.engine = engine
         self.registry = self.engine.registry
         self.bus = self.engine.bus
@@ -113,6 +133,14 @@ class TaskOrchestrator:
         await self.engine.shutdown(cancel_running=cancel_running)
         if self.pool is not None:
             await self.pool.close()
+        if self._refresher is not None:
+            self._refresher.cancel()
+        if self.locks is not None:
+            for key, token in list(self._held.items()):
+                self._release_key(key, token)
+            self.locks.close()
+        if self.remote is not None:
+            self.remote.close()
         pending = {t for t in self._tasks if not t.done()}
         if pending:
             await asyncio.wait(pending, timeout=10)
@@ -183,9 +211,16 @@ class TaskOrchestrator:
         spec = make_spec(script, args, spec_options)
         if spec_options:
             raise TypeError(f"unknown option(s): {', '.join(sorted(spec_options))}")
+        token: str | None = None
         if idempotency_key:
             self.engine.flush_created()  # runs submitted earlier in this loop turn count too
             existing = self.registry.find_idempotent(idempotency_key, idempotency_window)
+            if existing is None and self.locks is not None:
+                token, existing, foreign = self._claim_key(idempotency_key)
+                if foreign is not None:
+                    return self.engine.record_unstarted(spec, Outcome(OutcomeKind.SKIPPED, None, foreign),
+                                                        idempotency_key=None, trigger=trigger,
+                                                        schedule_id=schedule_id).id
             if existing is not None:
                 chain = self._chains.get(existing.id)
                 first_id = chain.first_id if chain else _first_id(existing)
@@ -217,12 +252,70 @@ class TaskOrchestrator:
             future=loop.create_future(), current=handle, depends_on=deps, run_ids=[handle.id],
         )
         self._chains[handle.id] = chain
+        if token is not None and idempotency_key:
+            self._hold_key(idempotency_key, token, handle.id)
         if handle.done:  # e.g. a dry run that could not even be recorded as started
             self._spawn(self._after_run(chain))
             return handle.id
         self._enqueue(chain)
         self._check_backlog()
         return handle.id
+
+    # ------------------------------------------------------------------ idempotency across machines
+    def _claim_key(self, key: str) -> tuple[str | None, Run | None, str | None]:
+        """(our token, None, None) when this process now holds `key` on the broker; (None, the
+        holder's run, None) when the holder's run is in our registry; (None, None, why) when it
+        is another data dir's. A broker that cannot be reached: (None, None, None), local only."""
+        assert self.locks is not None
+        try:
+            token, holder = self.locks.acquire(key, {"registry": str(self.registry.path), "pid": os.getpid()})
+        except Exception as exc:  # noqa: BLE001 - one line; the local check still holds
+            log.warning("idempotency key %r not claimed on the broker: %s", key, exc)
+            return None, None, None
+        if token is not None:
+            return token, None, None
+        run_id = holder.get("run_id")
+        if holder.get("registry") == str(self.registry.path):
+            deadline = time.monotonic() + 2.0  # its row is stored within the holder's loop turn
+            while True:
+                found = self.registry.find_idempotent(key, None)
+                if found is not None or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.01)
+            if found is not None:
+                return None, found, None
+        where = f"run #{run_id}" if run_id else "a submission"
+        return None, None, (f"idempotency key {key!r} is held by {where} on {holder.get('host', '?')} "
+                            f"(pid {holder.get('pid', '?')}); not run twice")
+
+    def _hold_key(self, key: str, token: str, run_id: int) -> None:
+        assert self.locks is not None
+        self._held[key] = token
+        try:
+            self.locks.update(key, token, {"registry": str(self.registry.path), "pid": os.getpid(), "run_id": run_id})
+        except Exception as exc:  # noqa: BLE001
+            log.warning("idempotency key %r: %s", key, exc)
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_keys(), name="prismq-idem-refresh")
+
+    def _release_key(self, key: str, token: str) -> None:
+        assert self.locks is not None
+        self._held.pop(key, None)
+        try:
+            self.locks.release(key, token)
+        except Exception as exc:  # noqa: BLE001 - it expires by itself
+            log.warning("idempotency key %r not released (it expires by itself): %s", key, exc)
+
+    async def _refresh_keys(self) -> None:
+        """Keep our keys alive while their chains are pending; a dead process's keys expire."""
+        assert self.locks is not None
+        while self._held:
+            await asyncio.sleep(self.locks.ttl / 3)
+            for key, token in list(self._held.items()):
+                try:
+                    await asyncio.to_thread(self.locks.refresh, key, token)
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("idempotency key %r not refreshed: %s", key, exc)
 
     def _enqueue(self, chain: Chain) -> None:
         run_id = chain.current.id
@@ -326,6 +419,8 @@ class TaskOrchestrator:
             chain.follow_ups.append(self.delay(follow, priority=chain.priority, mode=chain.mode,
                                                pattern=TaskPattern.FIRE_AND_FORGET, follow_up_of=chain.first_id))
         result = self._result(chain)
+        if chain.idempotency_key and chain.idempotency_key in self._held:
+            self._release_key(chain.idempotency_key, self._held[chain.idempotency_key])
         if not chain.future.done():
             chain.future.set_result(result)
         try:
@@ -629,7 +724,7 @@ class TaskOrchestrator:
     def scheduler(self) -> Scheduler:
         """The periodic scheduler sharing this orchestrator's queue (created on first use, not started)."""
         if self._scheduler is None:
-            self._scheduler = Scheduler(self)
+            self._scheduler = Scheduler(self, fire_claim=self.locks.claim_fire if self.locks is not None else None)
         return self._scheduler
 
     # -- what the scheduler needs (schedule/ports.py SchedulerHost)

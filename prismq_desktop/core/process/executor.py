@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode
+from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode, RunSpec
 from prismq_desktop.core.process.capture import OutputCapture, OutputChunk
 from prismq_desktop.core.process.launch import Launch
 from prismq_desktop.core.process.tree import IS_WINDOWS, ProcessTree
@@ -94,6 +94,21 @@ class Job:
     stop_graceful: bool = True
     #: Called with `graceful` on each effective stop request, on the requesting thread.
     stop_listener: Callable[[bool], None] | None = None
+    #: The spec with its secret values put back (a remote executor sends it to the worker,
+    #: which resolves it on its own machine); None for jobs made outside the engine.
+    spec: RunSpec | None = None
+    #: Remote runs: ``on_remote(worker_host=..., remote_id=...)`` records where it runs (saved
+    #: at once, so a restarted app can reattach); ``on_sample(cpu_percent, rss_bytes)`` feeds the
+    #: worker's readings of the remote tree (the local monitor cannot see it).
+    on_remote: Callable[..., None] = lambda **fields: None
+    on_sample: Callable[[float, int], None] = lambda cpu, rss: None
+    #: Set by the engine when a restarted app reattaches to a remote run already going: the
+    #: remote id, and the log offset up to which the stream was already written here.
+    reattach_id: str | None = None
+    #: The run's queue priority (0 CRITICAL .. 3 LOW): a remote executor passes it to the broker.
+    priority: int = 2
+    #: A remote executor's pause/resume (the tree is on another machine); None for local runs.
+    remote_control: Callable[[str], bool] | None = None
 
     def request_stop(self, kind: OutcomeKind, message: str, graceful: bool = True) -> bool:
         """Stop the whole tree (TERM, grace, KILL; or KILL at once). The first reason wins."""
@@ -108,14 +123,16 @@ class Job:
         return True
 
     def pause(self) -> bool:
-        if self.tree is None or self.stop_outcome is not None:
+        if self.stop_outcome is not None:
             return False
+        if self.tree is None:
+            return self.remote_control("pause") if self.remote_control is not None else False
         self.tree.suspend()
         return True
 
     def resume(self) -> bool:
         if self.tree is None:
-            return False
+            return self.remote_control("resume") if self.remote_control is not None else False
         self.tree.resume()
         return True
 

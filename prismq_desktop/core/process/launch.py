@@ -230,6 +230,33 @@ def check_function_target(target: str, cwd: str) -> None:
             raise LaunchError(f"function file is not readable: {module}")
     elif not all(part.isidentifier() for part in module.split(".")):
         raise LaunchError(f"not a module name: {module!r}")
+def check_spec(spec: RunSpec) -> None:
+    """The checks of `resolve` that need nothing of this machine (for a run another machine
+    resolves: a remote worker finds the script, interpreter and cwd on its own disk)."""
+    if not spec.target or not spec.target.strip():
+        raise LaunchError("nothing to run: the script, module or command is empty")
+    try:
+        codecs.lookup(spec.encoding)
+    except LookupError:
+        raise LaunchError(f"unknown output encoding: {spec.encoding}") from None
+    check_durations(spec)
+    check_environment(spec.env)
+    _refuse_nul((spec.target, spec.cwd or "", spec.interpreter or ""))
+    _refuse_nul(split_args(spec.args))
+    if spec.kind is TargetKind.MODULE and not all(p.isidentifier() for p in spec.target.split(".")):
+        raise LaunchError(f"not a module name: {spec.target!r}")
+
+
+def remote_preview(spec: RunSpec) -> Launch:
+    """What the submitting side records for a remote run until the worker reports the real argv
+    and cwd: the spec's own words, and only the spec's environment overrides (never this
+    machine's environment: it is not what the worker's child gets)."""
+    check_spec(spec)
+    kind = _kind_of(spec)
+    head: tuple[str, ...] = (spec.interpreter or "python", spec.target) if kind is TargetKind.SCRIPT else \
+        (spec.interpreter or "python", "-m", spec.target) if kind is TargetKind.MODULE else (spec.target,)
+    env = {str(k): str(v) for k, v in spec.env.items() if v is not None}
+    return Launch(argv=(*head, *split_args(spec.args)), env=env, cwd=spec.cwd or "", encoding=spec.encoding)
 
 
 def resolve(spec: RunSpec) -> Launch:

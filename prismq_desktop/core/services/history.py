@@ -250,6 +250,8 @@ def run_to_json(run: Run) -> dict[str, Any]:
         # a function task's return value (null for scripts), and the exception it raised
         "result": _result_json(run),
         "result_error": run.result_error,
+        "where": run.spec.where,
+        "worker_host": run.worker_host,
     }
 
 

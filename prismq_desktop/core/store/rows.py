@@ -78,6 +78,8 @@ def run_from_row(row: sqlite3.Row) -> Run:
         peak_rss=row["peak_rss"],
         mean_rss=row["mean_rss"],
         result=row["result"],
+        worker_host=row["worker_host"],
+        remote_id=row["remote_id"],
     )
 
 
@@ -122,4 +124,6 @@ def run_values(run: Run, spec_json: str | None = None) -> dict[str, Any]:
         "mean_rss": run.mean_rss,
         "updated_at": time.time(),
         "result": run.result,
+        "worker_host": storable(run.worker_host),
+        "remote_id": run.remote_id,
     }

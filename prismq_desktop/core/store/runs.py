@@ -28,6 +28,11 @@ class RunTable(Database):
         self._block = 4
         self._logs_dir = str(self.path.parent / "logs")
 
+    @property
+    def owner(self) -> tuple[int, float]:
+        """(pid, start time) of this process, as recorded on the runs it owns."""
+        return self._owner
+
     def close(self) -> None:
         with self._lock:
             self._release_ids()

@@ -262,6 +262,12 @@ MIGRATIONS: list[str] = [
     UPDATE runs SET updated_at = COALESCE(ended_at, started_at, created_at);
     CREATE INDEX runs_updated ON runs(updated_at);
     """,
+    # 6: remote runs (Celery workers): the worker's hostname, and the id naming the run's
+    # Redis stream (so a restarted app can reattach to a run still going on a worker)
+    """
+    ALTER TABLE runs ADD COLUMN worker_host TEXT;
+    ALTER TABLE runs ADD COLUMN remote_id TEXT;
+    """,
 ]
 
 # Function tasks (issue 15): the runner's report ('{"value": ...}' or '{"error": {...}}') kept with
@@ -277,7 +283,7 @@ COLUMNS = (
     "ended_at, pid, pid_create_time, argv, cwd, log_path, owner_pid, owner_create_time, "
     "priority, pattern, attempt, parent_id, idempotency_key, not_before, depends_on, progress, "
     "progress_message, options, schedule_id, trigger, peak_cpu, mean_cpu, peak_rss, mean_rss, updated_at, "
-    "result"
+    "result, worker_host, remote_id"
 )
 
 
