@@ -63,6 +63,14 @@ def no_leftover_processes():
     assert not extra, f"processes left running: {names}"
 
 
+@pytest.fixture(autouse=True)
+def secret_values_in_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests (and the CLI processes they start) keep secret values in the data dir's secrets.json:
+    a developer's own OS keyring is never written to. tests/core/test_secret_store.py starts a
+    Secret Service of its own and sets PRISMQ_SECRET_STORE=auto there."""
+    monkeypatch.setenv("PRISMQ_SECRET_STORE", "file")
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     """A fresh data dir (registry + logs) per test."""

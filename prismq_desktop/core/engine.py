@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prismq_desktop.core import paths
-from prismq_desktop.core.events import EventBus, OutputBatch, Progress, RunChanged
+from prismq_desktop.core.events import EventBus, Notice, OutputBatch, Progress, RunChanged
 from prismq_desktop.core.functions import payload as function_payload
 from prismq_desktop.core.models import (
     Outcome,
@@ -174,6 +174,9 @@ class RunEngine:
         self.registry = registry or RunRegistry(paths.registry_path(self.home))
         self.executor: Executor = executor or SubprocessWrapper(mode)
         self.bus = EventBus()
+        # where secret values went (no OS credential store, or it failed): a Notice, so the window's
+        # status bar says it too (the CLI prints it through paths.notice)
+        self.registry.vault.on_notice = lambda text: self.bus.publish(Notice(None, text, "warning"))
         self.tail_lines = tail_lines
         self.max_line_chars = max_line_chars
         # psutil/procfs sampling of every live run's tree, off the loop thread; samples are

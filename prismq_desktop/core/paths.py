@@ -26,7 +26,8 @@ PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 POSIX = os.name == "posix"
 
-#: Also called with each "permissions tightened" sentence (the CLI: one line on stderr).
+#: Also called with each "permissions tightened" sentence, and where secret values went when no OS
+#: credential store took them (core/secrets.py); the CLI: one line on stderr.
 notice: Callable[[str], object] | None = None
 _told: dict[str, str] = {}  # data dir -> what it was told (once per process)
 

@@ -12,7 +12,7 @@ import psutil
 
 from prismq_desktop.core import paths
 from prismq_desktop.core.models import RunSpec
-from prismq_desktop.core.secrets import SecretVault
+from prismq_desktop.core.secrets import REF_PREFIX, SecretVault, references
 from prismq_desktop.core.store import schema
 
 
@@ -76,12 +76,33 @@ class Database:
         # secret-looking env values are stored as references; the values live beside the registry
         self.vault = SecretVault(self.path.parent / "secrets.json")
 
-    def stored_spec(self, spec: RunSpec) -> str:
-        """The JSON a spec is stored as: secret-looking env values as vault references."""
-        protected = self.vault.protect_env(spec.env)
+    def stored_spec(self, spec: RunSpec, *, refresh: bool = True) -> str:
+        """The JSON a spec is stored as: secret-looking env values as vault references
+        (`refresh=False`: a snapshot update of a row already stored, see SecretVault.protect_env)."""
+        protected = self.vault.protect_env(spec.env, refresh=refresh)
         if protected is None:
             return spec.json
         return json.dumps({**spec.to_dict(), "env": protected}, sort_keys=True)
+
+    def _secret_refs(self, sql: str, params: tuple[object, ...] = ()) -> set[str]:
+        """The vault references in the specs a query returns (its one column: a spec's JSON)."""
+        found: set[str] = set()
+        for (text,) in self._db.execute(sql, params):
+            if text and REF_PREFIX in text:
+                found |= references(text)
+        return found
+
+    def release_secrets(self, candidates: set[str]) -> int:
+        """After a delete: the values of `candidates` no run, schedule or dead letter refers to any
+        more leave their store (the OS credential store or secrets.json); how many did."""
+        if not candidates:
+            return 0
+        like = f"%{REF_PREFIX}%"
+        with self._lock:
+            used = set()
+            for table in ("runs", "schedules", "dead_letters"):
+                used |= self._secret_refs(f"SELECT spec FROM {table} WHERE spec LIKE ?", (like,))
+        return self.vault.forget(candidates - used)
 
     @property
     def schema_version(self) -> int:

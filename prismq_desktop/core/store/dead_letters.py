@@ -62,9 +62,11 @@ class DeadLetterTable(Database):
     def purge_dead_letters(self, ids: Sequence[int] | None = None) -> int:
         with self._lock:
             if ids is None:
+                secrets = self._secret_refs("SELECT spec FROM dead_letters")
                 cur = self._db.execute("DELETE FROM dead_letters")
             else:
-                cur = self._db.execute(
-                    f"DELETE FROM dead_letters WHERE id IN ({', '.join('?' * len(ids))})", tuple(ids)
-                )
+                where = f"WHERE id IN ({', '.join('?' * len(ids))})"
+                secrets = self._secret_refs(f"SELECT spec FROM dead_letters {where}", tuple(ids))
+                cur = self._db.execute(f"DELETE FROM dead_letters {where}", tuple(ids))
+        self.release_secrets(secrets)
         return cur.rowcount

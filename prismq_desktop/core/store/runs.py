@@ -111,7 +111,7 @@ class RunTable(Database):
 
     # -- saving snapshots (the engine's job)
     def _update_row(self, run: Run) -> tuple[Any, ...]:
-        values = run_values(run, self.stored_spec(run.spec))
+        values = run_values(run, self.stored_spec(run.spec, refresh=False))
         run_id = values.pop("id")
         return (*values.values(), run_id)
 
@@ -215,11 +215,16 @@ class RunTable(Database):
         if not run_ids:
             return 0
         removed = 0
+        secrets: set[str] = set()
         with self._lock:
             for i in range(0, len(run_ids), 500):
                 part = tuple(run_ids[i : i + 500])
-                cur = self._db.execute(f"DELETE FROM runs WHERE id IN ({', '.join('?' * len(part))})", part)
+                marks = ', '.join('?' * len(part))
+                secrets |= self._secret_refs(f"SELECT spec FROM runs WHERE id IN ({marks}) AND spec LIKE ?",
+                                             (*part, "%prismq-secret:%"))
+                cur = self._db.execute(f"DELETE FROM runs WHERE id IN ({marks})", part)
                 removed += cur.rowcount
+        self.release_secrets(secrets)  # values no longer used by anything leave their store
         return removed
 
     def retention_victims(self, *, keep_days: float | None = None, keep_runs: int | None = None) -> list[tuple[int, str | None]]:

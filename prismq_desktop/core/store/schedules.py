@@ -74,7 +74,9 @@ class ScheduleTable(Database):
     def delete_schedule(self, schedule_id: int) -> bool:
         """Delete a schedule; its runs (and their schedule_id) stay in history."""
         with self._lock:
+            secrets = self._secret_refs("SELECT spec FROM schedules WHERE id=?", (schedule_id,))
             cur = self._db.execute("DELETE FROM schedules WHERE id=?", (schedule_id,))
+        self.release_secrets(secrets)
         return cur.rowcount == 1
 
     def claim_fires(self, schedule_id: int, expected_next: float | None, dues: Sequence[float],
