@@ -210,8 +210,8 @@ class Supervisor:
                 abort_pipes()
                 for fut in pending:
                     fut.cancel()
-            else:
-                await asyncio.to_thread(tree.kill_leftovers)  # pipes closed, but members of its group may still run
+            elif not tree.nothing_left():  # pipes closed, but members of its group may still run
+                await asyncio.to_thread(tree.kill_leftovers)
             return final_outcome(job, returncode)
         except asyncio.CancelledError:
             # The engine itself is being cancelled: never leave the tree behind.

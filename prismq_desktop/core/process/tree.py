@@ -263,6 +263,17 @@ class ProcessTree:
             sleep(POLL)
         self.kill(snap)
 
+    def nothing_left(self) -> bool:
+        """A run's-end probe that never waits: True when no member of the group (or job) and no
+        adopted descendant remains (adopted zombies are reaped on the way). The usual end takes
+        this path on the loop thread, so a run costs no worker thread; False → `kill_leftovers`."""
+        if IS_WINDOWS:
+            return self._job is None
+        if self.group_alive() or self.adopted():
+            return False
+        reap_orphans()
+        return True
+
     def kill_leftovers(self) -> bool:
         """After the root exited: kill what it left behind in its group (or job) and the run's
         re-parented descendants (`adopted`). True if there was any.
