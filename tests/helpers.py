@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -85,3 +86,59 @@ def tmpfs(where: Path, size: str) -> Iterator[Path]:
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+class LockHolder:
+    """A real second process holding the registry's write lock (`BEGIN EXCLUSIVE`) until `release()`.
+
+    `later=True` starts it without the lock: `lock()` takes it at the exact moment a test
+    wants (e.g. from a bus callback between two writes), and it can be taken again after a
+    release. `pid` is the holder's, as the "locked by another process (pid N)" line names it.
+    """
+
+    def __init__(self, db: Path, scripts: Path, *, later: bool = False) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(scripts / "lock_holder.py"), str(db), *(["--later"] if later else [])],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.pid = self.proc.pid
+        self.locked = False
+        self.released_at: float | None = None
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if later:
+            assert line.strip() == "waiting", line
+        else:
+            assert line.strip() == "locked", line
+            self.locked = True
+
+    def _say(self, expect: str) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line.strip() == expect, line
+
+    def lock(self) -> None:
+        assert not self.locked
+        self._say("locked")
+        self.locked = True
+
+    def release(self) -> None:
+        assert self.locked
+        self._say("released")
+        self.locked = False
+        self.released_at = time.time()
+        if "--later" not in self.proc.args:
+            self.proc.wait(10)
+
+    def close(self) -> None:
+        for f in (self.proc.stdin,):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
