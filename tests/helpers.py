@@ -142,3 +142,48 @@ class LockHolder:
             self.proc.wait(10)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2
+PR_CAPBSET_DROP = 24
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def drop_file_override() -> None:
+    """preexec_fn: the child (still root) loses CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, so file
+    modes bind it like anyone else (a mode-000 file is unreadable). They are dropped from the
+    bounding set (so the exec cannot give them back) and from the inheritable set; exits 97 if
+    the kernel refuses, which the caller sees as a failure, never as a skip. Linux only."""
+    import ctypes
+    import os
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            os._exit(97)
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+    header, data = Header(_LINUX_CAPABILITY_VERSION_3, 0), (Data * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        os._exit(97)
+    keep = ~((1 << CAP_DAC_OVERRIDE) | (1 << CAP_DAC_READ_SEARCH)) & 0xFFFFFFFF
+    data[0].inheritable &= keep
+    if libc.capset(ctypes.byref(header), data) != 0:
+        os._exit(97)
+
+
+def as_an_ordinary_reader() -> dict[str, object]:
+    """subprocess keyword arguments for a child that file permissions really bind: nothing for a
+    normal user; as root (CI), root without the capabilities that override file modes."""
+    import os
+
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return {}
+    if not sys.platform.startswith("linux"):
+        raise RuntimeError("running the tests as root needs Linux (capabilities) to test unreadable files")
+    return {"preexec_fn": drop_file_override}
