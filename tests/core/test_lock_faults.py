@@ -180,6 +180,26 @@ def assert_locked_line(stderr: str, pid: int) -> None:
     assert stderr.rstrip().endswith("try again"), stderr
 
 
+def test_an_idempotency_key_holds_while_the_first_row_waits(home: Path, scripts: Path, busy: None) -> None:
+    async def main() -> tuple[int, int, list[Any]]:
+        async with TaskOrchestrator(home, max_concurrent=1, mode=RunMode.ASYNC) as orch:
+            await orch.submit(RunSpec(PY, ("-c", "pass")))  # ids at hand: the insert is what meets the lock
+            holder = LockHolder(registry_path(home), scripts)
+            try:
+                first = orch.delay(RunSpec(PY, ("-c", "pass")), idempotency_key="nightly-report")
+                await asyncio.sleep(HOLD)  # its row is refused meanwhile
+                second = orch.delay(RunSpec(PY, ("-c", "pass")), idempotency_key="nightly-report")
+                holder.release()
+            finally:
+                holder.close()
+            await asyncio.wait_for(orch.wait(first), 20)
+            return first, second, orch.registry.query(RunQuery(limit=10))
+
+    first, second, runs = asyncio.run(main())
+    assert second == first
+    assert [r.idempotency_key for r in runs].count("nightly-report") == 1
+
+
 # ------------------------------------------------------------------ cancel all
 def test_cancel_all_under_a_lock_is_announced_and_released_once_stored(home: Path, scripts: Path, tmp_path: Path,
                                                                         busy: None) -> None:

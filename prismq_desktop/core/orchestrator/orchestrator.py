@@ -188,6 +188,9 @@ class TaskOrchestrator:
         if idempotency_key:
             self.engine.flush_created()  # runs submitted earlier in this loop turn count too
             existing = self.registry.find_idempotent(idempotency_key, idempotency_window)
+            if existing is None and self.engine.unsaved:  # a pending one whose row a locked registry refused
+                existing = next((c.current.run for c in self._chains.values()
+                                 if c.idempotency_key == idempotency_key and not c.future.done()), None)
             if existing is not None:
                 chain = self._chains.get(existing.id)
                 first_id = chain.first_id if chain else _first_id(existing)
