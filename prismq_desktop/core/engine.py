@@ -8,6 +8,7 @@ raises out of here: it becomes a run that ended `failed_to_start` or `failed`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -18,7 +19,8 @@ from typing import Any
 
 from prismq_desktop.core import paths
 from prismq_desktop.core.events import EventBus, OutputBatch, Progress, RunChanged
-from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec, RunStatus, transition
+from prismq_desktop.core.functions import payload as function_payload
+from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec, RunStatus, TargetKind, transition
 from prismq_desktop.core.monitor.monitor import ResourceMonitor
 from prismq_desktop.core.patterns import Priority
 from prismq_desktop.core.process.capture import OutputCapture, OutputChunk
@@ -444,13 +446,75 @@ class RunEngine:
         try:
             spec = handle.run.spec
             revealed = self.registry.vault.reveal_env(spec.env)  # stored references -> the real values
-            return resolve(spec if revealed is None else spec.with_changes(env=revealed))
+            launch = resolve(spec if revealed is None else spec.with_changes(env=revealed))
+            if spec.kind is TargetKind.FUNCTION:
+                launch = self._function_launch(handle, launch)
+            return launch
         except (LaunchError, SecretMissing) as exc:
             self._fail_to_start(handle, str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug in resolution must still end the run
             log.exception("resolving run %s failed", handle.id)
             self._fail_to_start(handle, f"internal error: {exc}")
         return None
+
+    # -- function tasks: the call goes in a file, the report comes back in another (both 0600)
+    def _function_launch(self, handle: RunHandle, launch: Launch) -> Launch:
+        """Write the call file and name both files in the child's environment (the runner reads them)."""
+        call_path, result_path = function_files(handle.run.log_path, handle.id, self.home)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(result_path)  # never a stale report
+            _write_private(call_path, handle.run.spec.payload or "")
+        except OSError as exc:
+            raise LaunchError(f"cannot write the function's arguments to {call_path}: {exc.strerror or exc}") from None
+        env = {**launch.env, function_payload.CALL_FILE_VAR: call_path, function_payload.RESULT_FILE_VAR: result_path,
+               function_payload.SERIALIZER_VAR: handle.run.spec.serializer.value}
+        return dataclasses.replace(launch, env=env)
+
+    def _function_outcome(self, handle: RunHandle, outcome: Outcome) -> tuple[Outcome, dict[str, Any]]:
+        """A function run's outcome from the runner's report (and the report, stored with the run).
+
+        The exit code alone cannot tell "returned" from "exited 0 without a result" (os._exit):
+        a run succeeds only when the report says the function returned. An exception ends it
+        failed with the type, message and traceback in its note (the log has them on stderr too).
+        """
+        if handle.run.spec.kind is not TargetKind.FUNCTION:
+            return outcome, {}
+        call_path, result_path = function_files(handle.run.log_path, handle.id, self.home)
+        text: str | None = None
+        problem: str | None = None
+        try:
+            size = os.path.getsize(result_path)
+            if size > function_payload.MAX_RESULT_BYTES:
+                problem = (f"the function's result is {size} bytes, more than the "
+                           f"{function_payload.MAX_RESULT_BYTES} a run may keep")
+            else:
+                with open(result_path, "rb") as fh:
+                    text = fh.read().decode("utf-8")
+                problem = function_payload.check_report(text)
+        except FileNotFoundError:
+            pass
+        except (OSError, UnicodeDecodeError) as exc:
+            problem = f"the function's result could not be read: {exc}"
+        for path in (call_path, result_path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        if problem is not None:
+            kind = OutcomeKind.FAILED if outcome.kind is OutcomeKind.SUCCEEDED else outcome.kind
+            return dataclasses.replace(outcome, kind=kind, message=_joined(outcome.message, problem)), {}
+        if text is None:
+            if outcome.kind is OutcomeKind.SUCCEEDED:
+                return Outcome(OutcomeKind.FAILED, outcome.exit_code,
+                               "the function's process ended without reporting a result"), {}
+            return outcome, {}
+        error = function_payload.report_error(text)
+        if error is not None and outcome.kind in (OutcomeKind.SUCCEEDED, OutcomeKind.FAILED):
+            note = f"{error.get('type', 'Exception')}: {error.get('message', '')}"
+            if error.get("traceback"):
+                note += "\n" + error["traceback"].rstrip("\n")
+            outcome = Outcome(OutcomeKind.FAILED, outcome.exit_code if outcome.exit_code else 1,
+                              _joined(outcome.message, note))
+        return outcome, {"result": text}
 
     def launch(self, handle: RunHandle) -> None:
         """Start a queued run in the background (needs a running loop)."""
@@ -592,6 +656,12 @@ class RunEngine:
         return job
 
     def _end(self, handle: RunHandle, outcome: Outcome) -> None:
+        try:
+            outcome, extra = self._function_outcome(handle, outcome)
+        except Exception as exc:  # noqa: BLE001 - reading a report must never lose the run's end
+            log.exception("run %s: reading the function's result failed", handle.id)
+            extra = {}
+            outcome = Outcome(OutcomeKind.FAILED, outcome.exit_code, f"internal error reading the result: {exc}")
         job = handle.job
         lost = job.capture.log_error if job is not None else None
         if lost:  # the run's real outcome, plus what its log could not keep
@@ -608,7 +678,7 @@ class RunEngine:
             self._change(handle, RunStatus.RUNNING)  # a dry run "runs" instantly
         try:
             usage = self.monitor.unwatch(handle.id)
-            self._change(handle, RunStatus.DONE, outcome, **(usage.run_fields() if usage is not None else {}))
+            self._change(handle, RunStatus.DONE, outcome, **(usage.run_fields() if usage is not None else {}), **extra)
         finally:
             self._finish(handle)  # whatever happened above, nobody waits for this run forever
 
@@ -734,6 +804,26 @@ class RunEngine:
         self._retry_blocking()
         self.monitor.stop()
         self.registry.close()
+
+
+def function_files(log_path: str | None, run_id: int, home: os.PathLike[str] | str) -> tuple[str, str]:
+    """(call file, result file) of a function run: beside its log, private like it."""
+    base = log_path[:-4] if log_path and log_path.endswith(".log") else os.path.join(str(home), "logs", f"run-{run_id}")
+    return base + ".call", base + ".result.json"
+
+
+def _write_private(path: str, text: str) -> None:
+    """A 0600 file the child reads at once and the engine removes (no fsync: it is never kept)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600) if hasattr(os, "fchmod") else None
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def _joined(first: str | None, second: str) -> str:
+    return f"{first}; {second}" if first else second
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -51,6 +51,18 @@ class TargetKind(enum.StrEnum):
     SCRIPT = "script"
     MODULE = "module"
     EXECUTABLE = "executable"
+    FUNCTION = "function"  # "package.module:func" or "path/to/file.py:func", called by core/functions/runner.py
+
+
+class Serializer(enum.StrEnum):
+    """How a function task's arguments and return value cross the process boundary.
+
+    JSON by default. PICKLE only when the caller asks: unpickling runs code, so it is unsafe
+    for data that crosses a trust boundary (a result file another user could write).
+    """
+
+    JSON = "json"
+    PICKLE = "pickle"
 
 
 class RunMode(enum.StrEnum):
@@ -121,17 +133,24 @@ class RunSpec:
     grace_period: float = 5.0
     encoding: str = "utf-8"
     name: str | None = None
+    #: a FUNCTION's call, encoded by `core.functions.payload.encode_call` (JSON text, or base64
+    #: pickle when `serializer` is PICKLE); None for every other kind
+    payload: str | None = None
+    serializer: Serializer = Serializer.JSON
 
     def __post_init__(self) -> None:
         if not isinstance(self.args, str):
             object.__setattr__(self, "args", tuple(str(a) for a in self.args))
         object.__setattr__(self, "kind", TargetKind(self.kind))
         object.__setattr__(self, "env", dict(self.env))
+        object.__setattr__(self, "serializer", Serializer(self.serializer or Serializer.JSON))
 
     @property
     def display_name(self) -> str:
         if self.name:
             return self.name
+        if self.kind is TargetKind.FUNCTION:  # "pkg.mod:func" / "dir/file.py:func" -> "func"
+            return self.target.rsplit(":", 1)[-1] or self.target
         base = self.target.replace("\\", "/").rsplit("/", 1)[-1]
         return base or self.target
 
@@ -156,6 +175,9 @@ class RunSpec:
             "grace_period": self.grace_period,
             "encoding": self.encoding,
             "name": self.name,
+            # only for functions, so the stored JSON of every other spec is what it always was
+            **({"payload": self.payload, "serializer": self.serializer.value}
+               if self.kind is TargetKind.FUNCTION or self.payload is not None else {}),
         }
 
     @classmethod
@@ -173,6 +195,8 @@ class RunSpec:
             grace_period=float(data.get("grace_period", 5.0)),
             encoding=str(data.get("encoding", "utf-8")),
             name=data.get("name"),
+            payload=data.get("payload"),
+            serializer=Serializer(data.get("serializer") or "json"),
         )
 
 
@@ -233,6 +257,9 @@ class Run:
     mean_cpu: float | None = None
     peak_rss: int | None = None
     mean_rss: int | None = None
+    # function tasks (issue 15): the runner's report, as stored (see `core.functions.payload`):
+    # '{"value": ...}' when the function returned, '{"error": {type, message, traceback}}' when it raised
+    result: str | None = None
 
     def __post_init__(self) -> None:
         # stored values come back as plain strings/ints: the snapshot always carries the enums
@@ -264,6 +291,22 @@ class Run:
     @property
     def is_active(self) -> bool:
         return self.status is not RunStatus.DONE
+
+    @property
+    def result_value(self) -> Any:
+        """A function task's return value (None while running, for scripts, or when it raised).
+
+        A pickled value is loaded only for a run whose spec opted in to pickle."""
+        from prismq_desktop.core.functions.payload import report_value
+
+        return report_value(self.result, self.spec.serializer.value)
+
+    @property
+    def result_error(self) -> dict[str, str] | None:
+        """{type, message, traceback} of the exception a function task raised, else None."""
+        from prismq_desktop.core.functions.payload import report_error
+
+        return report_error(self.result)
 
     @property
     def duration(self) -> float | None:

@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any, Protocol
 
 from prismq_desktop.core.events import Event, OutputBatch, Progress
-from prismq_desktop.core.models import Outcome, OutcomeKind, RunSpec, RunStatus
+from prismq_desktop.core.functions.targets import is_function
+from prismq_desktop.core.models import Outcome, OutcomeKind, RunSpec, RunStatus, TargetKind
 from prismq_desktop.core.orchestrator.results import TaskResult, batch_result
-from prismq_desktop.core.orchestrator.specs import make_spec
+from prismq_desktop.core.orchestrator.specs import TaskTarget, make_spec
 from prismq_desktop.core.patterns import PatternAdvisor, TaskPattern
 from prismq_desktop.core.pool import ResourcePool
 from prismq_desktop.core.schedule.scheduler import Scheduler, make_trigger
@@ -37,7 +38,7 @@ class Orchestration(Protocol):
     @property
     def scheduler(self) -> Scheduler: ...
 
-    def delay(self, script: str | os.PathLike[str] | RunSpec, args: Iterable[str] | str | None = None,
+    def delay(self, script: TaskTarget, args: Iterable[str] | str | None = None,
               **options: Any) -> int: ...
 
     def status(self, run_id: int) -> TaskResult: ...
@@ -49,7 +50,7 @@ class Orchestration(Protocol):
     def events(self, run_id: int) -> AsyncIterator[Event]: ...
 
 
-async def execute_pattern(orch: Orchestration, script: str | os.PathLike[str] | RunSpec,
+async def execute_pattern(orch: Orchestration, script: TaskTarget,
                           args: Iterable[str] | str | None, pattern: TaskPattern | str | None,
                           options: dict[str, Any]) -> TaskResult:
     """One entry point for all six patterns (auto-selected from the options when not given)."""
@@ -80,7 +81,23 @@ async def execute_pattern(orch: Orchestration, script: str | os.PathLike[str] | 
         orch.cancel(run_id)
         raise
 
-def execute_periodic(orch: Orchestration, script: str | os.PathLike[str] | RunSpec, args: Iterable[str] | str | None,
+def is_function_target(script: Any, options: dict[str, Any]) -> bool:
+    if isinstance(script, RunSpec):
+        return script.kind is TargetKind.FUNCTION
+    if isinstance(script, (str, os.PathLike)):
+        return str(options.get("kind", "")) == TargetKind.FUNCTION.value
+    return is_function(script)
+
+
+def _function_item(item: Any) -> tuple[list[Any], dict[str, Any]]:
+    if isinstance(item, (list, tuple)):
+        return list(item), {}
+    if isinstance(item, dict):
+        return [], dict(item)
+    return [item], {}
+
+
+def execute_periodic(orch: Orchestration, script: TaskTarget, args: Iterable[str] | str | None,
                      options: dict[str, Any]) -> TaskResult:
     trigger = make_trigger(interval_seconds=options.pop("interval_seconds", None), cron=options.pop("cron", None),
                            at=options.pop("at", None), timezone=options.pop("timezone", "UTC"))
@@ -109,7 +126,7 @@ async def stream_until_done(orch: Orchestration, run_id: int, on_event: Any, on_
         orch.cancel(run_id)
         raise
 
-async def execute_batch(orch: Orchestration, script: str | os.PathLike[str] | RunSpec, args: Iterable[str] | str | None,
+async def execute_batch(orch: Orchestration, script: TaskTarget, args: Iterable[str] | str | None,
                          options: dict[str, Any]) -> TaskResult:
     tasks = list(options.pop("tasks", None) or [])
     max_concurrent = int(options.pop("max_concurrent", orch.max_concurrent))
@@ -117,6 +134,8 @@ async def execute_batch(orch: Orchestration, script: str | os.PathLike[str] | Ru
     if max_concurrent < 1:
         raise ValueError("max_concurrent must be at least 1")
     base_args = [] if args is None else ([args] if isinstance(args, str) else list(args))
+    function = is_function_target(script, options)
+    base_kwargs = dict(options.pop("kwargs", None) or {}) if function else {}
     gate = asyncio.Semaphore(max_concurrent)
     ids: list[int | None] = [None] * len(tasks)
     stop = asyncio.Event()
@@ -128,6 +147,10 @@ async def execute_batch(orch: Orchestration, script: str | os.PathLike[str] | Ru
                                     Outcome(OutcomeKind.CANCELLED, None, "not started: an earlier item failed (fail_fast)"))
             if isinstance(item, RunSpec):
                 run_id = orch.delay(item, pattern=TaskPattern.CONCURRENT, **dict(options))
+            elif function:  # a list/tuple is positional arguments, a dict keyword arguments, else one argument
+                call_args, call_kwargs = _function_item(item)
+                run_id = orch.delay(script, [*base_args, *call_args], pattern=TaskPattern.CONCURRENT,
+                                    **{**options, "kwargs": {**base_kwargs, **call_kwargs}})
             else:
                 item_args = [item] if isinstance(item, str) else [str(a) for a in item]
                 run_id = orch.delay(script, [*base_args, *item_args], pattern=TaskPattern.CONCURRENT, **dict(options))

@@ -35,7 +35,7 @@ from prismq_desktop.core.orchestrator.execute import PatternUnavailable, execute
 from prismq_desktop.core.orchestrator.queue import Clock, RunQueue
 from prismq_desktop.core.orchestrator.results import TaskMetrics, TaskResult, percentile, tail_from_log
 from prismq_desktop.core.orchestrator.retry import RetryPolicy
-from prismq_desktop.core.orchestrator.specs import as_spec, make_spec
+from prismq_desktop.core.orchestrator.specs import TaskTarget, as_spec, make_spec, with_parent_result
 from prismq_desktop.core.patterns import Priority, TaskPattern
 from prismq_desktop.core.pool import ResourcePool
 from prismq_desktop.core.process.executor import Job
@@ -152,7 +152,7 @@ class TaskOrchestrator:
     # ------------------------------------------------------------------ submitting
     def delay(
         self,
-        script: str | os.PathLike[str] | RunSpec,
+        script: TaskTarget,
         args: Iterable[str] | str | None = None,
         *,
         callback: ResultCallback | None = None,
@@ -163,8 +163,8 @@ class TaskOrchestrator:
         backoff_factor: float = 2.0,
         backoff_cap: float = 60.0,
         jitter: float = 0.25,
-        on_success: RunSpec | str | None = None,
-        on_failure: RunSpec | str | None = None,
+        on_success: TaskTarget | None = None,
+        on_failure: TaskTarget | None = None,
         after: Iterable[int] = (),
         idempotency_key: str | None = None,
         idempotency_window: float | None = None,
@@ -332,8 +332,11 @@ class TaskOrchestrator:
             self.bus.publish(DeadLettered(run.id, dl_id, reason))  # announced once stored
         follow = chain.on_success if outcome.kind is OutcomeKind.SUCCEEDED else chain.on_failure
         if follow is not None and outcome.kind is not OutcomeKind.CANCELLED:
+            if outcome.kind is OutcomeKind.SUCCEEDED and run.result:
+                follow = self._handed_result(follow, run)
+            handed = follow
             follow_id = await until_stored(
-                lambda: self.delay(follow, priority=chain.priority, mode=chain.mode,
+                lambda: self.delay(handed, priority=chain.priority, mode=chain.mode,
                                    pattern=TaskPattern.FIRE_AND_FORGET, follow_up_of=chain.first_id),
                 f"the follow-up of run #{run.id}")
             chain.follow_ups.append(follow_id)
@@ -349,6 +352,17 @@ class TaskOrchestrator:
                 await self._call_back(chain.callback, result)
         finally:
             self._forget(chain)
+
+    def _handed_result(self, follow: RunSpec, run: Run) -> RunSpec:
+        """`follow` given the parent function's return value (see specs.with_parent_result)."""
+        base = run.log_path[:-4] if run.log_path and run.log_path.endswith(".log") else str(
+            self.engine.home / "logs" / f"run-{run.id}")
+        try:
+            return with_parent_result(follow, run.result, base + ".parent-result.json", run.spec.serializer.value)
+        except (OSError, ValueError, TypeError) as exc:  # the follow-up still runs, told nothing
+            log.warning("run %s: its result could not be handed to the follow-up: %s", run.id, exc)
+            self.bus.publish(Notice(run.id, f"the result could not be handed to the follow-up: {exc}", "warning", {}))
+            return follow
 
     def _forget(self, chain: Chain) -> None:
         """The chain has ended: drop everything kept for it (the registry answers from now on)."""
@@ -473,7 +487,7 @@ class TaskOrchestrator:
                 raise TimeoutError(f"run #{run_id} still pending after {timeout}s")
             await asyncio.sleep(0.2)
 
-    async def submit(self, script: str | os.PathLike[str] | RunSpec, args: Iterable[str] | str | None = None,
+    async def submit(self, script: TaskTarget, args: Iterable[str] | str | None = None,
                      **options: Any) -> TaskResult:
         """Queue a run and wait for its final result (after any retries)."""
         options.setdefault("pattern", TaskPattern.SIMPLE)
@@ -621,7 +635,7 @@ class TaskOrchestrator:
     # ------------------------------------------------------------------ the pattern API
     async def execute(
         self,
-        script: str | os.PathLike[str] | RunSpec,
+        script: TaskTarget,
         args: Iterable[str] | str | None = None,
         pattern: TaskPattern | str | None = None,
         **options: Any,

@@ -7,6 +7,7 @@ import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunStatus
 from prismq_desktop.core.patterns import TaskPattern
@@ -56,6 +57,16 @@ class TaskResult:
     @property
     def done(self) -> bool:
         return self.status is RunStatus.DONE
+
+    @property
+    def result(self) -> Any:
+        """A function task's return value (None for scripts, while pending, or when it raised)."""
+        return self.run.result_value if self.run is not None else None
+
+    @property
+    def error(self) -> dict[str, str] | None:
+        """{type, message, traceback} of the exception a function task raised, else None."""
+        return self.run.result_error if self.run is not None else None
 
     @property
     def progress(self) -> float | None:

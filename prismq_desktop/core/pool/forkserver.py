@@ -246,6 +246,8 @@ def _run(req: dict[str, Any], finalize: Callable[[int], int] = _finalize, die_by
                     sys.stderr.write(f"{sys.executable}: {exc}\n")
                     return finalize(1)
                 raise
+        elif target in _RUNNERS:  # a function task: the runner is loaded already
+            raise SystemExit(_RUNNERS[target].main(list(req.get("argv", [])[1:])))
         else:
             try:
                 with open(target, "rb"):
@@ -427,6 +429,54 @@ def _preload(names: list[str]) -> tuple[list[str], dict[str, str]]:
     return loaded, failed
 
 
+def _preload_function(spec: dict[str, Any]) -> bool:
+    """Import a function task's module into the server, once, so every child forked after has it.
+
+    The folders go on sys.path only while importing (a script run later sees the usual
+    sys.path); what the import prints is dropped. True when the module is newly loaded. A
+    failure is left to the child, which imports it again and reports the error as the run's.
+    """
+    runner = spec.get("runner")
+    if isinstance(runner, str) and runner not in _RUNNERS:
+        _load_runner(runner)
+    name = spec.get("module")
+    if not isinstance(name, str) or name in sys.modules or name in _PRELOAD_FAILED:
+        return False
+    saved = list(sys.path)
+    paths = [p for p in spec.get("paths", []) if isinstance(p, str)]
+    sys.path[:0] = [p for p in paths if p not in sys.path]
+    try:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            importlib.import_module(name)
+        gc.collect()
+        gc.freeze()  # as after the startup preloads: children's collections do not copy the module's heap
+        return True
+    except BaseException:  # noqa: BLE001 - the run's child reports it
+        _PRELOAD_FAILED.add(name)
+        return False
+    finally:
+        sys.path[:] = saved
+
+
+_PRELOAD_FAILED: set[str] = set()
+_RUNNERS: dict[str, Any] = {}  # path of the function runner -> the runner module, loaded once in the server
+
+
+def _load_runner(path: str) -> None:
+    """Load the function runner as a module (children call its main(), no runpy compile per run)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.spec_from_file_location("_prismq_function_runner", path)
+        if spec is None or spec.loader is None:
+            return
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _RUNNERS[path] = module
+    except BaseException:  # noqa: BLE001 - the child then runs the file with runpy, as before
+        return
+
+
 class _Server:
     """Serves run requests; keeps one spare child forked ahead, so a request costs no fork."""
 
@@ -478,6 +528,10 @@ class _Server:
             if problem is not None:
                 self.send({"t": "started", "seq": seq, "pid": 0, "error": problem})
                 return
+            preload = req.get("function_preload")
+            if isinstance(preload, dict) and _preload_function(preload) and self.spare is not None:
+                self.spare[1].close()  # forked before the import: it lacks the module; it exits on EOF
+                self.spare = None
             if not (self.spare is not None and self._hand_to_spare(req, fds, seq)):
                 self._fork_for(req, fds, seq)
         finally:

@@ -12,7 +12,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from prismq_desktop.core.process.launch import Launch
+from prismq_desktop.core.functions import payload as function_payload
+from prismq_desktop.core.process.launch import FUNCTION_RUNNER, Launch
 
 #: Modules a worker imports before serving (a run that imports them finds them loaded).
 DEFAULT_PRELOAD: tuple[str, ...] = (
@@ -109,7 +110,7 @@ def worker_request(launch: Launch, python: str, worker_env: Mapping[str, str]) -
     for var in STARTUP_VARS:
         if launch.env.get(var) != worker_env.get(var):
             return f"{var} differs from the workers' environment"
-    return {
+    request: dict[str, Any] = {
         "t": "run",
         "kind": kind,
         "target": target,
@@ -118,3 +119,21 @@ def worker_request(launch: Launch, python: str, worker_env: Mapping[str, str]) -
         "env": launch.env,
         "unbuffered": bool(launch.env.get("PYTHONUNBUFFERED")),
     }
+    preload = function_preload(launch)
+    if preload is not None:
+        request["function_preload"] = preload
+    return request
+
+
+def function_preload(launch: Launch) -> dict[str, Any] | None:
+    """For a function task of an importable module: what the worker imports once and keeps
+    (the module, and the folders the runner would put on sys.path), so later runs find it loaded.
+    None for scripts, and for file targets (loaded afresh as __mp_main__ each time)."""
+    argv = launch.argv
+    if len(argv) != 3 or os.path.normcase(os.path.abspath(argv[1])) != os.path.normcase(FUNCTION_RUNNER):
+        return None
+    module = argv[2].rpartition(":")[0]
+    if not module or not all(part.isidentifier() for part in module.split(".")):
+        return None
+    extra = [p for p in launch.env.get(function_payload.PATH_VAR, "").split(os.pathsep) if p]
+    return {"module": module, "paths": [launch.cwd, *extra], "runner": argv[1]}

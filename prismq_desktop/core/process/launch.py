@@ -8,6 +8,7 @@ in history as the run's "failed to start" reason.
 
 from __future__ import annotations
 
+import base64
 import codecs
 import dataclasses
 import functools
@@ -21,6 +22,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from prismq_desktop.core.functions import payload as function_payload
 from prismq_desktop.core.models import RunSpec, TargetKind
 
 #: Variables every Python child gets unless the spec overrides them: unbuffered output
@@ -209,6 +211,27 @@ def _kind_of(spec: RunSpec) -> TargetKind:
     return TargetKind.SCRIPT if spec.target.lower().endswith(_PY_SUFFIXES) else TargetKind.EXECUTABLE
 
 
+#: The file a child interpreter runs to call a function task (it imports nothing of PrismQ).
+FUNCTION_RUNNER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "functions", "runner.py")
+
+
+def check_function_target(target: str, cwd: str) -> None:
+    """Refuse a FUNCTION target that cannot name a function: "pkg.mod:func" or "file.py:func"."""
+    module, sep, attr = target.strip().rpartition(":")
+    if not sep or not module or not attr:
+        raise LaunchError(f"not a function target (expected module:function or file.py:function): {target!r}")
+    if not all(part.isidentifier() for part in attr.split(".")):
+        raise LaunchError(f"not a function name: {attr!r}")
+    if module.lower().endswith(_PY_SUFFIXES):
+        path = os.path.join(cwd, os.path.expanduser(module))
+        if not os.path.isfile(path):
+            raise LaunchError(f"function file not found: {module}")
+        if not os.access(path, os.R_OK):
+            raise LaunchError(f"function file is not readable: {module}")
+    elif not all(part.isidentifier() for part in module.split(".")):
+        raise LaunchError(f"not a module name: {module!r}")
+
+
 def resolve(spec: RunSpec) -> Launch:
     """Resolve `spec` or raise LaunchError; starts nothing."""
     if not spec.target or not spec.target.strip():
@@ -242,6 +265,21 @@ def resolve(spec: RunSpec) -> Launch:
             raise LaunchError(f"script is not readable: {spec.target}")
         python = resolve_interpreter(spec.interpreter, env.get("PATH"))
         argv: tuple[str, ...] = (python, os.path.abspath(script), *args)
+    elif kind is TargetKind.FUNCTION:
+        check_function_target(spec.target, cwd)
+        if args:
+            raise LaunchError("a function task takes its arguments as JSON (payload), not as command-line arguments")
+        try:
+            if spec.serializer.value == "pickle":  # never unpickled in the app: only the child loads it
+                base64.b64decode(spec.payload or "", validate=True)
+            else:
+                function_payload.decode_call(spec.payload)
+        except (ValueError, TypeError) as exc:
+            raise LaunchError(f"the function's arguments cannot be read: {exc}") from None
+        if not os.path.isfile(FUNCTION_RUNNER):
+            raise LaunchError(f"the function runner is missing from this installation: {FUNCTION_RUNNER}")
+        python = resolve_interpreter(spec.interpreter, env.get("PATH"))
+        argv = (python, FUNCTION_RUNNER, spec.target.strip())
     elif kind is TargetKind.MODULE:
         parts = spec.target.split(".")
         if not all(p.isidentifier() for p in parts):

@@ -247,7 +247,19 @@ def run_to_json(run: Run) -> dict[str, Any]:
         "cwd": run.cwd,
         "pid": run.pid,
         "log_path": run.log_path,
+        # a function task's return value (null for scripts), and the exception it raised
+        "result": _result_json(run),
+        "result_error": run.result_error,
     }
+
+
+def _result_json(run: Run) -> Any:
+    """The return value as JSON; a pickled one is never unpickled here (shown as its base64)."""
+    if not run.result:
+        return None
+    if run.spec.serializer.value == "pickle" and '"pickle"' in run.result:
+        return {"pickle_base64": json.loads(run.result).get("pickle")}
+    return run.result_value
 
 
 def export_row(run: Run) -> dict[str, Any]:

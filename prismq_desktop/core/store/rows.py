@@ -77,6 +77,7 @@ def run_from_row(row: sqlite3.Row) -> Run:
         mean_cpu=row["mean_cpu"],
         peak_rss=row["peak_rss"],
         mean_rss=row["mean_rss"],
+        result=row["result"],
     )
 
 
@@ -120,4 +121,5 @@ def run_values(run: Run, spec_json: str | None = None) -> dict[str, Any]:
         "peak_rss": run.peak_rss,
         "mean_rss": run.mean_rss,
         "updated_at": time.time(),
+        "result": run.result,
     }

@@ -275,11 +275,20 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+# Function tasks (issue 15): the runner's report ('{"value": ...}' or '{"error": {...}}') kept with
+# the run. Self-contained (one column, nothing else depends on its position), so it can be
+# renumbered when merged with other migrations.
+FUNCTION_RESULT_MIGRATION = """
+    ALTER TABLE runs ADD COLUMN result TEXT;
+    """
+MIGRATIONS.append(FUNCTION_RESULT_MIGRATION)
+
 COLUMNS = (
     "id, name, spec, status, outcome, exit_code, error, mode, dry_run, created_at, started_at, "
     "ended_at, pid, pid_create_time, argv, cwd, log_path, owner_pid, owner_create_time, "
     "priority, pattern, attempt, parent_id, idempotency_key, not_before, depends_on, progress, "
-    "progress_message, options, schedule_id, trigger, peak_cpu, mean_cpu, peak_rss, mean_rss, updated_at"
+    "progress_message, options, schedule_id, trigger, peak_cpu, mean_cpu, peak_rss, mean_rss, updated_at, "
+    "result"
 )
 
 
@@ -295,6 +304,9 @@ def default_busy_timeout() -> float:
         return float(os.environ.get(ENV_BUSY_TIMEOUT) or BUSY_TIMEOUT)
     except ValueError:
         return BUSY_TIMEOUT
+
+
+PAGE_CACHE_KIB = 1024
 
 
 def connect(path: Path, busy_timeout: float | None = None) -> RegistryConnection:
@@ -316,6 +328,10 @@ def connect(path: Path, busy_timeout: float | None = None) -> RegistryConnection
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
+        # SQLite's page cache is per connection and fills up to its bound as the registry grows;
+        # 1 MiB (not the 2 MiB default) keeps a long-lived app's memory flat within its soak goal,
+        # and reads of a large registry lean on the OS page cache either way (benchmarks/bench_soak.py).
+        db.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
         migrate(db, path)
     except BaseException:
         db.close()
