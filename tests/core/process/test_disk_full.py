@@ -170,7 +170,7 @@ def test_the_disk_fills_as_the_run_ends(small_disk: Path, scripts: Path, mode: R
                 await engine.shutdown()
 
         handle, engine = asyncio.run(main())
-    assert time.monotonic() - started < 5, "waited for the disk instead of using the reserve"
+    assert time.monotonic() - started < 8, "waited for the disk instead of using the reserve (the patience is 10 s)"
     assert engine.unsaved_errors == {}
     assert engine.reserve.released == 1  # the disk was full at the end: the reserve was what made room
     run = handle.run
@@ -204,7 +204,7 @@ def test_the_logs_disk_fills_as_the_run_ends(tmp_path: Path, scripts: Path) -> N
 
         started = time.monotonic()
         handle, errors = asyncio.run(main())
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 8
         assert errors == {}
         check_end(handle.run, 6)
         assert (home / ".space-reserve").exists()  # the registry's disk never ran out
