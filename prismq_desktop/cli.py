@@ -302,8 +302,17 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         print(f"dry run #{run.id}: would run {terminal_safe(' '.join(run.argv))} in {terminal_safe(run.cwd)}", file=sys.stderr)
     assert run.outcome is not None
     if (run.outcome.kind.value != "succeeded" or run.outcome.message) and not run.dry_run:
-        print(f"prismq-desktop: run #{run.id} {terminal_safe(run.outcome.describe())}", file=sys.stderr)
+        print(f"prismq-desktop: run #{run.id} {terminal_safe(_outcome_words(run.outcome))}", file=sys.stderr)
     return _exit_status(run.outcome)
+
+
+def _outcome_words(outcome: Outcome) -> str:
+    """describe(), plus what it leaves out for an exit code: a note such as "output after 2 MB
+    was not saved: No space left on device" (but not "killed by SIGTERM", which it says)."""
+    words = outcome.describe()
+    notes = [part for part in (outcome.message or "").split("; ") if part and not part.startswith("killed by ")]
+    extra = [part for part in notes if part not in words]
+    return "; ".join([words, *extra])
 
 
 ENV_ANNOUNCE = "PRISMQ_CLI_ANNOUNCE"

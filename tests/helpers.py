@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -85,3 +86,104 @@ def tmpfs(where: Path, size: str) -> Iterator[Path]:
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+class LockHolder:
+    """A real second process holding the registry's write lock (`BEGIN EXCLUSIVE`) until `release()`.
+
+    `later=True` starts it without the lock: `lock()` takes it at the exact moment a test
+    wants (e.g. from a bus callback between two writes), and it can be taken again after a
+    release. `pid` is the holder's, as the "locked by another process (pid N)" line names it.
+    """
+
+    def __init__(self, db: Path, scripts: Path, *, later: bool = False) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(scripts / "lock_holder.py"), str(db), *(["--later"] if later else [])],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.pid = self.proc.pid
+        self.locked = False
+        self.released_at: float | None = None
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if later:
+            assert line.strip() == "waiting", line
+        else:
+            assert line.strip() == "locked", line
+            self.locked = True
+
+    def _say(self, expect: str) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line.strip() == expect, line
+
+    def lock(self) -> None:
+        assert not self.locked
+        self._say("locked")
+        self.locked = True
+
+    def release(self) -> None:
+        assert self.locked
+        self._say("released")
+        self.locked = False
+        self.released_at = time.time()
+        if "--later" not in self.proc.args:
+            self.proc.wait(10)
+
+    def close(self) -> None:
+        for f in (self.proc.stdin,):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2
+PR_CAPBSET_DROP = 24
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def drop_file_override() -> None:
+    """preexec_fn: the child (still root) loses CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, so file
+    modes bind it like anyone else (a mode-000 file is unreadable). They are dropped from the
+    bounding set (so the exec cannot give them back) and from the inheritable set; exits 97 if
+    the kernel refuses, which the caller sees as a failure, never as a skip. Linux only."""
+    import ctypes
+    import os
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            os._exit(97)
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+    header, data = Header(_LINUX_CAPABILITY_VERSION_3, 0), (Data * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        os._exit(97)
+    keep = ~((1 << CAP_DAC_OVERRIDE) | (1 << CAP_DAC_READ_SEARCH)) & 0xFFFFFFFF
+    data[0].inheritable &= keep
+    if libc.capset(ctypes.byref(header), data) != 0:
+        os._exit(97)
+
+
+def as_an_ordinary_reader() -> dict[str, object]:
+    """subprocess keyword arguments for a child that file permissions really bind: nothing for a
+    normal user; as root (CI), root without the capabilities that override file modes."""
+    import os
+
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return {}
+    if not sys.platform.startswith("linux"):
+        raise RuntimeError("running the tests as root needs Linux (capabilities) to test unreadable files")
+    return {"preexec_fn": drop_file_override}

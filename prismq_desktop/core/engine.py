@@ -42,17 +42,18 @@ from prismq_desktop.core.process.logfile import LogWriter, Stream
 from prismq_desktop.core.process.tree import kill_orphan
 from prismq_desktop.core.progress import PROTOCOL_PREFIX, ProgressTracker
 from prismq_desktop.core.secrets import SecretMissing, masked_argv, masked_env
+from prismq_desktop.core.store.passing import PASSING, RETRY_FIRST, next_delay
 from prismq_desktop.core.store.recovery import find_orphans
 from prismq_desktop.core.store.registry import RunRegistry
-from prismq_desktop.core.store.schema import RegistryError, RegistryFull, RegistryLocked
+from prismq_desktop.core.store.reserve import SpaceReserve
+from prismq_desktop.core.store.schema import RegistryError, RegistryFull
 
 log = logging.getLogger(__name__)
 
 MODE_CACHE_SIZE = 16
-SAVE_RETRY_FIRST = 0.05  # a snapshot the registry refused (locked, full) is retried after this...
-SAVE_RETRY_MAX = 2.0  # ...doubling up to this
-FULL_PATIENCE = 10.0  # a full disk: how long a finished run's snapshot is retried before giving up
-_PASSING = (RegistryLocked, RegistryFull)
+# a full disk even after the data dir's reserve was given back (something else took the room):
+# how long a finished run's snapshot is still retried before it is given up (logged, waiters released)
+FULL_PATIENCE = 10.0
 
 def _change_kind(before: RunStatus, after: RunStatus) -> str:
     if after is RunStatus.DONE:
@@ -192,9 +193,13 @@ class RunEngine:
         # full disk), kept in memory with their announcements until stored (see _save)
         self._unsaved: dict[int, list[RunChanged]] = {}
         self._unsaved_since: dict[int, float] = {}
-        self._retry_delay = SAVE_RETRY_FIRST
+        self._uninserted: set[int] = set()  # of those, runs whose row does not exist yet (never started before it does)
+        self._retry_delay = RETRY_FIRST
         self._retry_handle: asyncio.TimerHandle | None = None
         self.unsaved_errors: dict[int, str] = {}  # runs whose end could not be stored at all (disk full)
+        # room on the data dir's disk(s) for a run's last words when the disk fills just then
+        self.reserve = SpaceReserve([self.home, self.home / "logs"])
+        self.reserve.ensure()
         # runs a dead PrismQ left active end `interrupted` before anything new starts; remote
         # runs stay for `reattach_remote` (their worker may still be running them)
         self.recovered: list[Run] = recover_orphans(self.registry, self.bus.publish) if recover else []
@@ -269,6 +274,42 @@ class RunEngine:
             self.bus.publish(RunChanged(after, "updated"))
 
     # -- snapshots the registry refused for a while
+    def _write(self, write: Callable[[], object], runs: list[Run]) -> None:
+        """`write()` the snapshots `runs`; when the disk is full and one of them is a run's end,
+        the data dir's reserve is given back and it is written again at once (a run's outcome
+        is not left to a timeout)."""
+        try:
+            write()
+        except RegistryFull:
+            if not any(r.status is RunStatus.DONE for r in runs) or not self.reserve.release():
+                raise
+            log.warning("runs %s: the disk is full as they end; using the space kept for this", [r.id for r in runs])
+            write()
+
+    def _store(self, run: Run) -> None:
+        self._write(lambda: self.registry.save(run), [run])
+
+    def _keep(self, events: list[RunChanged], exc: Exception, *, insert: bool = False) -> None:
+        """Keep refused snapshots and their announcements in memory (under self._lock) until stored."""
+        ids = [ev.run.id for ev in events]
+        what = f"run {ids[0]}" if len(ids) == 1 else f"{len(ids)} runs (#{ids[0]}..#{ids[-1]})"
+        log.warning("%s: %s; kept in memory and retried", what, exc)
+        for event in events:
+            self._add_unsaved(event.run.id, event, insert)
+
+    def _add_unsaved(self, run_id: int, event: RunChanged, insert: bool) -> None:
+        self._unsaved[run_id] = [event]
+        self._unsaved_since[run_id] = time.monotonic()
+        if insert:
+            self._uninserted.add(run_id)
+
+    def _retry_later(self) -> None:
+        """Retry the kept snapshots: on the loop when there is one, else on this thread until stored."""
+        if _running_loop() is None:
+            self._retry_blocking()
+        else:
+            self._schedule_retry()
+
     def _save(self, handle: RunHandle, event: RunChanged) -> bool:
         """Store `event.run` (under self._lock); True when it is stored and may be announced now.
 
@@ -277,20 +318,15 @@ class RunEngine:
         there is one, else on this thread until stored. Announced only once stored; the run's
         waiters are released only then (`_finish` waits for it)."""
         queued = self._unsaved.get(handle.id)
-        if queued is not None:  # an older one still waits: this one goes after it
+        if queued is not None:  # an older one still waits (or the row itself): this one goes after it
             queued.append(event)
             return False
         try:
-            self.registry.save(event.run)
+            self._store(event.run)
             return True
-        except _PASSING as exc:
-            log.warning("run %s: %s; its state is kept in memory and retried", handle.id, exc)
-            self._unsaved[handle.id] = [event]
-            self._unsaved_since[handle.id] = time.monotonic()
-        if _running_loop() is None:
-            self._retry_blocking()
-        else:
-            self._schedule_retry()
+        except PASSING as exc:
+            self._keep([event], exc)
+        self._retry_later()
         return False
 
     def _schedule_retry(self) -> None:
@@ -298,38 +334,63 @@ class RunEngine:
         if loop is None or self._retry_handle is not None:
             return
         self._retry_handle = loop.call_later(self._retry_delay, self._retry_saves)
-        self._retry_delay = min(SAVE_RETRY_MAX, self._retry_delay * 2)
+        self._retry_delay = next_delay(self._retry_delay)
 
     def _retry_blocking(self) -> None:
         while self._unsaved:
             time.sleep(self._retry_delay)
-            self._retry_delay = min(SAVE_RETRY_MAX, self._retry_delay * 2)
+            self._retry_delay = next_delay(self._retry_delay)
             self._retry_saves(reschedule=False)
 
+    def _give_up(self, run_id: int, events: list[RunChanged], exc: Exception) -> bool:
+        """A finished run still refused for a full disk after FULL_PATIENCE: logged, waiters released."""
+        waited = time.monotonic() - self._unsaved_since[run_id]
+        last = events[-1].run
+        if not isinstance(exc, RegistryFull) or waited < FULL_PATIENCE or last.status is not RunStatus.DONE:
+            return False
+        log.error("run %s ended %s but could not be recorded: %s", run_id,
+                  last.outcome.describe() if last.outcome else "", exc)
+        self.unsaved_errors[run_id] = str(exc)
+        return True
+
     def _retry_saves(self, reschedule: bool = True) -> None:
-        """Try the kept snapshots again; announce (and release) each one stored."""
+        """Try the kept snapshots again (new rows first, in one transaction); announce (and
+        release) each one stored."""
         self._retry_handle = None
         stored: list[tuple[int, list[RunChanged]]] = []
         with self._lock:
-            for run_id, events in list(self._unsaved.items()):
+            rows = [(rid, evs) for rid, evs in self._unsaved.items() if rid in self._uninserted]
+            done: list[tuple[int, list[RunChanged]]] = []
+            if rows:
+                runs = [evs[-1].run for _, evs in rows]
                 try:
-                    self.registry.save(events[-1].run)
-                except _PASSING as exc:
-                    waited = time.monotonic() - self._unsaved_since[run_id]
-                    if isinstance(exc, RegistryFull) and waited >= FULL_PATIENCE and events[-1].run.status is RunStatus.DONE:
-                        log.error("run %s ended %s but could not be recorded: %s", run_id,
-                                  events[-1].run.outcome.describe() if events[-1].run.outcome else "", exc)
-                        self.unsaved_errors[run_id] = str(exc)
-                    else:
+                    self._write(lambda: self.registry.insert(runs), runs)
+                    done = rows
+                except PASSING as exc:
+                    done = [(rid, evs) for rid, evs in rows if self._give_up(rid, evs, exc)]
+                except RegistryError as exc:  # not passing: give up, but never leave waiters hanging
+                    log.error("runs %s could not be recorded: %s", [rid for rid, _ in rows], exc)
+                    self.unsaved_errors.update({rid: str(exc) for rid, _ in rows})
+                    done = rows
+            for run_id, events in list(self._unsaved.items()):
+                if run_id in self._uninserted:
+                    continue
+                try:
+                    self._store(events[-1].run)
+                except PASSING as exc:
+                    if not self._give_up(run_id, events, exc):
                         continue
                 except RegistryError as exc:  # not passing: give up, but never leave waiters hanging
                     log.error("run %s could not be recorded: %s", run_id, exc)
                     self.unsaved_errors[run_id] = str(exc)
+                done.append((run_id, events))
+            for run_id, events in done:
                 del self._unsaved[run_id]
                 self._unsaved_since.pop(run_id, None)
+                self._uninserted.discard(run_id)
                 stored.append((run_id, events))
             if not self._unsaved:
-                self._retry_delay = SAVE_RETRY_FIRST
+                self._retry_delay = RETRY_FIRST
         for run_id, events in stored:
             for event in events:
                 self.bus.publish(event)
@@ -386,6 +447,9 @@ class RunEngine:
         """Record a queued run (persisted, then announced) without starting it.
 
         `fields` set orchestration columns of the Run (priority, pattern, attempt, ...).
+        `RegistryLocked`/`RegistryFull` when not even an id could be reserved: then nothing
+        was created. Once it has an id the run is never lost: a refused insert is kept and
+        retried, and the run is announced and started only after it is stored.
         """
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -402,7 +466,13 @@ class RunEngine:
         handle._future = loop.create_future() if loop is not None else None
         self._live[run.id] = handle
         if loop is None:
-            self.registry.insert([run])
+            with self._lock:
+                try:
+                    self.registry.insert([run])
+                except PASSING as exc:  # no loop: wait here until it is stored (then it is announced)
+                    self._keep([RunChanged(run, "queued")], exc, insert=True)
+                    self._retry_blocking()
+                    return handle
             self.bus.publish(RunChanged(run, "queued"))
             return handle
         if self._loop is None:
@@ -416,12 +486,20 @@ class RunEngine:
         return handle
 
     def flush_created(self) -> None:
-        """Store runs created since the last flush in one transaction, then announce them."""
+        """Store runs created since the last flush in one transaction, then announce them.
+
+        A locked registry (or a full disk) keeps them in memory, retried with backoff: each is
+        announced once stored, and none starts before (`_drive` waits for it)."""
         with self._lock:
             if not self._unannounced:
                 return
             handles, self._unannounced = self._unannounced, []
-            self.registry.insert([h.run for h in handles])
+            try:
+                self.registry.insert([h.run for h in handles])
+            except PASSING as exc:
+                self._keep([RunChanged(h.run, "queued") for h in handles], exc, insert=True)
+                self._retry_later()
+                return
         for handle in handles:
             self.bus.publish(RunChanged(handle.run, "queued"))
 
@@ -523,11 +601,16 @@ class RunEngine:
     def record_unstarted(self, spec: RunSpec, outcome: Outcome, **fields: Any) -> Run:
         """Store a run that is over before it began (a schedule's skipped or missed fire): one
         row written already DONE, one announcement — never a moment where it looks queued."""
-        run = self.registry.new_run(spec, mode=RunMode.AUTO, **fields)
+        run = self.registry.new_run(spec, mode=RunMode.AUTO, **fields)  # no id: raised, nothing kept
         done = transition(run, RunStatus.DONE, outcome)
         self.flush_created()
         with self._lock:
-            self.registry.insert([done])
+            try:
+                self._write(lambda: self.registry.insert([done]), [done])
+            except PASSING as exc:  # kept, retried, announced once stored
+                self._keep([RunChanged(done, "finished")], exc, insert=True)
+                self._retry_later()
+                return done
         self.bus.publish(RunChanged(done, "finished"))
         return done
 
@@ -536,12 +619,26 @@ class RunEngine:
         self.flush_created()
         todo = [h for h in handles if not h.done]
         with self._lock:
-            snapshots = [transition(h._run, RunStatus.DONE, outcome) for h in todo]
-            self.registry.save_many(snapshots)
-            for handle, snap in zip(todo, snapshots, strict=True):
-                handle._run = snap
-        for snap in snapshots:
-            self.bus.publish(RunChanged(snap, "finished"))
+            events = []
+            for handle in todo:
+                handle._run = transition(handle._run, RunStatus.DONE, outcome)
+                events.append(RunChanged(handle._run, "finished"))
+            free = []
+            for event in events:
+                queued = self._unsaved.get(event.run.id)
+                if queued is not None:  # an older state (or the row) still waits: this goes after it
+                    queued.append(event)
+                else:
+                    free.append(event)
+            runs = [ev.run for ev in free]
+            try:
+                self._write(lambda: self.registry.save_many(runs), runs)
+            except PASSING as exc:  # kept and retried; each announced (and released) once stored
+                self._keep(free, exc)
+                free = []
+                self._retry_later()
+        for event in free:
+            self.bus.publish(event)
         for handle in todo:
             self._finish(handle)
 
@@ -567,6 +664,7 @@ class RunEngine:
         if reattach is not None and run.log_path:
             with contextlib.suppress(OSError):
                 os.unlink(run.log_path)  # rewritten whole from the stream's start
+        self.reserve.ensure()  # given back when an earlier run ended on a full disk: made again if there is room
         writer = LogWriter(run.log_path or "")
         env_shown = {k: v for k, v in launch.env.items() if os.environ.get(k) != v or remote}
         removed = [k for k in spec.env if spec.env[k] is None]
@@ -669,8 +767,9 @@ class RunEngine:
         lost = job.capture.log_error if job is not None else None
         if lost:  # the run's real outcome, plus what its log could not keep
             outcome = dataclasses.replace(outcome, message=f"{outcome.message}; {lost}" if outcome.message else lost)
-        if job is not None and job.capture.log is not None:
-            job.capture.log.meta(event="end", outcome=outcome.kind.value, exit_code=outcome.exit_code, message=outcome.message)
+        if job is not None and job.capture.log is not None:  # room is given back for it when the disk is full
+            job.capture.log.last(self.reserve.release, event="end", outcome=outcome.kind.value,
+                                 exit_code=outcome.exit_code, message=outcome.message)
             job.capture.log.close()
         if handle.run.status is RunStatus.QUEUED and outcome.kind not in (
             OutcomeKind.FAILED_TO_START,
@@ -715,6 +814,8 @@ class RunEngine:
 
     async def _drive(self, handle: RunHandle, job: Job, mode: RunMode) -> None:
         try:
+            while handle.id in self._uninserted and job.stop_outcome is None:
+                await asyncio.sleep(0.02)  # never started before its row is stored (a locked registry)
             outcome = await self.executor.execute(job, mode)
         except asyncio.CancelledError:
             self._end(handle, Outcome(OutcomeKind.INTERRUPTED, None, "the engine shut down during the run"))

@@ -42,6 +42,7 @@ from prismq_desktop.core.schedule.scheduler import FireAction, FireResult, Sched
 from prismq_desktop.core.schedule.triggers import Trigger, TriggerError, local_text, next_fires
 from prismq_desktop.core.store.query import RunQuery
 from prismq_desktop.core.store.registry import RunRegistry
+from prismq_desktop.core.store.schema import RegistryError
 from prismq_desktop.core.wording import duration_text, end_line, exit_text, plural, status_text
 from prismq_desktop.gui.bridge import Bridge
 from prismq_desktop.gui.history_view import HISTORY_WIDTHS
@@ -463,7 +464,7 @@ class ScheduleEditor(QDialog):
                 s = self.scheduler.update(self.schedule.id, name=self.name.text().strip(), spec=spec, trigger=self.trigger(),
                                           overlap=self.overlap.currentText(), catchup=self.catchup.currentText(),
                                           jitter=self.jitter.value(), **options)
-        except (ScheduleError, TriggerError, ValueError) as exc:
+        except (ScheduleError, TriggerError, ValueError, RegistryError) as exc:  # RegistryError: locked, full
             self._save_error = str(exc)
             self._validate()
             return
@@ -721,7 +722,7 @@ class SchedulerView(QWidget):
             return None
         try:
             result = self.scheduler.fire_now(s.id)
-        except ScheduleError as exc:
+        except (ScheduleError, RegistryError) as exc:  # RegistryError: a registry locked by another process
             self.show_message(str(exc), warning=True)
             return None
         self.last_fire = result

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 import stat
+import subprocess
 import sys
 import textwrap
 import time
@@ -27,7 +27,9 @@ from prismq_desktop.core.schedule.model import ScheduleError
 from prismq_desktop.core.schedule.scheduler import make_trigger
 from prismq_desktop.core.schedule.triggers import TriggerError
 from prismq_desktop.core.store import RunQuery
-from tests.core.test_cli import cli
+from tests.core.test_cli import argv as cli_argv
+from tests.core.test_cli import clean_env, cli
+from tests.helpers import as_an_ordinary_reader
 
 PY = sys.executable
 NAN, INF = float("nan"), float("inf")
@@ -243,13 +245,20 @@ def test_the_cli_records_a_run_that_cannot_start(home, tmp_path, case):
 
 
 def test_an_unreadable_script_fails_to_start(home, tmp_path):
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        pytest.skip("root can read a file with no permissions, so this case cannot happen as root")
+    """As a normal user, a mode-000 script cannot be read. As root (CI) the CLI runs without the
+    capabilities that let root read anything, so the same case is real there too."""
     path = script(tmp_path, "print('secret')\n")
     path.chmod(0)
-    res = cli(home, "run", str(path))
+    reader = as_an_ordinary_reader()
+    probe = subprocess.run([PY, "-S", "-c", "import sys; open(sys.argv[1]).read()", str(path)], capture_output=True,
+                           text=True, timeout=30, **reader)
+    assert probe.returncode == 1 and "PermissionError" in probe.stderr, f"the script is readable after all: {probe}"
+    res = subprocess.run(cli_argv(home, "run", str(path)), capture_output=True, env=clean_env(), timeout=30, **reader)
     assert res.returncode == 125, res
     assert "not readable" in one_line(res.stderr)
+    assert b"secret" not in res.stdout
+    runs, _ = stored(home)
+    assert len(runs) == 1 and runs[0].outcome.kind is OutcomeKind.FAILED_TO_START  # recorded, nothing lost
 
 
 @pytest.mark.parametrize("mode", [RunMode.ASYNC, RunMode.LOCAL])

@@ -20,35 +20,10 @@ from prismq_desktop.core.paths import registry_path
 from prismq_desktop.core.store import RegistryLocked
 from tests.core.test_cli import argv as cli_argv
 from tests.core.test_cli import clean_env
+from tests.helpers import LockHolder
 
 PY = sys.executable
 BUSY = 0.3  # the lowered busy timeout: the holder keeps the lock several times longer
-
-
-class LockHolder:
-    """A second process holding the registry's write lock until `release()`."""
-
-    def __init__(self, db: Path, scripts: Path) -> None:
-        self.proc = subprocess.Popen([PY, str(scripts / "lock_holder.py"), str(db)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.strip() == "locked", line
-
-    def release(self) -> None:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
-        assert self.proc.stdout.readline().strip() == "released"
-        self.proc.wait(10)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        for f in (self.proc.stdin, self.proc.stdout):
-            if f is not None:
-                f.close()
 
 
 def test_registry_locked_is_a_one_line_error(tmp_path: Path, scripts: Path) -> None:
@@ -58,7 +33,8 @@ def test_registry_locked_is_a_one_line_error(tmp_path: Path, scripts: Path) -> N
     try:
         with RunRegistry(db, busy_timeout=BUSY) as reg, pytest.raises(RegistryLocked) as err:
             reg.create(RunSpec("x.py"))
-        assert "locked by another process for over 0.3s" in str(err.value)
+        assert f"locked by another process (pid {holder.proc.pid}) for over 0.3s" in str(err.value)
+        assert err.value.pid == holder.proc.pid
         assert "\n" not in str(err.value)
     finally:
         holder.close()

@@ -44,6 +44,7 @@ from prismq_desktop.core.remote.config import check_broker_url
 from prismq_desktop.core.remote.executor import RemoteExecutor
 from prismq_desktop.core.remote.locks import DistributedLocks
 from prismq_desktop.core.schedule.scheduler import Scheduler
+from prismq_desktop.core.store.passing import until_stored
 from prismq_desktop.core.store.registry import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,7 @@ class TaskOrchestrator:
         schedule_id: int | None = None,
         trigger: str | None = None,
         follow_up_of: int | None = None,
+        requeue_of: int | None = None,
         **spec_options: Any,
     ) -> int:
         """Queue a run and return its id at once. `callback(result)` is called exactly once at the end.
@@ -215,6 +217,9 @@ class TaskOrchestrator:
         if idempotency_key:
             self.engine.flush_created()  # runs submitted earlier in this loop turn count too
             existing = self.registry.find_idempotent(idempotency_key, idempotency_window)
+            if existing is None and self.engine.unsaved:  # a pending one whose row a locked registry refused
+                existing = next((c.current.run for c in self._chains.values()
+                                 if c.idempotency_key == idempotency_key and not c.future.done()), None)
             if existing is None and self.locks is not None:
                 token, existing, foreign = self._claim_key(idempotency_key)
                 if foreign is not None:
@@ -237,6 +242,8 @@ class TaskOrchestrator:
         options: dict[str, Any] = {"retry": policy.to_dict()}
         if follow_up_of is not None:
             options["follow_up_of"] = int(follow_up_of)  # so a result read back from the registry names it
+        if requeue_of is not None:  # the dead letter is marked in the transaction that stores the run
+            options["requeue_of"] = int(requeue_of)
         follow = {"on_success": as_spec(on_success), "on_failure": as_spec(on_failure)}
         for key, value in follow.items():
             if value is not None:
@@ -399,25 +406,33 @@ class TaskOrchestrator:
         self._spawn(self._after_run(chain))
 
     async def _after_run(self, chain: Chain) -> None:
+        if not chain.current.done:  # it ended, but its end is not stored yet (a locked registry)
+            await chain.current.wait()
         run = chain.current.run
         if chain.future.done() and chain.first_id not in self._chains:
             return  # already ended and forgotten
         outcome = run.outcome
         assert outcome is not None
         retryable = outcome.kind is not OutcomeKind.SUCCEEDED and chain.policy.matches(outcome)
+        # what follows writes the registry: a locked one (or a full disk) is waited out, never skipped
         if retryable and chain.attempt <= chain.policy.max_retries:
-            self._schedule_retry(chain)
+            await until_stored(lambda: self._schedule_retry(chain), f"the retry of run #{run.id}")
             return
         if retryable and chain.policy.max_retries > 0:
             reason = f"gave up after {chain.attempt} attempts: {outcome.describe()}"
-            dl_id = self.registry.add_dead_letter(run, chain.first_id, chain.attempt, reason)
-            self.bus.publish(DeadLettered(run.id, dl_id, reason))
+            dl_id = await until_stored(lambda: self.registry.add_dead_letter(run, chain.first_id, chain.attempt, reason),
+                                       f"the dead letter of run #{run.id}")
+            self.bus.publish(DeadLettered(run.id, dl_id, reason))  # announced once stored
         follow = chain.on_success if outcome.kind is OutcomeKind.SUCCEEDED else chain.on_failure
         if follow is not None and outcome.kind is not OutcomeKind.CANCELLED:
             if outcome.kind is OutcomeKind.SUCCEEDED and run.result:
                 follow = self._handed_result(follow, run)
-            chain.follow_ups.append(self.delay(follow, priority=chain.priority, mode=chain.mode,
-                                               pattern=TaskPattern.FIRE_AND_FORGET, follow_up_of=chain.first_id))
+            handed = follow
+            follow_id = await until_stored(
+                lambda: self.delay(handed, priority=chain.priority, mode=chain.mode,
+                                   pattern=TaskPattern.FIRE_AND_FORGET, follow_up_of=chain.first_id),
+                f"the follow-up of run #{run.id}")
+            chain.follow_ups.append(follow_id)
         result = self._result(chain)
         if chain.idempotency_key and chain.idempotency_key in self._held:
             self._release_key(chain.idempotency_key, self._held[chain.idempotency_key])
@@ -639,15 +654,18 @@ class TaskOrchestrator:
             raise KeyError(f"no dead letter #{dead_letter_id}")
         if entry.requeued_run_id is not None:
             raise ValueError(f"dead letter #{dead_letter_id} was already requeued as run #{entry.requeued_run_id}")
+        for chain in self._chains.values():  # requeued here, its run not stored yet (a locked registry)
+            if chain.current.run.options.get("requeue_of") == dead_letter_id:
+                raise ValueError(f"dead letter #{dead_letter_id} was already requeued as run #{chain.first_id}")
         policy = RetryPolicy.from_dict(entry.options.get("retry", {}))
         options: dict[str, Any] = {
             "max_retries": policy.max_retries, "retry_on": policy.retry_on, "backoff_base": policy.base,
             "backoff_factor": policy.factor, "backoff_cap": policy.cap, "jitter": policy.jitter,
         }
         options.update(overrides)
-        run_id = self.delay(entry.spec, **options)
-        self.registry.mark_requeued(dead_letter_id, run_id)
-        return run_id
+        # one transaction stores the run and marks the dead letter: neither is ever written
+        # without the other (a locked registry refuses both, or keeps both for later)
+        return self.delay(entry.spec, requeue_of=dead_letter_id, **options)
 
     def purge_dead_letters(self, ids: Sequence[int] | None = None) -> int:
         return self.registry.purge_dead_letters(ids)

@@ -15,11 +15,12 @@ ignored by the reader.
 from __future__ import annotations
 
 import enum
+import errno
 import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -120,20 +121,36 @@ class LogWriter:
         payload = json.dumps(fields, sort_keys=True).encode("utf-8")
         return b"m %.6f %d\n" % (time.time(), len(payload)), payload, b"\n"
 
-    def meta(self, **fields: Any) -> None:
-        """A metadata record; after a failed write it is still tried (and says what was lost first)."""
+    def meta(self, **fields: Any) -> bool:
+        """A metadata record; after a failed write it is still tried (and says what was lost
+        first). True when it was written."""
+        return self._meta(fields, None)
+
+    def last(self, release: Callable[[], bool], **fields: Any) -> bool:
+        """The run's last record (its end): when the disk is full right now, `release()` gives
+        back the room kept for this (the data dir's reserve) and it is tried once more, so
+        the log still ends with it. True when it was written."""
+        return self._meta(fields, release)
+
+    def _meta(self, fields: dict[str, Any], release: Callable[[], bool] | None) -> bool:
         with self._lock:
             if self._fh is None:
-                return
-            if self.error is not None and not self._noted:
-                note = self._meta_record({"event": "incomplete", "reason": self.error, "saved_bytes": self.bytes_written,
-                                          "lost_bytes": self.bytes_lost})
-                if self._append(note) is not None:
-                    return
-                self._noted = True
-            failed = self._append(self._meta_record(fields))
-            if failed is not None and self.error is None:
-                self._fail(failed)
+                return False
+            note = self.error is not None and not self._noted
+            parts: tuple[bytes, ...] = ()
+            if note:  # written with the record, whole or not at all
+                parts = self._meta_record({"event": "incomplete", "reason": self.error,
+                                           "saved_bytes": self.bytes_written, "lost_bytes": self.bytes_lost})
+            parts += self._meta_record(fields)
+            failed = self._append(parts)
+            if failed is not None and release is not None and failed.errno == errno.ENOSPC and release():
+                failed = self._append(parts)
+            if failed is not None:
+                if self.error is None:
+                    self._fail(failed)
+                return False
+            self._noted = self._noted or note
+            return True
 
     def close(self) -> None:
         with self._lock:

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import collections
 import contextlib
 import enum
+import functools
 import logging
 import math
 import random
@@ -47,8 +49,10 @@ from prismq_desktop.core.schedule.triggers import (
     local_text,
     validate_trigger,
 )
+from prismq_desktop.core.store.passing import PASSING, RETRY_FIRST, next_delay
 from prismq_desktop.core.store.query import RunQuery
 from prismq_desktop.core.store.registry import RegistryError
+from prismq_desktop.core.store.schema import RegistryUnusable
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +146,11 @@ class Scheduler:
         self.paused = False
         self._last_reload = 0.0
         self._lost_claims: dict[int, float] = {}  # a due time whose claim failed: wait for a reload to move on
+        # what claimed fires still have to write (their run, a skip or miss record), in order: a
+        # locked registry keeps them here, retried with backoff; a fire is neither lost nor doubled
+        self._unwritten: collections.deque[tuple[int, Callable[[Schedule], object]]] = collections.deque()
+        self._held_until = 0.0  # monotonic time before which no write is tried again
+        self._hold_delay = RETRY_FIRST
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -248,7 +257,9 @@ class Scheduler:
         values.update(name=name, enabled=enabled, next_fire=trigger.next_after(now))
         try:
             sid = self.registry.add_schedule(values)
-        except RegistryError as exc:
+        except (*PASSING, RegistryUnusable):
+            raise  # locked, full, unusable: the registry's own one line (nothing was written)
+        except RegistryError as exc:  # a name already taken
             raise ScheduleError(str(exc)) from None
         return self._changed(sid, "added")
 
@@ -300,7 +311,9 @@ class Scheduler:
         values.update(name=name, enabled=enabled, next_fire=merged["trigger"].next_after(now))
         try:
             self.registry.update_schedule(current.id, values)
-        except RegistryError as exc:
+        except (*PASSING, RegistryUnusable):
+            raise  # locked, full, unusable: the registry's own one line (nothing was written)
+        except RegistryError as exc:  # a name already taken, a schedule removed meanwhile
             raise ScheduleError(str(exc)) from None
         self._jitter.pop(current.id, None)
         return self._changed(current.id, "edited")
@@ -332,6 +345,7 @@ class Scheduler:
         """Forget what was kept for a schedule that is gone (its runs go on as ordinary runs)."""
         for table in (self._jitter, self._queued, self._active, self._lost_claims):
             table.pop(sid, None)
+        self._unwritten = collections.deque(item for item in self._unwritten if item[0] != sid)
 
     def _changed(self, sid: int, what: str) -> Schedule:
         s = self.get(sid)
@@ -375,6 +389,11 @@ class Scheduler:
         return at
 
     def _sleep_time(self) -> float:
+        held = self._held_until - time.monotonic()
+        if held > 0:  # the registry refused a write: nothing is tried before the backoff is over
+            return float(min(held, RELOAD_SECONDS))
+        if self._unwritten:
+            return 0.0
         now = self.clock()
         upcoming = [t for s in self._schedules.values() if s.enabled and (t := self._fire_time(s)) is not None]
         nearest = min(upcoming, default=now + RELOAD_SECONDS) - now
@@ -383,13 +402,55 @@ class Scheduler:
     async def _turn(self) -> None:
         if time.monotonic() - self._last_reload >= RELOAD_SECONDS:
             self._reload_and_announce()
+        if time.monotonic() < self._held_until or not self._write_claimed():
+            return
         if self.paused:
             return
         now = self.clock()
         for s in list(self._schedules.values()):
             at = self._fire_time(s)
             if s.enabled and at is not None and at <= now:
-                self._fire_due(s, now)
+                try:
+                    self._fire_due(s, now)
+                except PASSING as exc:  # the claim itself was refused: nothing was claimed, due again next try
+                    self._hold(f"schedule {s.name!r}: the fire due {local_text(s.next_fire or now, s.trigger.timezone)} "
+                               "waits", exc)
+                    return
+                if self._held_until > time.monotonic():
+                    return
+
+    def _hold(self, what: str, exc: Exception) -> None:
+        """The registry refused a write (locked past its busy timeout, disk full): try again after a backoff."""
+        if self._hold_delay == RETRY_FIRST:
+            log.warning("%s: %s; retried", what, exc)
+        self._held_until = time.monotonic() + self._hold_delay
+        self._hold_delay = next_delay(self._hold_delay)
+
+    def _taken(self) -> None:
+        """A write went through: the next refusal starts its backoff afresh."""
+        if self._hold_delay != RETRY_FIRST:
+            log.info("the registry takes writes again; waiting fires go on")
+            self._hold_delay = RETRY_FIRST
+
+    def _after_claim(self, sid: int, action: Callable[[Schedule], object]) -> None:
+        self._unwritten.append((sid, action))
+
+    def _write_claimed(self) -> bool:
+        """Do what claimed fires still have to write, in order; False when the registry refused
+        one (it stays first, retried after a backoff). A fire's run is created (and stored
+        before it starts) only here, after its claim is stored."""
+        while self._unwritten:
+            sid, action = self._unwritten[0]
+            s = self._schedules.get(sid)
+            if s is not None:
+                try:
+                    action(s)
+                except PASSING as exc:  # refused before anything was created: the same action again later
+                    self._hold(f"schedule {s.name!r}: a claimed fire waits to be recorded", exc)
+                    return False
+                self._taken()
+            self._unwritten.popleft()
+        return True
 
     def _fire_due(self, s: Schedule, now: float) -> None:
         due = s.next_fire
@@ -399,11 +460,13 @@ class Scheduler:
             if not self.registry.claim_fires(s.id, due, [due], nxt, due):
                 self._lost_claim(s, due)  # another process fired it (or the schedule changed)
                 return
+            self._taken()
             if self._claimed_everywhere(s, due):
-                self._start_or_skip(s, "schedule", due)
+                self._after_claim(s.id, functools.partial(self._start_or_skip, label="schedule", due=due))
         else:
             self._catch_up(s, now)
         self._changed(s.id, "fired")
+        self._write_claimed()
 
     def _claimed_everywhere(self, s: Schedule, due: float) -> bool:
         """The cross-machine claim (when a broker is configured): False when another machine's
@@ -437,6 +500,7 @@ class Scheduler:
         if not self.registry.claim_fires(s.id, s.next_fire, missed, nxt, missed[-1]):
             self._lost_claim(s, s.next_fire)
             return
+        self._taken()
         if s.catchup is CatchUp.ALL:
             to_run, to_record = missed[: s.catchup_limit], missed[s.catchup_limit :]
         elif s.catchup is CatchUp.COALESCE:
@@ -451,21 +515,24 @@ class Scheduler:
             if i and s.overlap is not OverlapPolicy.ALLOW:
                 self._queued.setdefault(s.id, []).append(label)  # catch-up runs go one after another
             elif self._claimed_everywhere(s, due):
-                self._start_or_skip(s, label, due)
+                self._after_claim(s.id, functools.partial(self._start_or_skip, label=label, due=due))
 
     def _record_missed(self, s: Schedule, dues: builtins.list[float], more: int) -> None:
+        """Each miss is one record, written (or kept until the registry takes it) after the claim."""
         if not dues:
             return
         why = {CatchUp.COALESCE: "coalesced into one catch-up run", CatchUp.ALL: "over the catch-up limit",
                CatchUp.SKIP: "catch-up policy is skip"}[s.catchup]
+        zone = s.trigger.timezone
         for due in dues[:MISSED_RECORDED_ONE_BY_ONE]:
-            self._record(s, OutcomeKind.MISSED, f"missed the fire due {local_text(due, s.trigger.timezone)} "
-                                                f"(no scheduler was running); {why}", "missed")
+            text = f"missed the fire due {local_text(due, zone)} (no scheduler was running); {why}"
+            self._after_claim(s.id, functools.partial(self._record, kind=OutcomeKind.MISSED, message=text, trigger="missed"))
         rest = len(dues) - MISSED_RECORDED_ONE_BY_ONE
         if rest > 0 or more:
             count = f"{rest}" if rest > 0 else "more"
-            self._record(s, OutcomeKind.MISSED, f"and {count} more missed fires up to {local_text(dues[-1], s.trigger.timezone)}"
-                         + (" (and more beyond the enumeration limit)" if more else ""), "missed")
+            text = (f"and {count} more missed fires up to {local_text(dues[-1], zone)}"
+                    + (" (and more beyond the enumeration limit)" if more else ""))
+            self._after_claim(s.id, functools.partial(self._record, kind=OutcomeKind.MISSED, message=text, trigger="missed"))
 
     def _record(self, s: Schedule, kind: OutcomeKind, message: str, trigger: str) -> int:
         return self.orch.record_unstarted(s.spec, Outcome(kind, None, message), schedule_id=s.id, trigger=trigger)
@@ -536,7 +603,9 @@ class Scheduler:
         if waiting and not active:
             s = self._schedules.get(run.schedule_id)
             if s is not None and run.outcome is not None and run.outcome.kind not in (OutcomeKind.SKIPPED, OutcomeKind.MISSED):
-                asyncio.get_running_loop().call_soon(self._submit, s, waiting.pop(0))
+                label = waiting.pop(0)
+                self._after_claim(s.id, functools.partial(self._submit, label=label))
+                self._poke()  # the loop writes it (or keeps it while the registry refuses)
                 if not waiting:
                     del self._queued[run.schedule_id]
 

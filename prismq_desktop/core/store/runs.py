@@ -90,14 +90,21 @@ class RunTable(Database):
         return f"{self._logs_dir}{os.sep}run-{run_id}.log"
 
     def insert(self, runs: Sequence[Run]) -> None:
-        """Store new runs in one transaction (a burst of submissions costs one commit)."""
+        """Store new runs in one transaction (a burst of submissions costs one commit).
+
+        A run requeued from a dead letter (`options["requeue_of"]`) marks that dead letter in
+        the same transaction, so neither is ever stored without the other."""
         if not runs:
             return
         rows = [tuple(run_values(run, self.stored_spec(run.spec)).values()) for run in runs]
+        requeued = [(run.id, int(run.options["requeue_of"])) for run in runs if run.options.get("requeue_of") is not None]
         with self._lock:
             self._db.execute("BEGIN")
             try:
                 self._db.executemany(_INSERT_SQL, rows)
+                if requeued:  # the first run of the new chain (its retries carry the key too)
+                    self._db.executemany(
+                        "UPDATE dead_letters SET requeued_run_id=? WHERE id=? AND requeued_run_id IS NULL", requeued)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

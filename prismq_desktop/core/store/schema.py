@@ -7,6 +7,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from prismq_desktop.core.store.locks import lock_holder
+
 
 class RegistryError(RuntimeError):
     """The registry cannot do what was asked (newer schema, unknown run, duplicate name).
@@ -40,7 +42,12 @@ class RegistryReadOnly(RegistryUnusable):
 class RegistryLocked(RegistryError):
     """Another process held the registry's write lock for longer than the busy timeout.
 
-    Passing: a write that hit it may be retried (the engine retries run outcomes)."""
+    Passing: a write that hit it may be retried (the engine keeps and retries what it owns;
+    a one-shot command says so and stops). `pid` is the holder's, when it can be known."""
+
+    def __init__(self, message: str, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 class RegistryFull(RegistryError):
@@ -60,8 +67,12 @@ def translate(exc: sqlite3.Error, path: Path | str, busy_timeout: float | None =
         return RegistryCorrupt(f"the registry {path} is a directory, not a file; rename it {_DATA_DIR_HINT}", path)
     if primary in (5, 6) or "locked" in text:  # SQLITE_BUSY, SQLITE_LOCKED
         held = f" for over {busy_timeout:g}s" if busy_timeout is not None else ""
+        pid = lock_holder(path)
+        who = f" (pid {pid})" if pid is not None else ""
         return RegistryLocked(
-            f"the registry {path} is locked by another process{held}; close the other PrismQ Desktop (or wait) and try again"
+            f"the registry {path} is locked by another process{who}{held}; "
+            "close the other PrismQ Desktop (or wait) and try again",
+            pid,
         )
     if primary == 13 or "disk is full" in text:  # SQLITE_FULL
         return RegistryFull(f"the disk holding the registry {path} is full; free some space and try again")

@@ -123,3 +123,135 @@ def test_cli_on_a_full_disk(small_disk: Path, scripts: Path) -> None:
         res = subprocess.run(cli_argv(home, *args), env=env, capture_output=True, text=True, timeout=60)
         assert res.returncode == 1, res
         assert res.stderr.count("\n") == 1 and "no space left on the disk holding" in res.stderr, res.stderr
+
+
+# ------------------------------------------------------------------ the disk fills as the run ends
+def last_records(path: str) -> list[dict]:
+    import json
+
+    return [json.loads(rec.data) for rec, _ in read_log(path) if rec.stream.value == "m"][-2:]
+
+
+def check_end(run, exit_code: int) -> None:
+    """The real outcome (the child's exit code) plus the note; the log ends saying it is incomplete."""
+    check_note_small(run.outcome, exit_code)
+    assert run.log_path is not None
+    incomplete, end = last_records(run.log_path)
+    assert incomplete["event"] == "incomplete" and "No space left on device" in incomplete["reason"]
+    assert incomplete["lost_bytes"] > 0
+    assert end == {"event": "end", "outcome": "failed", "exit_code": exit_code, "message": run.outcome.message}
+
+
+def check_note_small(outcome, exit_code: int) -> None:
+    assert outcome is not None and outcome.kind is OutcomeKind.FAILED and outcome.exit_code == exit_code
+    assert outcome.message is not None and outcome.message.startswith("output after ")
+    assert outcome.message.endswith("was not saved: No space left on device")
+
+
+@pytest.mark.parametrize("mode", [RunMode.ASYNC, RunMode.THREADED, RunMode.LOCAL])
+def test_the_disk_fills_as_the_run_ends(small_disk: Path, scripts: Path, mode: RunMode) -> None:
+    """The child takes every free byte and exits: the log's end and the registry's final status
+    are written in the room the data dir kept for them, at once (no patience timeout)."""
+    home = small_disk / "home"
+    spec = RunSpec(str(scripts / "fill_disk.py"), (str(home / "filler"), "5", "16"), interpreter=PY)
+    started = time.monotonic()
+    if mode is RunMode.LOCAL:
+        engine = RunEngine(home)
+        try:
+            handle = engine.run_blocking(spec, mode=mode)
+        finally:
+            engine.close()
+    else:
+        async def main():
+            engine = RunEngine(home)
+            try:
+                return await asyncio.wait_for(engine.run(spec, mode=mode), 30), engine
+            finally:
+                await engine.shutdown()
+
+        handle, engine = asyncio.run(main())
+    assert time.monotonic() - started < 8, "waited for the disk instead of using the reserve (the patience is 10 s)"
+    assert engine.unsaved_errors == {}
+    assert engine.reserve.released == 1  # the disk was full at the end: the reserve was what made room
+    run = handle.run
+    check_end(run, 5)
+    with RunRegistry(registry_path(home)) as reg:
+        stored = reg.get(run.id)
+    assert stored is not None and stored.outcome == run.outcome and stored.status.value == "done"
+    # room again: the next run's start makes the reserve again
+    (home / "filler").unlink()
+    assert not (home / ".space-reserve").exists()
+    engine = RunEngine(home)
+    try:
+        assert engine.run_blocking(RunSpec(PY, ("-c", "pass"))).run.outcome.kind is OutcomeKind.SUCCEEDED
+    finally:
+        engine.close()
+    assert (home / ".space-reserve").stat().st_size == 256 * 1024
+
+
+def test_the_logs_disk_fills_as_the_run_ends(tmp_path: Path, scripts: Path) -> None:
+    """Logs on a disk of their own (a small tmpfs at logs/), the registry elsewhere: that disk
+    fills at the end; the log still ends saying so, and the registry has the real outcome."""
+    home = tmp_path / "home"
+    (home / "logs").mkdir(parents=True)
+    with tmpfs(home / "logs", "1m") as logs:
+        async def main():
+            async with RunEngine(home) as engine:
+                assert (logs / ".space-reserve").exists() and (home / ".space-reserve").exists()  # one per disk
+                spec = RunSpec(str(scripts / "fill_disk.py"), (str(logs / "filler"), "6", "16"), interpreter=PY)
+                handle = await asyncio.wait_for(engine.run(spec, mode=RunMode.ASYNC), 30)
+                return handle, engine.unsaved_errors
+
+        started = time.monotonic()
+        handle, errors = asyncio.run(main())
+        assert time.monotonic() - started < 8
+        assert errors == {}
+        check_end(handle.run, 6)
+        assert (home / ".space-reserve").exists()  # the registry's disk never ran out
+        with RunRegistry(registry_path(home)) as reg:
+            stored = reg.get(handle.id)
+        assert stored is not None and stored.outcome == handle.run.outcome
+
+
+def test_the_log_end_record_takes_the_reserve_when_nothing_else_fits(small_disk: Path) -> None:
+    """Deterministically at the edge: the log ends exactly on a block boundary and the disk is
+    full, so the end record needs a new block; `last()` gives the reserve back and writes it."""
+    from prismq_desktop.core.process.logfile import LogWriter, Stream
+    from prismq_desktop.core.store.reserve import SpaceReserve
+
+    reserve = SpaceReserve([small_disk])
+    assert reserve.ensure() and (small_disk / ".space-reserve").stat().st_size == 256 * 1024
+    path = small_disk / "run.log"
+    log = LogWriter(str(path))
+    block = os.statvfs(small_disk).f_bsize
+    for _ in range(3):  # a record that ends the file on a block boundary (its header's length settles)
+        gap = block - path.stat().st_size % block
+        header = len(b"o %.6f %d\n" % (time.time(), gap)) + 1
+        log.write(Stream.STDOUT, b"z" * (gap - header if gap > header else gap + block - header))
+        if path.stat().st_size % block == 0:
+            break
+    assert path.stat().st_size % block == 0
+    fill(small_disk)
+    assert os.statvfs(small_disk).f_bavail == 0
+    assert log.last(reserve.release, event="end", exit_code=0) is True
+    log.close()
+    assert reserve.released == 1 and not (small_disk / ".space-reserve").exists()
+    metas = [rec.data for rec, _ in read_log(str(path)) if rec.stream is Stream.META]
+    assert metas == [b'{"event": "end", "exit_code": 0}']  # nothing was lost: no "incomplete" note
+
+
+@pytest.mark.parametrize("mode", ["async", "local"])
+def test_cli_when_the_disk_fills_as_the_run_ends(small_disk: Path, scripts: Path, mode: str) -> None:
+    home = small_disk / "home"
+    started = time.monotonic()
+    res = subprocess.run(cli_argv(home, "run", "--mode", mode, "--python", PY, str(scripts / "fill_disk.py"), "--",
+                                  str(home / "filler"), "7", "16"),
+                         env=clean_env(), capture_output=True, timeout=60)
+    assert time.monotonic() - started < 8
+    assert res.returncode == 7, res
+    err = res.stderr.decode()
+    assert "Traceback" not in err and "could not be recorded" not in err, err
+    assert "was not saved: No space left on device" in err, err
+    with RunRegistry(registry_path(home)) as reg:
+        (run,) = reg.query()
+    check_end(run, 7)
