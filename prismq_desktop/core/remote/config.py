@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import ssl
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,11 +123,10 @@ def celery_priority(priority: int) -> int:
     return max(0, min(9, int(priority) * 3))
 
 
-def make_app(url: str, settings: RemoteSettings | None = None) -> Any:
-    """A Celery app on `url`, with the run task registered (worker.py's `run_task`)."""
+def make_app(url: str, settings: RemoteSettings | None = None, task: Callable[..., Any] | None = None) -> Any:
+    """A Celery app on `url`; a worker passes its run task (worker.py's `run_task`) to register it
+    under TASK_NAME, a submitter sends by that name and needs none."""
     from celery import Celery
-
-    from prismq_desktop.core.remote.worker import run_task
 
     settings = settings or RemoteSettings.from_env()
     check_broker_url(url)
@@ -155,5 +155,6 @@ def make_app(url: str, settings: RemoteSettings | None = None) -> Any:
     ssl_opts = _ssl_options(url)
     if ssl_opts is not None:
         app.conf.broker_use_ssl = ssl_opts
-    app.task(name=TASK_NAME, acks_late=True, ignore_result=True)(run_task)
+    if task is not None:
+        app.task(name=TASK_NAME, acks_late=True, ignore_result=True)(task)
     return app

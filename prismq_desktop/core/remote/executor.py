@@ -131,10 +131,9 @@ class RemoteExecutor:
 
     # ------------------------------------------------------------------ submitting
     def submit(self, payload: dict[str, Any], queue: str, priority: int) -> None:
-        task = self.app.tasks[TASK_NAME]
         with self._submit_lock:
-            task.apply_async(args=[payload], queue=queue, priority=celery_priority(priority),
-                             retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5})
+            self.app.send_task(TASK_NAME, args=[payload], queue=queue, priority=celery_priority(priority),
+                               retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5})
 
 
 class _Follower:

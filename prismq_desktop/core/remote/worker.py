@@ -337,7 +337,7 @@ def start_worker(url: str, queues: list[str], concurrency: int, hostname: str | 
 
     global _context
     settings = RemoteSettings.from_env()
-    app = make_app(url, settings)
+    app = make_app(url, settings, task=run_task)
     if app_hook is not None:
         app_hook(app)  # e.g. the benchmark's bare Celery tasks, on the very same worker
     host = hostname or socket.gethostname()
