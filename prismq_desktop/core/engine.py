@@ -20,7 +20,17 @@ from typing import Any
 from prismq_desktop.core import paths
 from prismq_desktop.core.events import EventBus, OutputBatch, Progress, RunChanged
 from prismq_desktop.core.functions import payload as function_payload
-from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec, RunStatus, TargetKind, transition
+from prismq_desktop.core.models import (
+    Outcome,
+    OutcomeKind,
+    Run,
+    RunMode,
+    RunSpec,
+    RunStatus,
+    TargetKind,
+    check_run_key,
+    transition,
+)
 from prismq_desktop.core.monitor.monitor import ResourceMonitor
 from prismq_desktop.core.patterns import Priority
 from prismq_desktop.core.process.capture import OutputCapture, OutputChunk
@@ -340,12 +350,19 @@ class RunEngine:
         handle = RunHandle(self, run)
         handle._future = loop.create_future() if loop is not None else None
         self._live[run.id] = handle
-        if loop is None:
-            self.registry.insert([run])
+        if self._loop is None and loop is not None:
+            self._loop = loop
+        if loop is None or run.key is not None:
+            # a caller-chosen id is claimed now, so a taken one fails this call (RunKeyTaken) and
+            # never a later batch; runs created before it are stored (and announced) first
+            self.flush_created()
+            try:
+                self.registry.insert([run])
+            except BaseException:
+                self._live.pop(run.id, None)
+                raise
             self.bus.publish(RunChanged(run, "queued"))
             return handle
-        if self._loop is None:
-            self._loop = loop
         # A burst of submissions in one loop iteration is stored with one commit; each run
         # is announced only after that (or before any later change of any run).
         with self._lock:
@@ -620,13 +637,14 @@ class RunEngine:
         self._end(handle, outcome)
 
     def run_blocking(
-        self, spec: RunSpec, *, mode: RunMode | str | None = RunMode.LOCAL, on_started: Callable[[RunHandle], None] | None = None
+        self, spec: RunSpec, *, mode: RunMode | str | None = RunMode.LOCAL, on_started: Callable[[RunHandle], None] | None = None,
+        key: str | None = None,
     ) -> RunHandle:
-        """LOCAL (or DRY_RUN) run on the calling thread, no event loop needed."""
+        """LOCAL (or DRY_RUN) run on the calling thread, no event loop needed (`key`: a caller-chosen id)."""
         chosen = self.executor.mode_for_run(mode)
         if chosen not in (RunMode.LOCAL, RunMode.DRY_RUN):
             chosen = RunMode.LOCAL
-        handle = self.create(spec, mode=chosen)
+        handle = self.create(spec, mode=chosen, key=check_run_key(key) if key is not None else None)
         launch = self._resolve(handle)
         if launch is None:
             return handle

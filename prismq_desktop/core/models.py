@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import re
 import signal
 import sys
 import time
@@ -200,6 +201,34 @@ class RunSpec:
         )
 
 
+class InvalidRunKey(ValueError):
+    """A caller-chosen run id that cannot be one (its one-line message says why)."""
+
+
+RUN_KEY_MAX = 128
+_RUN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
+
+
+def check_run_key(key: object) -> str:
+    """`key` if it can name a run (`run_id="training_job_123"`), else InvalidRunKey.
+
+    It must start with a letter or `_` (so it is never read as a numeric id or an option) and
+    use only letters, digits and `_ . : -` (safe in a shell, a URL, a file name), at most 128.
+    """
+    if not isinstance(key, str):
+        raise InvalidRunKey(f"a run id must be text, not {type(key).__name__}")
+    shown = key if len(key) <= 40 else key[:40] + "..."
+    if not key:
+        raise InvalidRunKey("a run id cannot be empty")
+    if len(key) > RUN_KEY_MAX:
+        raise InvalidRunKey(f"run id {shown!r} is {len(key)} characters long; at most {RUN_KEY_MAX}")
+    if not _RUN_KEY.fullmatch(key):
+        why = ("must start with a letter or '_'" if not (key[0].isascii() and (key[0].isalpha() or key[0] == "_"))
+               else "may hold only letters, digits and _ . : -")
+        raise InvalidRunKey(f"run id {shown!r} {why}")
+    return key
+
+
 class IllegalTransition(RuntimeError):
     """A status change that the run state diagram does not allow."""
 
@@ -260,6 +289,9 @@ class Run:
     # function tasks (issue 15): the runner's report, as stored (see `core.functions.payload`):
     # '{"value": ...}' when the function returned, '{"error": {type, message, traceback}}' when it raised
     result: str | None = None
+    # a caller-chosen id (`run_id="training_job_123"`, checked by `check_run_key`), unique in the
+    # registry; it names the chain's first attempt and resolves wherever a numeric id does
+    key: str | None = None
 
     def __post_init__(self) -> None:
         # stored values come back as plain strings/ints: the snapshot always carries the enums

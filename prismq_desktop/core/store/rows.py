@@ -78,6 +78,7 @@ def run_from_row(row: sqlite3.Row) -> Run:
         peak_rss=row["peak_rss"],
         mean_rss=row["mean_rss"],
         result=row["result"],
+        key=row["run_key"],
     )
 
 
@@ -122,4 +123,5 @@ def run_values(run: Run, spec_json: str | None = None) -> dict[str, Any]:
         "mean_rss": run.mean_rss,
         "updated_at": time.time(),
         "result": run.result,
+        "run_key": run.key,
     }

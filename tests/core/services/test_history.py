@@ -32,7 +32,7 @@ from prismq_desktop.core.store import RunQuery
 PY = sys.executable
 DAY = 86400.0
 JSON_FIELDS = {"id", "name", "status", "outcome", "exit_code", "error", "created_at", "started_at", "ended_at",
-               "duration", "mode", "dry_run", "argv", "cwd", "pid", "log_path", "result", "result_error"}
+               "duration", "mode", "dry_run", "argv", "cwd", "pid", "log_path", "result", "result_error", "run_key"}
 
 
 @pytest.fixture
