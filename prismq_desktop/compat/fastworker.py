@@ -30,11 +30,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prismq_desktop.compat.callbacks import CallbackUndelivered, check_address, deliver
-from prismq_desktop.tasks import REGISTRY, FunctionTask, default_orchestrator, task
+from prismq_desktop.tasks import REGISTRY, FunctionTask, default_orchestrator
+from prismq_desktop.tasks import task as _task
 
 log = logging.getLogger(__name__)
 
 __all__ = ["CallbackUndelivered", "Client", "TaskPriority", "TaskResult", "TaskStatus", "task"]
+
+
+#: tasks registered with this module's `task`, by name: a Client looks here first, so FastWorker's
+#: names are not shadowed by a PacificPy `@background` of the same name in the same process
+TASKS: dict[str, FunctionTask] = {}
+
+
+def task(func: Any = None, /, **options: Any) -> Any:
+    """FastWorker's decorator: `@task` or `@task(name=...)`; registers the function under its name."""
+    def register(f: Any) -> FunctionTask:
+        made: FunctionTask = _task(f, **options)
+        TASKS[made.name] = made
+        return made
+
+    return register(func) if func is not None else register
 
 
 class TaskStatus(enum.StrEnum):
@@ -125,11 +141,13 @@ class Client:
     close = stop
 
     def _task(self, name: str) -> FunctionTask | str:
+        if name in TASKS:
+            return TASKS[name]
         if name in REGISTRY:
             return REGISTRY[name]
         if ":" in name:
             return name  # "package.module:function"
-        known = ", ".join(sorted(REGISTRY)) or "none"
+        known = ", ".join(sorted(set(REGISTRY) | set(TASKS))) or "none"
         raise KeyError(f"no task named {name!r} (known: {known}; or give 'package.module:function')")
 
     def _delay(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], priority: Any,

@@ -192,7 +192,7 @@ def timed_task(data: dict):
         # Record metrics
         record_metric("task_duration", duration)
         return result
-    except Exception as e:
+    except Exception:
         duration = time.time() - start_time
         record_metric("task_failure_duration", duration)
         raise

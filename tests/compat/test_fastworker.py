@@ -15,7 +15,6 @@ import os
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -105,8 +104,8 @@ def test_non_blocking_delay(example):
 
 def test_performance_blocking_is_sequential_non_blocking_parallel(example):
     from prismq_desktop.compat.fastworker import Client
-    from prismq_desktop.tasks import set_orchestrator
     from prismq_desktop.core import TaskOrchestrator
+    from prismq_desktop.tasks import set_orchestrator
     items = list(range(4))
 
     async def main():
@@ -416,7 +415,7 @@ def test_best_practice_default_to_non_blocking(example, outbox):
         return fast, slow
 
     fast, slow = example(main)
-    assert fast["task_id"].isdigit() and slow["result"].status == "success"
+    assert fast["task_id"].isdigit() and slow["result"].status == "success", slow["result"].error
     assert (outbox / "email").read_text() == email
 
 

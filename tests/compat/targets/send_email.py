@@ -1,5 +1,8 @@
-import argparse, time
-p = argparse.ArgumentParser(); p.add_argument("--to", default="nobody")
+import argparse
+import time
+
+p = argparse.ArgumentParser()
+p.add_argument("--to", default="nobody")
 a = p.parse_args()
 time.sleep(0.3)
 with open("sent.txt", "a") as f:

@@ -1,8 +1,14 @@
-import argparse, csv, sys
-p = argparse.ArgumentParser(); p.add_argument("--source", required=True)
+import argparse
+import csv
+import sys
+
+p = argparse.ArgumentParser()
+p.add_argument("--source", required=True)
 a = p.parse_args()
 try:
-    rows = list(csv.DictReader(open(a.source)))
+    with open(a.source) as fh:
+        rows = list(csv.DictReader(fh))
 except OSError as e:
-    print(f"cannot read {a.source}: {e.strerror}", file=sys.stderr); sys.exit(1)
+    print(f"cannot read {a.source}: {e.strerror}", file=sys.stderr)
+    sys.exit(1)
 print(f"{len(rows)} valid rows in {a.source}")
