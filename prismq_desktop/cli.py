@@ -79,6 +79,27 @@ def _count(text: str) -> int:
     return value
 
 
+def _run_key(text: str) -> str:
+    """A caller-chosen run id (letters first; letters, digits, _ . : -), else a usage error."""
+    from prismq_desktop.core.models import InvalidRunKey, check_run_key
+
+    try:
+        return check_run_key(text)
+    except InvalidRunKey as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _run_ref(text: str) -> str:
+    """RUN_ID: a run's number (12 or #12) or a caller-chosen id; anything else is a usage error."""
+    digits = text[1:] if text.startswith("#") else text
+    if digits.isascii() and digits.isdigit():
+        return text
+    try:
+        return _run_key(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"not a run number or run id: {text!r}") from None
+
+
 def _positive(text: str) -> float:
     """A positive, finite number of seconds (NaN and infinity are refused, not ignored)."""
     value = _seconds(text)
@@ -128,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="how to run it (default: auto, or $PRISMQ_RUN_MODE)")
     run.add_argument("--dry-run", action="store_true", help="record what would run, start nothing")
     run.add_argument("--name", help="name shown in history")
+    run.add_argument("--run-id", type=_run_key, metavar="KEY",
+                     help="your own id for the run (unique; logs/history accept it wherever a number goes)")
     run.add_argument("--encoding", default="utf-8", help="the child's output encoding (default utf-8)")
     run.add_argument("--pattern", default="simple", metavar="P",
                      help="simple (default), long_running (same, streamed) or fire_and_forget (run detached, print its id)")
@@ -161,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--json", action="store_true", help="print a JSON array")
 
     logs = sub.add_parser("logs", help="print a run's output exactly as it was written")
-    logs.add_argument("run_id", type=_count, metavar="RUN_ID")
+    logs.add_argument("run_id", type=_run_ref, metavar="RUN_ID", help="the run's number or the id given with --run-id")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing while the run is active")
     logs.add_argument("--stream", choices=["stdout", "stderr"], help="only this stream")
 
@@ -269,6 +292,12 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     blocking = chosen in (RunMode.LOCAL, RunMode.DRY_RUN)
     if blocking and ns.retries:
         _usage_error("--retries needs the async or threaded mode")
+    if ns.run_id:
+        taken = _key_owner(ns.data_dir, ns.run_id)
+        if taken is not None:
+            print(f"prismq-desktop: error: run id {ns.run_id!r} is already used by run #{taken}; choose another",
+                  file=sys.stderr)
+            return 1
     if pattern is TaskPattern.FIRE_AND_FORGET and not os.environ.get(ENV_ANNOUNCE):
         return _detach(ns)
     out, err = sys.stdout.buffer, sys.stderr.buffer
@@ -291,7 +320,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         engine = RunEngine(ns.data_dir, mode=RunMode.AUTO)
         try:
             engine.bus.subscribe_sync(show)
-            run = engine.run_blocking(spec, mode=chosen).run
+            run = engine.run_blocking(spec, mode=chosen, key=ns.run_id).run
         finally:
             engine.close()
             for sig, handler in previous.items():
@@ -316,6 +345,15 @@ def _outcome_words(outcome: Outcome) -> str:
 
 
 ENV_ANNOUNCE = "PRISMQ_CLI_ANNOUNCE"
+
+
+def _key_owner(data_dir: str | None, key: str) -> int | None:
+    from prismq_desktop.core import RunRegistry
+    from prismq_desktop.core.paths import data_dir as resolve_data_dir
+    from prismq_desktop.core.paths import registry_path
+
+    with RunRegistry(registry_path(resolve_data_dir(data_dir))) as reg:
+        return reg.key_owner(key)
 
 
 def _detach(ns: argparse.Namespace) -> int:
@@ -348,7 +386,8 @@ def _detach(ns: argparse.Namespace) -> int:
         print(f"prismq-desktop: the background run could not be started (exit {code})", file=sys.stderr)
         return EXIT_FAILED_TO_START
     run_id = line.split()[1]
-    print(f"run #{run_id} started in the background; follow it with: prismq-desktop logs {run_id} --follow")
+    ref = ns.run_id or run_id
+    print(f"run #{run_id} started in the background; follow it with: prismq-desktop logs {ref} --follow")
     return 0
 
 
@@ -359,7 +398,7 @@ async def _run_async(ns: argparse.Namespace, spec: Any, mode: Any, pattern: Any,
     async with TaskOrchestrator(ns.data_dir, max_concurrent=1, broker=getattr(ns, "broker_url", None)) as orch:
         orch.bus.subscribe_sync(show)
         run_id = orch.delay(spec, mode=mode, pattern=pattern, priority=ns.priority, max_retries=ns.retries,
-                            retry_on=tuple(_retry_on(ns.retry_on)), backoff_base=ns.retry_delay)
+                            retry_on=tuple(_retry_on(ns.retry_on)), backoff_base=ns.retry_delay, run_key=ns.run_id)
         if os.environ.get(ENV_ANNOUNCE):
             _announce_and_detach(run_id)
 
@@ -661,12 +700,15 @@ def _cmd_history(ns: argparse.Namespace) -> int:
     if not runs:
         print("no runs recorded")
         return 0
-    print(f"{'ID':>6}  {'NAME':<24} {'STATUS':<26} {'STARTED':<19} {'DURATION':>9}")
+    keyed = any(r.key for r in runs)  # a RUN ID column only when some run was given one (--run-id, run_id=)
+    key_head = f"{'RUN ID':<24} " if keyed else ""
+    print(f"{'ID':>6}  {key_head}{'NAME':<24} {'STATUS':<26} {'STARTED':<19} {'DURATION':>9}")
     for r in runs:
         state = r.outcome.describe() if r.outcome else r.status.value
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at or r.created_at))
         dur = f"{r.duration:.2f}s" if r.duration is not None else "-"
-        print(f"{r.id:>6}  {terminal_safe(r.name)[:24]:<24} {terminal_safe(state)[:26]:<26} {started:<19} {dur:>9}")
+        key = f"{(r.key or '-')[:24]:<24} " if keyed else ""
+        print(f"{r.id:>6}  {key}{terminal_safe(r.name)[:24]:<24} {terminal_safe(state)[:26]:<26} {started:<19} {dur:>9}")
     return 0
 
 
@@ -678,18 +720,21 @@ def _cmd_logs(ns: argparse.Namespace) -> int:
 
     wanted = {"stdout": {Stream.STDOUT}, "stderr": {Stream.STDERR}, None: {Stream.STDOUT, Stream.STDERR}}[ns.stream]
     with RunRegistry(registry_path(data_dir(ns.data_dir))) as reg:
-        run = reg.get(ns.run_id)
+        run_id = reg.resolve(ns.run_id)  # a number, "#12" or a caller-chosen id (RunNotFound: one line)
+        if not 0 < run_id < 2**63:
+            _usage_error(f"must be between 1 and {2**63 - 1}: {ns.run_id!r}")
+        run = reg.get(run_id)
         if run is None:
-            print(f"prismq-desktop: no run #{ns.run_id}", file=sys.stderr)
+            print(f"prismq-desktop: no run #{run_id}", file=sys.stderr)
             return 1
         path = run.log_path
         if not path or not os.path.exists(path):
-            print(f"prismq-desktop: run #{ns.run_id} has no log file", file=sys.stderr)
+            print(f"prismq-desktop: run #{run_id} has no log file", file=sys.stderr)
             return 1
         out = sys.stdout.buffer
         offset = _copy_log(path, 0, wanted, out)
         while ns.follow:
-            current = reg.get(ns.run_id)
+            current = reg.get(run_id)
             if current is None or not current.is_active or not owner_alive(current.owner_pid, current.owner_create_time):
                 _copy_log(path, offset, wanted, out)
                 break

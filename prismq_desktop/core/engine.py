@@ -28,6 +28,7 @@ from prismq_desktop.core.models import (
     RunSpec,
     RunStatus,
     TargetKind,
+    check_run_key,
     transition,
     where_problem,
 )
@@ -465,18 +466,28 @@ class RunEngine:
         handle = RunHandle(self, run)
         handle._future = loop.create_future() if loop is not None else None
         self._live[run.id] = handle
-        if loop is None:
+        if self._loop is None and loop is not None:
+            self._loop = loop
+        if loop is None or run.key is not None:
+            # a caller-chosen id is claimed now, so a taken one fails this call (RunKeyTaken) and
+            # never a later batch; runs created before it are stored (and announced) first
+            self.flush_created()
             with self._lock:
                 try:
                     self.registry.insert([run])
-                except PASSING as exc:  # no loop: wait here until it is stored (then it is announced)
+                except PASSING as exc:
+                    if run.key is not None:  # its id cannot be claimed later: nothing was created
+                        self._live.pop(run.id, None)
+                        raise
+                    # no loop: wait here until it is stored (then it is announced)
                     self._keep([RunChanged(run, "queued")], exc, insert=True)
                     self._retry_blocking()
                     return handle
+                except BaseException:
+                    self._live.pop(run.id, None)
+                    raise
             self.bus.publish(RunChanged(run, "queued"))
             return handle
-        if self._loop is None:
-            self._loop = loop
         # A burst of submissions in one loop iteration is stored with one commit; each run
         # is announced only after that (or before any later change of any run).
         with self._lock:
@@ -827,13 +838,14 @@ class RunEngine:
         self._end(handle, outcome)
 
     def run_blocking(
-        self, spec: RunSpec, *, mode: RunMode | str | None = RunMode.LOCAL, on_started: Callable[[RunHandle], None] | None = None
+        self, spec: RunSpec, *, mode: RunMode | str | None = RunMode.LOCAL, on_started: Callable[[RunHandle], None] | None = None,
+        key: str | None = None,
     ) -> RunHandle:
-        """LOCAL (or DRY_RUN) run on the calling thread, no event loop needed."""
+        """LOCAL (or DRY_RUN) run on the calling thread, no event loop needed (`key`: a caller-chosen id)."""
         chosen = self.executor.mode_for_run(mode)
         if chosen not in (RunMode.LOCAL, RunMode.DRY_RUN):
             chosen = RunMode.LOCAL
-        handle = self.create(spec, mode=chosen)
+        handle = self.create(spec, mode=chosen, key=check_run_key(key) if key is not None else None)
         launch = self._resolve(handle)
         if launch is None:
             return handle

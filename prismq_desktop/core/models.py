@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import re
 import signal
 import sys
 import time
@@ -228,6 +229,32 @@ def where_problem(where: str | None) -> str | None:
             return None
         return f"not a queue name: {queue!r} (letters, digits and . _ - : only)"
     return f"unknown place to run {where!r} (choose local, pool or remote:QUEUE)"
+class InvalidRunKey(ValueError):
+    """A caller-chosen run id that cannot be one (its one-line message says why)."""
+
+
+RUN_KEY_MAX = 128
+_RUN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
+
+
+def check_run_key(key: object) -> str:
+    """`key` if it can name a run (`run_id="training_job_123"`), else InvalidRunKey.
+
+    It must start with a letter or `_` (so it is never read as a numeric id or an option) and
+    use only letters, digits and `_ . : -` (safe in a shell, a URL, a file name), at most 128.
+    """
+    if not isinstance(key, str):
+        raise InvalidRunKey(f"a run id must be text, not {type(key).__name__}")
+    shown = key if len(key) <= 40 else key[:40] + "..."
+    if not key:
+        raise InvalidRunKey("a run id cannot be empty")
+    if len(key) > RUN_KEY_MAX:
+        raise InvalidRunKey(f"run id {shown!r} is {len(key)} characters long; at most {RUN_KEY_MAX}")
+    if not _RUN_KEY.fullmatch(key):
+        why = ("must start with a letter or '_'" if not (key[0].isascii() and (key[0].isalpha() or key[0] == "_"))
+               else "may hold only letters, digits and _ . : -")
+        raise InvalidRunKey(f"run id {shown!r} {why}")
+    return key
 
 
 class IllegalTransition(RuntimeError):
@@ -293,6 +320,9 @@ class Run:
     # remote runs (issue 14): the worker that ran it and the id of its Redis stream
     worker_host: str | None = None
     remote_id: str | None = None
+    # a caller-chosen id (`run_id="training_job_123"`, checked by `check_run_key`), unique in the
+    # registry; it names the chain's first attempt and resolves wherever a numeric id does
+    key: str | None = None
 
     def __post_init__(self) -> None:
         # stored values come back as plain strings/ints: the snapshot always carries the enums

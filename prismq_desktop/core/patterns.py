@@ -21,9 +21,11 @@ class TaskPattern(enum.StrEnum):
     POOLED = "pooled"
 
     @classmethod
-    def parse(cls, value: str | TaskPattern) -> TaskPattern:
+    def parse(cls, value: str | TaskPattern | Recommendation) -> TaskPattern:
         if isinstance(value, TaskPattern):
             return value
+        if isinstance(value, Recommendation):  # `pattern=PatternAdvisor.recommend(...)`, as the guide passes it
+            return value.pattern
         key = value.strip().lower().replace("-", "_").replace(" ", "_")
         try:
             return cls(key)
@@ -55,8 +57,24 @@ class Priority(enum.IntEnum):
 
 @dataclass(frozen=True)
 class Recommendation:
+    """A recommended pattern with its one-line reason; usable wherever a pattern is
+    (`pattern=`, and it equals its TaskPattern)."""
+
     pattern: TaskPattern
     reason: str
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Recommendation):
+            return (self.pattern, self.reason) == (other.pattern, other.reason)
+        if isinstance(other, str):  # a TaskPattern is a str
+            return self.pattern == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.pattern)
+
+    def __str__(self) -> str:
+        return self.pattern.value
 
 
 @dataclass(frozen=True)

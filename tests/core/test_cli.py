@@ -410,7 +410,7 @@ def test_logs_follow_ends_when_the_owner_of_the_run_died(home, scripts):
         ["history", "--limit", "0"],
         ["history", "--limit", "99999999999999999999"],
         ["history", "--status", "bogus"],
-        ["logs", "notanumber"],
+        ["logs", "not a run!"],  # neither a number nor a possible run id ("notanumber" could be one)
         ["run", "--env", "NOEQUALS", "x.py"],
         ["run", "--timeout", "0", "x.py"],
         ["run", "--mode", "bogus", "x.py"],

@@ -29,7 +29,7 @@ from typing import Any
 
 from prismq_desktop.core.engine import RunEngine
 from prismq_desktop.core.events import DeadLettered, Event, Notice, RetryScheduled, RunChanged
-from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec
+from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec, check_run_key
 from prismq_desktop.core.orchestrator.chains import Chain, ResultCallback
 from prismq_desktop.core.orchestrator.execute import PatternUnavailable, execute_pattern
 from prismq_desktop.core.orchestrator.queue import Clock, RunQueue
@@ -46,6 +46,7 @@ from prismq_desktop.core.remote.locks import DistributedLocks
 from prismq_desktop.core.schedule.scheduler import Scheduler
 from prismq_desktop.core.store.passing import until_stored
 from prismq_desktop.core.store.registry import DeadLetter
+from prismq_desktop.core.store.runs import RunRef
 
 log = logging.getLogger(__name__)
 
@@ -202,14 +203,19 @@ class TaskOrchestrator:
         trigger: str | None = None,
         follow_up_of: int | None = None,
         requeue_of: int | None = None,
+        run_key: str | None = None,
         **spec_options: Any,
     ) -> int:
         """Queue a run and return its id at once. `callback(result)` is called exactly once at the end.
 
         A plain method (not a coroutine) that must be called with the event loop running; the
-        run is stored before the loop's next turn and announced only after that.
+        run is stored before the loop's next turn and announced only after that. `run_key` is a
+        caller-chosen id (`check_run_key`; InvalidRunKey, or RunKeyTaken when another run has it)
+        that every call taking an id accepts in place of the number.
         """
         asyncio.get_running_loop()  # raises first: nothing is recorded without a loop to run it
+        if run_key is not None:
+            check_run_key(run_key)
         spec = make_spec(script, args, spec_options)
         if spec_options:
             raise TypeError(f"unknown option(s): {', '.join(sorted(spec_options))}")
@@ -248,10 +254,10 @@ class TaskOrchestrator:
         for key, value in follow.items():
             if value is not None:
                 options[key] = value.to_dict()
-        deps = tuple(int(d) for d in after)
+        deps = tuple(self.resolve(d) for d in after)
         handle = self.engine.create(spec, mode=mode, priority=int(prio), pattern=pat.value,
                                     idempotency_key=idempotency_key, depends_on=deps, options=options,
-                                    schedule_id=schedule_id, trigger=trigger)
+                                    schedule_id=schedule_id, trigger=trigger, key=run_key)
         loop = asyncio.get_running_loop()
         chain = Chain(
             first_id=handle.id, spec=spec, policy=policy, pattern=pat, priority=prio, mode=mode, callback=callback,
@@ -549,8 +555,9 @@ class TaskOrchestrator:
         run = self._final_attempt(run_id)
         return None if run is None else self._result_from_run(run)
 
-    def get_result(self, run_id: int) -> TaskResult | None:
+    def get_result(self, run_id: RunRef) -> TaskResult | None:
         """The final result, or None while the run (or a retry of it) is pending."""
+        run_id = self.resolve(run_id)
         chain = self._chains.get(run_id)
         if chain is not None:
             return chain.future.result() if chain.future.done() else None
@@ -559,8 +566,9 @@ class TaskOrchestrator:
             raise KeyError(f"no run #{run_id}")
         return None if result.run is not None and result.run.is_active else result
 
-    def status(self, run_id: int) -> TaskResult:
+    def status(self, run_id: RunRef) -> TaskResult:
         """Where a run is now, finished or not (also for runs of an earlier session)."""
+        run_id = self.resolve(run_id)
         chain = self._chains.get(run_id)
         if chain is not None:
             return chain.future.result() if chain.future.done() else self._result(chain)
@@ -569,7 +577,8 @@ class TaskOrchestrator:
             raise KeyError(f"no run #{run_id}")
         return result
 
-    async def wait(self, run_id: int, timeout: float | None = None) -> TaskResult:
+    async def wait(self, run_id: RunRef, timeout: float | None = None) -> TaskResult:
+        run_id = self.resolve(run_id)
         chain = self._chains.get(run_id)
         if chain is not None:
             return await asyncio.wait_for(asyncio.shield(chain.future), timeout)
@@ -593,9 +602,24 @@ class TaskOrchestrator:
             self.cancel(run_id)
             raise
 
+    # ------------------------------------------------------------------ ids
+    def resolve(self, ref: RunRef) -> int:
+        """The numeric id of a run named by its id (12, "12", "#12") or its caller-chosen id.
+
+        RunNotFound (a KeyError) when no run has it; a number is returned as it is."""
+        if isinstance(ref, int) and not isinstance(ref, bool):
+            return ref
+        return self.registry.resolve(ref)
+
+    def run_key(self, run_id: RunRef) -> str | None:
+        """The caller-chosen id of a run (None when it was given none)."""
+        run = self.engine.get(self.resolve(run_id))
+        return run.key if run is not None else None
+
     # ------------------------------------------------------------------ control
-    def cancel(self, run_id: int) -> bool:
+    def cancel(self, run_id: RunRef) -> bool:
         """Cancel a run whether it is queued, running or waiting for a retry."""
+        run_id = self.resolve(run_id)
         chain = self._chains.get(run_id)
         if chain is None:
             return self.engine.cancel(run_id)
@@ -623,16 +647,19 @@ class TaskOrchestrator:
                 count += bool(self.cancel(chain.first_id))
         return count
 
-    def pause(self, run_id: int) -> bool:
+    def pause(self, run_id: RunRef) -> bool:
+        run_id = self.resolve(run_id)
         chain = self._chains.get(run_id)
         return self.engine.pause(chain.current.id if chain else run_id)
 
-    def resume(self, run_id: int) -> bool:
+    def resume(self, run_id: RunRef) -> bool:
+        run_id = self.resolve(run_id)
         chain = self._chains.get(run_id)
         return self.engine.resume(chain.current.id if chain else run_id)
 
-    def reprioritize(self, run_id: int, priority: Priority | str | int) -> bool:
+    def reprioritize(self, run_id: RunRef, priority: Priority | str | int) -> bool:
         """Move a queued run within the queue (it goes behind runs already waiting at that priority)."""
+        run_id = self.resolve(run_id)
         chain = self._chains.get(run_id)
         if chain is None or chain.future.done():
             return False
@@ -682,13 +709,14 @@ class TaskOrchestrator:
                            percentile(durations, 50), percentile(durations, 95), queued, running)
 
     # ------------------------------------------------------------------ events
-    async def events(self, run_id: int) -> AsyncIterator[Event]:
+    async def events(self, run_id: RunRef) -> AsyncIterator[Event]:
         """Every event of one run (all attempts), ending after its final result.
 
         Subscribe before the run can produce anything you want to see (e.g. right after
         delay(), in the same loop turn); output a slow consumer misses arrives as a marker
         batch with dropped_bytes, as for any subscriber.
         """
+        run_id = self.resolve(run_id)
         chain = self._chains.get(run_id)
         if chain is None:
             stored = self._final_attempt(run_id)

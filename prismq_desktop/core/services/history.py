@@ -232,6 +232,7 @@ def run_to_json(run: Run) -> dict[str, Any]:
     """A run as plain JSON values (what `prismq-desktop history --json` prints)."""
     return {
         "id": run.id,
+        "run_key": run.key,  # the caller-chosen id (`run_id="x"`, `run --run-id`), or null
         "name": run.name,
         "status": run.status.value,
         "outcome": run.outcome.kind.value if run.outcome else None,

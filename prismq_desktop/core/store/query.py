@@ -26,7 +26,7 @@ class RunQuery:
 
     `states` mixes lifecycle statuses (queued, running, paused, done) and outcomes
     (succeeded, failed, ...); a run matches when it is in any of them. `text` looks in the
-    name, the trigger and the error message.
+    name, the trigger, the error message and the caller-chosen run id.
     """
 
     states: tuple[str, ...] = ()
@@ -54,9 +54,10 @@ class RunQuery:
             clauses.append("name = ?")
             params.append(self.name)
         if self.text:
-            clauses.append("(name LIKE ? ESCAPE '\\' OR trigger LIKE ? ESCAPE '\\' OR error LIKE ? ESCAPE '\\')")
+            clauses.append("(name LIKE ? ESCAPE '\\' OR trigger LIKE ? ESCAPE '\\' OR error LIKE ? ESCAPE '\\' "
+                           "OR run_key LIKE ? ESCAPE '\\')")
             like = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            params += [like, like, like]
+            params += [like, like, like, like]
         lifecycle = [s for s in self.states if s in LIFECYCLE]
         outcomes = [s for s in self.states if s not in LIFECYCLE]
         parts = []

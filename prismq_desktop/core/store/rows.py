@@ -80,6 +80,7 @@ def run_from_row(row: sqlite3.Row) -> Run:
         result=row["result"],
         worker_host=row["worker_host"],
         remote_id=row["remote_id"],
+        key=row["run_key"],
     )
 
 
@@ -126,4 +127,5 @@ def run_values(run: Run, spec_json: str | None = None) -> dict[str, Any]:
         "result": run.result,
         "worker_host": storable(run.worker_host),
         "remote_id": run.remote_id,
+        "run_key": run.key,
     }

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from prismq_desktop.core.models import Run, RunMode, RunSpec
+from prismq_desktop.core.models import InvalidRunKey, Run, RunMode, RunSpec, check_run_key
 from prismq_desktop.core.store.database import Database
 from prismq_desktop.core.store.query import RunQuery
 from prismq_desktop.core.store.rows import COLUMN_NAMES, run_from_row, run_values
-from prismq_desktop.core.store.schema import COLUMNS, RegistryError
+from prismq_desktop.core.store.schema import COLUMNS, RegistryError, RunKeyTaken, RunNotFound
+
+#: what names a run: its numeric id (12, "12", "#12") or its caller-chosen id ("training_job_123")
+RunRef = int | str
 
 _INSERT_SQL = f"INSERT INTO runs ({', '.join(COLUMN_NAMES)}) VALUES ({', '.join('?' * len(COLUMN_NAMES))})"
 _UPDATE_SQL = f"UPDATE runs SET {', '.join(f'{k}=?' for k in COLUMN_NAMES if k != 'id')} WHERE id=?"
@@ -93,7 +97,8 @@ class RunTable(Database):
         """Store new runs in one transaction (a burst of submissions costs one commit).
 
         A run requeued from a dead letter (`options["requeue_of"]`) marks that dead letter in
-        the same transaction, so neither is ever stored without the other."""
+        the same transaction, so neither is ever stored without the other. A run whose
+        caller-chosen id is taken raises RunKeyTaken and nothing is stored."""
         if not runs:
             return
         rows = [tuple(run_values(run, self.stored_spec(run.spec)).values()) for run in runs]
@@ -106,9 +111,56 @@ class RunTable(Database):
                     self._db.executemany(
                         "UPDATE dead_letters SET requeued_run_id=? WHERE id=? AND requeued_run_id IS NULL", requeued)
                 self._db.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                self._db.execute("ROLLBACK")
+                keys = [run.key for run in runs if run.key]
+                if keys and "run_key" in str(exc):
+                    raise self._key_taken(keys) from None
+                raise
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def _key_taken(self, keys: Sequence[str]) -> RunKeyTaken:
+        for key in keys:
+            row = self._db.execute("SELECT id FROM runs WHERE run_key=?", (key,)).fetchone()
+            if row is not None:
+                return RunKeyTaken(f"run id {key!r} is already used by run #{row[0]}; choose another")
+        return RunKeyTaken(f"run id {keys[0]!r} is already used; choose another")
+
+    # -- caller-chosen ids
+    def by_key(self, key: str) -> Run | None:
+        """The run whose caller-chosen id is `key` (the first attempt of its chain)."""
+        with self._lock:
+            row = self._db.execute(f"SELECT {COLUMNS} FROM runs WHERE run_key=?", (key,)).fetchone()
+        return run_from_row(row) if row else None
+
+    def key_owner(self, key: str) -> int | None:
+        """The id of the run holding caller-chosen id `key`, if any."""
+        with self._lock:
+            row = self._db.execute("SELECT id FROM runs WHERE run_key=?", (key,)).fetchone()
+        return int(row[0]) if row else None
+
+    def resolve(self, ref: RunRef) -> int:
+        """The numeric id `ref` names: 12, "12", "#12", or a caller-chosen id. RunNotFound otherwise.
+
+        The one lookup the CLI, the orchestrator and the window share."""
+        if isinstance(ref, bool):
+            raise RunNotFound(f"no run {ref!r}")
+        if isinstance(ref, int):
+            return ref
+        text = str(ref).strip()
+        digits = text[1:] if text.startswith("#") else text
+        if digits.isascii() and digits.isdigit():
+            return int(digits)
+        try:
+            key = check_run_key(text)
+        except InvalidRunKey as exc:
+            raise RunNotFound(f"no run {text[:60]!r} ({exc})") from None
+        found = self.key_owner(key)
+        if found is None:
+            raise RunNotFound(f"no run with id {key!r}")
+        return found
 
     def create(self, spec: RunSpec, *, mode: RunMode | str = RunMode.AUTO, dry_run: bool = False, **fields: Any) -> Run:
         """Insert a new queued run owned by this process and return it with its id."""

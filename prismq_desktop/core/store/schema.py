@@ -50,6 +50,17 @@ class RegistryLocked(RegistryError):
         self.pid = pid
 
 
+class RunKeyTaken(RegistryError):
+    """A caller-chosen run id (`run_id="x"`) that another run already has: ids are unique."""
+
+
+class RunNotFound(RegistryError, KeyError):
+    """No run has this id or caller-chosen id."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class RegistryFull(RegistryError):
     """The disk holding the registry has no room left."""
 
@@ -289,12 +300,21 @@ FUNCTION_RESULT_MIGRATION = """
     """
 MIGRATIONS.append(FUNCTION_RESULT_MIGRATION)
 
+# Caller-chosen run ids (issue 15, `run_id="training_job_123"`): one column and its own unique
+# index (NULL for the many runs without one). Self-contained like the one above: it can be
+# renumbered at a merge as long as it stays after FUNCTION_RESULT_MIGRATION's column.
+RUN_KEY_MIGRATION = """
+    ALTER TABLE runs ADD COLUMN run_key TEXT;
+    CREATE UNIQUE INDEX runs_run_key ON runs(run_key) WHERE run_key IS NOT NULL;
+    """
+MIGRATIONS.append(RUN_KEY_MIGRATION)
+
 COLUMNS = (
     "id, name, spec, status, outcome, exit_code, error, mode, dry_run, created_at, started_at, "
     "ended_at, pid, pid_create_time, argv, cwd, log_path, owner_pid, owner_create_time, "
     "priority, pattern, attempt, parent_id, idempotency_key, not_before, depends_on, progress, "
     "progress_message, options, schedule_id, trigger, peak_cpu, mean_cpu, peak_rss, mean_rss, updated_at, "
-    "result, worker_host, remote_id"
+    "result, worker_host, remote_id, run_key"
 )
 
 

@@ -33,7 +33,7 @@ PY = sys.executable
 DAY = 86400.0
 JSON_FIELDS = {"id", "name", "status", "outcome", "exit_code", "error", "created_at", "started_at", "ended_at",
                "duration", "mode", "dry_run", "argv", "cwd", "pid", "log_path", "result", "result_error",
-               "where", "worker_host"}
+               "where", "worker_host", "run_key"}
 
 
 @pytest.fixture
