@@ -87,7 +87,7 @@ class MainWindow(QMainWindow):
         self.home = Path(orchestrator.engine.home)
         self.settings = settings or QSettings(str(self.home / "settings.ini"), QSettings.Format.IniFormat)
         self.bridge = Bridge(orchestrator, self)
-        self.tasks = TaskStore(self.home / "tasks.json")
+        self.tasks = TaskStore(self.home / "tasks.json", orchestrator.registry.vault)
         self._quitting = False
         self.last_notification: str | None = None
         self.tray: QSystemTrayIcon | None = None

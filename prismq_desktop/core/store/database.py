@@ -102,6 +102,12 @@ class Database:
             used = set()
             for table in ("runs", "schedules", "dead_letters"):
                 used |= self._secret_refs(f"SELECT spec FROM {table} WHERE spec LIKE ?", (like,))
+            try:  # saved tasks (store/tasks.py) refer to the same values
+                used |= references((self.path.parent / "tasks.json").read_text("utf-8", "replace"))
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return 0  # cannot tell what the saved tasks use: forget nothing
         return self.vault.forget(candidates - used)
 
     @property

@@ -1,8 +1,10 @@
 """Saved task definitions: a JSON file (`tasks.json`) in the data dir.
 
-Each entry is `{"name": ..., "spec": RunSpec.to_dict(), "options": {...}}`. Environment
-values are stored as given (a saved task must be able to run again), so the file is
-written atomically with mode 0600. A file that cannot be read is never overwritten: it is
+Each entry is `{"name": ..., "spec": RunSpec.to_dict(), "options": {...}}`, written atomically
+with mode 0600. Secret-looking environment values are stored as the same vault references
+the registry uses (the values live in the OS credential store or secrets.json; a run started
+from the task gets the real value at launch), never in clear; a file from an older version
+holding clear values is rewritten with references when loaded. A file that cannot be read is never overwritten: it is
 renamed to `tasks.json.corrupt` (or `.corrupt-2`, ...) and `set_aside` says where it went.
 """
 
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from prismq_desktop.core.models import RunSpec
-from prismq_desktop.core.secrets import looks_secret
+from prismq_desktop.core.secrets import SecretVault, looks_secret
 from prismq_desktop.core.store.atomic import PRIVATE_MODE, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -66,8 +68,10 @@ def _plain_options(options: dict[str, Any]) -> dict[str, Any]:
 class TaskStore:
     """Saved task definitions, one JSON file, written atomically (mode 0600) on every change."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], vault: SecretVault | None = None) -> None:
         self.path = Path(path)
+        # the registry's vault (same data dir: same secrets.json and keyring service)
+        self.vault = vault if vault is not None else SecretVault(self.path.parent / "secrets.json")
         self.tasks: list[dict[str, Any]] = []
         self.set_aside: Path | None = None  # where an unreadable file was moved on load
         self.missing_secrets: list[str] = []  # "task: VAR" left out of the last imported file
@@ -100,6 +104,14 @@ class TaskStore:
                 continue
             good = [t for t in good if t["name"] != entry["name"]] + [entry]
         self.tasks = good
+        clear = [t for t in good if self._protected(t["spec"]) is not t["spec"]]
+        if clear and not bad:  # an older file with secret values in clear: references from now on
+            for task in clear:
+                task["spec"] = self._protected(task["spec"])
+            try:
+                self.save()
+            except (OSError, TaskStoreError) as exc:
+                log.error("saved tasks in %s hold secret values in clear and cannot be rewritten: %s", self.path, exc)
         if bad:
             # keep the whole original aside, then write back the entries that are fine
             self._set_aside("; ".join(bad))
@@ -142,8 +154,18 @@ class TaskStore:
         self._put(name, spec.to_dict(), _plain_options(options))
         self.save()
 
+    def _protected(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """`spec` with secret-looking env values as vault references (the same dict when none).
+        TaskStoreError (one line) when the value can be kept nowhere (a full disk)."""
+        env = spec.get("env") or {}
+        try:
+            protected = self.vault.protect_env(env)
+        except OSError as exc:
+            raise TaskStoreError(f"cannot keep the task's secret values: {exc}") from None
+        return spec if protected is None else {**spec, "env": protected}
+
     def _put(self, name: str, spec: dict[str, Any], options: dict[str, Any]) -> None:
-        entry = {"name": name, "spec": spec, "options": options}
+        entry = {"name": name, "spec": self._protected(spec), "options": options}
         for i, task in enumerate(self.tasks):
             if task["name"] == name:
                 self.tasks[i] = entry

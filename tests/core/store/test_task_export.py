@@ -23,7 +23,7 @@ def test_export_leaves_secrets_out_and_import_names_them(tmp_path):
     assert data["deploy"]["secrets_left_out"] == ["API_TOKEN", "DB_PASSWORD"]
     assert "secrets_left_out" not in data["plain"]
     # the store itself still has the values (a saved task must run again here)
-    assert store.get("deploy")[0].env["API_TOKEN"] == "s3cr3t-value"
+    assert store.vault.reveal_env(store.get("deploy")[0].env)["API_TOKEN"] == "s3cr3t-value"
     other = TaskStore(tmp_path / "other" / "tasks.json")
     assert other.import_file(out) == 2
     assert other.missing_secrets == ["deploy: API_TOKEN", "deploy: DB_PASSWORD"]

@@ -66,10 +66,14 @@ def test_files_are_private_and_written_atomically(path):
     assert mode(out) == 0o600 and json.loads(out.read_text()) == store.tasks
 
 
-def test_secret_looking_env_values_are_kept_as_given(path):
-    """A saved task must run again with its real environment (the file is 0600 for that reason)."""
+def test_secret_looking_env_values_are_kept_as_references_to_the_real_value(path):
+    """A saved task must run again with its real environment, yet never holds a secret in clear."""
     TaskStore(path).put("deploy", spec(API_TOKEN="s3cr3t", MODE="fast"), {})
-    assert TaskStore(path).get("deploy")[0].env == {"API_TOKEN": "s3cr3t", "MODE": "fast"}
+    assert "s3cr3t" not in path.read_text()
+    store = TaskStore(path)
+    env = store.get("deploy")[0].env
+    assert env["MODE"] == "fast" and env["API_TOKEN"] != "s3cr3t"
+    assert store.vault.reveal_env(env) == {"API_TOKEN": "s3cr3t", "MODE": "fast"}  # what a launch gives the child
 
 
 @pytest.mark.parametrize("content", [b"{not json", b'{"name": "x"}', b"\xff\xfe not utf-8", b""])
