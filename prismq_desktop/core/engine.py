@@ -468,15 +468,17 @@ class RunEngine:
         self._live[run.id] = handle
         if self._loop is None and loop is not None:
             self._loop = loop
-        if loop is None or run.key is not None:
-            # a caller-chosen id is claimed now, so a taken one fails this call (RunKeyTaken) and
-            # never a later batch; runs created before it are stored (and announced) first
+        claims = run.key is not None or (run.options.get("requeue_of") is not None and run.attempt <= 1)
+        if loop is None or claims:
+            # a caller-chosen id (or a dead letter's requeue) is claimed now, so a taken one fails
+            # this call (RunKeyTaken, RequeueTaken) and never a later batch; runs created before
+            # it are stored (and announced) first
             self.flush_created()
             with self._lock:
                 try:
                     self.registry.insert([run])
                 except PASSING as exc:
-                    if run.key is not None:  # its id cannot be claimed later: nothing was created
+                    if claims:  # its claim cannot be made later: nothing was created
                         self._live.pop(run.id, None)
                         raise
                     # no loop: wait here until it is stored (then it is announced)

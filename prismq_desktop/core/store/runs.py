@@ -12,7 +12,7 @@ from prismq_desktop.core.models import InvalidRunKey, Run, RunMode, RunSpec, che
 from prismq_desktop.core.store.database import Database
 from prismq_desktop.core.store.query import RunQuery
 from prismq_desktop.core.store.rows import COLUMN_NAMES, run_from_row, run_values
-from prismq_desktop.core.store.schema import COLUMNS, RegistryError, RunKeyTaken, RunNotFound
+from prismq_desktop.core.store.schema import COLUMNS, RegistryError, RequeueTaken, RunKeyTaken, RunNotFound
 
 #: what names a run: its numeric id (12, "12", "#12") or its caller-chosen id ("training_job_123")
 RunRef = int | str
@@ -102,20 +102,32 @@ class RunTable(Database):
         if not runs:
             return
         rows = [tuple(run_values(run, self.stored_spec(run.spec)).values()) for run in runs]
-        requeued = [(run.id, int(run.options["requeue_of"])) for run in runs if run.options.get("requeue_of") is not None]
+        requeued = [(run.id, int(run.options["requeue_of"])) for run in runs
+                    if run.options.get("requeue_of") is not None and run.attempt <= 1]  # not its retries
         with self._lock:
             self._db.execute("BEGIN")
             try:
+                for run_id, dead_letter_id in requeued:  # the first run of the new chain (retries carry it too)
+                    # marked first, under the write lock: of two processes requeueing one dead
+                    # letter at once, the second finds it marked and stores nothing
+                    cur = self._db.execute("UPDATE dead_letters SET requeued_run_id=? WHERE id=? AND requeued_run_id IS NULL",
+                                           (run_id, dead_letter_id))
+                    if cur.rowcount == 0:
+                        row = self._db.execute("SELECT requeued_run_id FROM dead_letters WHERE id=?",
+                                               (dead_letter_id,)).fetchone()
+                        self._db.execute("ROLLBACK")
+                        taken = f" as run #{row[0]}" if row is not None and row[0] else ""
+                        raise RequeueTaken(f"dead letter #{dead_letter_id} was already requeued{taken} "
+                                           f"(by another process); nothing was started")
                 self._db.executemany(_INSERT_SQL, rows)
-                if requeued:  # the first run of the new chain (its retries carry the key too)
-                    self._db.executemany(
-                        "UPDATE dead_letters SET requeued_run_id=? WHERE id=? AND requeued_run_id IS NULL", requeued)
                 self._db.execute("COMMIT")
             except sqlite3.IntegrityError as exc:
                 self._db.execute("ROLLBACK")
                 keys = [run.key for run in runs if run.key]
                 if keys and "run_key" in str(exc):
                     raise self._key_taken(keys) from None
+                raise
+            except RequeueTaken:
                 raise
             except BaseException:
                 self._db.execute("ROLLBACK")

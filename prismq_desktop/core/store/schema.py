@@ -50,6 +50,10 @@ class RegistryLocked(RegistryError):
         self.pid = pid
 
 
+class RequeueTaken(RegistryError):
+    """A dead letter another process requeued first (a requeue is stored once, never twice)."""
+
+
 class RunKeyTaken(RegistryError):
     """A caller-chosen run id (`run_id="x"`) that another run already has: ids are unique."""
 
