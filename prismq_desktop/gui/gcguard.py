@@ -18,7 +18,6 @@ that owns it. Reference counting (most frees) is not affected.
 from __future__ import annotations
 
 import gc
-import threading
 
 from PySide6.QtCore import QCoreApplication, QObject, QTimer
 from shiboken6 import isValid
@@ -33,12 +32,15 @@ class GuiThreadCollector(QObject):
 
     def __init__(self, app: QCoreApplication, interval_ms: int = TICK_MS) -> None:
         super().__init__(app)  # dies with the application, never before it
-        self.thread_ident = threading.get_ident()
         self.collections = [0, 0, 0]  # per generation, for tests and diagnosis
-        gc.disable()
         self._timer = QTimer(self)
+        self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self.tick)
-        self._timer.start(interval_ms)
+        self.start()
+
+    def start(self) -> None:
+        gc.disable()
+        self._timer.start()
 
     def tick(self) -> int | None:
         """Collect the generation CPython would collect now (or none); returns which one."""
@@ -63,6 +65,8 @@ def install(app: QCoreApplication) -> GuiThreadCollector:
     global _installed
     if _installed is None or not isValid(_installed):  # none yet, or its application is gone
         _installed = GuiThreadCollector(app)
+    else:
+        _installed.start()  # again after a stop()
     return _installed
 
 

@@ -125,3 +125,6 @@ def test_a_tick_collects_what_cpython_would_and_nothing_below_the_threshold(qapp
     gc.enable()  # a library switching it back on does not take collection off the GUI thread
     gui_thread_collector.tick()
     assert not gc.isenabled()
+    gui_thread_collector.stop()
+    assert gc.isenabled()
+    assert gcguard.install(qapp) is gui_thread_collector and not gc.isenabled()  # one per process, running again
