@@ -23,6 +23,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from prismq_desktop import APP_NAME, __version__
 from prismq_desktop.core import paths
+from prismq_desktop.gui import gcguard
 
 if TYPE_CHECKING:
     from prismq_desktop.core.store.registry import RunRegistry
@@ -176,6 +177,8 @@ def main(data_dir: str | None = None) -> int:
     restore_dll_search_path()
     # a QApplication, never a bare QCoreApplication, exists in this process (the window needs one)
     app = cast(QApplication, QApplication.instance() or QApplication(sys.argv[:1]))
+    # before any thread starts: cycles holding Qt objects are freed on this thread only (gcguard.py)
+    gcguard.install(app)
     app.setApplicationName("prismq-desktop")
     app.setApplicationDisplayName(APP_NAME)
     app.setApplicationVersion(__version__)

@@ -157,7 +157,8 @@ def test_traceback_link_without_an_editor_says_what_to_set(qapp, home, tmp_path,
     pane.settings = settings
     assert pane.open_link(href) is None
     deadline = time.monotonic() + 5
-    while not record.exists() and time.monotonic() < deadline:
+    # the shell creates the file before echo writes to it: wait for the whole line
+    while not (record.exists() and record.read_text().endswith("\n")) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert record.read_text().strip() == f"--goto {source}:2"
     pane.deleteLater()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shiboken6
 from PySide6.QtCore import QSettings
 
 from prismq_desktop.core import RunSpec
@@ -27,7 +28,9 @@ def test_history_view_filters_exports_and_asks_the_window_to_open_logs(qapp, hom
         view.history_table.selectAll()
         view.findChild(object, "historyOpenButton").click()
         assert sorted(r.id for r in opened) == sorted(view.history_model.run_at(r).id for r in range(2))
-        view.deleteLater()
+        # now, not deleteLater(): the typed text's 150 ms filter timer would otherwise fire in the
+        # next test's event processing, on this test's closed registry
+        shiboken6.delete(view)
     finally:
         reg.close()
 
