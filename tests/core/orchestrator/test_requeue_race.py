@@ -63,7 +63,7 @@ def test_two_cli_processes_requeueing_at_once_start_one_run(home: Path) -> None:
     with RunRegistry(home / "registry.sqlite3") as reg:
         assert reg.count() == before + 2, outs  # one new chain: its two attempts, not four
         assert reg.dead_letter(dl).requeued_run_id is not None
-    loser = [o for o, p in zip(outs, procs) if "already requeued" in o[1]]
+    loser = [o for o, p in zip(outs, procs, strict=True) if "already requeued" in o[1]]
     assert len(loser) == 1, outs
     assert "Traceback" not in loser[0][1] and len(loser[0][1].strip().splitlines()) == 1, loser
     assert codes[0] != 0 or codes[1] != 0  # the loser exits non-zero (the winner with the run's code 3)
