@@ -189,6 +189,7 @@ class LaunchPanel(QWidget):
 
     launchRequested = Signal(object, dict)
     saveRequested = Signal(object, dict)
+    scheduleRequested = Signal(object, dict)
 
     def __init__(self, settings: QSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -276,6 +277,10 @@ class LaunchPanel(QWidget):
         self.save_button = QPushButton("Save as task…")
         self.save_button.setObjectName("saveTaskButton")
         self.save_button.clicked.connect(self._save)
+        self.schedule_button = QPushButton("Schedule…")
+        self.schedule_button.setObjectName("scheduleFormButton")
+        self.schedule_button.setToolTip("A new schedule that runs what this form shows")
+        self.schedule_button.clicked.connect(lambda: self.scheduleRequested.emit(self.spec(), self.options()))
 
         target_row = QHBoxLayout()
         target_row.addWidget(self.kind)
@@ -319,6 +324,7 @@ class LaunchPanel(QWidget):
         form.addRow("", self.advice)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
+        buttons.addWidget(self.schedule_button)
         buttons.addWidget(self.save_button)
         buttons.addWidget(self.launch_button)
         lay = QVBoxLayout(self)

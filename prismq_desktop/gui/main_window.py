@@ -151,6 +151,8 @@ class MainWindow(QMainWindow):
         self.broker_poller.snapshotReady.connect(self._on_broker_snapshot)
         self.tabs.currentChanged.connect(self._tab_changed)
         self.launch_panel.where.set_broker(self.broker)
+        self.scheduler_view.broker = self.broker
+        self.launch_panel.scheduleRequested.connect(self._schedule_form)
         self.setCentralWidget(self.tabs)
 
     def _build_runs_tab(self) -> QWidget:
@@ -276,6 +278,10 @@ class MainWindow(QMainWindow):
                 self.addAction(act)
 
     # ------------------------------------------------------------------ the broker's workers
+    def _schedule_form(self, spec: RunSpec, _options: dict[str, Any]) -> Any:
+        self.tabs.setCurrentWidget(self.scheduler_tab)
+        return self.scheduler_view.new(base=spec)
+
     def _on_broker_snapshot(self, snap: Any) -> None:
         self.workers_view.show_snapshot(snap)
         if not snap.error:
