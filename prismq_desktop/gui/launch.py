@@ -55,11 +55,10 @@ def parse_json_arguments(text: str) -> tuple[list[Any], dict[str, Any]]:
     """A function's arguments as typed: a JSON list (positional) or object (keyword), empty for none.
 
     ValueError with one line for a person ("not valid JSON at column 5: expecting value")."""
-    text = text.strip()
-    if not text:
+    if not text.strip():
         return [], {}
     try:
-        value = json.loads(text, parse_constant=_no_constant)
+        value = json.loads(text, parse_constant=_no_constant)  # columns count from what was typed
     except json.JSONDecodeError as exc:
         at = f"line {exc.lineno}, column {exc.colno}" if "\n" in text else f"column {exc.colno}"
         raise ValueError(f"not valid JSON at {at}: {exc.msg[:1].lower()}{exc.msg[1:]}") from None
