@@ -208,7 +208,6 @@ class LaunchPanel(QWidget):
         self.function.setObjectName("functionEdit")
         self.function.setPlaceholderText("function")
         self.function.setToolTip("The module-level function to call (a name, or Class.method)")
-        self.function_sep = QLabel(":")
         self.args_error = QLabel()
         self.args_error.setObjectName("argsError")
         self.args_error.setWordWrap(True)
@@ -283,9 +282,7 @@ class LaunchPanel(QWidget):
 
         target_row = QHBoxLayout()
         target_row.addWidget(self.kind)
-        target_row.addWidget(self.target, 2)
-        target_row.addWidget(self.function_sep)
-        target_row.addWidget(self.function, 1)
+        target_row.addWidget(self.target, 1)
         target_row.addWidget(browse)
         env_row = QHBoxLayout()
         env_row.addWidget(self.env, 1)
@@ -310,6 +307,7 @@ class LaunchPanel(QWidget):
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("Run", target_row)
+        form.addRow("Function", self.function)
         form.addRow("Arguments", self.args)
         form.addRow("", self.args_error)
         form.addRow("", self.preview)
@@ -333,7 +331,7 @@ class LaunchPanel(QWidget):
         for w in (self.target, self.args, self.cwd, self.interpreter):
             w.setMinimumWidth(120)
         self.function.setMinimumWidth(70)
-        self.args_label = form.labelForField(self.args)
+        self._form = form
         self.interpreter.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.interpreter.setMinimumContentsLength(18)
 
@@ -453,14 +451,13 @@ class LaunchPanel(QWidget):
 
     def _kind_changed(self, *_: object) -> None:
         function = self.is_function()
-        self.function.setVisible(function)
-        self.function_sep.setVisible(function)
+        self._form.setRowVisible(self.function, function)
         self.target.setPlaceholderText("package.module or path/to/file.py" if function
                                        else "path/to/script.py, a module name, or a command")
         self.args.setPlaceholderText('JSON: [1, "a"] (positional) or {"width": 640} (keyword)' if function
                                      else "arguments, quoted as in a shell")
-        if isinstance(self.args_label, QLabel):
-            self.args_label.setText("JSON arguments" if function else "Arguments")
+        self.args.setToolTip("The function's arguments as JSON: a list for positional ones, an object for keyword "
+                             "ones" if function else "Split as a shell would (quotes keep spaces)")
 
     def _update_preview(self) -> None:
         problem = self.arguments_problem()

@@ -191,7 +191,7 @@ class WorkersView(QWidget):
         self.summary.setWordWrap(True)
         self.workers_model = WorkersModel(self)
         self.queues_model = QueuesModel(self)
-        self.workers_table = self._table(self.workers_model, "workersTable", stretch=1)
+        self.workers_table = self._table(self.workers_model, "workersTable", stretch=0)
         self.queues_table = self._table(self.queues_model, "queuesTable", stretch=0)
         split = QSplitter(Qt.Orientation.Vertical)
         split.setObjectName("workersSplitter")
