@@ -110,6 +110,8 @@ def apply_saved_retention(registry: RunRegistry, settings: QSettings) -> int:
 
 async def run_window(app: QApplication, home: Path, server: QLocalServer) -> int:
     from prismq_desktop.core.orchestrator.orchestrator import DEFAULT_MAX_CONCURRENT, TaskOrchestrator
+    from prismq_desktop.core.secrets import SecretVault
+    from prismq_desktop.gui.broker import window_broker
     from prismq_desktop.gui.main_window import MainWindow
     from prismq_desktop.gui.settings_dialog import value as setting
 
@@ -127,9 +129,21 @@ async def run_window(app: QApplication, home: Path, server: QLocalServer) -> int
     # an empty or zero value is not "no runs at all": the core's own default
     limit = int(setting(settings, "run/max_concurrent") or 0) or DEFAULT_MAX_CONCURRENT
     closed = asyncio.Event()
-    async with TaskOrchestrator(home, max_concurrent=limit) as orch:
+    broker, broker_problem = window_broker(settings, SecretVault(home / "secrets.json"))
+    if broker_problem:
+        log.warning("%s", broker_problem)
+    async with TaskOrchestrator(home, max_concurrent=limit, broker=broker) as orch:
         apply_saved_retention(orch.registry, settings)
-        window = MainWindow(orch, settings)
+        window = MainWindow(orch, settings, broker=broker)
+        if broker_problem:
+            window.statusBar().showMessage(broker_problem, 15000)
+        if broker is not None:
+            reattached = orch.engine.reattach_remote()  # remote runs a dead window was following
+            if reattached:
+                log.info("following again %d remote run(s) a previous app left", len(reattached))
+                for handle in reattached:
+                    window.runs_view.on_run_changed(handle.run)
+                    window.runs_view.log_tabs.ensure_pane(handle.run.id, focus=False)
         # The loop's main coroutine ends when the user quits; Qt must not stop the loop itself
         # (that is "Event loop stopped before Future completed"), so Qt never quits on its own.
         app.setQuitOnLastWindowClosed(False)

@@ -7,6 +7,7 @@ accidental close loses nothing; a form can be saved as a reusable task definitio
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shlex
 import shutil
@@ -35,10 +36,57 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from prismq_desktop.core.functions.payload import PayloadError, decode_call, encode_call
 from prismq_desktop.core.models import RunSpec, TargetKind
 from prismq_desktop.core.patterns import PatternAdvisor, Priority, TaskPattern
-from prismq_desktop.core.process.launch import LaunchError, is_frozen, resolve
+from prismq_desktop.core.process.launch import LaunchError, check_spec, is_frozen, resolve
 from prismq_desktop.core.secrets import MASK, looks_secret
+from prismq_desktop.gui.where import WhereChoice
+
+KINDS = [TargetKind.SCRIPT, TargetKind.MODULE, TargetKind.EXECUTABLE, TargetKind.FUNCTION]
+FUNCTION_INDEX = 3
+
+
+def _no_constant(value: str) -> Any:
+    raise ValueError(f"{value} is not a JSON value")
+
+
+def parse_json_arguments(text: str) -> tuple[list[Any], dict[str, Any]]:
+    """A function's arguments as typed: a JSON list (positional) or object (keyword), empty for none.
+
+    ValueError with one line for a person ("not valid JSON at column 5: expecting value")."""
+    if not text.strip():
+        return [], {}
+    try:
+        value = json.loads(text, parse_constant=_no_constant)  # columns count from what was typed
+    except json.JSONDecodeError as exc:
+        at = f"line {exc.lineno}, column {exc.colno}" if "\n" in text else f"column {exc.colno}"
+        raise ValueError(f"not valid JSON at {at}: {exc.msg[:1].lower()}{exc.msg[1:]}") from None
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    if isinstance(value, list):
+        args, kwargs = value, {}
+    elif isinstance(value, dict):
+        args, kwargs = [], value
+    else:
+        what = {bool: "true/false", int: "a number", float: "a number", str: "a string"}.get(type(value), "null")
+        raise ValueError(f"give a JSON list (positional arguments) or object (keyword arguments), not {what}")
+    try:
+        encode_call(args, kwargs)  # names must be identifiers
+    except PayloadError as exc:
+        raise ValueError(str(exc)) from None
+    return args, kwargs
+
+
+def arguments_text(payload: str | None) -> str:
+    """A stored call as the JSON the form shows: a list, an object, or both as {"args", "kwargs"}."""
+    try:
+        args, kwargs = decode_call(payload)
+    except (ValueError, TypeError):
+        return payload or ""
+    if args and kwargs:
+        return json.dumps({"args": args, "kwargs": kwargs})
+    return json.dumps(kwargs) if kwargs else (json.dumps(args) if args else "")
 
 
 def detect_interpreters() -> list[str]:
@@ -140,13 +188,14 @@ class LaunchPanel(QWidget):
 
     launchRequested = Signal(object, dict)
     saveRequested = Signal(object, dict)
+    scheduleRequested = Signal(object, dict)
 
     def __init__(self, settings: QSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.settings = settings
         self.kind = QComboBox()
         self.kind.setObjectName("kindCombo")
-        self.kind.addItems(["Python script", "Module (-m)", "Command"])
+        self.kind.addItems(["Python script", "Module (-m)", "Command", "Python function"])
         self.target = QLineEdit()
         self.target.setObjectName("targetEdit")
         self.target.setPlaceholderText("path/to/script.py, a module name, or a command")
@@ -155,6 +204,17 @@ class LaunchPanel(QWidget):
         browse.setAccessibleName("Browse for a script")
         browse.setToolTip("Browse for a script")
         browse.clicked.connect(self._browse)
+        self.function = QLineEdit()
+        self.function.setObjectName("functionEdit")
+        self.function.setPlaceholderText("function")
+        self.function.setToolTip("The module-level function to call (a name, or Class.method)")
+        self.args_error = QLabel()
+        self.args_error.setObjectName("argsError")
+        self.args_error.setWordWrap(True)
+        self.args_error.hide()
+        self.where = WhereChoice()
+        self.where.setObjectName("whereChoice")
+        self._both_args: tuple[list[Any], dict[str, Any]] | None = None  # a stored call with both kinds
         self.args = QLineEdit()
         self.args.setObjectName("argsEdit")
         self.args.setPlaceholderText("arguments, quoted as in a shell")
@@ -215,6 +275,10 @@ class LaunchPanel(QWidget):
         self.save_button = QPushButton("Save as task…")
         self.save_button.setObjectName("saveTaskButton")
         self.save_button.clicked.connect(self._save)
+        self.schedule_button = QPushButton("Schedule…")
+        self.schedule_button.setObjectName("scheduleFormButton")
+        self.schedule_button.setToolTip("A new schedule that runs what this form shows")
+        self.schedule_button.clicked.connect(lambda: self.scheduleRequested.emit(self.spec(), self.options()))
 
         target_row = QHBoxLayout()
         target_row.addWidget(self.kind)
@@ -243,10 +307,13 @@ class LaunchPanel(QWidget):
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("Run", target_row)
+        form.addRow("Function", self.function)
         form.addRow("Arguments", self.args)
+        form.addRow("", self.args_error)
         form.addRow("", self.preview)
         form.addRow("Working dir", self.cwd)
         form.addRow("Interpreter", self.interpreter)
+        form.addRow("Where", self.where)
         form.addRow("Environment", env_row)
         form.addRow("Timeouts", limits)
         form.addRow("Retries", retry_row)
@@ -254,6 +321,7 @@ class LaunchPanel(QWidget):
         form.addRow("", self.advice)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
+        buttons.addWidget(self.schedule_button)
         buttons.addWidget(self.save_button)
         buttons.addWidget(self.launch_button)
         lay = QVBoxLayout(self)
@@ -262,31 +330,76 @@ class LaunchPanel(QWidget):
         lay.addStretch(1)
         for w in (self.target, self.args, self.cwd, self.interpreter):
             w.setMinimumWidth(120)
+        self.function.setMinimumWidth(70)
+        self._form = form
         self.interpreter.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.interpreter.setMinimumContentsLength(18)
 
         self._draft_timer = QTimer(self)
         self._draft_timer.setSingleShot(True)
         self._draft_timer.timeout.connect(self.save_draft)
-        for sig in (self.target.textChanged, self.args.textChanged, self.cwd.textChanged,
+        self.kind.currentIndexChanged.connect(self._kind_changed)
+        for sig in (self.target.textChanged, self.args.textChanged, self.cwd.textChanged, self.function.textChanged,
+                    self.where.changed,
                     self.interpreter.currentTextChanged, self.kind.currentIndexChanged, self.env.itemChanged,
                     self.pattern.currentIndexChanged, self.expected.valueChanged, self.retries.valueChanged):
             sig.connect(self._changed)
         self.setAcceptDrops(True)
+        self._kind_changed()
         self.load_draft()
         self._changed()
 
     # ------------------------------------------------------------------ spec
+    def is_function(self) -> bool:
+        return self.kind.currentIndex() == FUNCTION_INDEX
+
+    def function_target(self) -> str:
+        """"pkg.mod:func" / "file.py:func" from the two fields (a whole "x:f" typed in the first also works)."""
+        module, func = self.target.text().strip(), self.function.text().strip()
+        if not func and ":" in module:
+            return module
+        return f"{module}:{func}" if module or func else ""
+
+    def arguments_problem(self) -> str | None:
+        """Why the JSON arguments of a function cannot be used (None when they can, or for other kinds)."""
+        if not self.is_function():
+            return None
+        try:
+            self._call()
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    def _call(self) -> tuple[list[Any], dict[str, Any]]:
+        text = self.args.text()
+        if self._both_args is not None and text == arguments_text(encode_call(*self._both_args)):
+            return self._both_args  # shown as {"args", "kwargs"}: a stored call with both, unchanged
+        return parse_json_arguments(text)
+
     def spec(self) -> RunSpec:
-        kind = [TargetKind.SCRIPT, TargetKind.MODULE, TargetKind.EXECUTABLE][self.kind.currentIndex()]
-        target = self.target.text().strip()
+        kind = KINDS[max(0, self.kind.currentIndex())]
+        target = self.function_target() if kind is TargetKind.FUNCTION else self.target.text().strip()
         cwd = self.cwd.text().strip() or None
-        if cwd is None and kind is TargetKind.SCRIPT and target:
-            cwd = os.path.dirname(os.path.abspath(os.path.expanduser(target))) or None
+        module = target.rpartition(":")[0] if kind is TargetKind.FUNCTION else target
+        defaulted = cwd is None and bool(target) and (kind is TargetKind.SCRIPT or (
+            kind is TargetKind.FUNCTION and module.lower().endswith((".py", ".pyw"))))
+        if defaulted:
+            cwd = os.path.dirname(os.path.abspath(os.path.expanduser(module))) or None
+        args: str | tuple[str, ...] = self.args.text()
+        payload = None
+        if kind is TargetKind.FUNCTION:
+            args = ()
+            try:
+                payload = encode_call(*self._call())
+            except ValueError:
+                payload = encode_call([], {})  # not launchable (the button is off); the draft keeps the text
+            if defaulted and not os.path.isabs(os.path.expanduser(module)):  # the file, not cwd/file
+                target = os.path.abspath(os.path.expanduser(module)) + ":" + target.rpartition(":")[2]
         return RunSpec(
-            target=target, args=self.args.text(), kind=kind, cwd=cwd, env=self.env.env(),
+            target=target, args=args, kind=kind, cwd=cwd, env=self.env.env(),
             interpreter=self.interpreter.currentText().strip() or None,
             soft_timeout=self.soft_timeout.value() or None, hard_timeout=self.hard_timeout.value() or None,
+            payload=payload, where=self.where.where(),
         )
 
     def options(self) -> dict[str, Any]:
@@ -294,9 +407,25 @@ class LaunchPanel(QWidget):
                 "priority": self.priority.currentText()}
 
     def set_spec(self, spec: RunSpec, options: dict[str, Any] | None = None) -> None:
-        self.kind.setCurrentIndex({TargetKind.MODULE: 1, TargetKind.EXECUTABLE: 2}.get(spec.kind, 0))
-        self.target.setText(spec.target)
-        self.args.setText(spec.args if isinstance(spec.args, str) else shlex.join(spec.args))
+        self.kind.setCurrentIndex({TargetKind.MODULE: 1, TargetKind.EXECUTABLE: 2,
+                                   TargetKind.FUNCTION: FUNCTION_INDEX}.get(spec.kind, 0))
+        self._both_args = None
+        if spec.kind is TargetKind.FUNCTION:
+            module, _sep, func = spec.target.rpartition(":")
+            self.target.setText(module)
+            self.function.setText(func)
+            try:
+                args, kwargs = decode_call(spec.payload)
+                if args and kwargs:
+                    self._both_args = (args, kwargs)
+            except (ValueError, TypeError):
+                pass
+            self.args.setText(arguments_text(spec.payload))
+        else:
+            self.target.setText(spec.target)
+            self.function.clear()
+            self.args.setText(spec.args if isinstance(spec.args, str) else shlex.join(spec.args))
+        self.where.set_where(spec.where)
         self.cwd.setText(spec.cwd or "")
         if spec.interpreter:
             self.interpreter.setCurrentText(spec.interpreter)
@@ -320,20 +449,49 @@ class LaunchPanel(QWidget):
         self._update_advice()
         self._draft_timer.start(300)
 
+    def _kind_changed(self, *_: object) -> None:
+        function = self.is_function()
+        self._form.setRowVisible(self.function, function)
+        self.target.setPlaceholderText("package.module or path/to/file.py" if function
+                                       else "path/to/script.py, a module name, or a command")
+        self.args.setPlaceholderText('JSON: [1, "a"] (positional) or {"width": 640} (keyword)' if function
+                                     else "arguments, quoted as in a shell")
+        self.args.setToolTip("The function's arguments as JSON: a list for positional ones, an object for keyword "
+                             "ones" if function else "Split as a shell would (quotes keep spaces)")
+
     def _update_preview(self) -> None:
+        problem = self.arguments_problem()
+        self.args_error.setText(f"⚠ {problem}" if problem else "")
+        self.args_error.setVisible(bool(problem))
+        self.args_error.setStyleSheet("color:#cd3131")
         spec = self.spec()
-        if not spec.target:
-            self.preview.setText("<i>choose a script, module or command</i>")
+        if not spec.target or (self.is_function() and not self.function_target().rpartition(":")[2]):
+            self.preview.setText("<i>choose a module or file and a function</i>" if self.is_function()
+                                 else "<i>choose a script, module or command</i>")
             self.launch_button.setEnabled(False)
             return
+        where_problem = self.where.problem()
+        if problem or where_problem:
+            self.preview.setText(f"<span style='color:#cd3131'>⚠ {_html(where_problem)}</span>" if where_problem else "")
+            self.launch_button.setEnabled(False)
+            return
+        queue = spec.remote_queue
         try:
-            launch = resolve(spec)
+            if queue is not None:
+                check_spec(spec)  # the worker finds the script, interpreter and cwd on its own disk
+            else:
+                launch = resolve(spec)
         except LaunchError as exc:
             self.preview.setText(f"<span style='color:#cd3131'>⚠ {_html(str(exc))}</span>")
             self.launch_button.setEnabled(False)
             return
         self.launch_button.setEnabled(True)
-        self.preview.setText(f"<code>{_html(shlex.join(launch.argv))}</code><br><small>in {_html(launch.cwd)}</small>")
+        if queue is not None:
+            self.preview.setText(f"<code>{_html(spec.target)}</code><br><small>on a worker of queue "
+                                 f"{_html(queue)} (resolved on its machine)</small>")
+            return
+        place = " · warm pool" if spec.where == "pool" else ""
+        self.preview.setText(f"<code>{_html(shlex.join(launch.argv))}</code><br><small>in {_html(launch.cwd)}{place}</small>")
 
     def _update_advice(self) -> None:
         # the window follows every run's output in a pane: that is streaming, so say so
@@ -355,7 +513,8 @@ class LaunchPanel(QWidget):
         dialog.open()  # never exec(): the event loop keeps running
 
     def set_script(self, path: str) -> None:
-        self.kind.setCurrentIndex(0 if path.lower().endswith((".py", ".pyw")) else 2)
+        if not (self.is_function() and path.lower().endswith((".py", ".pyw"))):  # a function's file stays a function
+            self.kind.setCurrentIndex(0 if path.lower().endswith((".py", ".pyw")) else 2)
         self.target.setText(path)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
@@ -385,14 +544,14 @@ class LaunchPanel(QWidget):
         data = spec.to_dict()
         data["cwd"] = self.cwd.text().strip() or None  # what was typed, not the default shown in the preview
         data["options"] = {k: (v.value if hasattr(v, "value") else v) for k, v in self.options().items()}
-        import json
+        if self.is_function():
+            data["target"] = self.function_target()  # as typed (relative stays relative)
+            data["arguments_text"] = self.args.text()  # kept even while it is not valid JSON yet
 
         self.settings.setValue("launch/draft", json.dumps(data))
         self.settings.sync()
 
     def load_draft(self) -> None:
-        import json
-
         raw = self.settings.value("launch/draft")
         last = self.settings.value("launch/last_interpreter")
         if last:
@@ -402,7 +561,10 @@ class LaunchPanel(QWidget):
         try:
             data = json.loads(str(raw))
             options = data.pop("options", {})
+            typed = data.pop("arguments_text", None)
             self.set_spec(RunSpec.from_dict(data), options)
+            if isinstance(typed, str):
+                self.args.setText(typed)
         except (ValueError, KeyError, TypeError):
             pass
 

@@ -53,8 +53,9 @@ from PySide6.QtWidgets import (
 from prismq_desktop.core.process.capture import LineAssembler, OutputChunk
 from prismq_desktop.core.process.logfile import Stream, read_log
 from prismq_desktop.core.progress import PROTOCOL_PREFIX
-from prismq_desktop.core.wording import end_line, plural
+from prismq_desktop.core.wording import plural
 from prismq_desktop.gui.ansi import PLAIN, Style, legible, split_styled, strip_ansi
+from prismq_desktop.gui.models import pane_end_text
 
 if TYPE_CHECKING:
     from prismq_desktop.core.models import Run
@@ -320,7 +321,7 @@ class LogPane(QWidget):
         if self.end_text is not None or run.outcome is None or run.id != self.run_id:
             return False
         self.finish()
-        self.end_text = end_line(run)
+        self.end_text = pane_end_text(run)
         doc = self.text.document()
         cursor = QTextCursor(doc)
         cursor.beginEditBlock()

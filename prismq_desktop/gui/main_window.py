@@ -81,9 +81,13 @@ class MainWindow(QMainWindow):
     # which would stop the loop under a coroutine still closing the orchestrator.
     quitRequested = Signal()
 
-    def __init__(self, orchestrator: Any, settings: QSettings | None = None) -> None:
+    def __init__(self, orchestrator: Any, settings: QSettings | None = None, *, broker: str | None = None) -> None:
+        """`broker`: the URL the orchestrator was made with (default: its remote executor's), for
+        the Where choice and the Workers tab."""
         super().__init__()
         self.orch = orchestrator
+        remote = getattr(orchestrator, "remote", None)
+        self.broker: str | None = broker or getattr(remote, "url", None)
         self.home = Path(orchestrator.engine.home)
         self.settings = settings or QSettings(str(self.home / "settings.ini"), QSettings.Format.IniFormat)
         self.bridge = Bridge(orchestrator, self)
@@ -139,6 +143,16 @@ class MainWindow(QMainWindow):
         self.concurrency_view = ConcurrencyView(self.orch)
         self.tabs.addTab(self.concurrency_view, "Concurrency")
         self.tabs.addTab(self.pool_view, "Pool")
+        from prismq_desktop.gui.workers_view import BrokerPoller, WorkersView
+
+        self.workers_view = WorkersView(self.broker)
+        self.tabs.addTab(self.workers_view, "Workers")
+        self.broker_poller = BrokerPoller(self.broker, lambda: self.tabs.currentWidget() is self.workers_view, self)
+        self.broker_poller.snapshotReady.connect(self._on_broker_snapshot)
+        self.tabs.currentChanged.connect(self._tab_changed)
+        self.launch_panel.where.set_broker(self.broker)
+        self.scheduler_view.broker = self.broker
+        self.launch_panel.scheduleRequested.connect(self._schedule_form)
         self.setCentralWidget(self.tabs)
 
     def _build_runs_tab(self) -> QWidget:
@@ -244,6 +258,7 @@ class MainWindow(QMainWindow):
         self._ticker = QTimer(self)
         self._ticker.timeout.connect(self._tick)
         self._ticker.start(1000)
+        self.broker_poller.start()
 
     def _add_settings_action(self) -> None:
         settings_act = QAction("Settings…", self)
@@ -261,6 +276,20 @@ class MainWindow(QMainWindow):
         for act in self.runs_view.toolbar.actions():
             if not act.isSeparator() and act is not settings_act:
                 self.addAction(act)
+
+    # ------------------------------------------------------------------ the broker's workers
+    def _schedule_form(self, spec: RunSpec, _options: dict[str, Any]) -> Any:
+        self.tabs.setCurrentWidget(self.scheduler_tab)
+        return self.scheduler_view.new(base=spec)
+
+    def _on_broker_snapshot(self, snap: Any) -> None:
+        self.workers_view.show_snapshot(snap)
+        if not snap.error:
+            self.launch_panel.where.set_queues(snap.queues)
+
+    def _tab_changed(self, _index: int) -> None:
+        if self.tabs.currentWidget() is self.workers_view:
+            self.broker_poller.poll_now()  # at once, not up to a second later
 
     # ------------------------------------------------------------------ status and the tick
     def _update_status(self) -> None:
@@ -340,6 +369,12 @@ class MainWindow(QMainWindow):
         return self.settings_dialog
 
     def _settings_applied(self) -> None:
+        dialog = self.settings_dialog
+        if dialog is not None and dialog.broker_changed:
+            new = dialog.broker.text().strip() or None
+            if new != self.broker:
+                self.statusBar().showMessage("The broker URL is saved; it is used from the next start of "
+                                             "PrismQ Desktop (runs here keep going meanwhile).", 15000)
         self.orch.set_max_concurrent(setting(self.settings, "run/max_concurrent"))
         self.concurrency_view.refresh()
         self.history_view.load_retention_settings()
@@ -361,6 +396,7 @@ class MainWindow(QMainWindow):
         """The window is closing: no timer or watcher may reach the core after this (it closes next)."""
         self.watcher.cancel()
         self._ticker.stop()
+        self.broker_poller.stop()
         for timer in self.findChildren(QTimer):
             timer.stop()
 

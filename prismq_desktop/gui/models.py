@@ -11,6 +11,7 @@ Words come from `core/wording.py` ("failed to start", "failed (SIGTERM)", "1 run
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,14 +19,37 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 
-from prismq_desktop.core.models import OutcomeKind, Run, RunStatus
+from prismq_desktop.core.models import OutcomeKind, Run, RunStatus, TargetKind
 from prismq_desktop.core.store.query import LIFECYCLE, RunQuery
 from prismq_desktop.core.store.registry import RunRegistry
 from prismq_desktop.core.store.rows import storable
-from prismq_desktop.core.wording import duration_text, exit_text, plural, status_text
+from prismq_desktop.core.wording import duration_text, end_line, exit_text, plural, status_text
 from prismq_desktop.gui.ansi import legible
 
 Index = QModelIndex | QPersistentModelIndex
+
+
+def place_text(run: Run) -> str:
+    """Where a run ran, for a cell: "" (this machine), "pool", "gpu → box1" (a remote queue and its worker)."""
+    from prismq_desktop.gui.where import where_text
+
+    if run.spec.where is None and run.pattern.value == "pooled":
+        return "pool"
+    return where_text(run.spec.where, run.worker_host)
+
+
+def result_text(run: Run, limit: int = 300) -> str | None:
+    """A finished function task's return value ("returned {...}") or exception ("raised ValueError: x")."""
+    if run.spec.kind is not TargetKind.FUNCTION or run.outcome is None or run.result is None:
+        return None
+    error = run.result_error
+    if error is not None:
+        return f"raised {error.get('type', 'an exception')}: {error.get('message', '')}".rstrip(": ")
+    try:
+        value = json.dumps(run.result_value, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError):
+        value = repr(run.result_value)
+    return "returned " + (value if len(value) <= limit else value[:limit - 1] + "…")
 RUN_ROLE = Qt.ItemDataRole.UserRole + 1
 PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 2
 
@@ -43,6 +67,19 @@ def human_bytes(n: float | None) -> str:
 def human_duration(seconds: float | None) -> str:
     """`20.6 s`, `3m 07s` (wording.duration_text)."""
     return duration_text(seconds)
+
+
+def pane_end_text(run: Run) -> str:
+    """The line a log pane ends with: a function task's value or exception, else `end_line`."""
+    result = result_text(run)
+    if result is None:
+        return end_line(run)
+    after = f" after {duration_text(run.duration)}" if run.duration is not None else ""
+    error = run.result_error
+    if error is not None:
+        message = error.get("message", "")
+        return f"raised {error.get('type', 'an exception')}{after}" + (f": {message}" if message else "")
+    return f"{result}{after}"
 
 
 def state_text(run: Run) -> str:
@@ -116,8 +153,14 @@ class RunTable(ColumnTable):
             return None
         if role == Qt.ItemDataRole.ForegroundRole:
             return status_brush(run)
-        if role == Qt.ItemDataRole.ToolTipRole and run.outcome and run.outcome.message:
-            return run.outcome.message
+        if role == Qt.ItemDataRole.ToolTipRole:
+            lines = [run.outcome.message] if run.outcome and run.outcome.message else []
+            result = result_text(run)
+            if result and not (run.result_error and lines):  # an exception is already the outcome's note
+                lines.append(result)
+            if run.worker_host:
+                lines.append(f"ran on {run.worker_host} (queue {run.spec.remote_queue})")
+            return "\n".join(lines) or None
         return None
 
 
@@ -129,7 +172,7 @@ class RunsModel(RunTable):
     they show its peaks (from the finished snapshot, else the highest sample seen).
     """
 
-    COLUMNS = ["#", "Name", "Status", "Progress", "Elapsed", "CPU", "RSS", "Pattern", "Trigger"]
+    COLUMNS = ["#", "Name", "Status", "Progress", "Elapsed", "CPU", "RSS", "Pattern", "Trigger", "Where"]
     STATUS_COLUMN = 2
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -180,7 +223,7 @@ class RunsModel(RunTable):
             duration_text(run.duration),
             f"{cpu:.0f}%" if cpu is not None else "",
             human_bytes(rss) if rss is not None else "",
-            run.pattern.replace("_", " "), run.trigger or "manual",
+            run.pattern.replace("_", " "), run.trigger or "manual", place_text(run),
         ]
         return str(values[col])
 
@@ -281,7 +324,8 @@ class HistoryModel(RunTable):
     is only counted in `total` and arrives with its page.
     """
 
-    COLUMNS = ["#", "Name", "Pattern", "Trigger", "Status", "Started", "Duration", "Exit", "Peak CPU", "Peak RSS"]
+    COLUMNS = ["#", "Name", "Pattern", "Trigger", "Status", "Started", "Duration", "Exit", "Peak CPU", "Peak RSS",
+               "Where"]
     STATUS_COLUMN = 4
     SORT_KEYS = ["id", "name", "pattern", "trigger", "status", "started", "duration", "exit_code", "peak_cpu", "peak_rss"]
     PAGE = 200
@@ -510,6 +554,6 @@ class HistoryModel(RunTable):
             duration_text(run.duration) if run.started_at else "",
             exit_text(run.exit_code),
             f"{run.peak_cpu:.0f}%" if run.peak_cpu is not None else "",
-            human_bytes(run.peak_rss),
+            human_bytes(run.peak_rss), place_text(run),
         ]
         return str(values[col])

@@ -29,6 +29,7 @@ from shiboken6 import isValid
 from prismq_desktop.core.models import Run, RunSpec
 from prismq_desktop.core.patterns import TaskPattern
 from prismq_desktop.core.process.capture import OutputChunk
+from prismq_desktop.core.store.schema import RegistryError
 from prismq_desktop.core.wording import plural
 from prismq_desktop.gui.log_tabs import LogTabs
 from prismq_desktop.gui.logview import LogPane
@@ -37,8 +38,8 @@ from prismq_desktop.gui.ports import RunControlPort
 from prismq_desktop.gui.widgets import confirm, show_message
 
 # column -> width (px) for the runs table; Name (1) takes what is left
-NARROW_WIDTHS = {0: 40, 2: 104, 3: 84, 4: 64, 5: 48, 6: 72, 7: 100, 8: 90}
-OPTIONAL_COLUMNS = (7, 8)  # Pattern, Trigger: hidden when the table is narrow
+NARROW_WIDTHS = {0: 40, 2: 104, 3: 84, 4: 64, 5: 48, 6: 72, 7: 100, 8: 90, 9: 110}
+OPTIONAL_COLUMNS = (7, 8, 9)  # Pattern, Trigger, Where: hidden when the table is narrow
 
 
 class ProgressDelegate(QStyledItemDelegate):
@@ -117,8 +118,9 @@ class RunsView(QSplitter):
         """Pattern and Trigger step aside before Name, Status, Progress, Elapsed, CPU and RSS would scroll."""
         width = self.runs_table.viewport().width()
         needed = sum(NARROW_WIDTHS[c] for c in (0, 2, 3, 4, 5, 6)) + 140  # room for a readable name
-        for col in OPTIONAL_COLUMNS:
-            self.runs_table.setColumnHidden(col, width < needed + sum(NARROW_WIDTHS[c] for c in OPTIONAL_COLUMNS))
+        for col in (9, 7, 8):  # Where first (a remote run's worker), then Pattern, then Trigger
+            needed += NARROW_WIDTHS[col]
+            self.runs_table.setColumnHidden(col, width < needed)
 
     def _build_toolbar(self) -> QToolBar:
         """The run actions: Cancel, Pause, Resume, Rerun, Cancel all, Clear finished."""
@@ -214,7 +216,7 @@ class RunsView(QSplitter):
         pattern = TaskPattern.parse(opts.pop("pattern", TaskPattern.LONG_RUNNING))
         try:
             run_id = self.orch.delay(spec, pattern=pattern, **opts)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RegistryError) as exc:  # RegistryError: locked by another process, full
             show_message(self, "Cannot launch", str(exc), QMessageBox.Icon.Warning)
             return None
         self.log_tabs.ensure_pane(run_id, focus=True)

@@ -10,6 +10,7 @@ timer only repaints the countdowns.
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from PySide6.QtCore import QDateTime, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal
@@ -36,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from prismq_desktop.core.events import EventBus, ScheduleChanged
+from prismq_desktop.core.functions.payload import encode_call
 from prismq_desktop.core.models import OutcomeKind, Run, RunSpec, RunStatus, TargetKind
 from prismq_desktop.core.schedule.model import Schedule, ScheduleError
 from prismq_desktop.core.schedule.scheduler import FireAction, FireResult, Scheduler, make_trigger
@@ -46,7 +48,9 @@ from prismq_desktop.core.store.schema import RegistryError
 from prismq_desktop.core.wording import duration_text, end_line, exit_text, plural, status_text
 from prismq_desktop.gui.bridge import Bridge
 from prismq_desktop.gui.history_view import HISTORY_WIDTHS
+from prismq_desktop.gui.launch import arguments_text, parse_json_arguments
 from prismq_desktop.gui.models import ColumnTable, HistoryModel
+from prismq_desktop.gui.where import WhereChoice
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -82,6 +86,8 @@ def _newer(run: Run, than: Run | None) -> bool:
 class SchedulesModel(ColumnTable):
     COLUMNS = ["Name", "When", "Next fire", "Last outcome", "Enabled"]
     LAST = 3
+    #: one line when enabling/disabling failed (a registry locked by another process): the view shows it
+    failed = Signal(str)
 
     def __init__(self, scheduler: Scheduler, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -229,7 +235,11 @@ class SchedulesModel(ColumnTable):
         if index.column() == 4 and role == Qt.ItemDataRole.CheckStateRole:
             s = self.rows[index.row()]
             on = value in (Qt.CheckState.Checked, Qt.CheckState.Checked.value, 2)
-            self.set_schedule(self.scheduler.enable(s.id) if on else self.scheduler.disable(s.id))
+            try:
+                self.set_schedule(self.scheduler.enable(s.id) if on else self.scheduler.disable(s.id))
+            except (ScheduleError, RegistryError) as exc:  # locked by another process, full, deleted elsewhere
+                self.failed.emit(f"{s.name} was not {'enabled' if on else 'disabled'}: {exc}")
+                return False
             return True
         return False
 
@@ -277,9 +287,13 @@ class ScheduleEditor(QDialog):
 
     saved = Signal(object)
 
-    def __init__(self, scheduler: Scheduler, schedule: Schedule | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, scheduler: Scheduler, schedule: Schedule | None = None, parent: QWidget | None = None, *,
+                 base: RunSpec | None = None, broker: str | None = None) -> None:
+        """`base`: the spec a new schedule starts from (the launch panel's: a function, env, where);
+        an edited schedule keeps every field of its own spec the form does not show."""
         super().__init__(parent)
         self.setObjectName("scheduleEditor")
+        self.base = schedule.spec if schedule is not None else base
         self.setWindowTitle("Edit schedule" if schedule else "New schedule")
         self.scheduler = scheduler
         self.schedule = schedule
@@ -289,6 +303,10 @@ class ScheduleEditor(QDialog):
         self.target.setObjectName("scheduleTarget")
         self.target.setPlaceholderText("script.py or a command")
         self.args = QLineEdit()
+        self.args.setObjectName("scheduleArgs")
+        self.where = WhereChoice()
+        self.where.setObjectName("scheduleWhere")
+        self.where.set_broker(broker)
         self.kind = QComboBox()
         self.kind.setObjectName("triggerKind")
         self.kind.addItems(["Interval", "Cron", "Once"])
@@ -345,7 +363,8 @@ class ScheduleEditor(QDialog):
         form = QFormLayout()
         form.addRow("Name", self.name)
         form.addRow("Run", self.target)
-        form.addRow("Arguments", self.args)
+        form.addRow("JSON arguments" if self.is_function() else "Arguments", self.args)
+        form.addRow("Where", self.where)
         form.addRow("Trigger", self.kind)
         form.addRow("", pages)
         form.addRow("Timezone", self.tz)
@@ -369,16 +388,48 @@ class ScheduleEditor(QDialog):
         for sig in (self.args.textChanged, self.overlap.currentIndexChanged, self.catchup.currentIndexChanged,
                     self.jitter.valueChanged, self.retries.valueChanged):
             sig.connect(lambda *_: self._edited("other"))
+        if self.is_function():
+            self.target.setPlaceholderText("package.module:function or file.py:function")
+            self.args.setPlaceholderText('JSON: [1, "a"] or {"width": 640}')
+        if self.base is not None:
+            self.target.setText(self.base.target)
+            self.args.setText(self._args_text(self.base))
+            self.where.set_where(self.base.where)
+            self.name.setText(self.base.display_name if schedule is None else "")
+        self.args.textChanged.connect(lambda *_: self._edited("args"))
+        self.where.changed.connect(lambda *_: self._edited("where"))
         if schedule is not None:
             self._load(schedule)
             self._touched.add("all")
         self._save_error = ""
         self._validate()
 
+    def is_function(self) -> bool:
+        return self.base is not None and self.base.kind is TargetKind.FUNCTION
+
+    @staticmethod
+    def _args_text(spec: RunSpec) -> str:
+        if spec.kind is TargetKind.FUNCTION:
+            return arguments_text(spec.payload)
+        return spec.args if isinstance(spec.args, str) else shlex.join(spec.args)
+
+    def spec(self, target: str) -> RunSpec:
+        """What the schedule runs: the form's fields over the base spec (nothing of it is lost)."""
+        name = self.name.text().strip() or None
+        if self.base is None:
+            return RunSpec(target, self.args.text(), kind=TargetKind.AUTO, name=name, where=self.where.where())
+        if self.base.kind is TargetKind.FUNCTION:
+            payload = self.base.payload
+            if self.args.text() != self._args_text(self.base):
+                payload = encode_call(*parse_json_arguments(self.args.text()))
+            return self.base.with_changes(target=target, args=(), payload=payload, name=name, where=self.where.where())
+        return self.base.with_changes(target=target, args=self.args.text(), name=name, where=self.where.where())
+
     def _load(self, s: Schedule) -> None:
         self.name.setText(s.name)
         self.target.setText(s.spec.target)
-        self.args.setText(s.spec.args if isinstance(s.spec.args, str) else " ".join(s.spec.args))
+        self.args.setText(self._args_text(s.spec))
+        self.where.set_where(s.spec.where)
         data = s.trigger.to_dict()
         self.tz.setCurrentText(data.get("timezone") or "UTC")
         if data["kind"] == "interval":
@@ -420,6 +471,14 @@ class ScheduleEditor(QDialog):
             out["name"] = f"there is already a schedule named {name!r}"
         if not self.target.text().strip():
             out["target"] = "say what to run: a script or a command"
+        if self.is_function() and self.base is not None and self.args.text() != self._args_text(self.base):
+            try:
+                parse_json_arguments(self.args.text())
+            except ValueError as exc:
+                out["args"] = str(exc)
+        where = self.where.problem()
+        if where:
+            out["where"] = where
         try:
             trig = self.trigger()
         except (TriggerError, ValueError) as exc:
@@ -454,7 +513,7 @@ class ScheduleEditor(QDialog):
         if not self._validate():
             return
         target = self.target.text().strip()
-        spec = RunSpec(target, self.args.text(), kind=TargetKind.AUTO, name=self.name.text().strip() or None)
+        spec = self.spec(target)
         options: dict[str, Any] = {"max_retries": self.retries.value()} if self.retries.value() else {}
         try:
             if self.schedule is None:
@@ -510,6 +569,8 @@ class SchedulerView(QWidget):
         super().__init__(parent)
         self.scheduler = scheduler
         self.model = SchedulesModel(scheduler, self)
+        self.broker: str | None = None  # the window's (the editor's Where choice needs it)
+        self.model.failed.connect(lambda text: self.show_message(text, warning=True))
         self.table = QTableView()
         self.table.setObjectName("schedulesTable")
         self.table.setModel(self.model)
@@ -698,15 +759,16 @@ class SchedulerView(QWidget):
         self.banner.hide()
 
     # ------------------------------------------------------------------ actions
-    def new(self) -> ScheduleEditor:
-        return self._open_editor(None)
+    def new(self, base: RunSpec | None = None) -> ScheduleEditor:
+        """A new schedule (from `base`, the launch panel's spec, when given)."""
+        return self._open_editor(None, base)
 
     def edit(self) -> ScheduleEditor | None:
         s = self.selected()
         return self._open_editor(s) if s is not None else None
 
-    def _open_editor(self, s: Schedule | None) -> ScheduleEditor:
-        self.editor = ScheduleEditor(self.scheduler, s, self)
+    def _open_editor(self, s: Schedule | None, base: RunSpec | None = None) -> ScheduleEditor:
+        self.editor = ScheduleEditor(self.scheduler, s, self, base=base, broker=self.broker)
         self.editor.saved.connect(self._saved)
         self.editor.open()  # never exec() inside the asyncio loop
         return self.editor
@@ -732,11 +794,21 @@ class SchedulerView(QWidget):
     def delete(self) -> None:
         s = self.selected()
         if s is not None:
-            self.scheduler.remove(s.id)
+            try:
+                self.scheduler.remove(s.id)
+            except (ScheduleError, RegistryError) as exc:  # RegistryError: a registry locked by another process
+                self.show_message(f"{s.name} was not deleted: {exc}", warning=True)
+                return
             self.model.remove_schedule(s.id)
             self._selected(self.table.currentIndex(), QModelIndex())
 
     def _pause(self, on: bool) -> None:
+        try:
+            self._pause_now(on)
+        except (ScheduleError, RegistryError) as exc:
+            self.show_message(f"schedules were not {'paused' if on else 'resumed'}: {exc}", warning=True)
+
+    def _pause_now(self, on: bool) -> None:
         if on:
             self.scheduler.pause_all()
             self.pause_button.setText("Resume schedules")

@@ -9,10 +9,11 @@ and asks first.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QSettings, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
@@ -21,17 +22,22 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QMessageBox,
     QProxyStyle,
+    QPushButton,
     QSpinBox,
     QStyleOption,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
+from shiboken6 import isValid
 
 from prismq_desktop.core.orchestrator.orchestrator import DEFAULT_MAX_CONCURRENT
+from prismq_desktop.core.secrets import SecretVault
 from prismq_desktop.core.wording import plural
 from prismq_desktop.gui.launch import detect_interpreters
 
@@ -232,6 +238,7 @@ class SettingsDialog(QDialog):
         self.notify_fail.setChecked(value(settings, "notify/failures"))
         self.notify_ok = QCheckBox("when a run succeeds")
         self.notify_ok.setChecked(value(settings, "notify/successes"))
+        self._build_broker()
         form = QFormLayout()
         form.addRow("Data folder", self.data_dir)
         form.addRow("Default interpreter", self.interpreter)
@@ -241,6 +248,8 @@ class SettingsDialog(QDialog):
         form.addRow("Log pane lines", self.pane_limit)
         form.addRow("Editor command", self.editor)
         form.addRow("Theme", self.theme)
+        form.addRow("Broker URL", self.broker_row)
+        form.addRow("", self.broker_result)
         form.addRow("Notify", self.notify_fail)
         form.addRow("", self.notify_ok)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
@@ -253,6 +262,84 @@ class SettingsDialog(QDialog):
         lay = QVBoxLayout(self)
         lay.addLayout(form)
         lay.addWidget(self.buttons)
+
+    # ------------------------------------------------------------------ the broker
+    def _vault(self) -> SecretVault:
+        vault = getattr(self._registry, "vault", None)
+        return vault if isinstance(vault, SecretVault) else SecretVault(Path(self.home) / "secrets.json")
+
+    def _build_broker(self) -> None:
+        """The broker URL, masked like a password (the value lives in the secret store), and a test."""
+        from prismq_desktop.gui.broker import saved_broker_url
+
+        self.broker = QLineEdit()
+        self.broker.setObjectName("brokerUrl")
+        self.broker.setEchoMode(QLineEdit.EchoMode.Password)
+        self.broker.setPlaceholderText("redis://:PASSWORD@HOST:6379/0 (empty: this machine only)")
+        self.broker.setToolTip("Runs can go to Celery workers over this Redis broker (Launch → Where → Remote "
+                               "queue). Kept in the OS credential store (or the 0600 secrets file), never in "
+                               "settings.ini; used from the next start.")
+        saved, problem = saved_broker_url(self.settings, self._vault())
+        self.broker.setText(saved or "")
+        self._loaded_broker = saved or ""
+        self.broker_show = QToolButton()
+        self.broker_show.setObjectName("brokerShow")
+        self.broker_show.setText("show")
+        self.broker_show.setCheckable(True)
+        self.broker_show.setToolTip("Show or hide the URL (its password too)")
+        self.broker_show.toggled.connect(lambda on: self.broker.setEchoMode(
+            QLineEdit.EchoMode.Normal if on else QLineEdit.EchoMode.Password))
+        self.broker_test = QPushButton("Test connection")
+        self.broker_test.setObjectName("brokerTest")
+        self.broker_test.setAutoDefault(False)
+        self.broker_test.clicked.connect(self.test_broker)
+        self.broker_row = QWidget()
+        row = QHBoxLayout(self.broker_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.broker, 1)
+        row.addWidget(self.broker_show)
+        row.addWidget(self.broker_test)
+        self.broker_result = QLabel(problem or "")
+        self.broker_result.setObjectName("brokerResult")
+        self.broker_result.setWordWrap(True)
+        self.broker_result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.broker_result.setVisible(bool(problem))
+        self.broker.textEdited.connect(lambda _t: self.broker_result.hide())
+        self._test_task: asyncio.Future[Any] | None = None
+
+    def test_broker(self) -> asyncio.Future[Any] | None:
+        """Test the typed URL off the UI thread; the line under the field says what is wrong (or that it works)."""
+        from prismq_desktop.core.services.workers import check_connection
+
+        url = self.broker.text()
+        self.broker_result.setText("testing…")
+        self.broker_result.setStyleSheet("")
+        self.broker_result.show()
+        self.broker_test.setEnabled(False)
+
+        async def run() -> tuple[bool, str]:
+            try:
+                ok, line = await asyncio.to_thread(check_connection, url)
+            finally:
+                if isValid(self):
+                    self.broker_test.setEnabled(True)
+            if isValid(self):
+                self.broker_result.setText(("✓ " if ok else "⚠ ") + line)
+                self.broker_result.setStyleSheet("" if ok else "color:#cd3131")
+            return ok, line
+
+        try:
+            self._test_task = asyncio.ensure_future(run())
+        except RuntimeError:  # no running loop (a bare dialog): test here
+            ok, line = check_connection(url)
+            self.broker_result.setText(("✓ " if ok else "⚠ ") + line)
+            self.broker_test.setEnabled(True)
+            return None
+        return self._test_task
+
+    @property
+    def broker_changed(self) -> bool:
+        return self.broker.text().strip() != self._loaded_broker
 
     # ------------------------------------------------------------------ retention
     @property
@@ -324,6 +411,16 @@ class SettingsDialog(QDialog):
         s.setValue("view/theme", self.theme.currentText())
         s.setValue("notify/failures", self.notify_fail.isChecked())
         s.setValue("notify/successes", self.notify_ok.isChecked())
+        if self.broker_changed:
+            from prismq_desktop.gui.broker import save_broker_url
+
+            try:
+                save_broker_url(s, self._vault(), self.broker.text())
+            except OSError as exc:  # kept nowhere (a full disk): say so, save the rest
+                self.broker_result.setText(f"⚠ the broker URL was not saved: {exc}")
+                self.broker_result.show()
+                s.sync()
+                return
         s.sync()
         apply_theme(self.theme.currentText())
         self.applied.emit()

@@ -112,8 +112,9 @@ class TaskOrchestrator:
         self._scheduler: Scheduler | None = None
 
     def _pooled(self, job: Job) -> bool:
+        # the POOLED pattern, or a spec that says where="pool" (the window's "Warm pool" choice)
         handle = self.engine.handle(job.run_id)
-        return handle is not None and handle.run.pattern is TaskPattern.POOLED
+        return handle is not None and (handle.run.pattern is TaskPattern.POOLED or handle.run.spec.where == "pool")
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> TaskOrchestrator:

@@ -107,3 +107,73 @@ def snapshot(url: str, *, client: Any = None, extra_queues: tuple[str, ...] = ()
                 r.close()
             except Exception:  # noqa: BLE001
                 pass
+
+
+def check_connection(url: str, *, timeout: float = 5.0) -> tuple[bool, str]:
+    """(ok, one line): can this broker be used — the URL, the connection, the password, a PING.
+
+    Blocking (call it off the UI thread). The line never holds the password."""
+    from prismq_desktop.core.remote.config import BrokerError, check_broker_url, mask_url
+
+    url = (url or "").strip()
+    if not url:
+        return False, "no broker URL: type redis://[:PASSWORD@]HOST[:PORT][/DB]"
+    try:
+        check_broker_url(url)
+    except BrokerError as exc:
+        return False, str(exc)
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    where = f"{parts.hostname}:{parts.port or 6379}"
+    try:
+        import redis
+    except ImportError:
+        return False, "the remote extra is not installed: pip install 'prismq-desktop[remote]'"
+    try:
+        client = redis_client(url)
+    except (BrokerError, ValueError) as exc:  # e.g. a db that is not a number
+        return False, f"not a usable broker URL: {mask_url(url)} ({_first_line(exc)})"
+    try:
+        client.connection_pool.connection_kwargs["socket_timeout"] = timeout
+        client.ping()
+        version = client.info("server").get("redis_version", "?")
+    except redis.AuthenticationError as exc:
+        text = _first_line(exc).lower()
+        if "without any password" in text or "no password is set" in text:
+            return False, f"{where} has no password set but the URL gives one: remove it from the URL (or set requirepass)"
+        if "required" in text:
+            return False, f"{where} needs a password: redis://:PASSWORD@{where}"
+        return False, f"wrong password for {where} (the broker refused it)"
+    except redis.ResponseError as exc:
+        text = _first_line(exc)
+        if "NOAUTH" in text:
+            return False, f"{where} needs a password: redis://:PASSWORD@{where}"
+        if "WRONGPASS" in text or "invalid password" in text.lower():
+            return False, f"wrong password for {where} (the broker refused it)"
+        return False, f"{where} answered with an error: {mask_url(text)}"
+    except redis.TimeoutError:
+        return False, f"{where} did not answer within {timeout:g} s (a firewall, or not a Redis server?)"
+    except redis.ConnectionError as exc:
+        text = _first_line(exc)
+        low = text.lower()
+        if "refused" in low:
+            return False, f"connection refused at {where}: is redis-server running there?"
+        if "name or service not known" in low or "nodename nor servname" in low or "getaddrinfo" in low:
+            return False, f"unknown host {parts.hostname!r}"
+        if "ssl" in low or "certificate" in low:
+            return False, f"TLS to {where} failed: {mask_url(text)}"
+        return False, f"cannot connect to {where}: {mask_url(text)}"
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+        return False, f"cannot use {where}: {mask_url(_first_line(exc))}"
+    finally:
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001
+            pass
+    return True, f"connected to {mask_url(url)} (Redis {version})"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
