@@ -26,7 +26,9 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -34,7 +36,8 @@ from typing import Any
 
 import psutil
 
-from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode, RunSpec
+from prismq_desktop.core.functions import payload as function_payload
+from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode, RunSpec, TargetKind
 from prismq_desktop.core.process.capture import OutputCapture, OutputChunk
 from prismq_desktop.core.process.executor import Job
 from prismq_desktop.core.process.launch import RUN_ID_VAR, RUN_TAG_VAR, LaunchError, resolve
@@ -42,7 +45,9 @@ from prismq_desktop.core.process.local import SubprocessWrapper
 from prismq_desktop.core.process.logfile import Stream
 from prismq_desktop.core.process.tree import kill_orphan
 from prismq_desktop.core.remote import protocol as P
+from prismq_desktop.core.remote import sealing
 from prismq_desktop.core.remote.config import STREAM_TTL, RemoteSettings, redis_client, require_broker
+from prismq_desktop.core.secrets import masked_argv
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +65,8 @@ class WorkerContext:
     active: dict[str, RemoteRun] = dataclasses.field(default_factory=dict)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     started_at: float = dataclasses.field(default_factory=time.time)
+    #: the key sealed secret values open with (sealing.py); None: runs with secrets fail to start
+    key: bytes | None = None
 
 
 _context: WorkerContext | None = None
@@ -70,7 +77,8 @@ def context() -> WorkerContext:
     global _context
     if _context is None:
         url = require_broker()
-        _context = WorkerContext(url, socket.gethostname(), RemoteSettings.from_env(), redis_client(url))
+        _context = WorkerContext(url, socket.gethostname(), RemoteSettings.from_env(), redis_client(url),
+                                 key=sealing.load_key(None))
     return _context
 
 
@@ -114,6 +122,7 @@ class RemoteRun:
         self.done = threading.Event()
         self.job: Job | None = None
         self._procs: dict[int, psutil.Process] = {}
+        self._scratch: str | None = None  # a function run's private call/result dir
 
     # ------------------------------------------------------------------ the stream
     def emit(self, kind: bytes, payload: bytes | dict[str, Any]) -> None:
@@ -136,7 +145,7 @@ class RemoteRun:
         self.ctx.redis.hset(P.trees_key(self.ctx.host), self.rid,
                             json.dumps({"pid": pid, "create_time": create_time, "tag": self.payload.get("tag")}))
         self.emit(P.STATUS, {"event": "started", "pid": pid, "create_time": create_time, "host": self.ctx.host,
-                             "argv": list(self.job.launch.argv), "cwd": self.job.launch.cwd,
+                             "argv": masked_argv(self.job.launch.argv), "cwd": self.job.launch.cwd,
                              "heartbeat": self.ctx.settings.heartbeat})
 
     # ------------------------------------------------------------------ control and heartbeats
@@ -209,14 +218,20 @@ class RemoteRun:
         control = threading.Thread(target=self._control_loop, name=f"prismq-ctl-{self.rid[:8]}", daemon=True)
         try:
             outcome = self._execute(control)
-            self.emit(P.STATUS, {"event": "end", "outcome": outcome.kind.value, "exit_code": outcome.exit_code,
-                                 "message": outcome.message})
+            end: dict[str, Any] = {"event": "end", "outcome": outcome.kind.value, "exit_code": outcome.exit_code,
+                                   "message": outcome.message}
+            report = self._report()
+            if report is not None:
+                end["result"] = report
+            self.emit(P.STATUS, end)
         except Exception as exc:  # noqa: BLE001 - the submitter must hear of it, whatever it was
             log.exception("run %s failed on the worker", self.rid)
             with contextlib.suppress(Exception):
                 self.emit(P.STATUS, {"event": "end", "outcome": OutcomeKind.FAILED.value, "exit_code": None,
                                      "message": f"internal error on worker {ctx.host}: {exc}"})
         finally:
+            if self._scratch is not None:
+                shutil.rmtree(self._scratch, ignore_errors=True)
             self.done.set()
             if control.is_alive():
                 with contextlib.suppress(Exception):
@@ -229,16 +244,45 @@ class RemoteRun:
             with ctx.lock:
                 ctx.active.pop(self.rid, None)
 
+    def _report(self) -> str | None:
+        """A function run's report (the runner's result file), to travel back in the end entry."""
+        if self._scratch is None:
+            return None
+        path = os.path.join(self._scratch, "result.json")
+        try:
+            if os.path.getsize(path) > function_payload.MAX_RESULT_BYTES + 1:
+                return '"too big"'  # not a report: the submitter says the result is refused
+            with open(path, "rb") as fh:
+                return fh.read(function_payload.MAX_RESULT_BYTES + 1).decode("utf-8", errors="replace")
+        except OSError:
+            return None  # it ended without reporting: the submitter says so
+
+    def _function_env(self, spec: RunSpec) -> dict[str, str]:
+        """The call file and result file of a function run, in a private scratch dir of this run."""
+        self._scratch = tempfile.mkdtemp(prefix=f"prismq-fn-{self.rid[:8]}-")  # 0700
+        call = os.path.join(self._scratch, "call")
+        fd = os.open(call, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, (spec.payload or "").encode("utf-8"))
+        finally:
+            os.close(fd)
+        return {function_payload.CALL_FILE_VAR: call,
+                function_payload.RESULT_FILE_VAR: os.path.join(self._scratch, "result.json"),
+                function_payload.SERIALIZER_VAR: spec.serializer.value}
+
     def _execute(self, control: threading.Thread) -> Outcome:
         payload = self.payload
         try:
-            spec = RunSpec.from_dict(payload["spec"])
+            data = sealing.unseal(dict(payload["spec"]), payload.get("sealed") or {}, self.ctx.key)
+            spec = RunSpec.from_dict(data)
             launch = resolve(spec)
-        except (LaunchError, KeyError, TypeError, ValueError) as exc:
+            extra = self._function_env(spec) if spec.kind is TargetKind.FUNCTION else {}
+        except (LaunchError, KeyError, TypeError, ValueError, OSError) as exc:
             message = f"{exc} (on worker {self.ctx.host})"
             self.emit(P.STATUS, {"event": "failed_to_start", "message": message})
             return Outcome(OutcomeKind.FAILED_TO_START, None, message)
-        env = {**launch.env, RUN_ID_VAR: str(payload.get("run_id", "")), RUN_TAG_VAR: str(payload.get("tag") or self.rid)}
+        env = {**launch.env, **extra, RUN_ID_VAR: str(payload.get("run_id", "")),
+               RUN_TAG_VAR: str(payload.get("tag") or self.rid)}
         launch = dataclasses.replace(launch, env=env)
         self.job = Job(
             run_id=int(payload.get("run_id") or 0),
@@ -329,7 +373,8 @@ def _beat_loop(ctx: WorkerContext, stop: threading.Event) -> None:
 
 
 def start_worker(url: str, queues: list[str], concurrency: int, hostname: str | None = None,
-                 loglevel: str = "WARNING", app_hook: Callable[[Any], None] | None = None) -> int:
+                 loglevel: str = "WARNING", app_hook: Callable[[Any], None] | None = None,
+                 home: str | os.PathLike[str] | None = None) -> int:
     """Run a Celery worker (Celery's own machinery, threads pool) until it is told to stop."""
     from celery import signals
 
@@ -341,7 +386,8 @@ def start_worker(url: str, queues: list[str], concurrency: int, hostname: str | 
     if app_hook is not None:
         app_hook(app)  # e.g. the benchmark's bare Celery tasks, on the very same worker
     host = hostname or socket.gethostname()
-    ctx = _context = WorkerContext(url, host, settings, redis_client(url), tuple(queues), concurrency)
+    key = sealing.load_key(home)  # a bad key stops the worker here, in one line (SealError)
+    ctx = _context = WorkerContext(url, host, settings, redis_client(url), tuple(queues), concurrency, key=key)
     ctx.redis.ping()
     left = stop_leftovers(ctx)
     if left:
