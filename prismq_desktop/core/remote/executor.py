@@ -150,7 +150,15 @@ class RemoteExecutor:
 
 
 class _Follower:
-    """One remote run, from submit (or reattach) to its outcome, on its own thread."""
+    """One remote run, from submit (or reattach) to its outcome, on its own thread.
+
+    Memory is flat in the output size: one XREAD takes at most `READ_COUNT` entries (64 KiB
+    each at most), and once `MAX_UNTAKEN` bytes were fed that the loop has not taken yet, the
+    reader waits for it (a firehose is read as fast as the engine writes the log, no faster).
+    """
+
+    READ_COUNT = 64
+    MAX_UNTAKEN = 4 * 1024 * 1024
 
     def __init__(self, executor: RemoteExecutor, job: Job, dispatch: Dispatch) -> None:
         self.ex = executor
@@ -158,6 +166,7 @@ class _Follower:
         self.dispatch = dispatch
         self.rid = job.reattach_id or uuid.uuid4().hex
         self.abandon = threading.Event()
+        self._taken = threading.Event()  # set each time the loop took the pending output
         self.host: str | None = None
         self.heartbeat = executor.settings.heartbeat
         self.queue = job.spec.remote_queue if job.spec is not None else None
@@ -238,9 +247,12 @@ class _Follower:
         return None
 
     def _flush(self) -> None:
-        chunks = self.job.capture.take_pending()
-        if chunks:
-            self.job.on_output(chunks)
+        try:
+            chunks = self.job.capture.take_pending()
+            if chunks:
+                self.job.on_output(chunks)
+        finally:
+            self._taken.set()
 
     def _follow(self) -> Outcome:
         job, r = self.job, self.ex.redis
@@ -249,13 +261,14 @@ class _Follower:
         expected = 0
         trimmed = 0
         silent_since = time.monotonic()
+        untaken = 0
         outcome: Outcome | None = None
         while outcome is None:
             if self.abandon.is_set():
                 return Outcome(OutcomeKind.INTERRUPTED, None, "this app stopped following the run")
             block = max(50, int(self.heartbeat * 500))
             try:
-                got = r.xread({stream: last}, count=512, block=block)
+                got = r.xread({stream: last}, count=self.READ_COUNT, block=block)
             except Exception as exc:  # noqa: BLE001 - the broker away: keep trying, it is not the worker's fault
                 log.warning("run %s: reading its stream: %s", job.run_id, exc)
                 time.sleep(min(1.0, self.heartbeat))
@@ -270,7 +283,7 @@ class _Follower:
                     return lost
                 continue
             silent_since = now
-            fed = False
+            fed = 0
             for entry_id, fields in got[0][1]:
                 last = entry_id
                 kind, n, data = P.decode(fields)
@@ -279,7 +292,7 @@ class _Follower:
                 expected = max(expected, n + 1)
                 if kind == P.OUT or kind == P.ERR:
                     job.capture.feed(Stream.STDOUT if kind == P.OUT else Stream.STDERR, data)
-                    fed = True
+                    fed += len(data)
                 elif kind == P.HEARTBEAT:
                     beat = P.decode_json(data)
                     if not beat.get("rss"):
@@ -291,7 +304,15 @@ class _Follower:
                     if outcome is not None:
                         break
             if fed:
-                self.dispatch(self._flush)
+                untaken += fed
+                if untaken >= self.MAX_UNTAKEN:  # let the loop catch up before reading more
+                    self._taken.clear()
+                    self.dispatch(self._flush)
+                    while not self._taken.wait(0.5) and not self.abandon.is_set():
+                        pass
+                    untaken = 0
+                else:
+                    self.dispatch(self._flush)
         if trimmed:
             note = f"{trimmed} stream entries of output were trimmed before this app read them"
             outcome = Outcome(outcome.kind, outcome.exit_code, f"{outcome.message}; {note}" if outcome.message else note)

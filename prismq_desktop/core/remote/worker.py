@@ -21,6 +21,7 @@ hostname stops what its predecessor left (`stop_leftovers`) before it takes work
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
@@ -38,9 +39,9 @@ import psutil
 
 from prismq_desktop.core.functions import payload as function_payload
 from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode, RunSpec, TargetKind
-from prismq_desktop.core.process.capture import OutputCapture, OutputChunk
+from prismq_desktop.core.process.capture import OutputCapture
 from prismq_desktop.core.process.executor import Job
-from prismq_desktop.core.process.launch import RUN_ID_VAR, RUN_TAG_VAR, LaunchError, resolve
+from prismq_desktop.core.process.launch import RUN_ID_VAR, RUN_TAG_VAR, Launch, LaunchError, resolve
 from prismq_desktop.core.process.local import SubprocessWrapper
 from prismq_desktop.core.process.logfile import Stream
 from prismq_desktop.core.process.tree import kill_orphan
@@ -93,20 +94,67 @@ def run_task(payload: dict[str, Any]) -> None:
 
 
 class _StreamCapture(OutputCapture):
-    """The worker keeps no log and no lines: raw chunks only, on their way to the stream."""
+    """Raw chunks straight to the run's stream; the worker keeps no log and no lines.
 
-    def __init__(self) -> None:
+    A writer thread XADDs whatever is pending the moment it arrives (the LOCAL supervisor's
+    50 ms flush tick would delay the first line by up to 50 ms), as many chunks per pipeline as
+    came in meanwhile. At most `MAX_PENDING` bytes wait: then the pipe reader blocks, so the
+    child blocks on its full pipe, and the worker's memory stays flat in the output size."""
+
+    MAX_PENDING = 4 * 1024 * 1024
+    RETRIES = 5  # a broker away for a moment: retried, then the entries are lost (the reader sees a gap)
+
+    def __init__(self, run: RemoteRun) -> None:
         super().__init__(None, tail_lines=1)
+        self.run = run
+        self._cv = threading.Condition()
+        self._queue: collections.deque[tuple[bytes, bytes | dict[str, Any]]] = collections.deque()
+        self._queued = 0
+        self._closed = False
+        self._writer = threading.Thread(target=self._write, name=f"prismq-out-{run.rid[:8]}", daemon=True)
+        self._writer.start()
 
     def feed(self, stream: Stream, data: bytes) -> None:
         if not data:
             return
-        with self._lock:
-            self._pending.append(OutputChunk(stream, data, "", time.time()))
+        with self._cv:
+            while self._queued >= self.MAX_PENDING and not self._closed:
+                self._cv.wait(1.0)
+            self._queue.append((P.OUT if stream is Stream.STDOUT else P.ERR, data))
+            self._queued += len(data)
             self.bytes_read[stream] += len(data)
+            self._cv.notify_all()
+
+    def _write(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue and not self._closed:
+                    self._cv.wait()
+                if not self._queue:
+                    return
+                batch = list(self._queue)
+                self._queue.clear()
+                size = sum(len(d) for _k, d in batch if isinstance(d, bytes))
+            for attempt in range(self.RETRIES):
+                try:
+                    self.run.emit_many(batch)
+                    break
+                except Exception as exc:  # noqa: BLE001 - the run goes on; its output may have a gap
+                    log.warning("run %s: output to the broker: %s", self.run.rid, exc)
+                    time.sleep(0.2 * (attempt + 1))
+            with self._cv:
+                self._queued -= size
+                self._cv.notify_all()
 
     def finish(self) -> None:
-        pass
+        pass  # `close` (after the supervisor is done) drains what is pending
+
+    def close(self) -> None:
+        """Write what is pending, then stop the writer (before the run's end entry)."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._writer.join()
 
 
 class RemoteRun:
@@ -136,9 +184,6 @@ class RemoteRun:
                 pipe.xadd(self.stream, P.encode(kind, self._seq, payload), maxlen=maxlen, approximate=True)
                 self._seq += 1
             pipe.execute()
-
-    def _output(self, chunks: list[OutputChunk]) -> None:
-        self.emit_many([(P.OUT if c.stream is Stream.STDOUT else P.ERR, c.data) for c in chunks])
 
     def _started(self, pid: int, create_time: float | None) -> None:
         assert self.job is not None
@@ -284,15 +329,21 @@ class RemoteRun:
         env = {**launch.env, **extra, RUN_ID_VAR: str(payload.get("run_id", "")),
                RUN_TAG_VAR: str(payload.get("tag") or self.rid)}
         launch = dataclasses.replace(launch, env=env)
+        capture = _StreamCapture(self)
+        try:
+            return self._run_job(control, spec, launch, capture)
+        finally:
+            capture.close()  # every output entry is in the stream before the end entry
+
+    def _run_job(self, control: threading.Thread, spec: RunSpec, launch: Launch, capture: _StreamCapture) -> Outcome:
         self.job = Job(
-            run_id=int(payload.get("run_id") or 0),
+            run_id=int(self.payload.get("run_id") or 0),
             launch=launch,
-            capture=_StreamCapture(),
+            capture=capture,
             soft_timeout=spec.soft_timeout,
             hard_timeout=spec.hard_timeout,
             grace_period=spec.grace_period,
             on_started=self._started,
-            on_output=self._output,
         )
         control.start()  # a cancel made before the start is in the list already: taken first
         deadline = time.monotonic() + 0.2
