@@ -234,3 +234,38 @@ def test_function_tasks_run_on_the_worker_and_their_result_is_stored_like_a_loca
     assert stored_ok is not None and '"sum": 50' in (stored_ok.result or "")
     assert stored_bad is not None and "no luck here" in (stored_bad.result or "")
     assert not list(Path("/tmp").glob(f"prismq-fn-{(stored_ok.remote_id or '')[:8]}-*"))  # scratch removed
+
+
+FIREHOSE = """
+import os, sys
+b = os.urandom(1 << 16)
+w = sys.stdout.buffer
+for _ in range((int(sys.argv[1]) << 20) >> 16):
+    w.write(b)
+w.flush()
+"""
+
+
+def _peak_rss_of_cli(redis_url: str, home: str, script: str, mb: int) -> tuple[int, int, int]:
+    proc = subprocess.Popen([*CLI, "--data-dir", home, "run", "--remote", "shared", script, "--", str(mb)],
+                            env=remote_env(redis_url), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    import psutil
+
+    me, peak, got = psutil.Process(proc.pid), 0, 0
+    assert proc.stdout is not None
+    while chunk := proc.stdout.read(1 << 20):  # the reader keeps up: what grows is the app's own holding
+        got += len(chunk)
+        try:
+            peak = max(peak, me.memory_info().rss)
+        except psutil.Error:
+            break
+    return proc.wait(60), got, peak
+
+
+def test_a_firehose_keeps_the_submitting_app_flat_in_the_output_size(redis_url, shared_worker, tmp_path):
+    script = write(tmp_path, "hose.py", FIREHOSE)
+    home = str(tmp_path / "home")
+    code_s, got_s, small = _peak_rss_of_cli(redis_url, home, script, 8)
+    code_b, got_b, big = _peak_rss_of_cli(redis_url, home, script, 48)
+    assert (code_s, got_s, code_b, got_b) == (0, 8 << 20, 0, 48 << 20)
+    assert big - small < 24 * 2**20, f"peak RSS {small / 2**20:.0f} MiB at 8 MB, {big / 2**20:.0f} MiB at 48 MB"
