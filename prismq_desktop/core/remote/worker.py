@@ -96,10 +96,11 @@ def run_task(payload: dict[str, Any]) -> None:
 class _StreamCapture(OutputCapture):
     """Raw chunks straight to the run's stream; the worker keeps no log and no lines.
 
-    A writer thread XADDs whatever is pending the moment it arrives (the LOCAL supervisor's
-    50 ms flush tick would delay the first line by up to 50 ms), as many chunks per pipeline as
-    came in meanwhile. At most `MAX_PENDING` bytes wait: then the pipe reader blocks, so the
-    child blocks on its full pipe, and the worker's memory stays flat in the output size."""
+    The pipe reader that finds no write going on XADDs at once, on its own thread: no 50 ms
+    flush tick (the LOCAL supervisor's) and no hand-off to another thread before the first
+    line leaves. What the other stream's reader brings meanwhile is queued and goes in the
+    same pipeline. At most `MAX_PENDING` bytes wait: then that reader blocks too, so the child
+    blocks on its full pipe, and the worker's memory stays flat in the output size."""
 
     MAX_PENDING = 4 * 1024 * 1024
     RETRIES = 5  # a broker away for a moment: retried, then the entries are lost (the reader sees a gap)
@@ -110,31 +111,32 @@ class _StreamCapture(OutputCapture):
         self._cv = threading.Condition()
         self._queue: collections.deque[tuple[bytes, bytes | dict[str, Any]]] = collections.deque()
         self._queued = 0
-        self._closed = False
-        self._writer = threading.Thread(target=self._write, name=f"prismq-out-{run.rid[:8]}", daemon=True)
-        self._writer.start()
+        self._busy = False  # a reader is writing the queue to the stream
 
     def feed(self, stream: Stream, data: bytes) -> None:
         if not data:
             return
         with self._cv:
-            while self._queued >= self.MAX_PENDING and not self._closed:
+            while self._queued >= self.MAX_PENDING:
                 self._cv.wait(1.0)
             self._queue.append((P.OUT if stream is Stream.STDOUT else P.ERR, data))
             self._queued += len(data)
             self.bytes_read[stream] += len(data)
-            self._cv.notify_all()
+            if self._busy:
+                return  # the writing reader takes it with its next batch
+            self._busy = True
+        self._drain()
 
-    def _write(self) -> None:
+    def _drain(self) -> None:
         while True:
             with self._cv:
-                while not self._queue and not self._closed:
-                    self._cv.wait()
                 if not self._queue:
+                    self._busy = False
+                    self._cv.notify_all()
                     return
                 batch = list(self._queue)
                 self._queue.clear()
-                size = sum(len(d) for _k, d in batch if isinstance(d, bytes))
+            size = sum(len(d) for _k, d in batch if isinstance(d, bytes))
             for attempt in range(self.RETRIES):
                 try:
                     self.run.emit_many(batch)
@@ -147,14 +149,17 @@ class _StreamCapture(OutputCapture):
                 self._cv.notify_all()
 
     def finish(self) -> None:
-        pass  # `close` (after the supervisor is done) drains what is pending
+        pass  # `close` (after the supervisor is done) waits for what is being written
 
     def close(self) -> None:
-        """Write what is pending, then stop the writer (before the run's end entry)."""
+        """Every chunk read is in the stream (before the run's end entry)."""
         with self._cv:
-            self._closed = True
-            self._cv.notify_all()
-        self._writer.join()
+            while self._busy:
+                self._cv.wait(1.0)
+        if self._queue:  # fed but not written (cannot happen while a reader is busy): write it here
+            with self._cv:
+                self._busy = True
+            self._drain()
 
 
 class RemoteRun:
