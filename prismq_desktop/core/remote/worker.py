@@ -203,26 +203,22 @@ class RemoteRun:
         """BLPOP the control list (the wait doubles as the heartbeat timer) until the run ends."""
         hb = self.ctx.settings.heartbeat
         ctl = P.control_key(self.rid)
-        next_beat = 0.0
-        client = redis_client(self.ctx.url)  # its own connection: BLPOP blocks it
-        try:
-            while not self.done.is_set():
-                now = time.monotonic()
-                if now >= next_beat:
-                    next_beat = now + hb
-                    with contextlib.suppress(Exception):
-                        self.emit(P.HEARTBEAT, self._sample())
-                try:
-                    got = client.blpop([ctl], timeout=max(0.05, min(hb, next_beat - time.monotonic())))
-                except Exception as exc:  # noqa: BLE001 - Redis gone for a moment: keep the run going
-                    log.warning("run %s: control channel: %s", self.rid, exc)
-                    self.done.wait(min(hb, 1.0))
-                    continue
-                if got is not None:
-                    self.control(got[1].decode(errors="replace"))
-        finally:
-            with contextlib.suppress(Exception):
-                client.close()
+        next_beat = time.monotonic() + hb  # the "claimed" entry just said we are alive
+        client = self.ctx.redis  # its pool gives each blocking BLPOP a connection of its own, kept for the next run
+        while not self.done.is_set():
+            now = time.monotonic()
+            if now >= next_beat:
+                next_beat = now + hb
+                with contextlib.suppress(Exception):
+                    self.emit(P.HEARTBEAT, self._sample())
+            try:
+                got = client.blpop([ctl], timeout=max(0.05, min(hb, next_beat - time.monotonic())))
+            except Exception as exc:  # noqa: BLE001 - Redis gone for a moment: keep the run going
+                log.warning("run %s: control channel: %s", self.rid, exc)
+                self.done.wait(min(hb, 1.0))
+                continue
+            if got is not None:
+                self.control(got[1].decode(errors="replace"))
 
     def control(self, command: str) -> None:
         job = self.job
