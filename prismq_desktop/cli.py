@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--hostname", "-n", metavar="H", help="this worker's name (default: the machine's hostname)")
     worker.add_argument("--loglevel", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
+    sub.add_parser("remote-key", help="make remote.key (0600) in the data dir: copy it to every worker's data dir "
+                   "so secret values travel sealed")
+
     dead = sub.add_parser("dead-letters", help="runs whose retries ran out: list, requeue or purge")
     dead.add_argument("--requeue", type=_count, metavar="ID", help="run the entry again (a fresh chain of attempts)")
     dead.add_argument("--purge", type=_count, nargs="*", metavar="ID", help="delete these entries (all when no ID)")
@@ -588,6 +591,17 @@ async def _scheduler_foreground(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_remote_key(ns: argparse.Namespace) -> int:
+    """Make the key secret values of remote runs are sealed with; print where (never the key)."""
+    from prismq_desktop.core.paths import data_dir
+    from prismq_desktop.core.remote.sealing import make_key_file
+
+    path, made = make_key_file(data_dir(ns.data_dir))
+    print(f"{'made' if made else 'kept the existing'} {path} (0600): copy it into the data dir of every worker "
+          "(or set PRISMQ_REMOTE_KEY to its content there)")
+    return 0
+
+
 def _cmd_worker(ns: argparse.Namespace) -> int:
     """A real Celery worker (threads pool: the runs' trees stay children of this process)."""
     import logging
@@ -612,10 +626,19 @@ def _cmd_worker(ns: argparse.Namespace) -> int:
         problem = where_problem(f"remote:{q}")
         if problem:
             _usage_error(f"--queue: {problem}")
-    print(f"prismq worker {ns.hostname or ''} on {terminal_safe(mask_text(url))}, queues {', '.join(queues)}, "
-          f"concurrency {ns.concurrency}; Ctrl+C to stop", file=sys.stderr, flush=True)
+    from prismq_desktop.core.paths import data_dir
+    from prismq_desktop.core.remote.sealing import SealError, load_key
+
+    home = data_dir(ns.data_dir)
     try:
-        return start_worker(url, queues, ns.concurrency, ns.hostname, loglevel=ns.loglevel)
+        keyed = "a remote key" if load_key(home) else "no remote key (runs carrying secret values fail to start here)"
+    except SealError as exc:
+        sys.stderr.write(f"prismq-desktop: error: worker: {terminal_safe(str(exc))}\n")
+        return 1
+    print(f"prismq worker {ns.hostname or ''} on {terminal_safe(mask_text(url))}, queues {', '.join(queues)}, "
+          f"concurrency {ns.concurrency}, {keyed}; Ctrl+C to stop", file=sys.stderr, flush=True)
+    try:
+        return start_worker(url, queues, ns.concurrency, ns.hostname, loglevel=ns.loglevel, home=home)
     except Exception as exc:  # noqa: BLE001 - e.g. the broker refuses the password: one line
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
@@ -801,6 +824,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_scheduler_foreground(ns))
         if ns.command == "worker":
             return _cmd_worker(ns)
+        if ns.command == "remote-key":
+            return _cmd_remote_key(ns)
         return _cmd_gui(ns, parser)
     except BrokenPipeError:
         return 1

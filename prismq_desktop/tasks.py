@@ -89,7 +89,7 @@ class FunctionTask:
                  orchestrator: TaskOrchestrator | None = None, use_pool: bool = False, **options: Any) -> None:
         unknown = sorted(set(options) - set(SUBMIT_OPTIONS) - {
             "cwd", "env", "interpreter", "python", "timeout", "soft_timeout", "hard_timeout", "grace_period",
-            "encoding", "serializer"})
+            "encoding", "serializer", "where"})
         if unknown:
             raise TypeError(f"unknown task option(s): {', '.join(unknown)}")
         self.__prismq_function__ = func

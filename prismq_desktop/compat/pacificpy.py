@@ -16,7 +16,11 @@ orchestrator of its own on the same data dir (`$PRISMQ_DESKTOP_HOME`, which chil
 returns once that run has ended, so the chain's steps run one after another, each in its own
 process, each recorded.
 
-The Celery and ARQ backends are not part of this build (see `CeleryBackgroundBackend`).
+Production, PacificPy's "Celery (Production)" backend: `CeleryBackgroundBackend(celery_app=...)`
+sends every call as a remote run (core/remote) to the broker of that Celery app, on its default
+queue (`task_default_queue`, "celery" unless set); `prismq-desktop worker --queue celery` processes
+run them (not `celery -A myapp worker`: the task they run is PrismQ's, which streams output,
+CPU/RSS and the function's result back). The ARQ backend is not part of this build.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from prismq_desktop.tasks import FunctionTask, set_orchestrator
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["BackgroundTask", "LocalExecutor", "TaskMonitor", "background", "configure_background_tasks",
+__all__ = ["BackgroundTask", "CeleryBackgroundBackend", "LocalExecutor", "TaskMonitor", "background",
+           "configure_background_tasks",
            "configure_task_monitor", "get_local_executor", "record_task_start", "update_task_status"]
 
 
@@ -113,6 +118,67 @@ class LocalExecutor:
             self._orch = None
 
 
+class _Routed:
+    """An orchestrator whose submissions default to one remote queue (everything else passes through)."""
+
+    def __init__(self, orchestrator: Any, where: str) -> None:
+        self._orch = orchestrator
+        self.where = where
+
+    def delay(self, script: Any, args: Any = None, **options: Any) -> int:
+        from prismq_desktop.core.models import RunSpec
+
+        if isinstance(script, RunSpec):
+            if script.where is None:
+                script = script.with_changes(where=self.where)
+        else:
+            options.setdefault("where", self.where)
+        return int(self._orch.delay(script, args, **options))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._orch, name)
+
+
+class CeleryBackgroundBackend:
+    """PacificPy's Celery backend: calls run on PrismQ workers over the Celery app's Redis broker.
+
+    `celery_app` gives the broker URL (``conf.broker_url``) and the queue (``conf.task_default_queue``);
+    `queue=` and `broker=` override them. Only Redis brokers (redis://, rediss://) are supported."""
+
+    def __init__(self, celery_app: Any = None, *, broker: str | None = None, queue: str | None = None,
+                 max_concurrent: int = 16, home: str | os.PathLike[str] | None = None) -> None:
+        from prismq_desktop.core.models import where_problem
+        from prismq_desktop.core.remote.config import check_broker_url
+
+        conf = getattr(celery_app, "conf", None)
+        url = broker or (getattr(conf, "broker_url", None) if conf is not None else None)
+        if not url:
+            raise ValueError("CeleryBackgroundBackend needs a Celery app with a broker (Celery('app', broker='redis://...'))")
+        self.broker = check_broker_url(str(url))
+        self.queue = queue or (getattr(conf, "task_default_queue", None) if conf is not None else None) or "celery"
+        problem = where_problem(f"remote:{self.queue}")
+        if problem:
+            raise ValueError(problem)
+        self.max_concurrent = max_concurrent
+        self._home = home
+        self._orch: Any = None
+
+    @property
+    def orchestrator(self) -> Any:
+        if self._orch is None:
+            from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
+
+            self._orch = _Routed(TaskOrchestrator(self._home, broker=self.broker, max_concurrent=self.max_concurrent),
+                                 f"remote:{self.queue}")
+        return self._orch
+
+    async def shutdown(self) -> None:
+        """Close the orchestrator (runs it follows are cancelled on their workers)."""
+        if self._orch is not None:
+            await self._orch.close()
+            self._orch = None
+
+
 def get_local_executor(max_workers: int = 4, home: str | os.PathLike[str] | None = None) -> LocalExecutor:
     return LocalExecutor(max_workers, home)
 
@@ -172,7 +238,6 @@ def configure_task_monitor(orchestrator: Any = None) -> TaskMonitor:
 
 
 _ABSENT = {
-    "CeleryBackgroundBackend": "PrismQ's Celery integration (prismq_desktop.core.remote)",
     "ARQBackgroundBackend": "an ARQ integration",
 }
 

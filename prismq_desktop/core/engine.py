@@ -565,19 +565,27 @@ class RunEngine:
         call_path, result_path = function_files(handle.run.log_path, handle.id, self.home)
         text: str | None = None
         problem: str | None = None
-        try:
-            size = os.path.getsize(result_path)
-            if size > function_payload.MAX_RESULT_BYTES:
-                problem = (f"the function's result is {size} bytes, more than the "
+        if handle.run.spec.remote_queue is not None:  # the worker sent the report back in the stream
+            text = handle.job.remote_result if handle.job is not None else None
+            if text is not None and len(text) > function_payload.MAX_RESULT_BYTES:
+                problem = (f"the function's result is {len(text)} bytes, more than the "
                            f"{function_payload.MAX_RESULT_BYTES} a run may keep")
-            else:
-                with open(result_path, "rb") as fh:
-                    text = fh.read().decode("utf-8")
+            elif text is not None:
                 problem = function_payload.check_report(text)
-        except FileNotFoundError:
-            pass
-        except (OSError, UnicodeDecodeError) as exc:
-            problem = f"the function's result could not be read: {exc}"
+        else:
+            try:
+                size = os.path.getsize(result_path)
+                if size > function_payload.MAX_RESULT_BYTES:
+                    problem = (f"the function's result is {size} bytes, more than the "
+                               f"{function_payload.MAX_RESULT_BYTES} a run may keep")
+                else:
+                    with open(result_path, "rb") as fh:
+                        text = fh.read().decode("utf-8")
+                    problem = function_payload.check_report(text)
+            except FileNotFoundError:
+                pass
+            except (OSError, UnicodeDecodeError) as exc:
+                problem = f"the function's result could not be read: {exc}"
         for path in (call_path, result_path):
             with contextlib.suppress(OSError):
                 os.unlink(path)

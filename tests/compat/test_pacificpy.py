@@ -3,8 +3,9 @@
 Import lines change (`from pacificpy.background... import` -> `from prismq_desktop.compat.pacificpy
 import`); the decorated functions are in pp_tasks.py (the document's bodies, placeholders made
 small and real, sleeps scaled down), each call a real child process. Routes run on a minimal
-stand-in for the web app (its decorators only). Celery and ARQ are not part of this build: their
-two examples check that the import says so in one line.
+stand-in for the web app (its decorators only). The Celery (Production) example runs against a real
+redis-server and worker in test_pacificpy_celery.py; ARQ is not part of this build: its example
+checks that the import says so in one line.
 """
 
 from __future__ import annotations
@@ -149,11 +150,6 @@ def test_local_executor_limits_workers(example, out, home):
     assert sorted(x[0] for x in lines(out, "notifications")) == list(range(6))
     with pytest.raises(ValueError, match="max_workers must be a whole number of at least 1"):
         get_local_executor(max_workers=0)
-
-
-def test_celery_backend_is_not_in_this_build():
-    with pytest.raises(ImportError, match="CeleryBackgroundBackend is not available: it needs PrismQ's Celery"):
-        from prismq_desktop.compat.pacificpy import CeleryBackgroundBackend  # noqa: F401
 
 
 def test_arq_backend_is_not_in_this_build():

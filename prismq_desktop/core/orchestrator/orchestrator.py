@@ -91,6 +91,8 @@ class TaskOrchestrator:
             engine = RunEngine(home, mode=mode, executor=executor)
         elif isinstance(engine.executor, RemoteExecutor):
             self.remote = engine.executor
+        if self.remote is not None and self.remote.home is None:
+            self.remote.home = str(engine.home)  # where remote.key is looked for
         if broker:
             self.locks = DistributedLocks(broker, **({"ttl": lock_ttl} if lock_ttl else {}))
         self._held: dict[str, str] = {}  # idempotency key -> our token on the broker, while its chain is pending

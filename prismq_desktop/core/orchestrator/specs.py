@@ -15,7 +15,7 @@ TaskTarget: TypeAlias = "str | os.PathLike[str] | RunSpec | Callable[..., Any]"
 
 #: submission options a `@task` wrapper may carry as its defaults
 SPEC_OPTIONS = ("cwd", "env", "interpreter", "python", "timeout", "soft_timeout", "hard_timeout", "grace_period",
-                "encoding", "task_name", "name", "serializer")
+                "encoding", "task_name", "name", "serializer", "where")
 
 
 def function_spec(func: Any, args: Iterable[Any] = (), kwargs: Mapping[str, Any] | None = None, *,
@@ -51,6 +51,7 @@ def function_spec(func: Any, args: Iterable[Any] = (), kwargs: Mapping[str, Any]
         grace_period=merged.pop("grace_period", 5.0),
         encoding=merged.pop("encoding", "utf-8"),
         name=name,
+        where=merged.pop("where", None),
     )
 
 
@@ -90,6 +91,7 @@ def make_spec(script: Any, args: Iterable[Any] | str | None, options: dict[str, 
         grace_period=options.pop("grace_period", 5.0),
         encoding=options.pop("encoding", "utf-8"),
         name=options.pop("task_name", options.pop("name", None)),
+        where=options.pop("where", None),
     )
 
 

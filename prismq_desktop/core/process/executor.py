@@ -109,6 +109,9 @@ class Job:
     priority: int = 2
     #: A remote executor's pause/resume (the tree is on another machine); None for local runs.
     remote_control: Callable[[str], bool] | None = None
+    #: A remote function run's report (the runner's result file, sent back by the worker); the
+    #: engine reads it instead of a local result file.
+    remote_result: str | None = None
 
     def request_stop(self, kind: OutcomeKind, message: str, graceful: bool = True) -> bool:
         """Stop the whole tree (TERM, grace, KILL; or KILL at once). The first reason wins."""

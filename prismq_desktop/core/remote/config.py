@@ -30,10 +30,16 @@ ENV_BROKER = "PRISMQ_BROKER_URL"
 ENV_HEARTBEAT = "PRISMQ_REMOTE_HEARTBEAT"  # seconds between a worker's heartbeats (default 2)
 ENV_STREAM_MAXLEN = "PRISMQ_REMOTE_STREAM_MAXLEN"  # entries a run's stream keeps at most (default 16384)
 ENV_VISIBILITY = "PRISMQ_REMOTE_VISIBILITY_TIMEOUT"  # seconds before Redis redelivers an unacked message
+ENV_CLAIM_TIMEOUT = "PRISMQ_REMOTE_CLAIM_TIMEOUT"  # seconds a run may wait with no live worker to take it
 
 DEFAULT_HEARTBEAT = 2.0
 DEFAULT_STREAM_MAXLEN = 16384  # entries of at most 64 KiB: at most 1 GiB for a run nobody reads
 DEFAULT_VISIBILITY = 3600.0
+#: 10 min: longer than a worker restart, a machine reboot or an autoscaler bringing one up (a
+#: few minutes), short enough that a queue typo or a queue nobody serves is told the same hour.
+#: The clock runs only while no live worker serves the queue (or it serves it and the queue is
+#: empty, i.e. the message is gone): a run waiting behind others on a busy queue is not "lost".
+DEFAULT_CLAIM_TIMEOUT = 600.0
 STREAM_TTL = 7 * 86400  # a finished run's stream nobody consumed is deleted after a week
 TASK_NAME = "prismq.run"
 DEFAULT_QUEUE = "default"
@@ -56,6 +62,7 @@ class RemoteSettings:
     heartbeat: float = DEFAULT_HEARTBEAT
     stream_maxlen: int = DEFAULT_STREAM_MAXLEN
     visibility_timeout: float = DEFAULT_VISIBILITY
+    claim_timeout: float = DEFAULT_CLAIM_TIMEOUT
 
     @classmethod
     def from_env(cls) -> RemoteSettings:
@@ -63,6 +70,7 @@ class RemoteSettings:
             heartbeat=_env_float(ENV_HEARTBEAT, DEFAULT_HEARTBEAT),
             stream_maxlen=int(_env_float(ENV_STREAM_MAXLEN, DEFAULT_STREAM_MAXLEN)),
             visibility_timeout=_env_float(ENV_VISIBILITY, DEFAULT_VISIBILITY),
+            claim_timeout=_env_float(ENV_CLAIM_TIMEOUT, DEFAULT_CLAIM_TIMEOUT),
         )
 
     @property

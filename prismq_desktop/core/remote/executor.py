@@ -15,6 +15,10 @@ Failure handling (docs/architecture.md, "Remote runs"):
 - cancelled before any worker claimed it: the submitter takes the start claim itself, so no
   worker ever starts it, and the run ends ``cancelled`` at once;
 - the broker unreachable at submit: ``failed_to_start`` with one line;
+- secret values and no remote key (sealing.py): ``failed_to_start`` with one line, nothing sent;
+- no worker took it within the claim timeout while no live worker served its queue (a queue
+  typo, workers all gone): the submitter takes the start claim ("withdrawn"), so a worker
+  started later drops the message, and the run ends ``failed_to_start`` saying so;
 - the stream was trimmed (nobody read it for `stream_maxlen` entries): the run keeps its real
   outcome, with a note saying how many entries were lost;
 - this app dies: the worker goes on; a restarted app reattaches (`RunEngine.reattach_remote`)
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 import threading
@@ -43,6 +48,7 @@ from prismq_desktop.core.process.local import SubprocessWrapper
 from prismq_desktop.core.process.logfile import Stream
 from prismq_desktop.core.process.pipes import thread_future
 from prismq_desktop.core.remote import protocol as P
+from prismq_desktop.core.remote import sealing
 from prismq_desktop.core.remote.config import (
     STREAM_TTL,
     TASK_NAME,
@@ -64,8 +70,11 @@ class RemoteExecutor:
 
     runs_remote = True
 
-    def __init__(self, url: str, *, fallback: Executor | None = None, settings: RemoteSettings | None = None) -> None:
+    def __init__(self, url: str, *, fallback: Executor | None = None, settings: RemoteSettings | None = None,
+                 home: str | None = None) -> None:
         self.url = check_broker_url(url)
+        #: the data dir, where `remote.key` may be (the orchestrator sets it to its engine's)
+        self.home = home
         self.fallback: Executor = fallback or SubprocessWrapper()
         self.settings = settings or RemoteSettings.from_env()
         self._app: Any = None
@@ -130,6 +139,10 @@ class RemoteExecutor:
         return _Follower(self, job, lambda fn, *a, **kw: fn(*a, **kw)).run()
 
     # ------------------------------------------------------------------ submitting
+    def remote_key(self) -> bytes | None:
+        """The key secret values are sealed with (read at each use: a key added later counts)."""
+        return sealing.load_key(self.home)
+
     def submit(self, payload: dict[str, Any], queue: str, priority: int) -> None:
         with self._submit_lock:
             self.app.send_task(TASK_NAME, args=[payload], queue=queue, priority=celery_priority(priority),
@@ -137,7 +150,15 @@ class RemoteExecutor:
 
 
 class _Follower:
-    """One remote run, from submit (or reattach) to its outcome, on its own thread."""
+    """One remote run, from submit (or reattach) to its outcome, on its own thread.
+
+    Memory is flat in the output size: one XREAD takes at most `READ_COUNT` entries (64 KiB
+    each at most), and once `MAX_UNTAKEN` bytes were fed that the loop has not taken yet, the
+    reader waits for it (a firehose is read as fast as the engine writes the log, no faster).
+    """
+
+    READ_COUNT = 64
+    MAX_UNTAKEN = 4 * 1024 * 1024
 
     def __init__(self, executor: RemoteExecutor, job: Job, dispatch: Dispatch) -> None:
         self.ex = executor
@@ -145,8 +166,12 @@ class _Follower:
         self.dispatch = dispatch
         self.rid = job.reattach_id or uuid.uuid4().hex
         self.abandon = threading.Event()
+        self._taken = threading.Event()  # set each time the loop took the pending output
         self.host: str | None = None
         self.heartbeat = executor.settings.heartbeat
+        self.queue = job.spec.remote_queue if job.spec is not None else None
+        self._unserved_since: float | None = time.monotonic()  # the claim timeout's clock (see _unclaimed)
+        self._next_check = 0.0
 
     # ------------------------------------------------------------------ control (any thread)
     def _on_stop(self, graceful: bool) -> None:
@@ -196,9 +221,24 @@ class _Follower:
     def _submit(self) -> Outcome | None:
         job = self.job
         assert job.spec is not None and job.spec.remote_queue is not None
+        spec = job.spec.to_dict()
+        payload: dict[str, Any] = {"rid": self.rid, "run_id": job.run_id,
+                                   "tag": job.launch.env.get(RUN_TAG_VAR) or self.rid,
+                                   "submitted": time.time(), "from": self.ex.host}
+        names = sealing.secret_names(spec)
+        if names:  # never in clear in the broker: sealed, or not sent at all
+            try:
+                key = self.ex.remote_key()
+            except sealing.SealError as exc:
+                return Outcome(OutcomeKind.FAILED_TO_START, None, f"{exc}; nothing was sent to queue {job.spec.remote_queue}")
+            if key is None:
+                return Outcome(OutcomeKind.FAILED_TO_START, None, (
+                    f"the run carries secret values ({', '.join(names)}) and no remote key is configured: "
+                    f"set {sealing.ENV_KEY} or make {sealing.KEY_FILE} (`prismq-desktop remote-key`) and copy it to "
+                    f"every worker; nothing was sent to queue {job.spec.remote_queue}"))
+            spec, payload["sealed"] = sealing.seal(spec, key)
+        payload["spec"] = spec
         self.dispatch(job.on_remote, remote_id=self.rid)
-        payload = {"rid": self.rid, "run_id": job.run_id, "tag": job.launch.env.get(RUN_TAG_VAR) or self.rid,
-                   "spec": job.spec.to_dict(), "submitted": time.time(), "from": self.ex.host}
         try:
             self.ex.submit(payload, job.spec.remote_queue, job.priority)
         except Exception as exc:  # noqa: BLE001 - any broker failure is one line
@@ -207,9 +247,12 @@ class _Follower:
         return None
 
     def _flush(self) -> None:
-        chunks = self.job.capture.take_pending()
-        if chunks:
-            self.job.on_output(chunks)
+        try:
+            chunks = self.job.capture.take_pending()
+            if chunks:
+                self.job.on_output(chunks)
+        finally:
+            self._taken.set()
 
     def _follow(self) -> Outcome:
         job, r = self.job, self.ex.redis
@@ -218,25 +261,29 @@ class _Follower:
         expected = 0
         trimmed = 0
         silent_since = time.monotonic()
+        untaken = 0
         outcome: Outcome | None = None
         while outcome is None:
             if self.abandon.is_set():
                 return Outcome(OutcomeKind.INTERRUPTED, None, "this app stopped following the run")
             block = max(50, int(self.heartbeat * 500))
             try:
-                got = r.xread({stream: last}, count=512, block=block)
+                got = r.xread({stream: last}, count=self.READ_COUNT, block=block)
             except Exception as exc:  # noqa: BLE001 - the broker away: keep trying, it is not the worker's fault
                 log.warning("run %s: reading its stream: %s", job.run_id, exc)
                 time.sleep(min(1.0, self.heartbeat))
                 continue
             now = time.monotonic()
             if not got:
-                lost = self._lost(now - silent_since)
+                lost = self._lost(now - silent_since) or self._unclaimed(now)
                 if lost is not None:
+                    if lost.kind is OutcomeKind.FAILED_TO_START:
+                        with contextlib.suppress(Exception):
+                            r.delete(stream, P.control_key(self.rid))
                     return lost
                 continue
             silent_since = now
-            fed = False
+            fed = 0
             for entry_id, fields in got[0][1]:
                 last = entry_id
                 kind, n, data = P.decode(fields)
@@ -245,7 +292,7 @@ class _Follower:
                 expected = max(expected, n + 1)
                 if kind == P.OUT or kind == P.ERR:
                     job.capture.feed(Stream.STDOUT if kind == P.OUT else Stream.STDERR, data)
-                    fed = True
+                    fed += len(data)
                 elif kind == P.HEARTBEAT:
                     beat = P.decode_json(data)
                     if not beat.get("rss"):
@@ -257,7 +304,15 @@ class _Follower:
                     if outcome is not None:
                         break
             if fed:
-                self.dispatch(self._flush)
+                untaken += fed
+                if untaken >= self.MAX_UNTAKEN:  # let the loop catch up before reading more
+                    self._taken.clear()
+                    self.dispatch(self._flush)
+                    while not self._taken.wait(0.5) and not self.abandon.is_set():
+                        pass
+                    untaken = 0
+                else:
+                    self.dispatch(self._flush)
         if trimmed:
             note = f"{trimmed} stream entries of output were trimmed before this app read them"
             outcome = Outcome(outcome.kind, outcome.exit_code, f"{outcome.message}; {note}" if outcome.message else note)
@@ -284,6 +339,65 @@ class _Follower:
             return Outcome(OutcomeKind.INTERRUPTED, None,
                            f"worker lost: no heartbeat from {self.host} for {silence:.1f}s")
         return None
+
+    def _unclaimed(self, now: float) -> Outcome | None:
+        """The claim timeout: no worker took the run while none could (see config.DEFAULT_CLAIM_TIMEOUT).
+
+        The clock runs while no live worker serves the queue, or one does but the queue is empty
+        (the message is gone); a run waiting behind others on a served queue is only waiting.
+        At the timeout the submitter takes the start claim itself ("withdrawn"), so a worker
+        started later drops the message instead of running it."""
+        if self.host is not None or self.queue is None:
+            return None
+        timeout = self.ex.settings.claim_timeout
+        if now < self._next_check:
+            return None
+        self._next_check = now + min(1.0, timeout / 4)
+        r = self.ex.redis
+        try:
+            if r.exists(P.claim_key(self.rid)):
+                return None  # a worker has it (its "claimed" entry is on its way), or it ended
+            if self._served(r):
+                self._unserved_since = None
+                return None
+        except Exception:  # noqa: BLE001 - the broker away: not the queue's fault, keep waiting
+            return None
+        if self._unserved_since is None:
+            self._unserved_since = now
+        waited = now - self._unserved_since
+        if waited < timeout:
+            return None
+        try:
+            if not r.set(P.claim_key(self.rid), P.WITHDRAWN_CLAIM, nx=True, ex=self.ex.settings.claim_ttl):
+                return None  # a worker took it just now: follow it
+        except Exception:  # noqa: BLE001
+            return None
+        return Outcome(OutcomeKind.FAILED_TO_START, None,
+                       f"no worker took it from queue {self.queue} in {timeout:g} s (no live worker serves that queue); "
+                       "it was withdrawn, so a worker started later will not run it")
+
+    def _served(self, r: Any) -> bool:
+        """Whether a live worker takes from the queue and the queue holds messages (ours among them)."""
+        assert self.queue is not None
+        now = time.time()
+        live = False
+        for host in r.smembers(P.WORKERS_SET):
+            fields = r.hgetall(P.worker_key(host.decode(errors="replace")))
+            try:
+                queues = json.loads(fields.get(b"queues", b"[]"))
+                last = float(fields.get(b"last", b"0"))
+                hb = float(fields.get(b"heartbeat", b"2")) or 2.0
+            except (TypeError, ValueError):
+                continue
+            if isinstance(queues, list) and self.queue in queues and now - last <= 2 * hb + 1:
+                live = True
+                break
+        if not live:
+            return False
+        pipe = r.pipeline(transaction=False)
+        for key in P.queue_keys(self.queue):
+            pipe.llen(key)
+        return sum(int(n or 0) for n in pipe.execute()) > 0
 
     def _status(self, ev: dict[str, Any]) -> Outcome | None:
         job = self.job
@@ -314,5 +428,7 @@ class _Follower:
                 kind = OutcomeKind.FAILED
             code = ev.get("exit_code")
             message = ev.get("message")
+            if isinstance(ev.get("result"), str):
+                job.remote_result = ev["result"]  # a function's report: the engine stores it as a local one
             return Outcome(kind, int(code) if isinstance(code, int) else None, str(message) if message else None)
         return None

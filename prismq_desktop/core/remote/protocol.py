@@ -7,7 +7,8 @@ collide between machines). Keys, all with a TTL once the run ends:
     prismq:run:<rid>:ctl     a list of control requests (cancel, kill, pause, resume); RPUSH by the
                              submitter, BLPOP by the worker, so a request made before the start waits
     prismq:run:<rid>:claim   the start claim (SET NX): the worker host that started it, or
-                             "cancelled" when the submitter cancelled it before any worker did
+                             "cancelled" when the submitter cancelled it before any worker did,
+                             "withdrawn" when no worker took it in the claim timeout
     prismq:worker:<host>     a hash: the worker's heartbeat (queues, concurrency, active runs, CPU/RSS)
     prismq:worker:<host>:trees  a hash rid -> JSON {pid, create_time, tag} of the trees it runs now
     prismq:workers           a set of worker host names ever seen (stale ones are marked, not removed)
@@ -18,7 +19,8 @@ Stream entries are flat field maps (bytes): ``k`` is the kind, ``n`` a sequence 
     k=o / k=e   raw output bytes of stdout / stderr (at most 64 KiB, in the child's order)
     k=s         status, UTF-8 JSON: {"event": "claimed"|"started"|"paused"|"resumed"|"end"|
                 "failed_to_start", ...} (started: pid, create_time, host, argv, cwd, heartbeat;
-                end: outcome, exit_code, message)
+                end: outcome, exit_code, message, and "result" for a function task:
+                the runner's report, stored by the submitter like a local one)
     k=h         heartbeat, UTF-8 JSON: {"t", "cpu", "rss", "host"} every heartbeat interval
 """
 
@@ -33,6 +35,7 @@ WORKERS_SET = f"{PREFIX}:workers"
 OUT, ERR, STATUS, HEARTBEAT = b"o", b"e", b"s", b"h"
 CONTROL_COMMANDS = ("cancel", "kill", "pause", "resume")
 CANCELLED_CLAIM = "cancelled"
+WITHDRAWN_CLAIM = "withdrawn"  # the submitter gave up waiting for a worker: none may start it later
 
 
 def stream_key(rid: str) -> str:
@@ -74,3 +77,8 @@ def decode_json(payload: bytes) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def queue_keys(queue: str) -> list[str]:
+    """The Redis lists of a Celery queue, one per priority step (kombu: ``name``, ``name:N``)."""
+    return [queue, *(f"{queue}:{i}" for i in range(1, 10))]

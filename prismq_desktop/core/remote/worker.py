@@ -21,12 +21,15 @@ hostname stops what its predecessor left (`stop_leftovers`) before it takes work
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -34,15 +37,18 @@ from typing import Any
 
 import psutil
 
-from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode, RunSpec
-from prismq_desktop.core.process.capture import OutputCapture, OutputChunk
+from prismq_desktop.core.functions import payload as function_payload
+from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode, RunSpec, TargetKind
+from prismq_desktop.core.process.capture import OutputCapture
 from prismq_desktop.core.process.executor import Job
-from prismq_desktop.core.process.launch import RUN_ID_VAR, RUN_TAG_VAR, LaunchError, resolve
+from prismq_desktop.core.process.launch import RUN_ID_VAR, RUN_TAG_VAR, Launch, LaunchError, resolve
 from prismq_desktop.core.process.local import SubprocessWrapper
 from prismq_desktop.core.process.logfile import Stream
 from prismq_desktop.core.process.tree import kill_orphan
 from prismq_desktop.core.remote import protocol as P
+from prismq_desktop.core.remote import sealing
 from prismq_desktop.core.remote.config import STREAM_TTL, RemoteSettings, redis_client, require_broker
+from prismq_desktop.core.secrets import masked_argv
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,8 @@ class WorkerContext:
     active: dict[str, RemoteRun] = dataclasses.field(default_factory=dict)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     started_at: float = dataclasses.field(default_factory=time.time)
+    #: the key sealed secret values open with (sealing.py); None: runs with secrets fail to start
+    key: bytes | None = None
 
 
 _context: WorkerContext | None = None
@@ -70,7 +78,8 @@ def context() -> WorkerContext:
     global _context
     if _context is None:
         url = require_broker()
-        _context = WorkerContext(url, socket.gethostname(), RemoteSettings.from_env(), redis_client(url))
+        _context = WorkerContext(url, socket.gethostname(), RemoteSettings.from_env(), redis_client(url),
+                                 key=sealing.load_key(None))
     return _context
 
 
@@ -85,20 +94,72 @@ def run_task(payload: dict[str, Any]) -> None:
 
 
 class _StreamCapture(OutputCapture):
-    """The worker keeps no log and no lines: raw chunks only, on their way to the stream."""
+    """Raw chunks straight to the run's stream; the worker keeps no log and no lines.
 
-    def __init__(self) -> None:
+    The pipe reader that finds no write going on XADDs at once, on its own thread: no 50 ms
+    flush tick (the LOCAL supervisor's) and no hand-off to another thread before the first
+    line leaves. What the other stream's reader brings meanwhile is queued and goes in the
+    same pipeline. At most `MAX_PENDING` bytes wait: then that reader blocks too, so the child
+    blocks on its full pipe, and the worker's memory stays flat in the output size."""
+
+    MAX_PENDING = 4 * 1024 * 1024
+    RETRIES = 5  # a broker away for a moment: retried, then the entries are lost (the reader sees a gap)
+
+    def __init__(self, run: RemoteRun) -> None:
         super().__init__(None, tail_lines=1)
+        self.run = run
+        self._cv = threading.Condition()
+        self._queue: collections.deque[tuple[bytes, bytes | dict[str, Any]]] = collections.deque()
+        self._queued = 0
+        self._busy = False  # a reader is writing the queue to the stream
 
     def feed(self, stream: Stream, data: bytes) -> None:
         if not data:
             return
-        with self._lock:
-            self._pending.append(OutputChunk(stream, data, "", time.time()))
+        with self._cv:
+            while self._queued >= self.MAX_PENDING:
+                self._cv.wait(1.0)
+            self._queue.append((P.OUT if stream is Stream.STDOUT else P.ERR, data))
+            self._queued += len(data)
             self.bytes_read[stream] += len(data)
+            if self._busy:
+                return  # the writing reader takes it with its next batch
+            self._busy = True
+        self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            with self._cv:
+                if not self._queue:
+                    self._busy = False
+                    self._cv.notify_all()
+                    return
+                batch = list(self._queue)
+                self._queue.clear()
+            size = sum(len(d) for _k, d in batch if isinstance(d, bytes))
+            for attempt in range(self.RETRIES):
+                try:
+                    self.run.emit_many(batch)
+                    break
+                except Exception as exc:  # noqa: BLE001 - the run goes on; its output may have a gap
+                    log.warning("run %s: output to the broker: %s", self.run.rid, exc)
+                    time.sleep(0.2 * (attempt + 1))
+            with self._cv:
+                self._queued -= size
+                self._cv.notify_all()
 
     def finish(self) -> None:
-        pass
+        pass  # `close` (after the supervisor is done) waits for what is being written
+
+    def close(self) -> None:
+        """Every chunk read is in the stream (before the run's end entry)."""
+        with self._cv:
+            while self._busy:
+                self._cv.wait(1.0)
+        if self._queue:  # fed but not written (cannot happen while a reader is busy): write it here
+            with self._cv:
+                self._busy = True
+            self._drain()
 
 
 class RemoteRun:
@@ -114,6 +175,7 @@ class RemoteRun:
         self.done = threading.Event()
         self.job: Job | None = None
         self._procs: dict[int, psutil.Process] = {}
+        self._scratch: str | None = None  # a function run's private call/result dir
 
     # ------------------------------------------------------------------ the stream
     def emit(self, kind: bytes, payload: bytes | dict[str, Any]) -> None:
@@ -128,15 +190,12 @@ class RemoteRun:
                 self._seq += 1
             pipe.execute()
 
-    def _output(self, chunks: list[OutputChunk]) -> None:
-        self.emit_many([(P.OUT if c.stream is Stream.STDOUT else P.ERR, c.data) for c in chunks])
-
     def _started(self, pid: int, create_time: float | None) -> None:
         assert self.job is not None
         self.ctx.redis.hset(P.trees_key(self.ctx.host), self.rid,
                             json.dumps({"pid": pid, "create_time": create_time, "tag": self.payload.get("tag")}))
         self.emit(P.STATUS, {"event": "started", "pid": pid, "create_time": create_time, "host": self.ctx.host,
-                             "argv": list(self.job.launch.argv), "cwd": self.job.launch.cwd,
+                             "argv": masked_argv(self.job.launch.argv), "cwd": self.job.launch.cwd,
                              "heartbeat": self.ctx.settings.heartbeat})
 
     # ------------------------------------------------------------------ control and heartbeats
@@ -144,26 +203,22 @@ class RemoteRun:
         """BLPOP the control list (the wait doubles as the heartbeat timer) until the run ends."""
         hb = self.ctx.settings.heartbeat
         ctl = P.control_key(self.rid)
-        next_beat = 0.0
-        client = redis_client(self.ctx.url)  # its own connection: BLPOP blocks it
-        try:
-            while not self.done.is_set():
-                now = time.monotonic()
-                if now >= next_beat:
-                    next_beat = now + hb
-                    with contextlib.suppress(Exception):
-                        self.emit(P.HEARTBEAT, self._sample())
-                try:
-                    got = client.blpop([ctl], timeout=max(0.05, min(hb, next_beat - time.monotonic())))
-                except Exception as exc:  # noqa: BLE001 - Redis gone for a moment: keep the run going
-                    log.warning("run %s: control channel: %s", self.rid, exc)
-                    self.done.wait(min(hb, 1.0))
-                    continue
-                if got is not None:
-                    self.control(got[1].decode(errors="replace"))
-        finally:
-            with contextlib.suppress(Exception):
-                client.close()
+        next_beat = time.monotonic() + hb  # the "claimed" entry just said we are alive
+        client = self.ctx.redis  # its pool gives each blocking BLPOP a connection of its own, kept for the next run
+        while not self.done.is_set():
+            now = time.monotonic()
+            if now >= next_beat:
+                next_beat = now + hb
+                with contextlib.suppress(Exception):
+                    self.emit(P.HEARTBEAT, self._sample())
+            try:
+                got = client.blpop([ctl], timeout=max(0.05, min(hb, next_beat - time.monotonic())))
+            except Exception as exc:  # noqa: BLE001 - Redis gone for a moment: keep the run going
+                log.warning("run %s: control channel: %s", self.rid, exc)
+                self.done.wait(min(hb, 1.0))
+                continue
+            if got is not None:
+                self.control(got[1].decode(errors="replace"))
 
     def control(self, command: str) -> None:
         job = self.job
@@ -209,14 +264,20 @@ class RemoteRun:
         control = threading.Thread(target=self._control_loop, name=f"prismq-ctl-{self.rid[:8]}", daemon=True)
         try:
             outcome = self._execute(control)
-            self.emit(P.STATUS, {"event": "end", "outcome": outcome.kind.value, "exit_code": outcome.exit_code,
-                                 "message": outcome.message})
+            end: dict[str, Any] = {"event": "end", "outcome": outcome.kind.value, "exit_code": outcome.exit_code,
+                                   "message": outcome.message}
+            report = self._report()
+            if report is not None:
+                end["result"] = report
+            self.emit(P.STATUS, end)
         except Exception as exc:  # noqa: BLE001 - the submitter must hear of it, whatever it was
             log.exception("run %s failed on the worker", self.rid)
             with contextlib.suppress(Exception):
                 self.emit(P.STATUS, {"event": "end", "outcome": OutcomeKind.FAILED.value, "exit_code": None,
                                      "message": f"internal error on worker {ctx.host}: {exc}"})
         finally:
+            if self._scratch is not None:
+                shutil.rmtree(self._scratch, ignore_errors=True)
             self.done.set()
             if control.is_alive():
                 with contextlib.suppress(Exception):
@@ -229,26 +290,61 @@ class RemoteRun:
             with ctx.lock:
                 ctx.active.pop(self.rid, None)
 
+    def _report(self) -> str | None:
+        """A function run's report (the runner's result file), to travel back in the end entry."""
+        if self._scratch is None:
+            return None
+        path = os.path.join(self._scratch, "result.json")
+        try:
+            if os.path.getsize(path) > function_payload.MAX_RESULT_BYTES + 1:
+                return '"too big"'  # not a report: the submitter says the result is refused
+            with open(path, "rb") as fh:
+                return fh.read(function_payload.MAX_RESULT_BYTES + 1).decode("utf-8", errors="replace")
+        except OSError:
+            return None  # it ended without reporting: the submitter says so
+
+    def _function_env(self, spec: RunSpec) -> dict[str, str]:
+        """The call file and result file of a function run, in a private scratch dir of this run."""
+        self._scratch = tempfile.mkdtemp(prefix=f"prismq-fn-{self.rid[:8]}-")  # 0700
+        call = os.path.join(self._scratch, "call")
+        fd = os.open(call, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, (spec.payload or "").encode("utf-8"))
+        finally:
+            os.close(fd)
+        return {function_payload.CALL_FILE_VAR: call,
+                function_payload.RESULT_FILE_VAR: os.path.join(self._scratch, "result.json"),
+                function_payload.SERIALIZER_VAR: spec.serializer.value}
+
     def _execute(self, control: threading.Thread) -> Outcome:
         payload = self.payload
         try:
-            spec = RunSpec.from_dict(payload["spec"])
+            data = sealing.unseal(dict(payload["spec"]), payload.get("sealed") or {}, self.ctx.key)
+            spec = RunSpec.from_dict(data)
             launch = resolve(spec)
-        except (LaunchError, KeyError, TypeError, ValueError) as exc:
+            extra = self._function_env(spec) if spec.kind is TargetKind.FUNCTION else {}
+        except (LaunchError, KeyError, TypeError, ValueError, OSError) as exc:
             message = f"{exc} (on worker {self.ctx.host})"
             self.emit(P.STATUS, {"event": "failed_to_start", "message": message})
             return Outcome(OutcomeKind.FAILED_TO_START, None, message)
-        env = {**launch.env, RUN_ID_VAR: str(payload.get("run_id", "")), RUN_TAG_VAR: str(payload.get("tag") or self.rid)}
+        env = {**launch.env, **extra, RUN_ID_VAR: str(payload.get("run_id", "")),
+               RUN_TAG_VAR: str(payload.get("tag") or self.rid)}
         launch = dataclasses.replace(launch, env=env)
+        capture = _StreamCapture(self)
+        try:
+            return self._run_job(control, spec, launch, capture)
+        finally:
+            capture.close()  # every output entry is in the stream before the end entry
+
+    def _run_job(self, control: threading.Thread, spec: RunSpec, launch: Launch, capture: _StreamCapture) -> Outcome:
         self.job = Job(
-            run_id=int(payload.get("run_id") or 0),
+            run_id=int(self.payload.get("run_id") or 0),
             launch=launch,
-            capture=_StreamCapture(),
+            capture=capture,
             soft_timeout=spec.soft_timeout,
             hard_timeout=spec.hard_timeout,
             grace_period=spec.grace_period,
             on_started=self._started,
-            on_output=self._output,
         )
         control.start()  # a cancel made before the start is in the list already: taken first
         deadline = time.monotonic() + 0.2
@@ -329,7 +425,8 @@ def _beat_loop(ctx: WorkerContext, stop: threading.Event) -> None:
 
 
 def start_worker(url: str, queues: list[str], concurrency: int, hostname: str | None = None,
-                 loglevel: str = "WARNING", app_hook: Callable[[Any], None] | None = None) -> int:
+                 loglevel: str = "WARNING", app_hook: Callable[[Any], None] | None = None,
+                 home: str | os.PathLike[str] | None = None) -> int:
     """Run a Celery worker (Celery's own machinery, threads pool) until it is told to stop."""
     from celery import signals
 
@@ -341,7 +438,8 @@ def start_worker(url: str, queues: list[str], concurrency: int, hostname: str | 
     if app_hook is not None:
         app_hook(app)  # e.g. the benchmark's bare Celery tasks, on the very same worker
     host = hostname or socket.gethostname()
-    ctx = _context = WorkerContext(url, host, settings, redis_client(url), tuple(queues), concurrency)
+    key = sealing.load_key(home)  # a bad key stops the worker here, in one line (SealError)
+    ctx = _context = WorkerContext(url, host, settings, redis_client(url), tuple(queues), concurrency, key=key)
     ctx.redis.ping()
     left = stop_leftovers(ctx)
     if left:

@@ -101,26 +101,32 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 def test_busy_child_shows_about_one_core(scripts, children, backend):
+    """The readings match the CPU the child really got, measured on the side from its own
+    cpu_times over the same window (on a loaded machine a busy child gets less than a core, so
+    "about one core" means "what the kernel gave it", not a fixed 100 %)."""
     proc = spawn(scripts, "mon_busy.py")
     children.append(proc)
     read_until(proc, "ready")
     got = Collector()
+    side = psutil.Process(proc.pid)
     with ResourceMonitor(0.2, publish=got, backend=backend) as mon:
+        t0, c0 = time.monotonic(), sum(side.cpu_times()[:2])
         mon.watch(1, proc.pid)
-        # a shared 2-core machine: wait for one reading of >= 60 % rather than demand it of each
-        try:
-            wait_for(lambda: any(s.cpu_percent >= 60 for s in got.runs(1)), timeout=15)
-        except TimeoutError:
-            pytest.fail(f"no reading >= 60 %: {[s.cpu_percent for s in got.runs(1)]}; load {psutil.getloadavg()}")
+        wait_for(lambda: len(got.runs(1)) >= 10, timeout=20)
         usage = mon.unwatch(1)
+        t1, c1 = time.monotonic(), sum(side.cpu_times()[:2])
+    truth = (c1 - c0) / (t1 - t0) * 100
     samples = got.runs(1)
-    assert samples, "no samples"
     cpus = [s.cpu_percent for s in samples]
+    load = psutil.getloadavg()
+    assert truth > 10, f"the busy child got {truth:.0f} % of a core (load {load})"
+    mean = sum(cpus) / len(cpus)
+    assert abs(mean - truth) <= max(15.0, truth * 0.25), f"readings {cpus} (mean {mean:.0f}) vs {truth:.0f} % got; load {load}"
     assert cpus[0] > 10, f"the watch-time baseline makes the first published sample real: {cpus}"
     assert max(cpus) <= 130, cpus  # one thread: about one core at most
     assert all(s.children == 0 and s.threads == 1 for s in samples)
     assert usage is not None and usage.samples == len(samples)
-    assert usage.cpu_percent_peak >= 60
+    assert usage.cpu_percent_peak >= min(cpus) and usage.cpu_percent_peak == max(cpus)
     assert got.threads and threading.get_ident() not in got.threads  # published from the sampler thread
 
 
