@@ -263,6 +263,16 @@ def build_parser() -> argparse.ArgumentParser:
                          ("run-now", "fire once now (obeys the overlap policy) and stream the run")):
         p = ssub.add_parser(action, help=text)
         p.add_argument("schedule", metavar="NAME_OR_ID")
+    sched_exp = ssub.add_parser("export", help="write a schedule as a Kubernetes CronJob, systemd units or a Windows task")
+    sched_exp.add_argument("schedule", metavar="NAME_OR_ID")
+    sched_exp.add_argument("--format", required=True, choices=["k8s", "systemd", "windows"])
+    sched_exp.add_argument("-o", "--output", metavar="FILE", help="write here (systemd: FILE.service and FILE.timer); "
+                           "default: print")
+    sched_exp.add_argument("--image", default="python:3.11-slim", help="k8s: the container image (default python:3.11-slim)")
+    sched_exp.add_argument("--secret-name", help="k8s: the Secret holding secret env values (default NAME-secrets)")
+    sched_exp.add_argument("--cpu", help="k8s: CPU limit, e.g. 500m")
+    sched_exp.add_argument("--memory", help="k8s: memory limit, e.g. 256Mi")
+    sched_exp.add_argument("--env-file", help="systemd: EnvironmentFile for secret values (default /etc/prismq/NAME.env)")
     sched_hist = ssub.add_parser("history", help="a schedule's runs, including skipped and missed fires")
     sched_hist.add_argument("schedule", metavar="NAME_OR_ID")
     sched_hist.add_argument("--limit", type=_count, default=20)
@@ -294,19 +304,96 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SCRIPT_COMMANDS = {("run",): 1, ("submit",): 1, ("schedule", "add"): 2}  # positionals before the script's args
+
+
 def parse_command_line(parser: argparse.ArgumentParser, raw: Sequence[str]) -> argparse.Namespace:
-    """Options before or after NAME/SCRIPT; everything after the first `--` is the script's own
-    arguments (so `schedule add every5 hello.py --every 5m` means what the README says)."""
+    """Options before or after NAME/SCRIPT (so `schedule add every5 hello.py --every 5m` means what
+    the README says); the script's own arguments after `--`, or, as before, from the first token
+    after SCRIPT that is not one of the command's own long options (`run x.py -v 3`)."""
     raw = list(raw)
-    if "--" not in raw:
+    split = _script_args_split(parser, raw)
+    if split is None:
         return parser.parse_args(raw)
-    cut = raw.index("--")
-    head, tail = raw[:cut], raw[cut + 1 :]
-    ns = parser.parse_args(head)
-    if not hasattr(ns, "args"):  # a command without script arguments: let argparse say what is wrong
-        return parser.parse_args(raw)
-    ns.args = [*ns.args, *tail]
+    ours, script_args = split
+    ns = parser.parse_args(ours)
+    ns.args = script_args
     return ns
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:  # argparse has no public lookup of a subparser
+        if isinstance(action, argparse._SubParsersAction):
+            found = action.choices.get(name)
+            return found if isinstance(found, argparse.ArgumentParser) else None
+    return None
+
+
+def _arity(sub: argparse.ArgumentParser, token: str) -> int | None:
+    """How many values option `token` takes (0 for a flag or `--opt=value`); None if not ours."""
+    name, eq, _ = token.partition("=")
+    action = sub._option_string_actions.get(name)
+    if action is None:
+        return None
+    return 0 if eq or action.nargs == 0 else 1
+
+
+def _script_args_split(parser: argparse.ArgumentParser, raw: list[str]) -> tuple[list[str], list[str]] | None:
+    """(the tokens argparse should see, the script's own arguments) for run/submit/schedule add."""
+    i, path = 0, []
+    current: argparse.ArgumentParser | None = parser
+    while i < len(raw) and current is not None:  # global options, then the command (and schedule's action)
+        tok = raw[i]
+        if tok.startswith("-") and tok != "--":
+            arity = _arity(current, tok)
+            i += 1 + (arity or 0)
+            continue
+        nxt = _subparser(current, tok)
+        if nxt is None:
+            break
+        path.append(tok)
+        current = nxt
+        i += 1
+        if tuple(path) in SCRIPT_COMMANDS:
+            break
+    wanted = SCRIPT_COMMANDS.get(tuple(path))
+    if wanted is None or current is None:
+        return None
+    sub = current
+    ours = raw[:i]
+    positionals = 0
+    while i < len(raw) and positionals < wanted:  # before SCRIPT: argparse's usual rules
+        tok = raw[i]
+        if tok == "--":  # everything after it is positional: NAME/SCRIPT, then the script's arguments
+            rest = raw[i + 1 :]
+            return ours + rest[: wanted - positionals], rest[wanted - positionals :]
+        arity = _arity(sub, tok) if tok.startswith("-") else None
+        if tok.startswith("-") and len(tok) > 1 and not _is_number(tok):
+            take = 1 + (arity or 0)
+            ours += raw[i : i + take]
+            i += take
+            continue
+        ours.append(tok)
+        positionals += 1
+        i += 1
+    while i < len(raw):  # after SCRIPT: our own long options, up to `--` or the first other token
+        tok = raw[i]
+        if tok == "--":
+            return ours, raw[i + 1 :]
+        arity = _arity(sub, tok) if tok.startswith("--") else None
+        if arity is None:
+            return ours, raw[i:]
+        ours += raw[i : i + 1 + arity]
+        i += 1 + arity
+    return ours, []
+
+
+def _is_number(tok: str) -> bool:
+    try:
+        float(tok)
+    except ValueError:
+        return False
+    return True
 
 
 def _exit_status(outcome: Outcome) -> int:
@@ -623,6 +710,8 @@ async def _schedule_async(ns: argparse.Namespace) -> int:
                     state = r.outcome.describe() if r.outcome else r.status.value
                     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at or r.created_at))
                     print(f"{r.id:>6}  {when}  {terminal_safe(r.trigger or '')[:34]:<34} {terminal_safe(state)}")
+            elif action == "export":
+                return _export(ns, sch.get(key))
             elif action == "run-now":
                 orch.bus.subscribe_sync(_output_printer())  # streamed like `run`, stderr included
                 fired_now = sch.fire_now(key)
@@ -780,6 +869,38 @@ async def _requeue(ns: argparse.Namespace) -> int:
         return await _wait_and_report(orch, run_id)
 
 
+def _export(ns: argparse.Namespace, schedule: Any) -> int:
+    """`schedule export`: the files on stdout or in -o FILE; what maps only nearly, on stderr."""
+    from prismq_desktop.core.services.export import ExportError, ExportOptions, export_schedule
+
+    opts = ExportOptions(image=ns.image, secret_name=ns.secret_name, cpu=ns.cpu, memory=ns.memory, env_file=ns.env_file)
+    try:
+        result = export_schedule(schedule, ns.format, opts)
+    except ExportError as exc:
+        print(f"prismq-desktop: error: {ns.format} cannot express schedule {terminal_safe(repr(schedule.name))}: "
+              f"{terminal_safe(exc)}", file=sys.stderr)
+        return 1
+    for warning in result.warnings:
+        print(f"prismq-desktop: warning: {terminal_safe(warning)}", file=sys.stderr)
+    if not ns.output:
+        many = len(result.files) > 1
+        for name, text in result.files.items():
+            sys.stdout.write((f"# ---- {name} ----\n" if many else "") + text)
+        return 0
+    out = Path(ns.output)
+    targets: dict[str, Path] = {}
+    for name in result.files:
+        if len(result.files) == 1:
+            targets[name] = out
+        else:  # systemd: FILE.service + FILE.timer (a given .service/.timer suffix is the stem's)
+            stem = out.with_suffix("") if out.suffix in (".service", ".timer") else out
+            targets[name] = stem.with_name(stem.name + Path(name).suffix)
+    for name, path in targets.items():
+        path.write_text(result.files[name], encoding="utf-8")
+        print(f"wrote {terminal_safe(path)}", file=sys.stderr)
+    return 0
+
+
 async def _wait_and_report(orch: Any, run_id: int) -> int:
     """Wait for a run whose output is being streamed; Ctrl+C/SIGTERM cancel it; its exit status."""
     loop = asyncio.get_running_loop()
@@ -864,7 +985,15 @@ def _cmd_submit(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             return 1
         raw = list(ns.original_argv)
         at = raw.index("submit")
-        local = [tok for tok in raw[at + 1 :] if tok != "--local"]
+        local, skip = [], False
+        for i, tok in enumerate(raw[at + 1 :]):
+            before_args = "--" not in raw[at + 1 : at + 1 + i]
+            if skip:
+                skip = False
+            elif before_args and tok == "--url":
+                skip = True
+            elif not (before_args and (tok == "--local" or tok.startswith("--url="))):
+                local.append(tok)
         print("prismq-desktop: nothing is listening; running it here (--local)", file=sys.stderr, flush=True)
         return _cmd_run(parse_command_line(parser, [*raw[:at], "run", *local]))
     spec = absolute_spec(RunSpec(ns.target, tuple(ns.args), kind=TargetKind.MODULE if ns.module else TargetKind.AUTO,

@@ -117,7 +117,6 @@ def test_a_saved_task_keeps_absolute_paths(tmp_path, folders, monkeypatch):
     (["run", "--retries", "-1", "x.py"], "--retries"),
     (["run", "--retry-on", "sometimes", "x.py"], "unknown outcome"),
     (["schedule", "add", "n", "x.py", "--every", "5m", "--retries", "-2"], "--retries"),
-    (["run", "x.py", "--verbose"], "after --"),
     (["prune"], "--keep-days"),
     (["prune", "--keep-runs", "0"], "--keep-runs"),
 ])

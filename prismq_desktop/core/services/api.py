@@ -26,7 +26,6 @@ from typing import Any
 
 from aiohttp import web
 
-from prismq_desktop import __version__
 from prismq_desktop.core.models import RunSpec
 from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
 from prismq_desktop.core.paths import open_private
@@ -50,6 +49,15 @@ STATUSES = {"queued", "running", "paused", "done"}
 OUTCOMES = {"succeeded", "failed", "failed_to_start", "cancelled", "timed_out", "interrupted", "dependency_failed",
             "skipped", "missed"}
 MAX_BODY = 1024 * 1024
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("prismq-desktop")
+    except PackageNotFoundError:  # a source checkout that was never installed
+        return "unknown"
 
 
 class ApiError(ValueError):
@@ -232,7 +240,7 @@ class ApiServer:
         import psutil
 
         url = self.url if not self.host.startswith("0.") and self.host not in ("::", "") else f"http://127.0.0.1:{self.port}"
-        data = {"url": url, "pid": os.getpid(), "create_time": psutil.Process().create_time(), "version": __version__}
+        data = {"url": url, "pid": os.getpid(), "create_time": psutil.Process().create_time(), "version": _version()}
         with contextlib.suppress(OSError):
             atomic_write_text(self.home / ENDPOINT_FILE, json.dumps(data))
 
@@ -255,7 +263,7 @@ class ApiServer:
 
     # ------------------------------------------------------------------ health
     async def _health(self, request: web.Request) -> web.Response:
-        return _json({"status": "ok", "version": __version__, "pid": os.getpid(),
+        return _json({"status": "ok", "version": _version(), "pid": os.getpid(),
                       "active_runs": len(self.orch.engine.active()), "queue_depth": self.orch.queue_length,
                       "scheduler": self.orch.scheduler.running})
 
@@ -304,7 +312,7 @@ class ApiServer:
         try:
             if isinstance(body, dict) and "task" in body:
                 spec, options = self._task_spec(body)
-                priority = str(options.pop("priority", "normal"))
+                priority = options.pop("priority", "normal")  # as saved: a name or a number
             else:
                 spec, priority = spec_from_json(body)
             resolve(spec)  # a missing script, bad cwd or interpreter is a 400 now, not a failed run later
