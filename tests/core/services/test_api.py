@@ -341,3 +341,31 @@ def test_a_wide_bind_is_only_on_request_and_warns(home):
     assert "warning: the API listens on 0.0.0.0, beyond this machine" in err
     res = cli(home, "scheduler", "--http", "127.0.0.1:notaport")
     assert res.returncode == 2 and "--http" in res.stderr.decode() and "Traceback" not in res.stderr.decode()
+
+
+def test_absurd_requests_are_refused_in_one_json_line(home):
+    (home).mkdir(parents=True, exist_ok=True)
+    token = home / TOKEN_FILE
+    token.write_text("x" * 43 + "\n")
+    os.chmod(token, 0o644)  # e.g. copied by hand: tightened, and still used
+
+    async def main():
+        async with served(home) as (orch, server, client, anon):
+            out = {}
+            async with client.post("/runs", data=b"{" + b" " * (2 << 20) + b"}",
+                                   headers={"Content-Type": "application/json"}) as r:
+                out["huge"] = (r.status, (await r.json())["error"])
+            for q in ("0", "abc", "-5", "99999999"):
+                async with client.get("/runs", params={"limit": q}) as r:
+                    out[q] = r.status
+            async with client.get("/runs/1/log", params={"stream": "both"}) as r:
+                out["stream"] = r.status
+            async with client.get("/runs/%00") as r:
+                out["nul"] = r.status
+            return out, server.token, orch.registry.count()
+
+    out, used, stored = run_async(main())
+    assert out["huge"][0] == 413 and out["huge"][1]
+    assert [out[q] for q in ("0", "abc", "-5", "99999999")] == [400] * 4
+    assert out["stream"] in (400, 404) and out["nul"] == 404
+    assert used == "x" * 43 and stat.S_IMODE(token.stat().st_mode) == 0o600 and stored == 0
