@@ -14,7 +14,7 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -33,6 +33,8 @@ class _Parser(argparse.ArgumentParser):
     """An argparse parser whose errors are one line and exit 2, never a traceback."""
 
     def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments"):
+            message += " (the script's own arguments go after --)"
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
@@ -76,6 +78,50 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if not 0 < value < 2**63:
         raise argparse.ArgumentTypeError(f"must be between 1 and {2**63 - 1}: {text!r}")
+    return value
+
+
+def _retries(text: str) -> int:
+    """Zero or more retries (a negative count is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1000: {text!r}")
+    return value
+
+
+RUN_PATTERNS = ("simple", "long_running", "fire_and_forget")
+
+
+def _run_pattern(text: str) -> str:
+    """A pattern `run` can do; anything else is a usage error (exit 2), not a failed run."""
+    key = text.strip().lower().replace("-", "_").replace(" ", "_")
+    if key in RUN_PATTERNS:
+        return key
+    if key in ("concurrent", "periodic", "pooled"):
+        raise argparse.ArgumentTypeError(f"{key} is not available from `run` (use simple, long_running or "
+                                         "fire_and_forget; batches and pools are in the Python API and the window)")
+    raise argparse.ArgumentTypeError(f"unknown pattern {text!r} (choose from {', '.join(RUN_PATTERNS)})")
+
+
+def _retry_on_arg(text: str) -> str:
+    """Checked here so a typo is a usage error (exit 2): outcome names and/or exit codes."""
+    from prismq_desktop.core.orchestrator.retry import RetryPolicy
+
+    try:
+        RetryPolicy(retry_on=tuple(_retry_on(text)))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _days(text: str) -> float:
+    """A positive, finite number of days."""
+    value = _seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     return value
 
 
@@ -137,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a script, module or command and stream its output")
     run.add_argument("target", metavar="SCRIPT", help="a .py script, a module (with -m) or a command")
-    run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for it (after --)")
+    run.add_argument("args", nargs="*", default=[], metavar="-- ARGS", help="arguments for it (after --)")
     run.add_argument("-m", "--module", action="store_true", help="SCRIPT is a module name, run as python -m")
     run.add_argument("--timeout", type=_positive, help="soft timeout in seconds: ask to stop, kill after the grace period")
     run.add_argument("--hard-timeout", type=_positive, help="hard timeout in seconds: kill the tree at once")
@@ -152,11 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", type=_run_key, metavar="KEY",
                      help="your own id for the run (unique; logs/history accept it wherever a number goes)")
     run.add_argument("--encoding", default="utf-8", help="the child's output encoding (default utf-8)")
-    run.add_argument("--pattern", default="simple", metavar="P",
+    run.add_argument("--pattern", type=_run_pattern, default="simple", metavar="P",
                      help="simple (default), long_running (same, streamed) or fire_and_forget (run detached, print its id)")
     run.add_argument("--priority", default="normal", choices=["critical", "high", "normal", "low"])
-    run.add_argument("--retries", type=int, default=0, metavar="N", help="retry a failed run up to N times")
-    run.add_argument("--retry-on", default="failed,timed_out", metavar="WHAT",
+    run.add_argument("--retries", type=_retries, default=0, metavar="N", help="retry a failed run up to N times")
+    run.add_argument("--retry-on", type=_retry_on_arg, default="failed,timed_out", metavar="WHAT",
                      help="comma list of failed, timed_out, failed_to_start and/or exit codes (default failed,timed_out)")
     run.add_argument("--retry-delay", type=_seconds, default=1.0, metavar="S",
                      help="first backoff in seconds; doubles per attempt, capped at 60, with jitter")
@@ -196,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     sched_add = ssub.add_parser("add", help="add a schedule (it fires while a PrismQ window or `prismq-desktop scheduler` runs)")
     sched_add.add_argument("name")
     sched_add.add_argument("target", metavar="SCRIPT")
-    sched_add.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
+    sched_add.add_argument("args", nargs="*", default=[], metavar="-- ARGS", help="arguments for the script (after --)")
     when = sched_add.add_mutually_exclusive_group(required=True)
     when.add_argument("--every", metavar="DURATION", help="an interval: 30s, 5m, 2h, 1d (or plain seconds)")
     when.add_argument("--cron", metavar="EXPR", help="5 fields, 6 with seconds first, or @hourly/@daily/...")
@@ -206,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     sched_add.add_argument("--catchup", choices=["coalesce", "all", "skip"], default="coalesce")
     sched_add.add_argument("--misfire-grace", type=_seconds, default=60.0, metavar="S")
     sched_add.add_argument("--jitter", type=_seconds, default=0.0, metavar="S")
-    sched_add.add_argument("--retries", type=int, default=0, metavar="N")
+    sched_add.add_argument("--retries", type=_retries, default=0, metavar="N")
     sched_add.add_argument("-m", "--module", action="store_true", help="SCRIPT is a module name")
     sched_add.add_argument("--cwd")
     sched_add.add_argument("--python")
@@ -220,15 +266,137 @@ def build_parser() -> argparse.ArgumentParser:
                          ("run-now", "fire once now (obeys the overlap policy) and stream the run")):
         p = ssub.add_parser(action, help=text)
         p.add_argument("schedule", metavar="NAME_OR_ID")
+    sched_exp = ssub.add_parser("export", help="write a schedule as a Kubernetes CronJob, systemd units or a Windows task")
+    sched_exp.add_argument("schedule", metavar="NAME_OR_ID")
+    sched_exp.add_argument("--format", required=True, choices=["k8s", "systemd", "windows"])
+    sched_exp.add_argument("-o", "--output", metavar="FILE", help="write here (systemd: FILE.service and FILE.timer); "
+                           "default: print")
+    sched_exp.add_argument("--image", default="python:3.11-slim", help="k8s: the container image (default python:3.11-slim)")
+    sched_exp.add_argument("--secret-name", help="k8s: the Secret holding secret env values (default NAME-secrets)")
+    sched_exp.add_argument("--cpu", help="k8s: CPU limit, e.g. 500m")
+    sched_exp.add_argument("--memory", help="k8s: memory limit, e.g. 256Mi")
+    sched_exp.add_argument("--env-file", help="systemd: EnvironmentFile for secret values (default /etc/prismq/NAME.env)")
     sched_hist = ssub.add_parser("history", help="a schedule's runs, including skipped and missed fires")
     sched_hist.add_argument("schedule", metavar="NAME_OR_ID")
     sched_hist.add_argument("--limit", type=_count, default=20)
 
+    prune = sub.add_parser("prune", help="delete finished runs (and their logs) beyond a retention policy")
+    prune.add_argument("--keep-days", type=_days, metavar="N", help="keep runs that ended in the last N days")
+    prune.add_argument("--keep-runs", type=_count, metavar="N", help="keep at most the newest N finished runs")
+    prune.add_argument("--dry-run", action="store_true", help="print what would be deleted, delete nothing")
+
     schd = sub.add_parser("scheduler", help="run the scheduler in the foreground (no window) until Ctrl+C")
     schd.add_argument("--broker", metavar="URL", help="with a broker: fires claimed across machines, remote schedules "
                       "(default: $PRISMQ_BROKER_URL)")
+    schd.add_argument("--http", metavar="HOST:PORT", help="also serve the local HTTP API here (loopback unless you give "
+                      "another host; bearer token in the data dir's api-token file)")
+
+    submit = sub.add_parser("submit", help="send a run to the PrismQ window or scheduler listening on this data dir")
+    submit.add_argument("target", metavar="SCRIPT", help="a .py script, a module (with -m) or a command")
+    submit.add_argument("args", nargs="*", default=[], metavar="-- ARGS", help="arguments for it (after --)")
+    submit.add_argument("-m", "--module", action="store_true", help="SCRIPT is a module name")
+    submit.add_argument("--timeout", type=_positive, help="soft timeout in seconds")
+    submit.add_argument("--cwd", help="working directory")
+    submit.add_argument("--python", help="interpreter for scripts and modules")
+    submit.add_argument("--env", type=_env_pair, action="append", default=[], metavar="K=V", help="set a variable (repeatable)")
+    submit.add_argument("--name", help="name shown in history")
+    submit.add_argument("--priority", default="normal", choices=["critical", "high", "normal", "low"])
+    submit.add_argument("--local", action="store_true", help="when nothing is listening, run it here (as `run` does)")
+    submit.add_argument("--url", help="the API's address (default: the one the listening app wrote in the data dir)")
     sub.add_parser("gui", help="open the window (the default with no command)")
     return parser
+
+
+SCRIPT_COMMANDS = {("run",): 1, ("submit",): 1, ("schedule", "add"): 2}  # positionals before the script's args
+
+
+def parse_command_line(parser: argparse.ArgumentParser, raw: Sequence[str]) -> argparse.Namespace:
+    """Options before or after NAME/SCRIPT (so `schedule add every5 hello.py --every 5m` means what
+    the README says); the script's own arguments after `--`, or, as before, from the first token
+    after SCRIPT that is not one of the command's own long options (`run x.py -v 3`)."""
+    raw = list(raw)
+    split = _script_args_split(parser, raw)
+    if split is None:
+        return parser.parse_args(raw)
+    ours, script_args = split
+    ns = parser.parse_args(ours)
+    ns.args = script_args
+    return ns
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:  # argparse has no public lookup of a subparser
+        if isinstance(action, argparse._SubParsersAction):
+            found = action.choices.get(name)
+            return found if isinstance(found, argparse.ArgumentParser) else None
+    return None
+
+
+def _arity(sub: argparse.ArgumentParser, token: str) -> int | None:
+    """How many values option `token` takes (0 for a flag or `--opt=value`); None if not ours."""
+    name, eq, _ = token.partition("=")
+    action = sub._option_string_actions.get(name)
+    if action is None:
+        return None
+    return 0 if eq or action.nargs == 0 else 1
+
+
+def _script_args_split(parser: argparse.ArgumentParser, raw: list[str]) -> tuple[list[str], list[str]] | None:
+    """(the tokens argparse should see, the script's own arguments) for run/submit/schedule add."""
+    i, path = 0, []
+    current: argparse.ArgumentParser | None = parser
+    while i < len(raw) and current is not None:  # global options, then the command (and schedule's action)
+        tok = raw[i]
+        if tok.startswith("-") and tok != "--":
+            arity = _arity(current, tok)
+            i += 1 + (arity or 0)
+            continue
+        nxt = _subparser(current, tok)
+        if nxt is None:
+            break
+        path.append(tok)
+        current = nxt
+        i += 1
+        if tuple(path) in SCRIPT_COMMANDS:
+            break
+    wanted = SCRIPT_COMMANDS.get(tuple(path))
+    if wanted is None or current is None:
+        return None
+    sub = current
+    ours = raw[:i]
+    positionals = 0
+    while i < len(raw) and positionals < wanted:  # before SCRIPT: argparse's usual rules
+        tok = raw[i]
+        if tok == "--":  # everything after it is positional: NAME/SCRIPT, then the script's arguments
+            rest = raw[i + 1 :]
+            return ours + rest[: wanted - positionals], rest[wanted - positionals :]
+        arity = _arity(sub, tok) if tok.startswith("-") else None
+        if tok.startswith("-") and len(tok) > 1 and not _is_number(tok):
+            take = 1 + (arity or 0)
+            ours += raw[i : i + take]
+            i += take
+            continue
+        ours.append(tok)
+        positionals += 1
+        i += 1
+    while i < len(raw):  # after SCRIPT: our own long options, up to `--` or the first other token
+        tok = raw[i]
+        if tok == "--":
+            return ours, raw[i + 1 :]
+        arity = _arity(sub, tok) if tok.startswith("--") else None
+        if arity is None:
+            return ours, raw[i:]
+        ours += raw[i : i + 1 + arity]
+        i += 1 + arity
+    return ours, []
+
+
+def _is_number(tok: str) -> bool:
+    try:
+        float(tok)
+    except ValueError:
+        return False
+    return True
 
 
 def _exit_status(outcome: Outcome) -> int:
@@ -252,15 +420,11 @@ def _exit_status(outcome: Outcome) -> int:
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:
-    from prismq_desktop.core import OutputBatch, RunEngine, RunMode, RunSpec, TargetKind
-    from prismq_desktop.core.events import Event
+    from prismq_desktop.core import RunEngine, RunMode, RunSpec, TargetKind
     from prismq_desktop.core.patterns import TaskPattern
     from prismq_desktop.core.process.executor import requested_mode
-    from prismq_desktop.core.process.logfile import Stream
 
-    args = list(ns.args)
-    if args and args[0] == "--":
-        args = args[1:]
+    args = list(ns.args)  # a literal "--" among them is the script's own (main() took the separator)
     spec = RunSpec(
         target=ns.target,
         args=tuple(args),
@@ -287,10 +451,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         if ns.mode in ("local",):
             _usage_error("--remote runs on a worker: --mode local does not apply")
     mode = RunMode.DRY_RUN if ns.dry_run else (RunMode(ns.mode) if ns.mode else None)
-    pattern = TaskPattern.parse(ns.pattern)
-    if pattern not in (TaskPattern.SIMPLE, TaskPattern.LONG_RUNNING, TaskPattern.FIRE_AND_FORGET):
-        _usage_error(f"--pattern {pattern.value} is not available from `run` (use simple, long_running or "
-                     "fire_and_forget; batches and pools are in the Python API and the window)")
+    pattern = TaskPattern.parse(ns.pattern)  # checked by the parser (_run_pattern)
     chosen = requested_mode(mode or RunMode.AUTO)
     blocking = chosen in (RunMode.LOCAL, RunMode.DRY_RUN)
     if blocking and ns.retries:
@@ -303,15 +464,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
             return 1
     if pattern is TaskPattern.FIRE_AND_FORGET and not os.environ.get(ENV_ANNOUNCE):
         return _detach(ns)
-    out, err = sys.stdout.buffer, sys.stderr.buffer
-
-    def show(event: Event) -> None:
-        if isinstance(event, OutputBatch):
-            for chunk in event.chunks:
-                (out if chunk.stream is Stream.STDOUT else err).write(chunk.data)
-            out.flush()
-            err.flush()
-
+    show = _output_printer()
     if blocking:
         def interrupt(signum: int, _frame: Any) -> None:
             raise KeyboardInterrupt  # LOCAL mode turns this into a cancel of the whole tree
@@ -336,6 +489,24 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     if (run.outcome.kind.value != "succeeded" or run.outcome.message) and not run.dry_run:
         print(f"prismq-desktop: run #{run.id} {terminal_safe(_outcome_words(run.outcome))}", file=sys.stderr)
     return _exit_status(run.outcome)
+
+
+def _output_printer() -> Callable[[Any], None]:
+    """A bus subscriber that writes a run's output live, stdout to stdout and stderr to
+    stderr, byte for byte (`run`, `schedule run-now`, `dead-letters --requeue`)."""
+    from prismq_desktop.core import OutputBatch
+    from prismq_desktop.core.process.logfile import Stream
+
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+
+    def show(event: Any) -> None:
+        if isinstance(event, OutputBatch):
+            for chunk in event.chunks:
+                (out if chunk.stream is Stream.STDOUT else err).write(chunk.data)
+            out.flush()
+            err.flush()
+
+    return show
 
 
 def _outcome_words(outcome: Outcome) -> str:
@@ -479,8 +650,6 @@ async def _schedule_async(ns: argparse.Namespace) -> int:
         try:
             if action == "add":
                 args = list(ns.args)
-                if args and args[0] == "--":
-                    args = args[1:]
                 spec = RunSpec(ns.target, tuple(args), kind=TargetKind.MODULE if ns.module else TargetKind.AUTO, cwd=ns.cwd,
                                env=dict(ns.env), interpreter=ns.python, soft_timeout=ns.timeout, name=ns.name)
                 if ns.every:
@@ -492,8 +661,11 @@ async def _schedule_async(ns: argparse.Namespace) -> int:
                 options = {"max_retries": ns.retries} if ns.retries else {}
                 s = sch.add(ns.name, spec, trigger, enabled=not ns.disabled, overlap=ns.overlap, catchup=ns.catchup,
                             misfire_grace=ns.misfire_grace, jitter=ns.jitter, **options)
-                nxt = local_text(s.next_fire, s.trigger.timezone) if s.next_fire else "never"
-                print(f"schedule #{s.id} {terminal_safe(repr(s.name))}: {terminal_safe(s.describe())}; next fire {nxt}")
+                if not s.enabled:
+                    when = f"disabled (enable it with: prismq-desktop schedule enable {s.id})"
+                else:
+                    when = "next fire " + (local_text(s.next_fire, s.trigger.timezone) if s.next_fire else "never")
+                print(f"schedule #{s.id} {terminal_safe(repr(s.name))}: {terminal_safe(s.describe())}; {when}")
                 return 0
             if action == "list":
                 items = sch.all()
@@ -532,22 +704,24 @@ async def _schedule_async(ns: argparse.Namespace) -> int:
                 name = sch.remove(key)
                 print(f"schedule {terminal_safe(repr(name))} removed (its runs stay in history)")
             elif action == "history":
-                for r in sch.history(key, limit=ns.limit):
+                fired = sch.history(key, limit=ns.limit)
+                if not fired:
+                    print(f"schedule {terminal_safe(repr(sch.get(key).name))} has no runs yet")
+                    return 0
+                print(f"{'RUN':>6}  {'WHEN':<19}  {'TRIGGER':<34} OUTCOME")
+                for r in fired:
                     state = r.outcome.describe() if r.outcome else r.status.value
                     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at or r.created_at))
                     print(f"{r.id:>6}  {when}  {terminal_safe(r.trigger or '')[:34]:<34} {terminal_safe(state)}")
+            elif action == "export":
+                return _export(ns, sch.get(key))
             elif action == "run-now":
-                run_id = sch.run_now(key)
-                if run_id is None:
-                    last = sch.history(key, limit=1)
-                    print(f"prismq-desktop: {terminal_safe(last[0].error if last else 'skipped')}", file=sys.stderr)
+                orch.bus.subscribe_sync(_output_printer())  # streamed like `run`, stderr included
+                fired_now = sch.fire_now(key)
+                if fired_now.run_id is None:
+                    print(f"prismq-desktop: {terminal_safe(fired_now.message)}", file=sys.stderr)
                     return 1
-                result = await orch.wait(run_id)
-                sys.stdout.write(result.stdout + ("\n" if result.stdout else ""))
-                assert result.outcome is not None
-                if not result.ok:
-                    print(f"prismq-desktop: run #{run_id} {terminal_safe(result.outcome.describe())}", file=sys.stderr)
-                return _exit_status(result.outcome)
+                return await _wait_and_report(orch, fired_now.run_id)
             return 0
         except (ScheduleError, TriggerError, ValueError) as exc:
             print(f"prismq-desktop: error: {terminal_safe(exc)}", file=sys.stderr)
@@ -569,8 +743,31 @@ async def _scheduler_foreground(ns: argparse.Namespace) -> int:
     from prismq_desktop.core.remote.config import broker_url, check_broker_url
 
     url = broker_url(getattr(ns, "broker", None))
+    listen = None
+    if getattr(ns, "http", None):
+        from prismq_desktop.core.services.api import ApiError, is_loopback, parse_listen
+
+        try:
+            listen = parse_listen(ns.http)
+        except ApiError as exc:
+            _usage_error(f"--http: {exc}")
     async with TaskOrchestrator(ns.data_dir, broker=check_broker_url(url) if url else None) as orch:
         orch.engine.reattach_remote()  # remote runs a dead app was following: followed from here on
+        server = None
+        if listen is not None:
+            from prismq_desktop.core.services.api import ApiServer
+
+            if not is_loopback(listen[0]):
+                print(f"prismq-desktop: warning: the API listens on {listen[0]}, beyond this machine: anyone with the "
+                      "token can run programs as you (see the README)", file=sys.stderr, flush=True)
+            server = ApiServer(orch, *listen)
+            try:
+                api_url = await server.start()
+            except OSError as exc:
+                print(f"prismq-desktop: error: the API cannot listen on {terminal_safe(ns.http)}: "
+                      f"{terminal_safe(exc.strerror or exc)}", file=sys.stderr)
+                return 1
+            print(f"API listening on {api_url} (bearer token in {server.home / 'api-token'})", flush=True)
 
         def report(ev: Any) -> None:
             run = getattr(ev, "run", None)
@@ -587,7 +784,11 @@ async def _scheduler_foreground(ns: argparse.Namespace) -> int:
         for b in orch.scheduler.broken():
             print(f"schedule #{b.id} {terminal_safe(repr(b.name))} is broken and never fires: {terminal_safe(b.reason)}",
                   flush=True)
-        await stop.wait()
+        try:
+            await stop.wait()
+        finally:
+            if server is not None:
+                await server.stop()
     return 0
 
 
@@ -681,16 +882,67 @@ async def _requeue(ns: argparse.Namespace) -> int:
     from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
 
     async with TaskOrchestrator(ns.data_dir, max_concurrent=1) as orch:
+        orch.bus.subscribe_sync(_output_printer())  # streamed like `run`
         try:
             run_id = orch.requeue_dead_letter(ns.requeue)
         except (KeyError, ValueError) as exc:
             print(f"prismq-desktop: {terminal_safe(exc.args[0])}", file=sys.stderr)
             return 1
-        print(f"dead letter #{ns.requeue} requeued as run #{run_id}", file=sys.stderr)
+        print(f"dead letter #{ns.requeue} requeued as run #{run_id}", file=sys.stderr, flush=True)
+        return await _wait_and_report(orch, run_id)
+
+
+def _export(ns: argparse.Namespace, schedule: Any) -> int:
+    """`schedule export`: the files on stdout or in -o FILE; what maps only nearly, on stderr."""
+    from prismq_desktop.core.services.export import ExportError, ExportOptions, export_schedule
+
+    opts = ExportOptions(image=ns.image, secret_name=ns.secret_name, cpu=ns.cpu, memory=ns.memory, env_file=ns.env_file)
+    try:
+        result = export_schedule(schedule, ns.format, opts)
+    except ExportError as exc:
+        print(f"prismq-desktop: error: {ns.format} cannot express schedule {terminal_safe(repr(schedule.name))}: "
+              f"{terminal_safe(exc)}", file=sys.stderr)
+        return 1
+    for warning in result.warnings:
+        print(f"prismq-desktop: warning: {terminal_safe(warning)}", file=sys.stderr)
+    if not ns.output:
+        many = len(result.files) > 1
+        for name, text in result.files.items():
+            sys.stdout.write((f"# ---- {name} ----\n" if many else "") + text)
+        return 0
+    out = Path(ns.output)
+    targets: dict[str, Path] = {}
+    for name in result.files:
+        if len(result.files) == 1:
+            targets[name] = out
+        else:  # systemd: FILE.service + FILE.timer (a given .service/.timer suffix is the stem's)
+            stem = out.with_suffix("") if out.suffix in (".service", ".timer") else out
+            targets[name] = stem.with_name(stem.name + Path(name).suffix)
+    for name, path in targets.items():
+        path.write_text(result.files[name], encoding="utf-8")
+        print(f"wrote {terminal_safe(path)}", file=sys.stderr)
+    return 0
+
+
+async def _wait_and_report(orch: Any, run_id: int) -> int:
+    """Wait for a run whose output is being streamed; Ctrl+C/SIGTERM cancel it; its exit status."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, orch.cancel, run_id)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+    try:
         result = await orch.wait(run_id)
-        assert result.outcome is not None
-        print(f"prismq-desktop: run #{run_id} {terminal_safe(result.outcome.describe())}", file=sys.stderr)
-        return _exit_status(result.outcome)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    assert result.outcome is not None
+    if result.outcome.kind.value != "succeeded" or result.outcome.message:
+        print(f"prismq-desktop: run #{result.run_id} {terminal_safe(_outcome_words(result.outcome))}", file=sys.stderr)
+    return _exit_status(result.outcome)
 
 
 _STATUSES = {"queued", "running", "paused", "done"}
@@ -733,6 +985,101 @@ def _cmd_history(ns: argparse.Namespace) -> int:
         key = f"{(r.key or '-')[:24]:<24} " if keyed else ""
         print(f"{r.id:>6}  {key}{terminal_safe(r.name)[:24]:<24} {terminal_safe(state)[:26]:<26} {started:<19} {dur:>9}")
     return 0
+
+
+def _cmd_submit(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Send the run to the app listening on this data dir (it shows in its panes); else say so,
+    and run it here only with --local."""
+    import urllib.error
+    import urllib.request
+
+    from prismq_desktop.core import RunSpec, TargetKind
+    from prismq_desktop.core.models import absolute_spec
+    from prismq_desktop.core.paths import data_dir
+    from prismq_desktop.core.services.api import TOKEN_FILE, read_endpoint
+
+    home = data_dir(ns.data_dir)
+    endpoint = {"url": ns.url} if ns.url else read_endpoint(home)
+    token_path = home / TOKEN_FILE
+    if endpoint is None or not token_path.exists():
+        if not ns.local:
+            print(f"prismq-desktop: no PrismQ window or scheduler is listening on {terminal_safe(home)} (start one with "
+                  "`prismq-desktop scheduler --http 127.0.0.1:PORT`, or add --local to run it here)", file=sys.stderr)
+            return 1
+        raw = list(ns.original_argv)
+        at = raw.index("submit")
+        local, skip = [], False
+        for i, tok in enumerate(raw[at + 1 :]):
+            before_args = "--" not in raw[at + 1 : at + 1 + i]
+            if skip:
+                skip = False
+            elif before_args and tok == "--url":
+                skip = True
+            elif not (before_args and (tok == "--local" or tok.startswith("--url="))):
+                local.append(tok)
+        print("prismq-desktop: nothing is listening; running it here (--local)", file=sys.stderr, flush=True)
+        return _cmd_run(parse_command_line(parser, [*raw[:at], "run", *local]))
+    spec = absolute_spec(RunSpec(ns.target, tuple(ns.args), kind=TargetKind.MODULE if ns.module else TargetKind.AUTO,
+                                 cwd=ns.cwd, env=dict(ns.env), interpreter=ns.python, soft_timeout=ns.timeout,
+                                 name=ns.name))
+    body: dict[str, Any] = {"script": spec.target, "args": list(spec.args), "env": dict(spec.env),
+                            "priority": ns.priority, "module": ns.module}
+    for key, value in (("cwd", spec.cwd or os.getcwd()), ("timeout", ns.timeout), ("name", ns.name),
+                       ("python", ns.python)):
+        if value is not None:
+            body[key] = value
+    token = token_path.read_text(encoding="ascii", errors="replace").strip()
+    request = urllib.request.Request(endpoint["url"].rstrip("/") + "/runs", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+                                     method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - our own loopback API
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            why = json.loads(exc.read()).get("error", exc.reason)
+        except (ValueError, AttributeError):
+            why = exc.reason
+        print(f"prismq-desktop: error: the app refused the run: {terminal_safe(why)}", file=sys.stderr)
+        return EXIT_FAILED_TO_START if exc.code == 400 else 1
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(f"prismq-desktop: error: the app at {terminal_safe(endpoint['url'])} did not answer "
+              f"({terminal_safe(getattr(exc, 'reason', exc))})", file=sys.stderr)
+        return 1
+    run_id = answer["id"]
+    print(f"run #{run_id} submitted to the app at {terminal_safe(endpoint['url'])}; follow it with: "
+          f"prismq-desktop logs {run_id} --follow")
+    return 0
+
+
+def _cmd_prune(ns: argparse.Namespace) -> int:
+    """Retention from the shell: the same policy and deletion as the window's History tab."""
+    from prismq_desktop.core import RunRegistry
+    from prismq_desktop.core.paths import data_dir, registry_path
+    from prismq_desktop.core.services.history import RetentionPolicy, apply_retention, retention_candidates
+    from prismq_desktop.core.wording import plural
+
+    if ns.keep_days is None and ns.keep_runs is None:
+        _usage_error("prune needs --keep-days N and/or --keep-runs N (it never deletes everything)")
+    policy = RetentionPolicy(keep_days=ns.keep_days, keep_runs=ns.keep_runs)
+    with RunRegistry(registry_path(data_dir(ns.data_dir))) as reg:
+        if ns.dry_run:
+            doomed = retention_candidates(reg, policy)
+            for run_id, _log in doomed:
+                r = reg.get(run_id)
+                if r is None:
+                    continue
+                ended = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.ended_at or r.created_at))
+                state = r.outcome.describe() if r.outcome else r.status.value
+                print(f"would delete #{r.id:<6} {terminal_safe(r.name)[:24]:<24} ended {ended}  {terminal_safe(state)[:40]}")
+            print(f"dry run: {plural(len(doomed), 'run')} and {'its log' if len(doomed) == 1 else 'their logs'} would be "
+                  f"deleted ({policy.describe()}); nothing was deleted")
+            return 0
+        gone = apply_retention(reg, policy)
+    print(f"deleted {plural(gone.runs, 'run')} and {plural(gone.logs, 'log file')} ({policy.describe()})")
+    for problem in gone.log_errors:
+        print(f"prismq-desktop: could not delete a log file: {terminal_safe(problem)}", file=sys.stderr)
+    return 1 if gone.log_errors else 0
 
 
 def _cmd_logs(ns: argparse.Namespace) -> int:
@@ -799,7 +1146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     raw = list(sys.argv[1:] if argv is None else argv)
-    ns = parser.parse_args(raw)
+    ns = parse_command_line(parser, raw)
     ns.original_argv = raw
     from prismq_desktop.core import paths  # a data dir others could read is tightened, and said once:
     paths.notice = lambda text: sys.stderr.write(f"prismq-desktop: {text}\n")
@@ -820,6 +1167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_dead_letters(ns)
         if ns.command == "schedule":
             return _cmd_schedule(ns, parser)
+        if ns.command == "submit":
+            return _cmd_submit(ns, parser)
+        if ns.command == "prune":
+            return _cmd_prune(ns)
         if ns.command == "scheduler":
             return asyncio.run(_scheduler_foreground(ns))
         if ns.command == "worker":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import os
 import re
 import signal
 import sys
@@ -405,3 +406,37 @@ def transition(
 
 def allowed_next(status: RunStatus) -> frozenset[RunStatus]:
     return _ALLOWED[status]
+
+
+def absolute_spec(spec: RunSpec, base: str | None = None) -> RunSpec:
+    """`spec` with a relative script/file target and cwd made absolute against `base` (default:
+    this process's cwd), for a spec that is saved to run later from anywhere (a schedule, a
+    saved task, a dead letter). A bare command or module name stays as it is (looked up when
+    it runs), so does a remote spec (its paths are the worker's) and a cwd left empty."""
+    if spec.remote_queue is not None or spec.where:
+        return spec
+    root = os.path.abspath(os.path.expanduser(base)) if base else os.getcwd()
+    cwd = spec.cwd
+    if cwd:
+        cwd = os.path.normpath(os.path.join(root, os.path.expanduser(cwd)))
+    here = cwd or root
+    target = spec.target
+    stripped = target.strip()
+    kind = spec.kind
+    if not stripped or kind is TargetKind.MODULE:
+        pass
+    elif kind is TargetKind.FUNCTION or (kind is TargetKind.AUTO and ":" in stripped and
+                                         stripped.rpartition(":")[0].lower().endswith((".py", ".pyw"))):
+        module, sep, attr = stripped.rpartition(":")
+        if sep and module.lower().endswith((".py", ".pyw")) and not os.path.isabs(os.path.expanduser(module)):
+            target = f"{os.path.normpath(os.path.join(here, os.path.expanduser(module)))}:{attr}"
+    else:
+        expanded = os.path.expanduser(stripped)
+        is_script = kind is TargetKind.SCRIPT or (kind is TargetKind.AUTO and expanded.lower().endswith((".py", ".pyw")))
+        has_dir = os.sep in expanded or "/" in expanded
+        if (is_script or has_dir) and not os.path.isabs(expanded):
+            target = os.path.normpath(os.path.join(here, expanded))
+    if target == spec.target and cwd == spec.cwd:
+        return spec
+    return replace(spec, target=target, cwd=cwd)
+

@@ -177,8 +177,13 @@ async def run_window(app: QApplication, home: Path, server: QLocalServer) -> int
                 except (NotImplementedError, RuntimeError, ValueError):
                     pass  # Windows: the console handler and the close dialog cover it
         orch.scheduler.start()
+        from prismq_desktop.core.services.api import SETTING_KEY, start_from_setting
+
+        api = await start_from_setting(orch, settings.value(SETTING_KEY, ""))  # off unless set (HOST:PORT)
         window.show()
         await closed.wait()
+        if api is not None:
+            await api.stop()
         window.bridge.close()
     return 0
 
@@ -197,7 +202,9 @@ def main(data_dir: str | None = None) -> int:
     app.setApplicationDisplayName(APP_NAME)
     app.setApplicationVersion(__version__)
     app.setDesktopFileName("prismq-desktop")
-    icon = Path(__file__).resolve().parent.parent.parent / "resources" / "prismq.png"
+    from prismq_desktop.resources import icon_path
+
+    icon = icon_path()
     if icon.exists():
         from PySide6.QtGui import QIcon
 

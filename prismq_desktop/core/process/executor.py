@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -112,11 +113,14 @@ class Job:
     #: A remote function run's report (the runner's result file, sent back by the worker); the
     #: engine reads it instead of a local result file.
     remote_result: str | None = None
+    #: When (time.monotonic) the first stop was asked for: the outcome says how long the tree took.
+    stop_requested_at: float | None = None
 
     def request_stop(self, kind: OutcomeKind, message: str, graceful: bool = True) -> bool:
         """Stop the whole tree (TERM, grace, KILL; or KILL at once). The first reason wins."""
         if self.stop_outcome is None:
             self.stop_outcome = Outcome(kind, None, message)
+            self.stop_requested_at = time.monotonic()
         elif graceful:
             return False  # already stopping; a second cancel does not restart the grace
         self.stop_graceful = graceful

@@ -34,6 +34,25 @@ FLUSH_INTERVAL = 0.05  # batches reach subscribers at most every ~50 ms
 LINGER = 1.0  # after the root exits, how long its leftovers may keep the pipes open
 
 
+SOFT_TIMEOUT_PREFIX = "soft timeout of "
+
+
+def _how_it_stopped(job: Job, returncode: int) -> str:
+    """What really happened after a soft timeout asked the tree to stop: "stopped by SIGTERM
+    after 0.1 s", "exited with code 3 after 0.2 s", or "killed by SIGKILL after the 5 s grace"."""
+    after = time.monotonic() - job.stop_requested_at if job.stop_requested_at is not None else None
+    took = "" if after is None else f" after {after:.1f} s" if after >= 0.1 else f" after {after:.2f} s"
+    if not IS_WINDOWS and returncode == -signal.SIGKILL:
+        return f"killed by SIGKILL after the {job.grace_period:g} s grace"
+    if returncode < 0 and not IS_WINDOWS:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"stopped by {name}{took}"
+    return f"exited with code {returncode}{took}"
+
+
 def final_outcome(job: Job, returncode: int) -> Outcome:
     """The outcome of a run whose root exited with `returncode` (a stop request names the kind)."""
     if job.stop_outcome is not None:
@@ -41,6 +60,9 @@ def final_outcome(job: Job, returncode: int) -> Outcome:
         stopped = job.tree.stopped if job.tree is not None else 0
         if stopped:
             message = f"{message} (tree of {stopped} process{'' if stopped == 1 else 'es'} stopped)"
+        if message and message.startswith(SOFT_TIMEOUT_PREFIX):
+            message = message.replace(" (tree", f"; {_how_it_stopped(job, returncode)} (tree", 1) if stopped else \
+                f"{message}; {_how_it_stopped(job, returncode)}"
         return Outcome(job.stop_outcome.kind, returncode, message)
     if returncode < 0 and not IS_WINDOWS:
         try:
@@ -172,7 +194,7 @@ class Supervisor:
         elif job.soft_timeout is not None and elapsed >= job.soft_timeout and job.stop_outcome is None:
             job.request_stop(
                 OutcomeKind.TIMED_OUT,
-                f"soft timeout of {job.soft_timeout:g}s reached: asked to stop, killed after {job.grace_period:g}s grace",
+                f"{SOFT_TIMEOUT_PREFIX}{job.soft_timeout:g}s reached",  # final_outcome adds how the tree ended
             )
 
     # ------------------------------------------------------------------ on the loop

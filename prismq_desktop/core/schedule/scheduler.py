@@ -10,8 +10,10 @@ from the registry itself (see RunRegistry.claim_fires). APScheduler 4 is pre-rel
   (cancel the running one, start the new one), ``queue`` (start when the running one ends).
 * Misfires: a fire later than ``misfire_grace`` seconds (the app was closed, the machine
   slept) is a miss. ``catchup`` then decides: ``coalesce`` (default: run once now), ``all``
-  (run every missed fire, at most ``catchup_limit``), ``skip`` (run none). Missed fires are
-  recorded either way as ``missed`` runs (the first 100 one by one, then one summary).
+  (run every missed fire, at most ``catchup_limit``), ``skip`` (run none). With ``coalesce``
+  the one catch-up run is the one record ("catch-up: 110 missed fires coalesced"); with
+  ``all``/``skip`` the fires not run are recorded as ``missed`` runs (the first 100 one by
+  one, then one summary).
 * No drift: the next fire always comes from the trigger's grid, never from "now".
 * Jitter: each fire is delayed by a random 0..``jitter`` seconds; the grid stays put.
 """
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prismq_desktop.core.events import Event, Notice, RunChanged, ScheduleChanged
-from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunSpec, RunStatus
+from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunSpec, RunStatus, absolute_spec
 from prismq_desktop.core.patterns import TaskPattern
 from prismq_desktop.core.process.launch import LaunchError, check_durations, check_environment
 from prismq_desktop.core.schedule.model import BrokenSchedule, CatchUp, OverlapPolicy, Schedule, ScheduleError
@@ -59,6 +61,26 @@ log = logging.getLogger(__name__)
 MISSED_RECORDED_ONE_BY_ONE = 100
 MISSED_ENUMERATION_LIMIT = 100_000
 RELOAD_SECONDS = 2.0  # schedules edited by another process (the CLI) are picked up this fast
+#: The loop turns at least every RELOAD_SECONDS; no turn for this long (or a fire this late) means it is stuck.
+STUCK_AFTER = 15.0
+
+
+@dataclass(frozen=True)
+class SchedulerHealth:
+    """What /health/scheduler reports: is the trigger loop turning and firing on time?"""
+
+    status: str  # ok, paused, stopped, stuck
+    running: bool
+    last_tick: float | None  # unix time (the scheduler's clock) of the loop's last turn
+    seconds_since_tick: float | None
+    next_fire: float | None
+    lag: float  # how late the most overdue enabled fire is (0 when none is)
+    schedules_enabled: int
+    reason: str = ""
+
+    @property
+    def healthy(self) -> bool:
+        return self.status in ("ok", "paused")
 
 
 def make_trigger(
@@ -150,6 +172,7 @@ class Scheduler:
         # locked registry keeps them here, retried with backoff; a fire is neither lost nor doubled
         self._unwritten: collections.deque[tuple[int, Callable[[Schedule], object]]] = collections.deque()
         self._held_until = 0.0  # monotonic time before which no write is tried again
+        self._last_turn: tuple[float, float] | None = None  # (clock, monotonic) of the loop's last turn
         self._hold_delay = RETRY_FIRST
 
     # ------------------------------------------------------------------ lifecycle
@@ -290,6 +313,7 @@ class Scheduler:
         unknown = set(options) - allowed
         if unknown:
             raise ScheduleError(f"unknown schedule option(s): {', '.join(sorted(unknown))}")
+        spec = absolute_spec(spec)  # it fires later, from whatever folder the scheduler was started in
         return {"spec": spec.to_dict(), "trigger": trigger.to_dict(), "overlap": overlap.value,
                 "misfire_grace": misfire_grace, "catchup": catchup.value, "catchup_limit": catchup_limit,
                 "jitter": jitter, "options": options}
@@ -400,6 +424,7 @@ class Scheduler:
         return float(max(0.0, min(nearest, RELOAD_SECONDS)))
 
     async def _turn(self) -> None:
+        self._last_turn = (self.clock(), time.monotonic())
         if time.monotonic() - self._last_reload >= RELOAD_SECONDS:
             self._reload_and_announce()
         if time.monotonic() < self._held_until or not self._write_claimed():
@@ -418,6 +443,28 @@ class Scheduler:
                     return
                 if self._held_until > time.monotonic():
                     return
+
+    def health(self, monotonic: Callable[[], float] = time.monotonic) -> SchedulerHealth:
+        """Is the loop alive, turning and firing on time? (`monotonic` is injectable for tests.)"""
+        now = self.clock()
+        enabled = [s for s in self._schedules.values() if s.enabled and s.next_fire is not None]
+        nxt = min((s.next_fire for s in enabled if s.next_fire is not None), default=None)
+        lag = max(0.0, now - nxt) if nxt is not None else 0.0
+        since = monotonic() - self._last_turn[1] if self._last_turn else None
+        tick = self._last_turn[0] if self._last_turn else None
+        status, reason = "ok", ""
+        if not self.running:
+            status = "stopped"
+            reason = "the scheduler loop is not running" if self._task is None else "the scheduler loop has died"
+        elif since is not None and since > STUCK_AFTER:
+            status, reason = "stuck", f"no turn of the scheduler loop for {since:.0f} s"
+        elif self.paused:
+            status = "paused"
+        elif lag > STUCK_AFTER and time.monotonic() >= self._held_until:
+            status, reason = "stuck", f"a fire is {lag:.0f} s overdue"
+        elif lag > STUCK_AFTER:
+            status, reason = "stuck", f"fires held for {lag:.0f} s: the registry refuses writes"
+        return SchedulerHealth(status, self.running, tick, since, nxt, lag, len(enabled), reason)
 
     def _hold(self, what: str, exc: Exception) -> None:
         """The registry refused a write (locked past its busy timeout, disk full): try again after a backoff."""
@@ -504,14 +551,16 @@ class Scheduler:
         if s.catchup is CatchUp.ALL:
             to_run, to_record = missed[: s.catchup_limit], missed[s.catchup_limit :]
         elif s.catchup is CatchUp.COALESCE:
-            to_run, to_record = missed[-1:], missed[:-1]
+            to_run, to_record = missed[-1:], []  # ONE record: the catch-up run names how many it stands for
         else:
             to_run, to_record = [], missed
         self._record_missed(s, to_record, more)
         for i, due in enumerate(to_run):
             label = f"catch-up for {local_text(due, s.trigger.timezone)}"
-            if s.catchup is CatchUp.COALESCE and len(missed) > 1:
-                label = f"catch-up, coalescing {len(missed)} missed fires"
+            if s.catchup is CatchUp.COALESCE and (len(missed) > 1 or more):
+                count = f"{len(missed)}{'+' if more else ''}"
+                label = (f"catch-up: {count} missed fires coalesced ({local_text(missed[0], s.trigger.timezone)} "
+                         f"to {local_text(missed[-1], s.trigger.timezone)})")
             if i and s.overlap is not OverlapPolicy.ALLOW:
                 self._queued.setdefault(s.id, []).append(label)  # catch-up runs go one after another
             elif self._claimed_everywhere(s, due):
@@ -551,8 +600,9 @@ class Scheduler:
     def _start_or_skip(self, s: Schedule, label: str, due: float) -> FireResult:
         live = self._live_runs(s)
         if live and s.overlap is OverlapPolicy.FORBID:
-            record = self._record(s, OutcomeKind.SKIPPED, f"skipped the fire due {local_text(due, s.trigger.timezone)}: "
-                                  f"run #{live[0]} is still running (overlap policy forbid)", "skipped")
+            # the outcome already says "skipped": the message only says why ("skipped: run #19 still running ...")
+            record = self._record(s, OutcomeKind.SKIPPED, f"run #{live[0]} still running (overlap policy forbid; "
+                                  f"{label}, due {local_text(due, s.trigger.timezone)})", "skipped")
             return FireResult(s.id, FireAction.SKIPPED,
                               f"{s.name} is still running (run #{live[0]}); overlap policy 'forbid' skipped this fire",
                               blocking_run=live[0], record_id=record)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from prismq_desktop.core.models import Run, RunSpec
+from prismq_desktop.core.models import Run, RunSpec, absolute_spec
 from prismq_desktop.core.store.database import Database
 
 
@@ -32,11 +32,15 @@ class DeadLetterTable(Database):
     """The dead_letters table (a part of RunRegistry)."""
 
     def add_dead_letter(self, run: Run, first_run_id: int, attempts: int, reason: str | None) -> int:
+        spec = run.spec
+        if run.cwd and not spec.where:  # the folder this run really ran in (its relative cwd and script were resolved against it)
+            spec = absolute_spec(replace(spec, cwd=run.cwd) if spec.cwd else spec, run.cwd)
         with self._lock:
             cur = self._db.execute(
                 "INSERT INTO dead_letters (run_id, first_run_id, name, spec, options, attempts, reason, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run.id, first_run_id, run.name, self.stored_spec(run.spec),
+                # requeued later, maybe from another folder: paths as this run resolved them
+                (run.id, first_run_id, run.name, self.stored_spec(spec),
                  json.dumps(dict(run.options), sort_keys=True), attempts, reason, time.time()),
             )
         return int(cur.lastrowid or 0)

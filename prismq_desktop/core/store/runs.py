@@ -225,6 +225,19 @@ class RunTable(Database):
         with self._lock:
             return int(self._db.execute(f"SELECT COUNT(*) FROM runs{where}", params).fetchone()[0])
 
+    def outcome_stats(self, bounds: tuple[float, ...]) -> tuple[dict[str, int], list[int], float, int]:
+        """For /metrics: finished runs by outcome, and the duration histogram of those that
+        started (cumulative counts per upper bound in `bounds`, the sum of durations, the count)."""
+        with self._lock:
+            counts = {str(o): int(n) for o, n in self._db.execute(
+                "SELECT outcome, COUNT(*) FROM runs WHERE status='done' AND outcome IS NOT NULL GROUP BY outcome")}
+            picks = ", ".join("SUM(ended_at - started_at <= ?)" for _ in bounds)
+            row = self._db.execute(
+                f"SELECT {picks + ', ' if picks else ''}TOTAL(ended_at - started_at), COUNT(*) FROM runs "
+                "WHERE status='done' AND started_at IS NOT NULL AND ended_at IS NOT NULL", bounds).fetchone()
+        buckets = [int(v or 0) for v in row[: len(bounds)]]
+        return counts, buckets, float(row[len(bounds)] or 0.0), int(row[len(bounds) + 1] or 0)
+
     def active_runs(self) -> list[Run]:
         """Every run not yet done (any owner), oldest first."""
         return self.query(RunQuery(states=("queued", "running", "paused"), descending=False, limit=10_000_000))

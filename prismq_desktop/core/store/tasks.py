@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from prismq_desktop.core.models import RunSpec
+from prismq_desktop.core.models import RunSpec, absolute_spec
 from prismq_desktop.core.secrets import SecretVault, looks_secret
 from prismq_desktop.core.store.atomic import PRIVATE_MODE, atomic_write_text
 
@@ -151,7 +151,7 @@ class TaskStore:
 
     def put(self, name: str, spec: RunSpec, options: dict[str, Any]) -> None:
         """Add a task, or replace the one with this name (names are unique)."""
-        self._put(name, spec.to_dict(), _plain_options(options))
+        self._put(name, absolute_spec(spec).to_dict(), _plain_options(options))  # runs later, from anywhere
         self.save()
 
     def _protected(self, spec: dict[str, Any]) -> dict[str, Any]:

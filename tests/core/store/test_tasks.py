@@ -24,7 +24,8 @@ def path(home: Path) -> Path:
 
 
 def spec(target: str = "job.py", **env: str) -> RunSpec:
-    return RunSpec(target, ("--fast",), env=env)
+    """An absolute script (a relative one is saved absolute: tests/core/test_cli_promises.py)."""
+    return RunSpec(os.path.join(os.path.abspath(os.sep), "srv", "jobs", target), ("--fast",), env=env)
 
 
 def test_put_get_remove_and_persist(path):
