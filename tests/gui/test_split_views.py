@@ -6,6 +6,7 @@ import shiboken6
 from PySide6.QtCore import QSettings
 
 from prismq_desktop.core import RunSpec
+from prismq_desktop.core.models import absolute_spec
 from prismq_desktop.core.store.registry import RunRegistry
 from prismq_desktop.core.store.tasks import TaskStore
 from prismq_desktop.gui.history_view import HistoryView
@@ -43,5 +44,6 @@ def test_tasks_panel_runs_a_saved_task_through_the_launch_it_was_given(qapp, hom
     panel.store_task(" nightly ", RunSpec("job.py"), {"priority": "high"})
     assert [panel.task_list.item(i).text() for i in range(panel.task_list.count())] == ["nightly"]
     assert panel.run_task("nightly") == 7 and panel.run_task("missing") is None
-    assert launched == [(RunSpec("job.py").with_changes(name="nightly"), {"priority": "high"})]
+    # saved with an absolute path (it runs later, from anywhere: issue #16)
+    assert launched == [(absolute_spec(RunSpec("job.py")).with_changes(name="nightly"), {"priority": "high"})]
     panel.deleteLater()
