@@ -101,3 +101,86 @@ def test_a_missing_binary_fails_to_start_with_one_line(home) -> None:
             assert "\n" not in (h.outcome.message or "")
 
     asyncio.run(main())
+
+
+def _write_transactions(engine: RunEngine) -> list[int]:
+    """Count the registry's write transactions (explicit COMMITs + autocommitted writes)."""
+    count = [0]
+    in_tx = [False]
+
+    def trace(sql: str) -> None:
+        word = sql.lstrip()[:8].upper()
+        if word.startswith("BEGIN"):
+            in_tx[0] = True
+        elif word.startswith("COMMIT"):
+            in_tx[0] = False
+            count[0] += 1
+        elif word.startswith("ROLLBACK"):
+            in_tx[0] = False
+        elif not in_tx[0] and word.startswith(("INSERT", "UPDATE", "DELETE")):
+            count[0] += 1
+
+    engine.registry._db.set_trace_callback(trace)
+    return count
+
+
+def test_starts_and_ends_of_many_runs_share_transactions_and_are_stored_before_announced(home) -> None:
+    async def main() -> None:
+        async with RunEngine(home) as engine:
+            n = 40
+            writes = _write_transactions(engine)
+            stored_when_announced: list[tuple[int, str, str]] = []
+
+            def check(ev: object) -> None:  # what the registry holds at the moment of the announcement
+                if isinstance(ev, RunChanged):
+                    row = engine.registry.get(ev.run.id)
+                    stored_when_announced.append((ev.run.id, ev.kind, row.status.value if row else "missing"))
+
+            engine.bus.subscribe_sync(check)
+            handles = [await engine.start(RunSpec(TRUE, kind="executable"), mode=RunMode.ASYNC) for _ in range(n)]
+            runs = [await h.wait(timeout=60) for h in handles]
+            engine.registry._db.set_trace_callback(None)
+            assert all(r.status is RunStatus.DONE and r.exit_code == 0 for r in runs)
+            for h in handles:  # the waiter is released only once the end is stored
+                assert engine.registry.get(h.id).status is RunStatus.DONE  # type: ignore[union-attr]
+                mine = [(k, st) for rid, k, st in stored_when_announced if rid == h.id]
+                assert mine == [("queued", "queued"), ("started", "running"), ("finished", "done")], mine
+            # 1 insert for the burst + at most 2 a run unbatched; batched, runs share them
+            assert writes[0] < 1 + 2 * n, writes[0]
+        _no_children_left()
+
+    asyncio.run(main())
+
+
+def test_a_locked_registry_keeps_batched_ends_until_stored(home, scripts, monkeypatch) -> None:
+    from prismq_desktop.core.paths import registry_path
+    from prismq_desktop.core.store.schema import ENV_BUSY_TIMEOUT
+    from tests.helpers import LockHolder
+
+    monkeypatch.setenv(ENV_BUSY_TIMEOUT, "0.2")
+
+    async def main() -> None:
+        async with RunEngine(home) as engine:
+            events: list[RunChanged] = []
+            engine.bus.subscribe_sync(lambda ev: events.append(ev) if isinstance(ev, RunChanged) else None)
+            handles = [await engine.start(RunSpec("sh", ("-c", "sleep 0.3"), kind="executable"), mode=RunMode.ASYNC)
+                       for _ in range(4)]
+            while not all(h.run.status is RunStatus.RUNNING for h in handles):
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+            holder = LockHolder(registry_path(home), scripts)  # locked while they end
+            try:
+                await asyncio.sleep(1.0)
+                assert not any(h.done for h in handles), "released before its end was stored"
+                assert not any(ev.kind == "finished" for ev in events), "announced before stored"
+                assert engine.unsaved >= 1
+            finally:
+                holder.release()
+            runs = [await h.wait(timeout=30) for h in handles]
+            assert all(r.status is RunStatus.DONE and r.exit_code == 0 for r in runs)
+            for h in handles:
+                assert engine.registry.get(h.id).status is RunStatus.DONE  # type: ignore[union-attr]
+                assert [ev.kind for ev in events if ev.run.id == h.id] == ["queued", "started", "finished"]
+        _no_children_left()
+
+    asyncio.run(main())
