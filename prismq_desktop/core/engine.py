@@ -37,7 +37,7 @@ from prismq_desktop.core.monitor.samples import RunSample
 from prismq_desktop.core.patterns import Priority
 from prismq_desktop.core.process.capture import OutputCapture, OutputChunk
 from prismq_desktop.core.process.executor import ENV_MODE, Executor, Job
-from prismq_desktop.core.process.launch import Launch, LaunchError, mark_run, remote_preview, resolve
+from prismq_desktop.core.process.launch import Launch, LaunchError, environ_snapshot, mark_run, remote_preview, resolve
 from prismq_desktop.core.process.local import SubprocessWrapper
 from prismq_desktop.core.process.logfile import LogWriter, Stream
 from prismq_desktop.core.process.tree import kill_orphan
@@ -741,7 +741,8 @@ class RunEngine:
                 os.unlink(run.log_path)  # rewritten whole from the stream's start
         self.reserve.ensure()  # given back when an earlier run ended on a full disk: made again if there is room
         writer = LogWriter(run.log_path or "")
-        env_shown = {k: v for k, v in launch.env.items() if os.environ.get(k) != v or remote}
+        current = environ_snapshot()[0]  # a plain dict: no decoding per variable per run
+        env_shown = {k: v for k, v in launch.env.items() if current.get(k) != v or remote}
         removed = [k for k in spec.env if spec.env[k] is None]
         writer.meta(
             event="start",

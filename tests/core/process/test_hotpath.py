@@ -184,3 +184,25 @@ def test_a_locked_registry_keeps_batched_ends_until_stored(home, scripts, monkey
         _no_children_left()
 
     asyncio.run(main())
+
+
+def test_the_cached_child_environment_follows_every_change_of_os_environ(home, monkeypatch) -> None:
+    """The base environment is copied once, not per run: a change between two runs must show."""
+    spec = RunSpec("sh", ("-c", 'echo "[${PRISMQ_T_X-unset}]"'), kind="executable")
+
+    async def main() -> list[str]:
+        seen = []
+        async with RunEngine(home) as engine:
+            for value in ("one", "two", None, "three"):
+                if value is None:
+                    monkeypatch.delenv("PRISMQ_T_X", raising=False)
+                else:
+                    monkeypatch.setenv("PRISMQ_T_X", value)
+                h = await engine.run(spec, mode=RunMode.ASYNC)
+                seen.append(h.stdout().strip())
+            override = await engine.run(RunSpec("sh", ("-c", 'echo "[$PRISMQ_T_X]"'), kind="executable",
+                                                env={"PRISMQ_T_X": "spec"}), mode=RunMode.ASYNC)
+            seen.append(override.stdout().strip())
+        return seen
+
+    assert asyncio.run(main()) == ["[one]", "[two]", "[unset]", "[three]", "[spec]"]
