@@ -60,6 +60,7 @@ def figure(
 
     goal_kind:
       - "max_ratio": met when engine/raw <= goal
+      - "min_ratio": met when engine/raw >= goal (a rate that should come close to the baseline's)
       - "max_value": met when engine <= goal (no baseline needed)
       - "equal":     met when engine == raw (exact check, e.g. bytes in the log)
       - "info":      no goal
@@ -71,6 +72,8 @@ def figure(
     met: bool | None = None
     if goal_kind == "max_ratio" and goal is not None and ratio is not None:
         met = ratio <= goal
+    elif goal_kind == "min_ratio" and goal is not None and ratio is not None:
+        met = ratio >= goal
     elif goal_kind == "max_value" and goal is not None and engine is not None:
         met = engine <= goal
     elif goal_kind == "equal":
@@ -108,6 +111,8 @@ def fmt_goal(row: dict[str, Any]) -> str:
     kind, goal, unit = row["goal_kind"], row["goal"], row["unit"]
     if kind == "max_ratio" and goal is not None:
         return f"≤ {goal:.2f}×"
+    if kind == "min_ratio" and goal is not None:
+        return f"≥ {goal:.2f}×"
     if kind == "max_value" and goal is not None:
         return f"≤ {fmt_value(goal, unit)}"
     if kind == "equal":

@@ -3,7 +3,8 @@
 Each benchmark runs as a subprocess of its own (with this interpreter), prints its table, and
 writes `benchmarks/out/<bench>.json`; a benchmark that fails or times out is reported as such
 and does not stop the others. Benchmarks are found by name (`benchmarks/bench_*.py`, in
-alphabetical order): bench_drain (output firehose), bench_queue (orchestrator submit and
+alphabetical order): bench_drain (output firehose), bench_peers (/bin/true vs a bare
+asyncio loop and task-spooler), bench_queue (orchestrator submit and
 trivial-run throughput), bench_soak (10 minutes of schedules: memory, fds and threads stay
 flat), bench_spawn (spawn → first line).
 

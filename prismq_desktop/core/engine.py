@@ -37,7 +37,7 @@ from prismq_desktop.core.monitor.samples import RunSample
 from prismq_desktop.core.patterns import Priority
 from prismq_desktop.core.process.capture import OutputCapture, OutputChunk
 from prismq_desktop.core.process.executor import ENV_MODE, Executor, Job
-from prismq_desktop.core.process.launch import Launch, LaunchError, mark_run, remote_preview, resolve
+from prismq_desktop.core.process.launch import Launch, LaunchError, environ_snapshot, mark_run, remote_preview, resolve
 from prismq_desktop.core.process.local import SubprocessWrapper
 from prismq_desktop.core.process.logfile import LogWriter, Stream
 from prismq_desktop.core.process.tree import kill_orphan
@@ -197,6 +197,8 @@ class RunEngine:
         self._uninserted: set[int] = set()  # of those, runs whose row does not exist yet (never started before it does)
         self._retry_delay = RETRY_FIRST
         self._retry_handle: asyncio.TimerHandle | None = None
+        self._batch_pending = False  # a _flush_batch is scheduled for this loop turn
+        self._batched: list[int] = []  # runs whose start/end waits for it
         self.unsaved_errors: dict[int, str] = {}  # runs whose end could not be stored at all (disk full)
         # room on the data dir's disk(s) for a run's last words when the disk fills just then
         self.reserve = SpaceReserve([self.home, self.home / "logs"])
@@ -251,8 +253,12 @@ class RunEngine:
                 pass  # the loop closed meanwhile
 
     # -- the one place a run changes
-    def _change(self, handle: RunHandle, status: RunStatus, outcome: Outcome | None = None, **fields: Any) -> None:
-        """Next snapshot (state diagram checked), saved, then announced: the only writer of runs."""
+    def _change(self, handle: RunHandle, status: RunStatus, outcome: Outcome | None = None, *,
+                batch: bool = False, **fields: Any) -> None:
+        """Next snapshot (state diagram checked), saved, then announced: the only writer of runs.
+
+        `batch`: a run's own start or end on the loop thread (the hot path): stored with every
+        other run's changes of this loop turn in one transaction, and announced after it."""
         self.flush_created()
         with self._lock:
             before = handle._run
@@ -260,7 +266,7 @@ class RunEngine:
             handle._staged.clear()
             after = transition(before, status, outcome, **changes)
             handle._run = after
-            stored = self._save(handle, RunChanged(after, _change_kind(before.status, status)))
+            stored = self._save(handle, RunChanged(after, _change_kind(before.status, status)), batch=batch)
         if stored:
             self.bus.publish(RunChanged(after, _change_kind(before.status, status)))
 
@@ -311,7 +317,7 @@ class RunEngine:
         else:
             self._schedule_retry()
 
-    def _save(self, handle: RunHandle, event: RunChanged) -> bool:
+    def _save(self, handle: RunHandle, event: RunChanged, batch: bool = False) -> bool:
         """Store `event.run` (under self._lock); True when it is stored and may be announced now.
 
         When the registry is locked past its busy timeout (or the disk is full), the snapshot
@@ -321,6 +327,16 @@ class RunEngine:
         queued = self._unsaved.get(handle.id)
         if queued is not None:  # an older one still waits (or the row itself): this one goes after it
             queued.append(event)
+            return False
+        loop = self._loop
+        if batch and loop is not None and _running_loop() is loop:
+            # kept like a refused snapshot, but flushed at the end of this loop turn: many runs'
+            # changes in one transaction; announced (and their waiters released) once stored
+            self._add_unsaved(handle.id, event, False)
+            self._batched.append(handle.id)
+            if not self._batch_pending:
+                self._batch_pending = True
+                loop.call_soon(self._flush_batch)
             return False
         try:
             self._store(event.run)
@@ -353,6 +369,52 @@ class RunEngine:
                   last.outcome.describe() if last.outcome else "", exc)
         self.unsaved_errors[run_id] = str(exc)
         return True
+
+    def _flush_batch(self) -> None:
+        """End of a loop turn: store the batched start/end snapshots of this turn in one
+        transaction, then announce them (and release the waiters of runs that ended).
+
+        Refused for a passing reason (locked, disk full): they stay kept and go to the retry
+        with backoff like any refused snapshot. A row that is gone: one by one, so the others
+        are still stored."""
+        self._batch_pending = False
+        stored: list[tuple[int, list[RunChanged]]] = []
+        with self._lock:
+            ids, self._batched = self._batched, []
+            items = [(rid, self._unsaved[rid]) for rid in dict.fromkeys(ids)
+                     if rid in self._unsaved and rid not in self._uninserted]
+            runs = [evs[-1].run for _, evs in items]
+            try:
+                self._write(lambda: self.registry.save_many(runs, check=True), runs)
+                stored = items
+            except PASSING as exc:
+                self._keep_batch(items, exc)
+            except RegistryError:
+                for rid, evs in items:
+                    try:
+                        self._store(evs[-1].run)
+                    except PASSING as exc:
+                        self._keep_batch([(rid, evs)], exc)
+                        continue
+                    except RegistryError as exc:  # not passing: give up, but never leave waiters hanging
+                        log.error("run %s could not be recorded: %s", rid, exc)
+                        self.unsaved_errors[rid] = str(exc)
+                    stored.append((rid, evs))
+            for rid, _ in stored:
+                del self._unsaved[rid]
+                self._unsaved_since.pop(rid, None)
+        for rid, events in stored:
+            for event in events:
+                self.bus.publish(event)
+            handle = self._live.get(rid)
+            if handle is not None and handle._finish_deferred:
+                self._finish(handle)
+
+    def _keep_batch(self, items: list[tuple[int, list[RunChanged]]], exc: Exception) -> None:
+        """Batched snapshots refused for a passing reason: already kept; logged, retried with backoff."""
+        what = f"run {items[0][0]}" if len(items) == 1 else f"{len(items)} runs (#{items[0][0]}..#{items[-1][0]})"
+        log.warning("%s: %s; kept in memory and retried", what, exc)
+        self._schedule_retry()
 
     def _retry_saves(self, reschedule: bool = True) -> None:
         """Try the kept snapshots again (new rows first, in one transaction); announce (and
@@ -687,7 +749,8 @@ class RunEngine:
                 os.unlink(run.log_path)  # rewritten whole from the stream's start
         self.reserve.ensure()  # given back when an earlier run ended on a full disk: made again if there is room
         writer = LogWriter(run.log_path or "")
-        env_shown = {k: v for k, v in launch.env.items() if os.environ.get(k) != v or remote}
+        current = environ_snapshot()[0]  # a plain dict: no decoding per variable per run
+        env_shown = {k: v for k, v in launch.env.items() if current.get(k) != v or remote}
         removed = [k for k in spec.env if spec.env[k] is None]
         writer.meta(
             event="start",
@@ -704,7 +767,7 @@ class RunEngine:
         def on_started(pid: int, create_time: float | None) -> None:
             if handle._run.status is not RunStatus.QUEUED:
                 return  # a reattached remote run that was already running
-            self._change(handle, RunStatus.RUNNING, pid=pid, pid_create_time=create_time)
+            self._change(handle, RunStatus.RUNNING, batch=True, pid=pid, pid_create_time=create_time)
             if remote:
                 return  # another machine's pid: its worker samples it (on_sample)
             self.monitor.watch(run.id, pid)
@@ -805,7 +868,7 @@ class RunEngine:
             if acc is not None and acc[0]:
                 fields = {"peak_cpu": acc[1], "mean_cpu": acc[2] / acc[0], "peak_rss": int(acc[3]),
                           "mean_rss": int(acc[4] / acc[0])}
-            self._change(handle, RunStatus.DONE, outcome, **fields, **extra)
+            self._change(handle, RunStatus.DONE, outcome, batch=True, **fields, **extra)
         finally:
             self._finish(handle)  # whatever happened above, nobody waits for this run forever
 

@@ -21,6 +21,7 @@ import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prismq_desktop.core.functions import payload as function_payload
 from prismq_desktop.core.models import RunSpec, TargetKind
@@ -147,9 +148,32 @@ def restore_dll_search_path() -> None:
         ctypes.windll.kernel32.SetDllDirectoryW(None)  # type: ignore[attr-defined]
 
 
+_env_cache: tuple[dict[Any, Any], dict[str, str], dict[str, str]] | None = None
+
+
+def environ_snapshot() -> tuple[dict[str, str], dict[str, str]]:
+    """(a copy of os.environ, the children's base environment), made again only when os.environ
+    changed: copying it decodes every variable, a fixed cost per run a trivial child notices.
+    The check compares the raw mapping (`os.environ._data`, C-speed), so a change is never missed."""
+    global _env_cache
+    data = getattr(os.environ, "_data", None)
+    cached = _env_cache
+    if cached is not None and data is not None and cached[0] == data:
+        return cached[1], cached[2]
+    current = dict(os.environ)
+    base = unfreeze_environment(dict(current))
+    base.update(CHILD_DEFAULTS)
+    if isinstance(data, dict):
+        _env_cache = (dict(data), current, base)
+    return current, base
+
+
 def child_environment(overrides: Mapping[str, str | None], base: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = unfreeze_environment(dict(os.environ if base is None else base))
-    env.update(CHILD_DEFAULTS)
+    if base is None:
+        env = dict(environ_snapshot()[1])
+    else:
+        env = unfreeze_environment(dict(base))
+        env.update(CHILD_DEFAULTS)
     for key, override in overrides.items():
         if override is None:
             env.pop(key, None)

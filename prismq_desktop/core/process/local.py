@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 
@@ -70,6 +72,69 @@ class _RunProtocol(asyncio.SubprocessProtocol):
             self.exited.set_result(self.transport.get_returncode())
 
 
+class _PipeProtocol(asyncio.Protocol):
+    """One pipe of a pidfd-watched ASYNC run: what the loop reads goes straight to the capture
+    (in chunks of at most 64 KiB); `eof` is set when the pipe is closed."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, feed: Callable[[Stream, bytes], None], stream: Stream) -> None:
+        self.feed = feed
+        self.stream = stream
+        self.eof: asyncio.Future[object] = loop.create_future()
+        self.failed = False
+
+    def data_received(self, data: bytes) -> None:
+        if self.failed:
+            return  # keep reading, so the child never blocks on a full pipe
+        try:
+            feed_chunks(self.feed, self.stream, data)
+        except Exception:  # noqa: BLE001 - never raise into the transport: it would stop reading
+            log.exception("output could not be taken in; the pipes are still drained")
+            self.failed = True
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes itself, then connection_lost
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.eof.done():
+            self.eof.set_result(None)
+
+
+def _pidfd_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """Can ASYNC runs on `loop` be watched with a pidfd (Linux ≥ 5.3, a selector loop)?
+
+    asyncio's default child watcher in 3.11 (ThreadedChildWatcher) starts a thread per child
+    and waits for it to start; swapping the watcher means changing the process-wide policy
+    (set_child_watcher, deprecated in 3.12, gone in 3.14), which the guide forbids. Watching
+    our own pidfd with `add_reader` needs neither, and is the same on 3.11 and 3.12."""
+    return (_PIDFD_OK and isinstance(loop, asyncio.SelectorEventLoop)
+            and os.environ.get("PRISMQ_NO_PIDFD") is None)
+
+
+def _can_pidfd() -> bool:
+    if not sys.platform.startswith("linux") or not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))  # the kernel may lack it (ENOSYS) or a sandbox refuse it
+    except OSError:
+        return False
+    return True
+
+
+_PIDFD_OK = _can_pidfd()
+_devnull_fd = -1
+_devnull_lock = threading.Lock()
+
+
+def _devnull() -> int:
+    """One /dev/null fd for every child's stdin, not an open per run (never closed; close-on-exec
+    here, dup'ed as the child's fd 0)."""
+    global _devnull_fd
+    with _devnull_lock:
+        if _devnull_fd < 0:
+            _devnull_fd = os.open(os.devnull, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        return _devnull_fd
+
+
 class SubprocessWrapper:
     """The local process executor."""
 
@@ -97,6 +162,8 @@ class SubprocessWrapper:
         return await self._execute_threaded(job, loop)
 
     async def _execute_async(self, job: Job, loop: asyncio.AbstractEventLoop) -> Outcome:
+        if _pidfd_loop(loop):
+            return await self._execute_pidfd(job, loop)
         launch = job.launch
         supervisor = Supervisor(job, loop)
         proto = _RunProtocol(loop, job.capture.feed)
@@ -127,6 +194,75 @@ class SubprocessWrapper:
             return await supervisor.supervise(proto.exited, list(proto.eof.values()), transport.close)
         finally:
             transport.close()
+
+    async def _execute_pidfd(self, job: Job, loop: asyncio.AbstractEventLoop) -> Outcome:
+        """ASYNC with no thread at all: Popen, the pipes read by the loop, the exit seen on a pidfd."""
+        launch = job.launch
+        supervisor = Supervisor(job, loop)
+        # one loop turn before the spawn, as asyncio's own path takes: a subscriber made in the
+        # turn that queued the run (a task that calls orch.events()) still sees it start
+        await asyncio.sleep(0)
+        if job.stop_outcome is not None:
+            return job.stop_outcome
+        try:
+            proc = popen_piped(launch)
+        except OSError as exc:
+            return start_error(launch, exc)
+        assert proc.stdout is not None and proc.stderr is not None
+        exited: asyncio.Future[object] = loop.create_future()
+        pidfd = -1
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except OSError:  # cannot happen after the probe, but never lose the run to it
+            pass
+        supervisor.attach(ProcessTree(proc.pid))
+
+        def wait_in_thread() -> None:
+            waiter = thread_future(loop, proc.wait, f"run-{job.run_id}-wait")
+
+            def done(fut: asyncio.Future[object]) -> None:
+                if not exited.done():
+                    exited.set_result(fut.result())
+
+            waiter.add_done_callback(done)
+
+        def reaped() -> None:
+            loop.remove_reader(pidfd)
+            code = proc.poll()  # readable: the child has exited, so this reaps it at once
+            if code is None:
+                wait_in_thread()  # poll could not take Popen's wait lock: never leave the run waiting
+            elif not exited.done():
+                exited.set_result(code)
+
+        if pidfd >= 0:
+            loop.add_reader(pidfd, reaped)
+        else:
+            wait_in_thread()
+        transports: list[asyncio.BaseTransport] = []
+        eofs: list[asyncio.Future[object]] = []
+        try:
+            for pipe, stream in ((proc.stdout, Stream.STDOUT), (proc.stderr, Stream.STDERR)):
+                with contextlib.suppress(ValueError, OSError):
+                    widen_pipe(pipe.fileno())
+                proto = _PipeProtocol(loop, job.capture.feed, stream)
+                transport, _ = await loop.connect_read_pipe(lambda proto=proto: proto, pipe)  # type: ignore[misc]
+                transports.append(transport)
+                eofs.append(proto.eof)
+
+            def abort_pipes() -> None:
+                for t in transports:
+                    t.close()
+
+            return await supervisor.supervise(exited, eofs, abort_pipes)
+        finally:
+            for t in transports:
+                t.close()
+            for pipe in (proc.stdout, proc.stderr):
+                with contextlib.suppress(OSError):
+                    pipe.close()
+            if pidfd >= 0:
+                loop.remove_reader(pidfd)  # a no-op once reaped() ran
+                os.close(pidfd)
 
     async def _execute_threaded(self, job: Job, loop: asyncio.AbstractEventLoop) -> Outcome:
         supervisor = Supervisor(job, loop, threadsafe=True)
@@ -181,7 +317,7 @@ def popen_piped(launch: Launch) -> subprocess.Popen[bytes]:
     """Start a launch with piped output in its own session/job (THREADED and LOCAL modes)."""
     proc: subprocess.Popen[bytes] = subprocess.Popen(
         launch.argv,
-        stdin=subprocess.DEVNULL,
+        stdin=_devnull(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=launch.cwd,

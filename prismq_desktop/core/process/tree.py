@@ -120,7 +120,7 @@ class ProcessTree:
             procs.insert(0, self._root)
         return procs
 
-    def adopted(self, everywhere: bool = False) -> list[psutil.Process]:
+    def adopted(self, everywhere: bool = False, children: list[int] | None = None) -> list[psutil.Process]:
         """The run's descendants that re-parented away from its root (see the module docstring).
 
         Linux with the subreaper: the app's direct children carrying the run's tag, and theirs.
@@ -130,7 +130,8 @@ class ProcessTree:
             return []
         needle = f"{RUN_TAG_VAR}={self.tag}".encode()
         if become_subreaper():
-            pids = [pid for pid in own_children() if pid != self.pid and _environ_has(pid, needle)]
+            kids = own_children() if children is None else children
+            pids = [pid for pid in kids if pid != self.pid and _environ_has(pid, needle)]
         elif everywhere:
             pids = [p.pid for p in psutil.process_iter() if p.pid != self.pid and _environ_has(p.pid, needle)]
         else:
@@ -269,9 +270,12 @@ class ProcessTree:
         this path on the loop thread, so a run costs no worker thread; False → `kill_leftovers`."""
         if IS_WINDOWS:
             return self._job is None
-        if self.group_alive() or self.adopted():
+        if self.group_alive():
             return False
-        reap_orphans()
+        children = own_children()  # read once for both (a /proc read per thread of this process)
+        if self.adopted(children=children):
+            return False
+        reap_orphans(children)
         return True
 
     def kill_leftovers(self) -> bool:
@@ -391,7 +395,7 @@ def _reap_later() -> None:
         time.sleep(0.05)
 
 
-def reap_orphans() -> None:
+def reap_orphans(children: list[int] | None = None) -> None:
     """Reap zombie children that provably are adopted orphans, not this process's own forks.
 
     A process this one forked keeps either this process's session or its own (after setsid());
@@ -404,7 +408,7 @@ def reap_orphans() -> None:
         own_sid = os.getsid(0)
     except OSError:
         return
-    for pid in own_children():
+    for pid in own_children() if children is None else children:
         st = _stat(pid)
         if st is not None and st[0] == "Z" and st[1] == me and st[2] not in (own_sid, pid):
             with contextlib.suppress(ChildProcessError):

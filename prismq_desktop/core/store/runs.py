@@ -186,15 +186,18 @@ class RunTable(Database):
         run_id = values.pop("id")
         return (*values.values(), run_id)
 
-    def save_many(self, runs: Sequence[Run]) -> None:
-        """Save several runs in one transaction (cancel-all on a long queue)."""
+    def save_many(self, runs: Sequence[Run], check: bool = False) -> None:
+        """Save several runs in one transaction (cancel-all on a long queue, the engine's
+        per-loop-turn batch). `check`: RegistryError, and nothing saved, unless every row exists."""
         rows = [self._update_row(run) for run in runs]
         if not rows:
             return
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                self._db.executemany(_UPDATE_SQL, rows)
+                cur = self._db.executemany(_UPDATE_SQL, rows)
+                if check and cur.rowcount != len(rows):
+                    raise RegistryError(f"{len(rows) - cur.rowcount} of runs {[r.id for r in runs]} are not in the registry")
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
