@@ -40,12 +40,18 @@ def test_async_runs_start_no_thread_and_are_announced_in_order(home) -> None:
             await engine.run(RunSpec(TRUE, kind="executable"), mode=RunMode.ASYNC)  # the monitor's thread starts
             before = {t.ident for t in threading.enumerate()}
             seen_threads: set[int | None] = set()
+            names: dict[int | None, str] = {}
             handles = [await engine.start(RunSpec("sh", ("-c", f"sleep 0.2; echo run{i}; exit {i % 3}"),
                                                   kind="executable"), mode=RunMode.ASYNC) for i in range(12)]
             while not all(h.done for h in handles):
-                seen_threads |= {t.ident for t in threading.enumerate()}
+                for t in threading.enumerate():
+                    seen_threads.add(t.ident)
+                    names[t.ident] = t.name
                 await asyncio.sleep(0.01)
-            assert seen_threads - before == set(), "a thread was started for an ASYNC run"
+            new = sorted(names[i] for i in seen_threads - before)
+            # none per run; on a loaded machine a run whose pipes outlive LINGER may have its
+            # leftovers killed in the loop's (bounded) default executor: at most one such thread
+            assert len(new) <= 1 and all(n.startswith("asyncio_") for n in new), f"threads started for ASYNC runs: {new}"
             for i, h in enumerate(handles):
                 run = engine.registry.get(h.id)
                 assert run is not None and run.status is RunStatus.DONE and run.exit_code == i % 3
