@@ -910,16 +910,9 @@ def _export(ns: argparse.Namespace, schedule: Any) -> int:
         for name, text in result.files.items():
             sys.stdout.write((f"# ---- {name} ----\n" if many else "") + text)
         return 0
-    out = Path(ns.output)
-    targets: dict[str, Path] = {}
-    for name in result.files:
-        if len(result.files) == 1:
-            targets[name] = out
-        else:  # systemd: FILE.service + FILE.timer (a given .service/.timer suffix is the stem's)
-            stem = out.with_suffix("") if out.suffix in (".service", ".timer") else out
-            targets[name] = stem.with_name(stem.name + Path(name).suffix)
-    for name, path in targets.items():
-        path.write_text(result.files[name], encoding="utf-8")
+    from prismq_desktop.core.services.export import write_export
+
+    for path in write_export(result, ns.output):
         print(f"wrote {terminal_safe(path)}", file=sys.stderr)
     return 0
 

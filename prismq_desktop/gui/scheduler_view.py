@@ -11,6 +11,7 @@ timer only repaints the countdowns.
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QDateTime, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
@@ -42,6 +44,7 @@ from prismq_desktop.core.models import OutcomeKind, Run, RunSpec, RunStatus, Tar
 from prismq_desktop.core.schedule.model import Schedule, ScheduleError
 from prismq_desktop.core.schedule.scheduler import FireAction, FireResult, Scheduler, make_trigger
 from prismq_desktop.core.schedule.triggers import Trigger, TriggerError, local_text, next_fires
+from prismq_desktop.core.services.export import FORMAT_NAMES, ExportError, export_schedule, unit_name, write_export
 from prismq_desktop.core.store.query import RunQuery
 from prismq_desktop.core.store.registry import RunRegistry
 from prismq_desktop.core.store.schema import RegistryError
@@ -607,7 +610,8 @@ class SchedulerView(QWidget):
         self.pause_button.toggled.connect(self._pause)
         self._needs_selection: list[QPushButton] = []
         for text, name, slot in (("New…", "newScheduleButton", self.new), ("Edit…", "editScheduleButton", self.edit),
-                                 ("Run now", "runNowButton", self.run_now), ("Delete", "deleteScheduleButton", self.delete)):
+                                 ("Run now", "runNowButton", self.run_now), ("Export…", "exportScheduleButton", self.export),
+                                 ("Delete", "deleteScheduleButton", self.delete)):
             b = QPushButton(text)
             b.setObjectName(name)
             b.clicked.connect(slot)
@@ -744,6 +748,48 @@ class SchedulerView(QWidget):
         self.history.refresh()
         self._update_label()
         self._update_buttons()
+
+    # ------------------------------------------------------------------ export
+    EXPORT_FILTERS = {"Kubernetes CronJob (*.yaml)": ("k8s", ".yaml"), "systemd service + timer (*.service)":
+                      ("systemd", ".service"), "Windows Task Scheduler (*.xml)": ("windows", ".xml")}
+
+    def export(self) -> None:
+        """Export the selected schedule to the scheduler people deploy on (the CLI's `schedule export`)."""
+        s = self.selected()
+        if s is None:
+            return
+        dialog = QFileDialog(self, f"Export schedule {s.name!r}", str(Path.home() / unit_name(s.name)),
+                             ";;".join(self.EXPORT_FILTERS))
+        dialog.setObjectName("exportScheduleDialog")
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.fileSelected.connect(lambda path: self.export_to(s.id, self.EXPORT_FILTERS[dialog.selectedNameFilter()][0],
+                                                                path))
+        dialog.open()
+
+    def export_to(self, schedule_id: int, fmt: str, path: str) -> list[Path]:
+        """Write the export; the banner says what was written, what was approximated, or why not."""
+        try:
+            s = self.scheduler.get(schedule_id)
+        except ScheduleError as exc:
+            self.show_message(str(exc), warning=True)
+            return []
+        try:
+            result = export_schedule(s, fmt)
+        except ExportError as exc:
+            self.show_message(f"{FORMAT_NAMES[fmt]} cannot express {s.name!r}: {exc}", warning=True)
+            return []
+        target = Path(path)
+        if not target.suffix and fmt != "systemd":
+            target = target.with_suffix({"k8s": ".yaml", "windows": ".xml"}[fmt])
+        try:
+            written = write_export(result, target)
+        except OSError as exc:
+            self.show_message(f"cannot write {target}: {exc.strerror or exc}", warning=True)
+            return []
+        note = "; ".join(result.warnings)
+        self.show_message(f"exported {s.name!r} as {FORMAT_NAMES[fmt]}: {', '.join(str(p) for p in written)}"
+                          + (f" — note: {note}" if note else ""), warning=bool(note))
+        return written
 
     # ------------------------------------------------------------------ the banner
     def show_message(self, text: str, warning: bool = False) -> None:

@@ -211,3 +211,47 @@ def test_editor_messages_follow_the_fields(qapp, home):
     assert "invalid cron expression" in seen["bad cron"][0] and not seen["bad cron"][1]
     assert seen["fixed"] == ("", True, True)
     assert names == ["nightly", "taken"] and selected == "nightly"
+
+
+def test_export_writes_what_the_cli_writes_and_says_what_it_could_not(qapp, home, tmp_path):
+    """Export… on the selected schedule: the three formats parsed back, and systemd's refusal of
+    overlap 'allow' is one line in the banner with nothing written."""
+    import xml.etree.ElementTree as ET
+
+    import yaml
+    from PySide6.QtWidgets import QFileDialog
+
+    async def main():
+        orch, win = await window_for(home)
+        try:
+            view = win.scheduler_view
+            nightly = orch.scheduler.add("nightly", sleeper(1), make_trigger(cron="30 2 * * *"))
+            loose = orch.scheduler.add("loose", sleeper(1), make_trigger(interval_seconds=600), overlap="allow")
+            await until(lambda: view.model.rowCount() == 2)
+            view.select(nightly.id)
+            view.findChild(object, "exportScheduleButton").click()
+            dialog = view.findChild(QFileDialog, "exportScheduleDialog")
+            opened = dialog is not None and dialog.isVisible()
+            if dialog is not None:
+                dialog.reject()
+            k8s = view.export_to(nightly.id, "k8s", str(tmp_path / "nightly"))
+            k8s_banner = view.banner_text.text()
+            units = view.export_to(nightly.id, "systemd", str(tmp_path / "nightly.service"))
+            xml = view.export_to(nightly.id, "windows", str(tmp_path / "nightly.xml"))
+            refused = view.export_to(loose.id, "systemd", str(tmp_path / "loose.service"))
+            return opened, k8s, k8s_banner, units, xml, refused, view.banner_text.text()
+        finally:
+            await close(orch, win)
+
+    opened, k8s, k8s_banner, units, xml, refused, refused_banner = run_qt(qapp, main())
+    assert opened
+    assert k8s == [tmp_path / "nightly.yaml"] and str(tmp_path / "nightly.yaml") in k8s_banner
+    job = yaml.safe_load(k8s[0].read_text())
+    assert job["kind"] == "CronJob" and job["spec"]["schedule"] == "30 2 * * *"
+    assert job["spec"]["concurrencyPolicy"] == "Forbid"
+    assert sorted(p.name for p in units) == ["nightly.service", "nightly.timer"]
+    assert "OnCalendar=" in (tmp_path / "nightly.timer").read_text()
+    root = ET.fromstring(xml[0].read_bytes())
+    assert root.tag.endswith("Task") and b"IgnoreNew" in xml[0].read_bytes()
+    assert refused == [] and not (tmp_path / "loose.service").exists() and not (tmp_path / "loose.timer").exists()
+    assert refused_banner.startswith("a systemd service + timer cannot express 'loose'") and "\n" not in refused_banner

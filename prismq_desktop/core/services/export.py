@@ -11,10 +11,12 @@ refers to a named Secret, systemd to an EnvironmentFile, the Windows task leaves
 from __future__ import annotations
 
 import math
+import os
 import re
 import shlex
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 from zoneinfo import ZoneInfo
@@ -543,3 +545,25 @@ def _win_quote(arg: str) -> str:
         backslashes = 0
     out.append("\\" * (backslashes * 2) + '"')
     return "".join(out)
+
+
+FORMAT_NAMES = {"k8s": "a Kubernetes CronJob", "systemd": "a systemd service + timer", "windows": "a Windows Task Scheduler task"}
+
+
+def export_paths(result: Export, out: str | os.PathLike[str]) -> dict[str, Path]:
+    """Where each file of an export goes when the user names one file: that file itself, or for
+    systemd's pair FILE.service + FILE.timer (a given .service/.timer suffix is the stem's)."""
+    target = Path(out)
+    if len(result.files) == 1:
+        return {name: target for name in result.files}
+    stem = target.with_suffix("") if target.suffix in (".service", ".timer") else target
+    return {name: stem.with_name(stem.name + Path(name).suffix) for name in result.files}
+
+
+def write_export(result: Export, out: str | os.PathLike[str]) -> list[Path]:
+    """Write an export's files (see export_paths); the paths written. OSError when one cannot be."""
+    written = []
+    for name, path in export_paths(result, out).items():
+        path.write_text(result.files[name], encoding="utf-8")
+        written.append(path)
+    return written
