@@ -115,6 +115,9 @@ class RunHandle:
         self._future: asyncio.Future[Run] | None = None
         self._staged: dict[str, Any] = {}  # fields known before the next change (argv, cwd), saved with it
         self._finish_deferred = False  # ended, but its last snapshot is not stored yet
+        # driven by a task on the loop (launch, reattach): its start and end are stored with the
+        # loop turn's batch; a blocking run (run_blocking) stores them at once, before it returns
+        self._batched = False
 
     @property
     def run(self) -> Run:
@@ -234,6 +237,7 @@ class RunEngine:
                 self.registry.save(handle._run)
             launch = remote_preview(run.spec) if run.spec.remote_queue else Launch(run.argv, {}, run.cwd or "", "utf-8")
             job = self._make_job(handle, launch, reattach=run.remote_id)
+            handle._batched = True
             task = loop.create_task(self._drive(handle, job, RunMode(run.mode)), name=f"run-{run.id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -677,6 +681,7 @@ class RunEngine:
         if launch is None:
             return
         job = self._make_job(handle, launch)
+        handle._batched = True
         task = loop.create_task(self._drive(handle, job, RunMode(handle.run.mode)), name=f"run-{handle.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -767,7 +772,7 @@ class RunEngine:
         def on_started(pid: int, create_time: float | None) -> None:
             if handle._run.status is not RunStatus.QUEUED:
                 return  # a reattached remote run that was already running
-            self._change(handle, RunStatus.RUNNING, batch=True, pid=pid, pid_create_time=create_time)
+            self._change(handle, RunStatus.RUNNING, batch=handle._batched, pid=pid, pid_create_time=create_time)
             if remote:
                 return  # another machine's pid: its worker samples it (on_sample)
             self.monitor.watch(run.id, pid)
@@ -868,7 +873,7 @@ class RunEngine:
             if acc is not None and acc[0]:
                 fields = {"peak_cpu": acc[1], "mean_cpu": acc[2] / acc[0], "peak_rss": int(acc[3]),
                           "mean_rss": int(acc[4] / acc[0])}
-            self._change(handle, RunStatus.DONE, outcome, batch=True, **fields, **extra)
+            self._change(handle, RunStatus.DONE, outcome, batch=handle._batched, **fields, **extra)
         finally:
             self._finish(handle)  # whatever happened above, nobody waits for this run forever
 

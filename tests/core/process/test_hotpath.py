@@ -212,3 +212,15 @@ def test_the_cached_child_environment_follows_every_change_of_os_environ(home, m
         return seen
 
     assert asyncio.run(main()) == ["[one]", "[two]", "[unset]", "[three]", "[spec]"]
+
+
+def test_a_blocking_run_inside_a_running_loop_is_stored_and_released_before_it_returns(home) -> None:
+    """run_blocking never leaves its end to a loop turn that cannot come while it blocks."""
+
+    async def main() -> None:
+        async with RunEngine(home) as engine:
+            h = engine.run_blocking(RunSpec("sh", ("-c", "echo x; exit 3"), kind="executable"))
+            assert h.done and h.exit_code == 3
+            assert engine.registry.get(h.id).status is RunStatus.DONE  # type: ignore[union-attr]
+
+    asyncio.run(main())
