@@ -22,8 +22,19 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX binaries")
 TRUE = shutil.which("true") or "/bin/true"
 
 
+_BEFORE: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _children_before() -> None:
+    """What already ran before the test (a session's redis-server, say) is not the test's."""
+    _BEFORE.clear()
+    _BEFORE.update(p.pid for p in psutil.Process().children(recursive=True))
+
+
 def _no_children_left() -> None:
-    alive = [p for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
+    alive = [p for p in psutil.Process().children(recursive=True)
+             if p.pid not in _BEFORE and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"left running: {alive}"
 
 
