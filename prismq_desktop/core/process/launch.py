@@ -254,9 +254,11 @@ def check_function_target(target: str, cwd: str) -> None:
             raise LaunchError(f"function file is not readable: {module}")
     elif not all(part.isidentifier() for part in module.split(".")):
         raise LaunchError(f"not a module name: {module!r}")
-def check_spec(spec: RunSpec) -> None:
-    """The checks of `resolve` that need nothing of this machine (for a run another machine
-    resolves: a remote worker finds the script, interpreter and cwd on its own disk)."""
+
+
+def _check_basics(spec: RunSpec) -> None:
+    """What `resolve` and `check_spec` both refuse first: an empty target, an unknown encoding,
+    bad durations or environment names, a NUL in the target, cwd or interpreter."""
     if not spec.target or not spec.target.strip():
         raise LaunchError("nothing to run: the script, module or command is empty")
     try:
@@ -266,6 +268,12 @@ def check_spec(spec: RunSpec) -> None:
     check_durations(spec)
     check_environment(spec.env)
     _refuse_nul((spec.target, spec.cwd or "", spec.interpreter or ""))
+
+
+def check_spec(spec: RunSpec) -> None:
+    """The checks of `resolve` that need nothing of this machine (for a run another machine
+    resolves: a remote worker finds the script, interpreter and cwd on its own disk)."""
+    _check_basics(spec)
     _refuse_nul(split_args(spec.args))
     if spec.kind is TargetKind.MODULE and not all(p.isidentifier() for p in spec.target.split(".")):
         raise LaunchError(f"not a module name: {spec.target!r}")
@@ -285,15 +293,7 @@ def remote_preview(spec: RunSpec) -> Launch:
 
 def resolve(spec: RunSpec) -> Launch:
     """Resolve `spec` or raise LaunchError; starts nothing."""
-    if not spec.target or not spec.target.strip():
-        raise LaunchError("nothing to run: the script, module or command is empty")
-    try:
-        codecs.lookup(spec.encoding)
-    except LookupError:
-        raise LaunchError(f"unknown output encoding: {spec.encoding}") from None
-    check_durations(spec)
-    check_environment(spec.env)
-    _refuse_nul((spec.target, spec.cwd or "", spec.interpreter or ""))
+    _check_basics(spec)
 
     cwd = os.path.abspath(os.path.expanduser(spec.cwd)) if spec.cwd else os.getcwd()
     if not os.path.exists(cwd):
