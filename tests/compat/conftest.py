@@ -35,6 +35,17 @@ def work(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     tasks.set_orchestrator(None)
 
 
+@pytest.fixture
+def env_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], Path]:
+    """`env_dir(name, VAR)`: a fresh directory whose path the example's tasks find in $VAR."""
+    def make(name: str, var: str) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        monkeypatch.setenv(var, str(d))
+        return d
+    return make
+
+
 async def _closing(body: Awaitable[Any]) -> Any:
     try:
         return await body

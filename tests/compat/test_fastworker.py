@@ -18,28 +18,13 @@ import time
 
 import pytest
 
+from tests.compat.web import Routes as FastAPI
 from tests.compat import fw_tasks  # noqa: F401 - registers the tasks by name, as FastWorker's workers load them
 
 
-class FastAPI:
-    """Just enough of FastAPI for the examples' decorators: routes are kept, called directly."""
-
-    def __init__(self):
-        self.routes = {}
-
-    def post(self, path):
-        def register(fn):
-            self.routes[path] = fn
-            return fn
-        return register
-
-
 @pytest.fixture
-def outbox(tmp_path, monkeypatch):
-    box = tmp_path / "outbox"
-    box.mkdir()
-    monkeypatch.setenv("FW_OUTBOX", str(box))
-    return box
+def outbox(env_dir):
+    return env_dir("outbox", "FW_OUTBOX")
 
 
 def test_blocking_submit_task(example):

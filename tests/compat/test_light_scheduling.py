@@ -17,11 +17,8 @@ from tests.core.test_cli import cli
 
 
 @pytest.fixture
-def lj_out(tmp_path, monkeypatch):
-    d = tmp_path / "lj"
-    d.mkdir()
-    monkeypatch.setenv("LJ_OUT", str(d))
-    return d
+def lj_out(env_dir):
+    return env_dir("lj", "LJ_OUT")
 
 
 def test_pattern_1_apscheduler_create_scheduler(example, home):

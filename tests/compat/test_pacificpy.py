@@ -21,38 +21,13 @@ import pytest
 from prismq_desktop.core import RunRegistry
 from prismq_desktop.core.store import RunQuery
 from tests.compat import pp_tasks as t
-
-
-class App:
-    """Just the route decorators and `run()` of a web app."""
-
-    def __init__(self):
-        self.routes = {}
-
-    def post(self, path):
-        def register(fn):
-            self.routes[path] = fn
-            return fn
-        return register
-
-    def run(self):
-        return "serving"
-
-
-class Request:
-    def __init__(self, body):
-        self.body = body
-
-    async def json(self):
-        return self.body
+from tests.compat.web import Request
+from tests.compat.web import Routes as App
 
 
 @pytest.fixture
-def out(tmp_path, monkeypatch):
-    d = tmp_path / "out"
-    d.mkdir()
-    monkeypatch.setenv("PP_OUT", str(d))
-    return d
+def out(env_dir):
+    return env_dir("out", "PP_OUT")
 
 
 @pytest.fixture

@@ -190,16 +190,22 @@ def test_forged_or_huge_result_file_is_refused(home, monkeypatch):
     assert payload.check_report('{"value": [1]}') is None
 
 
+async def _pids_written(marker):
+    """Wait (up to 10 s) until the sleeper task has written its pids to `marker`."""
+    for _ in range(500):
+        if marker.exists() and marker.read_text():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the task never wrote its pids to {marker}")
+
+
 def test_cancel_and_timeout_stop_the_tree(home, tmp_path):
     marker = tmp_path / "pids"
 
     async def main():
         async with await _orch(home) as orch:
             run_id = orch.delay(t.sleeper, [60, str(marker)])
-            for _ in range(500):
-                if marker.exists() and marker.read_text():
-                    break
-                await asyncio.sleep(0.02)
+            await _pids_written(marker)
             pids = [int(p) for p in marker.read_text().split()]
             assert orch.cancel(run_id)
             res = await orch.wait(run_id, timeout=20)
@@ -220,10 +226,7 @@ def test_sigkill_of_the_child_mid_run(home, tmp_path):
     async def main():
         async with await _orch(home) as orch:
             run_id = orch.delay(t.sleeper, [60, str(marker)])
-            for _ in range(500):
-                if marker.exists() and marker.read_text():
-                    break
-                await asyncio.sleep(0.02)
+            await _pids_written(marker)
             runner_pid, grandchild = (int(p) for p in marker.read_text().split())
             psutil.Process(runner_pid).kill()
             res = await orch.wait(run_id, timeout=20)
