@@ -117,14 +117,6 @@ def _retry_on_arg(text: str) -> str:
     return text
 
 
-def _days(text: str) -> float:
-    """A positive, finite number of days."""
-    value = _seconds(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
 def _run_key(text: str) -> str:
     """A caller-chosen run id (letters first; letters, digits, _ . : -), else a usage error."""
     from prismq_desktop.core.models import InvalidRunKey, check_run_key
@@ -281,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     sched_hist.add_argument("--limit", type=_count, default=20)
 
     prune = sub.add_parser("prune", help="delete finished runs (and their logs) beyond a retention policy")
-    prune.add_argument("--keep-days", type=_days, metavar="N", help="keep runs that ended in the last N days")
+    prune.add_argument("--keep-days", type=_positive, metavar="N", help="keep runs that ended in the last N days")
     prune.add_argument("--keep-runs", type=_count, metavar="N", help="keep at most the newest N finished runs")
     prune.add_argument("--dry-run", action="store_true", help="print what would be deleted, delete nothing")
 

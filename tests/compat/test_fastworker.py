@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from tests.compat.web import Routes as FastAPI
 from tests.compat import fw_tasks  # noqa: F401 - registers the tasks by name, as FastWorker's workers load them
+from tests.compat.web import Routes as FastAPI
 
 
 @pytest.fixture
