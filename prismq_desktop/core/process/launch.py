@@ -147,6 +147,31 @@ def unfreeze_environment(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def self_command(frozen: bool | None = None, executable: str | None = None) -> list[str]:
+    """How to start this app's own command line again (a fire-and-forget run's detached process).
+
+    Frozen, `sys.executable` is the bundle's EXE, not a Python (PyInstaller docs, "Run-time
+    Information", "Using sys.executable and sys.argv[0]"): it runs `cli.main` (packaging/entry.py)
+    and would take `-m` as a command. Otherwise it is a Python, and `-m prismq_desktop` runs us.
+    """
+    frozen = is_frozen() if frozen is None else frozen
+    executable = executable or sys.executable
+    return [executable] if frozen else [executable, "-m", "prismq_desktop"]
+
+
+CREATE_BREAKAWAY_FROM_JOB = 0x01000000
+DETACHED_PROCESS = 0x00000008
+
+
+def detached_flags(breakaway: bool) -> int:
+    """Windows flags of a detached process: no console (DETACHED_PROCESS) and, if allowed, out of
+    the job the caller is in - a terminal's or CI's kill-on-close job would end a fire-and-forget
+    run with it. CreateProcess fails (access denied) when that job does not allow breakaway, so
+    the caller retries without (learn.microsoft.com, "Process Creation Flags":
+    CREATE_BREAKAWAY_FROM_JOB needs JOB_OBJECT_LIMIT_BREAKAWAY_OK on the job)."""
+    return DETACHED_PROCESS | (CREATE_BREAKAWAY_FROM_JOB if breakaway else 0)
+
+
 def restore_dll_search_path() -> None:
     """Windows, frozen: the bootloader's SetDllDirectory is inherited by children; reset it."""
     if is_frozen() and sys.platform == "win32":
