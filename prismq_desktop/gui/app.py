@@ -194,6 +194,10 @@ def main(data_dir: str | None = None) -> int:
     from prismq_desktop.core.process.launch import restore_dll_search_path
 
     restore_dll_search_path()
+    if sys.platform == "win32":  # the installer's AppMutex: it will not replace files while we run
+        from prismq_desktop.core.process import winjob
+
+        winjob.hold_mutex()
     # a QApplication, never a bare QCoreApplication, exists in this process (the window needs one)
     app = cast(QApplication, QApplication.instance() or QApplication(sys.argv[:1]))
     # before any thread starts: cycles holding Qt objects are freed on this thread only (gcguard.py)

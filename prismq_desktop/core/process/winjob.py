@@ -205,3 +205,24 @@ def terminate_job(job: int) -> None:
 
 def close_job(job: int) -> None:
     _kernel32.CloseHandle(job)
+
+
+_kernel32.CreateMutexW.restype = wintypes.HANDLE
+_kernel32.CreateMutexW.argtypes = [ctypes.c_void_p, wintypes.BOOL, wintypes.LPCWSTR]
+_held: list[int] = []
+
+#: The installer's AppMutex (packaging/windows/installer.iss): Setup waits while the app holds it.
+APP_MUTEX = "PrismQDesktopRunning"
+
+
+def hold_mutex(name: str = APP_MUTEX) -> bool:
+    """Create (or open) the named mutex and keep its handle until the process exits, so the
+    installer sees the app running (jrsoftware.org/ishelp, "[Setup]: AppMutex": the application
+    creates a mutex of that name at startup with CreateMutex; the system destroys it when the
+    application ends, so it is never closed here)."""
+    handle = _kernel32.CreateMutexW(None, False, name)
+    if not handle:
+        log.warning("could not create the %s mutex (error %s)", name, ctypes.get_last_error())
+        return False
+    _held.append(int(handle))
+    return True
