@@ -173,7 +173,14 @@ def detached_flags(breakaway: bool) -> int:
 
 
 def restore_dll_search_path() -> None:
-    """Windows, frozen: the bootloader's SetDllDirectory is inherited by children; reset it."""
+    """Windows, frozen: the bootloader's SetDllDirectory is inherited by children; reset it.
+
+    When: once the QApplication exists (Qt has loaded its platform plugin with the bundle's
+    search path) and before the first run starts. Later loads do not need it: since Python 3.8
+    extension modules and ctypes resolve their DLLs from the system paths, the loading DLL's own
+    folder and os.add_dll_directory() folders only (docs.python.org, "What's New In Python 3.8",
+    Windows DLL resolution; os.add_dll_directory), and PyInstaller keeps them beside their PYD.
+    """
     if is_frozen() and sys.platform == "win32":
         import ctypes
 

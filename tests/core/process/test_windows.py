@@ -264,3 +264,29 @@ def test_a_batch_file_editor_gets_every_argument_as_text(tmp_path, scripts):
 
 def test_probes_open_no_console_window():
     assert interp.no_window_flags() & 0x08000000
+
+
+def test_replace_waits_out_another_process_holding_the_target_open(tmp_path):
+    """WinError 32: a reader with the file open (no FILE_SHARE_DELETE) delays, never loses, a write."""
+    from prismq_desktop.core.store.atomic import atomic_write_text
+
+    target = tmp_path / "tasks.json"
+    target.write_text("old")
+    holder = subprocess.Popen([PY, "-c", "import sys, time; f = open(sys.argv[1]); print('open', flush=True); "
+                               "time.sleep(0.6); f.close(); time.sleep(5)", str(target)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"open"
+        with pytest.raises(PermissionError):
+            _replace_now(tmp_path, target)
+        atomic_write_text(target, "new")
+        assert target.read_text() == "new"
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+def _replace_now(tmp_path: Path, target: Path) -> None:
+    """A plain os.replace while the file is held: Windows refuses it (the failure being guarded)."""
+    src = tmp_path / "src.tmp"
+    src.write_text("x")
+    os.replace(src, target)
