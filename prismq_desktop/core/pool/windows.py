@@ -1,4 +1,4 @@
-"""The pool on Windows (written from the Win32 and CPython docs; cannot run on the POSIX CI).
+"""The pool on Windows (written from the Win32 and CPython docs; run by the Windows CI job only).
 
 A worker is a long-lived Python (winworker.py) that runs one script at a time with runpy, its
 control channel on its stdin/stdout pipes; the run's output pipes are handed over as duplicated

@@ -21,8 +21,9 @@ run started), and replaces it. What a run changes in `sys.modules` (new modules 
 handlers is undone after it; a change it makes inside a module that was imported before it
 (a preloaded one) lasts until the worker is recycled - the isolation is weaker than a fork's.
 
-Written from the documentation (msvcrt, _winapi, SetStdHandle); the project's tests run on
-Linux, where this code path cannot run. Importing this module is safe on every platform.
+Written from the documentation (msvcrt, _winapi, SetStdHandle); exercised by the Windows CI job
+(tests/core/process/test_windows.py: a pool in a venv, daemon-thread recycling), never on Linux.
+Importing this module is safe on every platform.
 """
 
 from __future__ import annotations
