@@ -47,10 +47,21 @@ Set-Content -Path $hello -Value 'import sys; print("hello from", sys.executable)
 $out = & "$app\prismq-desktop-cli.exe" --data-dir $home_ run $hello; Assert-Exit "the bundled CLI running a script"
 if (-not ($out -match "hello from")) { Write-Host "build.ps1: the bundled CLI printed: $out"; exit 1 }
 $hist = & "$app\prismq-desktop-cli.exe" --data-dir $home_ history --json; Assert-Exit "the bundled CLI's history --json"
-$runs = $hist | Out-String | ConvertFrom-Json
-if (-not ($runs | Where-Object { $_.name -eq "prismq-hello.py" -and $_.outcome -eq "succeeded" })) {
+$runs = ($hist | Out-String | ConvertFrom-Json)  # assigned first: 5.1 passes a JSON array as one object
+if (-not @($runs | Where-Object { $_.name -eq "prismq-hello.py" -and $_.outcome -eq "succeeded" })) {
     Write-Host "build.ps1: the run is not in the history: $hist"; exit 1
 }
+# fire-and-forget from the frozen app: the detached process is the bundle's own EXE (never -m)
+$ff = & "$app\prismq-desktop-cli.exe" --data-dir $home_ run --pattern fire_and_forget $hello; Assert-Exit "a fire-and-forget run"
+if (-not ($ff -match "started in the background")) { Write-Host "build.ps1: fire-and-forget printed: $ff"; exit 1 }
+$done = $false
+for ($i = 0; $i -lt 100 -and -not $done; $i++) {
+    $hist = & "$app\prismq-desktop-cli.exe" --data-dir $home_ history --json; Assert-Exit "history --json"
+    $all = ($hist | Out-String | ConvertFrom-Json)  # assigned first: 5.1 passes a JSON array as one object
+    $ok = @($all | Where-Object { $_.name -eq "prismq-hello.py" -and $_.outcome -eq "succeeded" })
+    if ($ok.Count -ge 2) { $done = $true } else { Start-Sleep -Milliseconds 200 }
+}
+if (-not $done) { Write-Host "build.ps1: the fire-and-forget run never succeeded: $hist"; exit 1 }
 Write-Host "bundle check passed"
 
 $version = & $vpy -c "import prismq_desktop; print(prismq_desktop.__version__)"; Assert-Exit "reading the version"
