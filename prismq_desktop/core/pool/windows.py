@@ -65,6 +65,7 @@ class WinTree(ProcessTree):  # pragma: no cover - Windows only
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
+        self.tag: str | None = None  # read by Supervisor.attach (it was missing: AttributeError on every pooled run)
         self._job = None
         self.stopped = 0
         try:
