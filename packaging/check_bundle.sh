@@ -27,12 +27,21 @@ printf 'import sys\nprint("hello from", sys.executable)\n' > "$out/hello.py"
 "$app" --data-dir "$home" run "$out/hello.py" | tee "$out/run.txt"
 grep -q "hello from" "$out/run.txt"
 ! grep -q "$out/dist" "$out/run.txt"  # a real Python ran it, not the bundle's own executable
-"$app" --data-dir "$home" history --json > "$out/history.json"
+# fire-and-forget from the frozen app: the detached process is the bundle's own EXE (never -m)
+cli="$out/dist/prismq-desktop/prismq-desktop-cli"
+"$cli" --data-dir "$home" run --pattern fire_and_forget "$out/hello.py" | tee "$out/ff.txt"
+grep -q "started in the background" "$out/ff.txt"
+for _ in $(seq 100); do
+  "$cli" --data-dir "$home" history --json > "$out/history.json"
+  [[ $("$PY" -c 'import json,sys; print(sum(r["name"] == "hello.py" and r["outcome"] == "succeeded" for r in json.load(open(sys.argv[1]))))' "$out/history.json") -ge 2 ]] && break
+  sleep 0.2
+done
 "$PY" - "$out/history.json" <<'PYEOF'
 import json, sys
 runs = json.load(open(sys.argv[1]))
-assert any(r["name"] == "hello.py" and r["outcome"] == "succeeded" for r in runs), runs
-print(f"bundle check: the run is in the history ({len(runs)} run(s))")
+ok = [r for r in runs if r["name"] == "hello.py" and r["outcome"] == "succeeded"]
+assert len(ok) >= 2, runs  # the foreground run and the fire-and-forget one
+print(f"bundle check: both runs are in the history ({len(runs)} run(s))")
 PYEOF
 kill -TERM "$gui"
 wait "$gui" || true

@@ -539,11 +539,18 @@ def _detach(ns: argparse.Namespace) -> int:
         if tok.startswith("--pattern=") and "--" not in argv[:i]:
             continue
         cleaned.append(tok)
+    from prismq_desktop.core.process.launch import detached_flags, self_command
+
     env = dict(os.environ, **{ENV_ANNOUNCE: "1"})
-    kwargs: dict[str, Any] = {"start_new_session": True} if os.name != "nt" else {
-        "creationflags": getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000) | 0x00000008}  # DETACHED_PROCESS
-    proc = subprocess.Popen([sys.executable, "-m", "prismq_desktop", *cleaned], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, **kwargs)
+    argv = [*self_command(), *cleaned]  # frozen: the bundle's own EXE (it rejects -m)
+    common: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.DEVNULL, "env": env}
+    if os.name != "nt":
+        proc = subprocess.Popen(argv, start_new_session=True, **common)
+    else:
+        try:
+            proc = subprocess.Popen(argv, creationflags=detached_flags(breakaway=True), **common)
+        except PermissionError:  # the caller's job forbids breakaway: detached, but still in it
+            proc = subprocess.Popen(argv, creationflags=detached_flags(breakaway=False), **common)
     assert proc.stdout is not None
     line = proc.stdout.readline(200).decode("ascii", "replace").strip()  # one short line, not output
     proc.stdout.close()

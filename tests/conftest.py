@@ -92,3 +92,14 @@ def fast_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
     from prismq_desktop.core.schedule import triggers
 
     monkeypatch.setattr(triggers, "MIN_INTERVAL_SECONDS", 0.05)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Platform markers: `posix_only` tests need what Windows does not have, `windows_only`
+    tests need Windows APIs; each is skipped, with the reason, only where it cannot exist."""
+    windows = sys.platform == "win32"
+    for item in items:
+        if windows and item.get_closest_marker("posix_only"):
+            item.add_marker(pytest.mark.skip(reason="POSIX-only: the feature does not exist on Windows"))
+        if not windows and item.get_closest_marker("windows_only"):
+            item.add_marker(pytest.mark.skip(reason="Windows-only: Win32 API"))

@@ -191,11 +191,15 @@ async def run_window(app: QApplication, home: Path, server: QLocalServer) -> int
 def main(data_dir: str | None = None) -> int:
     home = paths.data_dir(data_dir)
     log_path = setup_logging(home)
-    from prismq_desktop.core.process.launch import restore_dll_search_path
+    if sys.platform == "win32":  # the installer's AppMutex: it will not replace files while we run
+        from prismq_desktop.core.process import winjob
 
-    restore_dll_search_path()
+        winjob.hold_mutex()
     # a QApplication, never a bare QCoreApplication, exists in this process (the window needs one)
     app = cast(QApplication, QApplication.instance() or QApplication(sys.argv[:1]))
+    from prismq_desktop.core.process.launch import restore_dll_search_path
+
+    restore_dll_search_path()  # after Qt loaded its platform plugin, before any run starts (launch.py)
     # before any thread starts: cycles holding Qt objects are freed on this thread only (gcguard.py)
     gcguard.install(app)
     app.setApplicationName("prismq-desktop")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import shlex
 import shutil
 import sys
 from collections.abc import Mapping
@@ -39,6 +38,7 @@ from PySide6.QtWidgets import (
 from prismq_desktop.core.functions.payload import PayloadError, decode_call, encode_call
 from prismq_desktop.core.models import RunSpec, TargetKind
 from prismq_desktop.core.patterns import PatternAdvisor, Priority, TaskPattern
+from prismq_desktop.core.process import cmdline, interp
 from prismq_desktop.core.process.launch import LaunchError, check_spec, is_frozen, resolve
 from prismq_desktop.core.secrets import MASK, looks_secret
 from prismq_desktop.gui.where import WhereChoice
@@ -97,6 +97,8 @@ def detect_interpreters() -> list[str]:
     names = ["python3", "python"] + [f"python3.{m}" for m in range(8, 15)]
     for name in names:
         path = shutil.which(name)
+        if path and interp.is_store_alias(path):
+            path = interp.probe(path)  # Windows: the Store's alias is listed only if it runs a Python
         if path:
             found.append(os.path.realpath(path) if "/shims/" not in path else path)
     home = os.path.expanduser("~")
@@ -424,7 +426,7 @@ class LaunchPanel(QWidget):
         else:
             self.target.setText(spec.target)
             self.function.clear()
-            self.args.setText(spec.args if isinstance(spec.args, str) else shlex.join(spec.args))
+            self.args.setText(spec.args if isinstance(spec.args, str) else cmdline.display(spec.args))
         self.where.set_where(spec.where)
         self.cwd.setText(spec.cwd or "")
         if spec.interpreter:
@@ -491,7 +493,8 @@ class LaunchPanel(QWidget):
                                  f"{_html(queue)} (resolved on its machine)</small>")
             return
         place = " · warm pool" if spec.where == "pool" else ""
-        self.preview.setText(f"<code>{_html(shlex.join(launch.argv))}</code><br><small>in {_html(launch.cwd)}{place}</small>")
+        shown = cmdline.display(launch.argv)  # on Windows list2cmdline: exactly the child's command line
+        self.preview.setText(f"<code>{_html(shown)}</code><br><small>in {_html(launch.cwd)}{place}</small>")
 
     def _update_advice(self) -> None:
         # the window follows every run's output in a pane: that is streaming, so say so

@@ -18,9 +18,9 @@ from __future__ import annotations
 import collections
 import os
 import re
-import shlex
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -50,6 +50,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from prismq_desktop.core.process import cmdline, interp
 from prismq_desktop.core.process.capture import LineAssembler, OutputChunk
 from prismq_desktop.core.process.logfile import Stream, read_log
 from prismq_desktop.core.progress import PROTOCOL_PREFIX
@@ -87,10 +88,24 @@ class _Text(QPlainTextEdit):
 
 
 def _spawn(argv: list[str]) -> str | None:
-    """Start an editor detached; None when it started, else why not."""
+    """Start an editor detached; None when it started, else why not.
+
+    Windows: an editor that is a batch file (VS Code's `code.cmd`) runs through cmd.exe, which
+    reads the whole line: it gets cmd.exe quoting (core/process/cmdline.windows_spawn), so a path
+    from run output like `R&D\\x.py` or `100%\\y.py` is text, never a command.
+    """
+    args: str | list[str] = argv
+    executable: str | None = None
+    flags = 0
+    if sys.platform == "win32":
+        try:
+            args, executable = cmdline.windows_spawn(argv, shutil.which(argv[0]) or argv[0])
+        except cmdline.CmdQuoteError as exc:
+            return str(exc)
+        flags = interp.no_window_flags() if executable else 0
     try:
-        subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL,  # noqa: S603
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(args, executable=executable, start_new_session=True, stdin=subprocess.DEVNULL,  # noqa: S603
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, creationflags=flags)
     except OSError as exc:
         return f"{argv[0]}: {exc.strerror or exc}"
     return None
@@ -100,7 +115,7 @@ def editor_argv(command: str, path: str, line: int) -> list[str] | None:
     """The argv of an editor command template (`code -g {file}:{line}`, `subl {file}:{line}`);
     the file is appended when the template does not name it. None if it cannot be parsed."""
     try:
-        words = shlex.split(command)
+        words = cmdline.split(command)  # Windows rules on Windows: C:\\Program Files\\... keeps its backslashes
     except ValueError:
         return None
     if not words:

@@ -163,6 +163,7 @@ def test_env_cwd_and_name(home, scripts, tmp_path):
     assert "my job" in cli(home, "history").stdout.decode()
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_timeout_exits_124_and_the_whole_tree_is_gone(home, scripts):
     t0 = time.monotonic()
     res = cli(home, "run", "--timeout", "0.5", "--grace", "0.5", str(scripts / "ignore_term.py"))
@@ -237,6 +238,7 @@ def kill_tree(pids: list[int]) -> None:
             pass
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("flags", [[], ["--mode", "local"]], ids=["auto", "local"])
 def test_signal_to_the_cli_cancels_the_run_and_stops_its_tree(home, scripts, flags, sig):
@@ -377,6 +379,7 @@ def test_logs_follow_prints_live_output_and_ends_with_the_run(home, scripts, tmp
     assert rec["outcome"] == "failed" and rec["exit_code"] == 4
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_logs_follow_ends_when_the_owner_of_the_run_died(home, scripts):
     """A `run` that was SIGKILLed never records an end; following its log must not wait forever."""
     proc, tree = start_tree(home, scripts)

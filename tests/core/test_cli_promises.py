@@ -53,6 +53,7 @@ def test_schedule_add_in_the_readme_order_and_run_now_from_elsewhere_streams_and
     assert err.startswith("oops\n") and "run #1 failed (7)" in err  # stderr streamed too, on stderr
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_run_now_streams_while_the_run_is_going(home, folders):
     work, _ = folders
     assert cli(home, "schedule", "add", "slow", str(work / "loud.py"), "--every", "1h", "--", "0", "30").returncode == 0
@@ -135,6 +136,7 @@ def test_run_without_a_script_names_only_script(home):
     assert "required: SCRIPT" in err and "ARGS" not in err
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_a_soft_timeout_says_what_happened(home, scripts, tmp_path):
     res = cli(home, "run", "--timeout", "0.3", "python3", "--", "-c", "import time; time.sleep(30)")
     assert res.returncode == 124

@@ -351,6 +351,7 @@ def test_a_claimed_fire_is_recorded_then_started_after_the_lock(home: Path, scri
     assert marker.stat().st_mtime >= released_at
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_the_headless_scheduler_fires_once_after_a_lock_over_the_due_time(home: Path, scripts: Path,
                                                                           tmp_path: Path) -> None:
     """`prismq-desktop scheduler` meets the lock at the claim itself: the fire waits (backoff),

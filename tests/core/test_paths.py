@@ -23,7 +23,8 @@ from prismq_desktop.core.store.registry import RunRegistry
 from prismq_desktop.core.store.tasks import TaskStore
 from tests.core.test_cli import cli
 
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+# POSIX-only: POSIX file modes and umask (Windows has ACLs: os.chmod sets only the read-only flag there)
+pytestmark = pytest.mark.posix_only
 
 PY = sys.executable
 

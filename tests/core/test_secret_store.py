@@ -195,6 +195,7 @@ def notices(stderr: str) -> list[str]:
 # ---------------------------------------------------------------------------- with a real Secret Service
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_a_cli_run_keeps_the_value_in_the_secret_service_and_reruns_and_schedule_fires_get_it(
         secret_service, home, tmp_path):
     seen = tmp_path / "seen.txt"
@@ -277,6 +278,7 @@ def test_api_runs_and_a_periodic_schedule_fired_by_another_orchestrator_get_the_
     assert leaks(home) == [] and not (home / "secrets.json").exists()
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_the_os_store_dying_between_writes_sends_the_value_to_the_file_and_nothing_is_lost(
         secret_service, home, tmp_path):
     told: list[str] = []
@@ -331,6 +333,7 @@ def test_the_os_store_dying_between_writes_sends_the_value_to_the_file_and_nothi
     assert leaks(home, "first-Value-1") == []
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_a_frozen_secret_service_costs_the_timeout_not_the_app(secret_service, home):
     assert secret_service.daemon is not None
     os.kill(secret_service.daemon.pid, signal.SIGSTOP)  # it takes the D-Bus call and never answers
@@ -454,6 +457,7 @@ def _no_store_env(tmp_path: Path, variant: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 @pytest.mark.parametrize("variant", ["no-bus", "fail", "null", "plaintext", "third-party"])
 def test_without_an_os_store_values_go_to_the_file_with_exactly_one_notice(home, tmp_path, variant):
     seen = tmp_path / "seen.txt"

@@ -54,6 +54,7 @@ def _stored_bytes(home) -> bytes:
     return b"".join(p.read_bytes() for p in home.iterdir() if p.name.startswith("registry.sqlite3"))
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_the_registry_never_holds_a_secret_value_and_the_child_still_gets_it(home, tmp_path):
     secret = "hunter2-Pat-77"
     seen = tmp_path / "seen.txt"

@@ -40,6 +40,7 @@ def test_outcomes_in_words(outcome, cell, line):
     assert end_line(run) == line
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_counts_signals_and_durations():
     assert plural(1, "run") == "1 run" and plural(0, "run") == "0 runs" and plural(1204, "run") == "1,204 runs"
     assert plural(1, "process", "processes") == "1 process" and plural(5, "process", "processes") == "5 processes"
@@ -51,6 +52,7 @@ def test_counts_signals_and_durations():
     assert status_text(Run(id=2, spec=RunSpec("a.py"), not_before=5.0)) == "waiting to retry"
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
 def test_a_cancelled_tree_says_how_many_processes_were_stopped(home):
     async def main():

@@ -14,7 +14,7 @@ from PySide6.QtCore import QSettings
 from prismq_desktop.core import paths
 from prismq_desktop.gui.app import setup_logging
 
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+pytestmark = pytest.mark.posix_only  # POSIX-only: POSIX file modes and umask
 
 
 def mode(path: Path) -> str:

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import QSettings
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QApplication
@@ -123,6 +124,7 @@ def test_pane_shows_the_output_behind_every_progress_reading(qapp, home, tmp_pat
     assert not behind, f"the pane was behind the Progress column: {behind[:5]}"
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_traceback_link_without_an_editor_says_what_to_set(qapp, home, tmp_path, monkeypatch):
     source = tmp_path / "boom.py"
     source.write_text("x = 1\nraise SystemExit(3)\n")

@@ -111,6 +111,7 @@ def test_history_upsert_stays_cheap_with_100000_runs(qtmodeltester, home):
         reg.close()
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_runs_table_keeps_peaks_and_both_tables_speak_words(qapp, home):
     async def main():
         orch, win = await window_for(home)

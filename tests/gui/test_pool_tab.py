@@ -11,7 +11,8 @@ import pytest
 from prismq_desktop.core.pool import pool_supported
 from tests.gui.test_window import close, run_qt, until, window_for
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32" or not pool_supported(), reason="the fork server is POSIX-only")
+# POSIX-only: the fork server (the Windows pool is tested in tests/core/process/test_windows.py)
+pytestmark = [pytest.mark.posix_only, pytest.mark.skipif(not pool_supported(), reason="no fork server here")]
 
 PY = sys.executable
 SCRIPTS = Path(__file__).parent.parent / "scripts"

@@ -60,6 +60,7 @@ class Resets:
 
 # ---------------------------------------------------------------------------- 1. the broker URL in Settings
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_broker_url_is_masked_kept_in_the_secret_store_and_tested_in_one_line(qapp, home, redis_url):  # noqa: F811
     port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     refused = f"redis://:x@127.0.0.1:{free_port()}/0"
@@ -127,6 +128,7 @@ def test_no_broker_disables_the_remote_choice_and_the_workers_tab_says_why(qapp,
     assert "No broker is set" in summary and polls == 0 and not polling
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_remote_run_from_the_form_shows_its_worker_and_the_workers_tab_follows_live(qapp, home, redis_url,  # noqa: F811
                                                                                     start_worker):  # noqa: F811
     worker = start_worker("guiq", "gui-box", concurrency=2)

@@ -167,7 +167,8 @@ def _stdio(encoding: str, errors: str, unbuffered: bool) -> None:
             buf,
             encoding=encoding,
             errors=errs,
-            newline=None if sys.platform == "win32" and not writing else "\n",
+            # as CPython's create_stdio (Python/pylifecycle.c): Windows translates "\n" to "\r\n" on output
+            newline=None if sys.platform == "win32" else "\n",
             line_buffering=line_buffering,
             write_through=unbuffered and writing,
         )

@@ -473,6 +473,11 @@ class ResourcePool:
                 slot.started.set_exception(StartFailed("the child ended before it started"))
             if not slot.exited.done():
                 slot.exited.set_result(int(msg.get("code", -1)))
+            if msg.get("recycle"):  # Windows worker: the run left threads running (winworker.py)
+                self._recycled += 1
+                worker.retire()
+                self._top_up()
+                return
             self._release(worker)
 
     def _release(self, worker: Worker) -> None:

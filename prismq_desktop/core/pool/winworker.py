@@ -10,8 +10,10 @@ JSON, as in `forkserver`), moved off fds 0 and 1 at start; fd 0 then reads NUL.
 pool -> worker  ``{"t": "run", "seq", "kind", "target", "argv", "cwd", "env", "unbuffered",
                 "handles": [out, err]}``: the run's pipe write ends, already duplicated into
                 this process by the pool (`_winapi.DuplicateHandle`);
-worker -> pool  ``{"t": "ready", ...}`` once, then per run ``{"t": "started", "seq", "pid"}``
-                and ``{"t": "exit", "seq", "pid", "code"}``.
+worker -> pool  ``{"t": "ready", "pid", ...}`` once (the pid the handles must be duplicated into:
+                not the venv launcher's), then per run ``{"t": "started", "seq", "pid"}`` and
+                ``{"t": "exit", "seq", "pid", "code", "recycle"}`` (recycle: the run left threads
+                running, so the worker must not serve another run).
 
 A run's process is the worker itself: the pool stops a run by killing the worker (and what the
 run started), and replaces it. What a run changes in `sys.modules` (new modules are removed),
@@ -19,8 +21,9 @@ run started), and replaces it. What a run changes in `sys.modules` (new modules 
 handlers is undone after it; a change it makes inside a module that was imported before it
 (a preloaded one) lasts until the worker is recycled - the isolation is weaker than a fork's.
 
-Written from the documentation (msvcrt, _winapi, SetStdHandle); the project's tests run on
-Linux, where this code path cannot run. Importing this module is safe on every platform.
+Written from the documentation (msvcrt, _winapi, SetStdHandle); exercised by the Windows CI job
+(tests/core/process/test_windows.py: a pool in a venv, daemon-thread recycling), never on Linux.
+Importing this module is safe on every platform.
 """
 
 from __future__ import annotations
@@ -189,11 +192,20 @@ def _serve_windows(args: list[str]) -> int:  # pragma: no cover - Windows only
             seq = req.get("seq")
             handles: list[int] = list(req.get("handles") or [])
             saved = _Saved()
-            fds = [msvcrt.open_osfhandle(h, os.O_WRONLY | os.O_BINARY) for h in handles]
-            if len(fds) != 2:
+            fds: list[int] = []
+            try:  # a handle that did not arrive (duplicated into another process) fails here: say so
+                for h in handles:
+                    fds.append(msvcrt.open_osfhandle(h, os.O_WRONLY | os.O_BINARY))
+            except (OSError, TypeError, ValueError) as exc:
+                fds.append(-1)
+                why = f"the run's output pipes did not arrive ({exc})"
+            else:
+                why = "the run's output pipes did not arrive"
+            if len(fds) != 2 or -1 in fds:
                 for fd in fds:
-                    os.close(fd)
-                send({"t": "started", "seq": seq, "pid": os.getpid(), "error": "the run's output pipes did not arrive"})
+                    if fd >= 0:
+                        os.close(fd)
+                send({"t": "started", "seq": seq, "pid": os.getpid(), "error": why})
                 send({"t": "exit", "seq": seq, "pid": os.getpid(), "code": 127})
                 continue
             os.dup2(fds[0], 1)
@@ -231,7 +243,10 @@ def _serve_windows(args: list[str]) -> int:  # pragma: no cover - Windows only
                 set_std(STD_OUTPUT_HANDLE, 1)
                 set_std(STD_ERROR_HANDLE, 2)
                 saved.restore()
-                send({"t": "exit", "seq": seq, "pid": os.getpid(), "code": code})
+                # A thread the run left running (a daemon one: finalize joined the others) would
+                # write into the next run's output: this worker is not reused (the pool recycles it).
+                leaked = [t for t in threading.enumerate() if t not in saved.threads and t.is_alive()]
+                send({"t": "exit", "seq": seq, "pid": os.getpid(), "code": code, "recycle": bool(leaked)})
 
 
 if __name__ in ("__main__", "__poolworker__"):

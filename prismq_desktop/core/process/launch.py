@@ -14,9 +14,7 @@ import dataclasses
 import functools
 import math
 import os
-import shlex
 import shutil
-import subprocess
 import sys
 import uuid
 from collections.abc import Mapping
@@ -25,6 +23,7 @@ from typing import Any
 
 from prismq_desktop.core.functions import payload as function_payload
 from prismq_desktop.core.models import RunSpec, TargetKind
+from prismq_desktop.core.process import cmdline, interp
 
 #: Variables every Python child gets unless the spec overrides them: unbuffered output
 #: (so lines appear as they are printed) and UTF-8 mode (so output decodes everywhere).
@@ -59,30 +58,30 @@ def is_frozen() -> bool:
 
 @functools.lru_cache(maxsize=32)
 def _real_python(path: str) -> str:
-    """Resolve a launcher (such as a pyenv shim, ~100 ms per start) to the real binary."""
+    """Resolve a launcher (such as a pyenv shim, ~100 ms per start) to the real binary.
+
+    Windows: `py.exe` is matched case-insensitively (shutil.which returns the PATHEXT case,
+    `py.EXE`), and the probe opens no console window (interp.probe: CREATE_NO_WINDOW).
+    """
     norm = path.replace("\\", "/")
-    if "/shims/" not in norm and not norm.endswith("/py.exe"):
+    if "/shims/" not in norm and not norm.casefold().endswith("/py.exe"):
         return path
-    try:
-        out = subprocess.run(
-            [path, "-c", "import sys; print(sys.executable)"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return path
-    return out if out and os.path.isfile(out) else path
+    return interp.probe(path) or path
 
 
 def default_interpreter() -> str:
     """The Python that runs user scripts when none is chosen.
 
-    Inside a frozen app `sys.executable` is the app itself, never a Python, so look on PATH.
+    Inside a frozen app `sys.executable` is the app itself, never a Python, so look on PATH
+    (on Windows: `py -3`, then python, rejecting the Store's alias that does not run; interp.py).
     """
     if not is_frozen():
         return sys.executable
+    if sys.platform == "win32":
+        found = interp.choose(sys.platform, os.environ.get("PATH", ""), os.environ.get("PATHEXT", interp.DEFAULT_PATHEXT))
+        if found:
+            return found
+        raise LaunchError(interp.NO_PYTHON)
     for name in ("python3", "python"):
         found = shutil.which(name)
         if found:
@@ -101,15 +100,23 @@ def resolve_interpreter(interpreter: str | None, env_path: str | None = None) ->
         raise LaunchError(f"interpreter is a directory, not a program: {interpreter}")
     if not os.access(candidate, os.X_OK):
         raise LaunchError(f"interpreter is not executable: {interpreter}")
+    if sys.platform == "win32" and interp.is_store_alias(candidate):
+        real = interp.probe(candidate)  # the Store alias runs only when the Store's Python is installed
+        if real is None:
+            raise LaunchError(f"{interpreter} is the Microsoft Store's alias, not an interpreter ({candidate}); "
+                              "install Python from python.org or choose another interpreter")
+        return real
     return _real_python(candidate)
 
 
-def split_args(args: tuple[str, ...] | str) -> tuple[str, ...]:
-    """Split a typed argument string with POSIX shell quoting rules (no expansion)."""
+def split_args(args: tuple[str, ...] | str, platform: str = sys.platform) -> tuple[str, ...]:
+    """Split a typed argument string as the child will receive it: POSIX shell quoting (no
+    expansion), or on Windows the C runtime's rules (`cmdline.split_windows`), where a backslash
+    is a path separator and never an escape."""
     if not isinstance(args, str):
         return args
     try:
-        return tuple(shlex.split(args, posix=True))
+        return tuple(cmdline.split(args, platform))
     except ValueError as exc:
         raise LaunchError(f"cannot parse arguments {args!r}: {exc}") from None
 
@@ -140,8 +147,40 @@ def unfreeze_environment(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def self_command(frozen: bool | None = None, executable: str | None = None) -> list[str]:
+    """How to start this app's own command line again (a fire-and-forget run's detached process).
+
+    Frozen, `sys.executable` is the bundle's EXE, not a Python (PyInstaller docs, "Run-time
+    Information", "Using sys.executable and sys.argv[0]"): it runs `cli.main` (packaging/entry.py)
+    and would take `-m` as a command. Otherwise it is a Python, and `-m prismq_desktop` runs us.
+    """
+    frozen = is_frozen() if frozen is None else frozen
+    executable = executable or sys.executable
+    return [executable] if frozen else [executable, "-m", "prismq_desktop"]
+
+
+CREATE_BREAKAWAY_FROM_JOB = 0x01000000
+DETACHED_PROCESS = 0x00000008
+
+
+def detached_flags(breakaway: bool) -> int:
+    """Windows flags of a detached process: no console (DETACHED_PROCESS) and, if allowed, out of
+    the job the caller is in - a terminal's or CI's kill-on-close job would end a fire-and-forget
+    run with it. CreateProcess fails (access denied) when that job does not allow breakaway, so
+    the caller retries without (learn.microsoft.com, "Process Creation Flags":
+    CREATE_BREAKAWAY_FROM_JOB needs JOB_OBJECT_LIMIT_BREAKAWAY_OK on the job)."""
+    return DETACHED_PROCESS | (CREATE_BREAKAWAY_FROM_JOB if breakaway else 0)
+
+
 def restore_dll_search_path() -> None:
-    """Windows, frozen: the bootloader's SetDllDirectory is inherited by children; reset it."""
+    """Windows, frozen: the bootloader's SetDllDirectory is inherited by children; reset it.
+
+    When: once the QApplication exists (Qt has loaded its platform plugin with the bundle's
+    search path) and before the first run starts. Later loads do not need it: since Python 3.8
+    extension modules and ctypes resolve their DLLs from the system paths, the loading DLL's own
+    folder and os.add_dll_directory() folders only (docs.python.org, "What's New In Python 3.8",
+    Windows DLL resolution; os.add_dll_directory), and PyInstaller keeps them beside their PYD.
+    """
     if is_frozen() and sys.platform == "win32":
         import ctypes
 

@@ -37,11 +37,18 @@ LINGER = 1.0  # after the root exits, how long its leftovers may keep the pipes 
 SOFT_TIMEOUT_PREFIX = "soft timeout of "
 
 
-def _how_it_stopped(job: Job, returncode: int) -> str:
+#: Windows stops are immediate (tree.py: no console, so no CTRL_BREAK for CREATE_NO_WINDOW children).
+WINDOWS_STOP = "terminated at once (Windows has no graceful stop for a windowless process)"
+
+
+def _how_it_stopped(job: Job, returncode: int, windows: bool = IS_WINDOWS) -> str:
     """What really happened after a soft timeout asked the tree to stop: "stopped by SIGTERM
-    after 0.1 s", "exited with code 3 after 0.2 s", or "killed by SIGKILL after the 5 s grace"."""
+    after 0.1 s", "exited with code 3 after 0.2 s", or "killed by SIGKILL after the 5 s grace";
+    on Windows, where the job is terminated without a grace, `WINDOWS_STOP`."""
     after = time.monotonic() - job.stop_requested_at if job.stop_requested_at is not None else None
     took = "" if after is None else f" after {after:.1f} s" if after >= 0.1 else f" after {after:.2f} s"
+    if windows:
+        return WINDOWS_STOP
     if not IS_WINDOWS and returncode == -signal.SIGKILL:
         return f"killed by SIGKILL after the {job.grace_period:g} s grace"
     if returncode < 0 and not IS_WINDOWS:

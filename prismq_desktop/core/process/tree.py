@@ -3,8 +3,12 @@
 POSIX: every run starts in a session (and so a process group) of its own. Stopping sends
 SIGTERM to the group, waits a grace period, sends SIGKILL to the group, then kills every
 descendant snapshotted *before* the first signal - which catches children that left the
-group with setsid(). Windows: every run is put in a Job Object that kills its members
-when the job closes (breakaway is not allowed); stopping terminates the job.
+group with setsid(). Windows: every run starts suspended, is put in a Job Object that kills
+its members when the job closes (breakaway is not allowed), and only then runs (winjob.contain);
+stopping terminates the job - at once: a child started with CREATE_NO_WINDOW has no console, so
+GenerateConsoleCtrlEvent's CTRL_BREAK cannot reach it ("sends a signal to a console process group
+that shares the console associated with the calling process", learn.microsoft.com,
+GenerateConsoleCtrlEvent), and Windows has no other gentle ask; the outcome says so (supervisor).
 
 Re-parented descendants (Linux). A double-forked daemon (fork, setsid, fork, the middle
 exits) is no longer anyone's descendant of the run's root, so no snapshot of the tree sees
@@ -79,9 +83,18 @@ def popen_kwargs() -> dict[str, object]:
     """
     become_subreaper()
     if IS_WINDOWS:
-        flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200) | getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
-        return {"creationflags": flags}
+        return {"creationflags": windows_creationflags()}
     return {"start_new_session": True}
+
+
+CREATE_SUSPENDED = 0x00000004  # learn.microsoft.com, "Process Creation Flags"
+
+
+def windows_creationflags() -> int:
+    """A run's CreateProcess flags: its own process group, no console window, and suspended until
+    `ProcessTree` has put it in its job (winjob.contain resumes it)."""
+    return (getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200) | getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
+            | CREATE_SUSPENDED)
 
 
 class ProcessTree:
@@ -99,10 +112,10 @@ class ProcessTree:
         except psutil.Error:
             self._root = None
             self.create_time = None
-        if IS_WINDOWS:
+        if IS_WINDOWS:  # started suspended (popen_kwargs): into the job first, then it runs
             from prismq_desktop.core.process import winjob
 
-            self._job = winjob.assign_new_job(pid)
+            self._job = winjob.contain(pid)
 
     # -- inspection
     def descendants(self) -> list[psutil.Process]:
@@ -110,9 +123,9 @@ class ProcessTree:
             return []
         try:
             kids: list[psutil.Process] = self._root.children(recursive=True)
-            return kids
         except psutil.Error:
             return []
+        return [p for p in kids if not _console_host(p)] if IS_WINDOWS else kids
 
     def snapshot(self) -> list[psutil.Process]:
         procs = self.descendants() + self.adopted()
@@ -147,7 +160,8 @@ class ProcessTree:
     def group_alive(self) -> bool:
         """Does any process of the run's group still exist (POSIX), or the job (Windows)?"""
         if IS_WINDOWS:
-            return any(_alive(p) for p in self.snapshot())
+            live = self._job_active()
+            return live if live is not None else any(_alive(p) for p in self.snapshot())
         try:
             os.killpg(self.pid, 0)
         except ProcessLookupError:
@@ -195,7 +209,7 @@ class ProcessTree:
 
     def suspend(self) -> None:
         if IS_WINDOWS:
-            for proc in self.snapshot():
+            for proc in self._windows_members():
                 with contextlib.suppress(psutil.Error):
                     proc.suspend()
         else:
@@ -203,11 +217,41 @@ class ProcessTree:
 
     def resume(self) -> None:
         if IS_WINDOWS:
-            for proc in self.snapshot():
+            for proc in self._windows_members():
                 with contextlib.suppress(psutil.Error):
                     proc.resume()
         else:
             self._signal_group(signal.SIGCONT)
+
+    def _windows_members(self) -> list[psutil.Process]:
+        """Windows: every member of the run's job (QueryInformationJobObject's pid list: no
+        parent-pid walk, so a child whose parent exited is not missed), else the psutil tree.
+        (Windows has no group-wide SIGSTOP: a member started between the listing and its
+        suspension runs on - the window is one listing, not a tree walk.)"""
+        if self._job is not None:
+            from prismq_desktop.core.process import winjob
+
+            procs: list[psutil.Process] = []
+            try:
+                pids = winjob.job_pids(self._job)
+            except OSError:
+                return self.snapshot()
+            for pid in pids:
+                with contextlib.suppress(psutil.Error):
+                    procs.append(psutil.Process(pid))
+            return procs
+        return self.snapshot()
+
+    def _job_active(self) -> bool | None:
+        """Windows: does the run's job still have a live member (None: no job, or unreadable)?"""
+        if self._job is None:
+            return None
+        from prismq_desktop.core.process import winjob
+
+        try:
+            return winjob.active_processes(self._job) > 0
+        except OSError:
+            return None
 
     def close(self) -> None:
         if self._job is not None:
@@ -269,7 +313,7 @@ class ProcessTree:
         adopted descendant remains (adopted zombies are reaped on the way). The usual end takes
         this path on the loop thread, so a run costs no worker thread; False → `kill_leftovers`."""
         if IS_WINDOWS:
-            return self._job is None
+            return not self.group_alive()
         if self.group_alive():
             return False
         children = own_children()  # read once for both (a /proc read per thread of this process)
@@ -286,11 +330,15 @@ class ProcessTree:
         process-table scan): it runs at every run's end.
         """
         if IS_WINDOWS:
-            if self._job is None:
+            if not self.group_alive():
                 return False
-            from prismq_desktop.core.process import winjob
+            if self._job is not None:
+                from prismq_desktop.core.process import winjob
 
-            winjob.terminate_job(self._job)
+                winjob.terminate_job(self._job)
+            for proc in self.descendants():  # the backstop when the job could not be made
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
             return True
         adopted = self.adopted()
         if adopted:
@@ -303,6 +351,17 @@ class ProcessTree:
         self._settle(adopted)
         reap_orphans()
         return group or bool(adopted)
+
+
+def _console_host(proc: psutil.Process) -> bool:
+    """Windows: the console host (conhost.exe) Windows starts for each console process - a child
+    of it in the process table, even with CREATE_NO_WINDOW ("Windows Command-Line: Inside the
+    Windows Console", Microsoft devblogs, 2018). It is the console's, not the run's work: not
+    counted in "tree of N stopped" nor stopped on its own (it ends with its client, or the job)."""
+    try:
+        return bool(proc.name().casefold() == "conhost.exe")
+    except psutil.Error:
+        return False
 
 
 def _alive(proc: psutil.Process) -> bool:

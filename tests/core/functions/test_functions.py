@@ -285,6 +285,7 @@ def test_orchestrator_options_apply_to_functions(home, tmp_path):
     run(main())
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_chains_hand_the_result_to_function_and_script_follow_ups(home, tmp_path):
     reader = tmp_path / "reader.py"
     reader.write_text("import os, json\n"
@@ -342,6 +343,7 @@ def test_history_json_has_the_result(home):
     assert rows["boom"]["error"].startswith("ValueError: bad input 1")
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_private_files_and_old_registry_rows_load(home, tmp_path):
     seen = []
 

@@ -21,7 +21,8 @@ from prismq_desktop.core.pool import ResourcePool, pool_supported
 from prismq_desktop.core.process.launch import resolve
 from tests.helpers import pid_gone
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32" or not pool_supported(), reason="the fork server is POSIX-only")
+# POSIX-only: the fork server (the Windows pool is tested in tests/core/process/test_windows.py)
+pytestmark = [pytest.mark.posix_only, pytest.mark.skipif(not pool_supported(), reason="no fork server here")]
 
 PY = sys.executable
 PRELOAD = ("json",)  # small, so each test's servers start quickly
@@ -111,6 +112,7 @@ CASES = [
 ]
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 @pytest.mark.parametrize("mode", [RunMode.ASYNC, RunMode.THREADED])
 def test_pooled_runs_end_exactly_like_spawned_runs(home, scripts, mode):
     """Outcome, exit code and both streams (byte for byte, tracebacks included) match a fresh interpreter's."""
@@ -188,6 +190,7 @@ def test_each_run_is_isolated_from_the_previous_ones(home, scripts):
 
 
 # ---------------------------------------------------------------------------- control
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_cancel_kills_the_whole_tree_of_a_pooled_run(home, scripts):
     async def main():
         async with ResourcePool(size=1, preload=PRELOAD) as pool, RunEngine(home, executor=pool) as engine:
@@ -211,6 +214,7 @@ def test_cancel_kills_the_whole_tree_of_a_pooled_run(home, scripts):
     assert stats.crashes == 0 and stats.workers[0].state == "idle"
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_soft_timeout_of_a_pooled_run(home, scripts):
     async def main():
         async with ResourcePool(size=1, preload=PRELOAD) as pool, RunEngine(home, executor=pool) as engine:
@@ -222,6 +226,7 @@ def test_soft_timeout_of_a_pooled_run(home, scripts):
     assert "soft timeout" in handle.outcome.message
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_worker_crash_fails_the_run_and_the_pool_replaces_the_worker(home, scripts):
     async def main():
         async with ResourcePool(size=1, preload=PRELOAD) as pool, RunEngine(home, executor=pool) as engine:

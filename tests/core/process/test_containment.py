@@ -32,7 +32,8 @@ import pytest
 
 from prismq_desktop.core import RunEngine, RunMode, RunSpec
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the escapers fork (POSIX)")
+# POSIX-only: setsid escapers, double forks and the Linux child subreaper (Windows: Job Objects, test_windows.py)
+pytestmark = pytest.mark.posix_only
 
 TRIALS = int(os.environ.get("PRISMQ_CONTAINMENT_TRIALS", "100"))
 SCRIPT = Path(__file__).parents[2] / "scripts" / "contain.py"

@@ -6,7 +6,6 @@ Real children (`/bin/true`, `sh`), real registry; the trees are checked gone wit
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import sys
@@ -18,7 +17,7 @@ import pytest
 from prismq_desktop.core import OutcomeKind, RunChanged, RunEngine, RunMode, RunSpec, RunStatus, Stream, read_log
 from prismq_desktop.core.process import local
 
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX binaries")
+pytestmark = pytest.mark.posix_only  # POSIX-only: sh children and the Linux pidfd path
 TRUE = shutil.which("true") or "/bin/true"
 
 

@@ -136,6 +136,7 @@ def test_cancel_kills_children_and_grandchildren(home, scripts, mode):
     assert run.duration < 4.5  # they obey SIGTERM: no need to wait for the 5 s grace
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 @pytest.mark.parametrize("mode", MODES)
 def test_sigterm_ignoring_tree_is_killed_after_grace(home, scripts, mode):
     async def main():
@@ -155,6 +156,7 @@ def test_sigterm_ignoring_tree_is_killed_after_grace(home, scripts, mode):
     assert all(pid_gone(p) for p in pids)
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 @pytest.mark.parametrize("mode", MODES)
 def test_setsid_escaper_is_swept(home, scripts, mode):
     async def main():
@@ -172,6 +174,7 @@ def test_setsid_escaper_is_swept(home, scripts, mode):
     assert wait_for(lambda: pid_gone(escaped), 5)
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 @pytest.mark.parametrize("mode", MODES)
 def test_soft_timeout_stops_gracefully(home, scripts, mode):
     async def main():
@@ -184,6 +187,7 @@ def test_soft_timeout_stops_gracefully(home, scripts, mode):
     assert "soft timeout" in handle.outcome.message
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 @pytest.mark.parametrize("mode", MODES)
 def test_soft_then_hard_timeout_kills(home, scripts, mode):
     async def main():
@@ -202,6 +206,7 @@ def test_soft_then_hard_timeout_kills(home, scripts, mode):
     assert all(pid_gone(p) for p in pids)
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 @pytest.mark.parametrize("mode", MODES)
 def test_pause_and_resume(home, scripts, mode):
     async def main():

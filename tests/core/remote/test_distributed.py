@@ -23,7 +23,8 @@ from prismq_desktop.core.store.query import RunQuery
 from prismq_desktop.core.store.registry import RunRegistry
 from tests.core.remote.conftest import CLI, remote_env
 
-pytestmark = pytest.mark.slow
+# POSIX-only: needs redis-server (no Windows build is supported by Redis) and POSIX signals to kill workers
+pytestmark = [pytest.mark.slow, pytest.mark.posix_only]
 
 REPO = str(Path(__file__).parents[3])
 

@@ -20,7 +20,8 @@ from prismq_desktop.core.orchestrator.orchestrator import TaskOrchestrator
 from prismq_desktop.core.store.registry import RunRegistry
 from tests.core.remote.conftest import CLI, HEARTBEAT, remote_env, run_cli, wait_for
 
-pytestmark = pytest.mark.slow
+# POSIX-only: needs redis-server (no Windows build is supported by Redis) and POSIX signals to kill workers
+pytestmark = [pytest.mark.slow, pytest.mark.posix_only]
 
 SEED = 1414
 SIZE = 20 * 1024 * 1024

@@ -31,7 +31,8 @@ from tests.core.remote.conftest import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
+# POSIX-only: needs redis-server (no Windows build is supported by Redis); POSIX key-file modes
+pytestmark = [pytest.mark.slow, pytest.mark.posix_only]
 
 TOKEN = "tok-" + os.urandom(12).hex()
 DB_PW = "pw-" + os.urandom(12).hex()

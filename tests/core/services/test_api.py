@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiohttp
 import psutil
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from prismq_desktop.core import RunSpec
@@ -60,6 +61,7 @@ async def until_done(client, run_id, timeout=20.0):
     raise AssertionError(f"run #{run_id} not done in {timeout}s")
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_token_rules_and_the_token_file(home):
     async def main():
         async with served(home) as (orch, server, client, anon):
@@ -343,6 +345,7 @@ def test_a_wide_bind_is_only_on_request_and_warns(home):
     assert res.returncode == 2 and "--http" in res.stderr.decode() and "Traceback" not in res.stderr.decode()
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_absurd_requests_are_refused_in_one_json_line(home):
     (home).mkdir(parents=True, exist_ok=True)
     token = home / TOKEN_FILE

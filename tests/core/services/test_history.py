@@ -185,6 +185,7 @@ def test_run_to_json_has_the_cli_fields(engine):
     assert json.loads(json.dumps(row)) == row
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_export_json_and_csv_round_trip(engine, tmp_path):
     ids = finished_runs(engine, 3, env={"API_TOKEN": "s3cr3t", "MODE": "fast"})
     runs = [engine.registry.get(i) for i in ids]

@@ -369,6 +369,7 @@ def start_holder(home: Path, scripts: Path, mode: str, pause: bool, script: str,
     return holder, info
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 @pytest.mark.parametrize(
     ("mode", "pause", "script", "args"),
     [
@@ -410,6 +411,7 @@ def test_dead_owner_run_becomes_interrupted_and_orphan_tree_is_stopped(home, db,
         kill_all(tree)
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_run_of_a_live_owner_is_left_alone(home, db, scripts):
     holder, info = start_holder(home, scripts, "async", False, "reg_tree.py")
     tree = [info["pid"], *info["pids"]]

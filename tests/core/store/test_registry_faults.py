@@ -71,6 +71,7 @@ def test_store_says_what_is_wrong(tmp_path: Path, damage, kind, text) -> None:
     assert "--data-dir" in message  # and what to do
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 @pytest.mark.parametrize(("damage", "kind", "text"), CASES, ids=[c[0].__name__ for c in CASES])
 @pytest.mark.parametrize("command", [("history",), ("run", "--dry-run", "x.py")])
 def test_cli_prints_one_line(tmp_path: Path, damage, kind, text, command) -> None:

@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from prismq_desktop.core import RunSpec
 from prismq_desktop.core.engine import RunEngine
 from prismq_desktop.core.models import OutcomeKind, RunMode
@@ -62,6 +64,7 @@ def test_deleting_the_last_run_keeps_a_value_a_saved_task_still_uses(home: Path)
         engine.close()
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_an_older_file_with_clear_values_is_rewritten_with_references(home: Path) -> None:
     path = home / "tasks.json"
     path.write_text(json.dumps([{"name": "old", "spec": echo_spec().to_dict(), "options": {}}]))

@@ -55,6 +55,7 @@ def test_same_name_replaces_and_duplicates_get_free_names(path):
     assert TaskStore(path).get("build (copy 2)") == store.get("build")
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 def test_files_are_private_and_written_atomically(path):
     path.write_text("[]")
     os.chmod(path, 0o644)  # e.g. from an older version
@@ -77,6 +78,7 @@ def test_secret_looking_env_values_are_kept_as_references_to_the_real_value(path
     assert store.vault.reveal_env(env) == {"API_TOKEN": "s3cr3t", "MODE": "fast"}  # what a launch gives the child
 
 
+@pytest.mark.posix_only  # POSIX-only: signals, sessions or file modes Windows does not have
 @pytest.mark.parametrize("content", [b"{not json", b'{"name": "x"}', b"\xff\xfe not utf-8", b""])
 def test_a_corrupt_file_is_kept_aside_not_lost(path, content):
     path.write_bytes(content)
