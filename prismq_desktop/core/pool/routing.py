@@ -83,8 +83,21 @@ STARTUP_VARS: tuple[str, ...] = (
 )
 
 
+_SAME_PYTHON: dict[tuple[str, str], bool] = {}
+
+
 def same_python(path: str, python: str) -> bool:
-    """Is `path` the interpreter `python` (an absolute path)?"""
+    """Is `path` the interpreter `python` (an absolute path)? (Cached: it is asked for every run.)"""
+    key = (path, python)
+    got = _SAME_PYTHON.get(key)
+    if got is None:
+        if len(_SAME_PYTHON) > 256:
+            _SAME_PYTHON.clear()
+        got = _SAME_PYTHON[key] = _same_python(path, python)
+    return got
+
+
+def _same_python(path: str, python: str) -> bool:
     candidate = os.path.normcase(os.path.abspath(path))
     mine = os.path.normcase(python)
     if candidate == mine:
