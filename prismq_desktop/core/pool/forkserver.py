@@ -72,6 +72,7 @@ _HEADER = struct.Struct("!I")
 MAX_MESSAGE = 64 * 1024 * 1024
 MAX_FDS = 16
 WARM_UP_AFTER = 0.005  # seconds a spare waits for a request before it warms up
+REFILL_AFTER = 0.02  # seconds into a run the next spare is forked, if the run has not ended by then
 STATUS_CONTROL_C_EXIT = 0xC000013A  # what Windows Python exits with after an unhandled Ctrl+C
 
 #: Runs the server file by path, so the server does not import the prismq_desktop package.
@@ -542,6 +543,7 @@ class _Server:
         self.use_spare = spare
         self.warm = warm
         self.spare: tuple[int, socket.socket] | None = None
+        self.refill_at = 0.0  # monotonic time the next spare is due (see spawn)
 
     def send(self, msg: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
@@ -590,7 +592,9 @@ class _Server:
         finally:
             for fd in fds:
                 os.close(fd)
-        self.refill()  # the next request's child, forked while this run runs
+        # The next request's child is forked once this run ends (or REFILL_AFTER into it): a fork
+        # now would take a core from the run's start and from the pool's reading of it.
+        self.refill_at = time.monotonic() + REFILL_AFTER
 
     def _hand_to_spare(self, req: dict[str, Any], fds: list[int], seq: Any) -> bool:
         """The fast path: once the spare says it has its session, report its pid, then give it the request.
@@ -652,13 +656,20 @@ class _Server:
                 self.spare = None
             if seq is not None:
                 self.send({"t": "exit", "seq": seq, "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+                self.refill_at = 0.0  # the run is over: fork the next spare now, while the pool takes the exit
+
+    def refill_due(self) -> float | None:
+        """Seconds until the spare is to be forked (None: not due, or there is one)."""
+        if self.spare is not None or not self.use_spare:
+            return None
+        return max(0.0, self.refill_at - time.monotonic())
 
     def serve(self) -> None:
         decoder = Decoder()
         self.refill()
         while True:
             try:
-                ready, _, _ = select.select([self.sock.fileno(), self.wake_r], [], [])
+                ready, _, _ = select.select([self.sock.fileno(), self.wake_r], [], [], self.refill_due())
             except InterruptedError:
                 continue
             if self.wake_r in ready:
@@ -681,6 +692,7 @@ class _Server:
                         self.spawn(msg, take)
                     elif msg.get("t") == "quit":
                         return
+            if self.refill_due() == 0.0:
                 self.refill()
 
     def shutdown(self) -> None:
