@@ -203,7 +203,17 @@ class ProcfsBackend:
     def _stat(self, pid: int) -> bytes | None:
         if self.scanned:
             return self.stats.get(pid)
-        return self._read_kept(f"{PROCFS}/{pid}/stat")
+        path = f"{PROCFS}/{pid}/stat"
+        fd = self.kept.get(path)
+        if fd is not None:  # the usual case, inlined: one pread (a stat is well under 4 KiB)
+            try:
+                data = os.pread(fd, 4096, 0)
+            except OSError:
+                pass  # ended: _read_kept closes it and opens the path afresh
+            else:
+                self._used.add(path)
+                return data
+        return self._read_kept(path)
 
     def _children(self, pid: int, threads: int) -> list[int]:
         if self.scanned:
@@ -216,10 +226,22 @@ class ProcfsBackend:
             except OSError:
                 return []
         out: list[int] = []
+        kept, used = self.kept, self._used
         for tid in tids:
-            data = self._read_kept(f"{PROCFS}/{pid}/task/{tid}/children")
+            path = f"{PROCFS}/{pid}/task/{tid}/children"
+            fd = kept.get(path)
+            data: bytes | None = None
+            if fd is not None:  # inlined as in _stat; a list that fills the buffer is read whole below
+                try:
+                    data = os.pread(fd, 4096, 0)
+                except OSError:
+                    data = None
+                else:
+                    used.add(path)
+            if data is None or len(data) >= 4096:
+                data = self._read_kept(path)
             if data:
-                out.extend(int(x) for x in data.split())
+                out.extend(map(int, data.split()))
         return out
 
     def sample(self, w: Watch, now_mono: float, now_wall: float, boot_now: float) -> Totals:
