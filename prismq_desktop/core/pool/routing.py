@@ -120,9 +120,11 @@ def worker_request(launch: Launch, python: str, worker_env: Mapping[str, str]) -
         return f"interpreter option {argv[1]}"
     else:
         kind, target, script_argv = "path", argv[1], list(argv[1:])
-    for var in STARTUP_VARS:
-        if launch.env.get(var) != worker_env.get(var):
-            return f"{var} differs from the workers' environment"
+    env_get = launch.env.get
+    if list(map(env_get, STARTUP_VARS)) != list(map(worker_env.get, STARTUP_VARS)):  # one C-level pass each
+        for var in STARTUP_VARS:
+            if env_get(var) != worker_env.get(var):
+                return f"{var} differs from the workers' environment"
     request: dict[str, Any] = {
         "t": "run",
         "kind": kind,
