@@ -48,6 +48,7 @@ else as a normal spawn.
 
 from __future__ import annotations
 
+import _signal
 import atexit
 import contextlib
 import errno
@@ -71,7 +72,7 @@ from typing import Any, NoReturn
 _HEADER = struct.Struct("!I")
 MAX_MESSAGE = 64 * 1024 * 1024
 MAX_FDS = 16
-WARM_UP_AFTER = 0.005  # seconds a spare waits for a request before it warms up
+WARM_UP_AFTER = 0.02  # seconds a spare waits for a request before it warms up (sustained runs skip it)
 REFILL_AFTER = 0.02  # seconds into a run the next spare is forked, if the run has not ended by then
 STATUS_CONTROL_C_EXIT = 0xC000013A  # what Windows Python exits with after an unhandled Ctrl+C
 
@@ -197,16 +198,17 @@ def _startup_stdio_fits(unbuffered: bool) -> bool:
 
 
 def _reset_signals() -> None:
+    # through _signal, the C functions under `signal` (whose wrappers convert to and from enums per call)
     with contextlib.suppress(ValueError, OSError):
-        signal.set_wakeup_fd(-1)
+        _signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
         with contextlib.suppress(OSError, ValueError):
-            signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as the interpreter sets them at startup
+            _signal.signal(sig, _signal.SIG_DFL)
+    _signal.signal(signal.SIGINT, _signal.default_int_handler)
+    _signal.signal(signal.SIGPIPE, _signal.SIG_IGN)  # as the interpreter sets them at startup
     if hasattr(signal, "SIGXFSZ"):
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        _signal.signal(signal.SIGXFSZ, _signal.SIG_IGN)
+    _signal.pthread_sigmask(signal.SIG_SETMASK, ())
 
 
 def _finalize(code: int) -> int:
