@@ -27,12 +27,16 @@ signal handlers, closes the server's fds, takes the copy-on-write page faults of
 once on nothing (`_warm_up`), says "r" and waits. A request then costs no fork: the server
 checks the directory, reports the spare's pid, and only then hands it the request and the two
 pipes (so a run never runs without its pid having been reported), and forks the next spare
-while this run runs. Without a ready spare the server forks at once and reports the pid after
+when this run ends, or `REFILL_AFTER` into it (a fork at once would take a core from the run's
+start). Without a ready spare the server forks at once and reports the pid after
 a handshake (the child answers "k" once it has its session and directory; it runs on "g").
 
-The child then puts /dev/null and the pipes on fds 0-2, changes directory, replaces
-`os.environ`, `sys.argv`, `sys.path[0]` and (unless the server's own fit) the stdio objects,
-and runs the script with `runpy.run_path(path, run_name="__main__")` (``-m``: `run_module`).
+The child then puts /dev/null and the pipes on fds 0-2, changes directory, makes `os.environ`
+the run's (applying ``env_diff``, or comparing with ``env``), replaces `sys.argv`,
+`sys.path[0]` and (unless the server's own fit) the stdio objects, and runs the script as
+`runpy.run_path(path, run_name="__main__")` would: compiled here and run as a fresh
+``__main__`` module (`_exec_main`, without run_path's importer lookup), a ``.pyc`` or zip
+application through run_path itself (``-m``: `run_module`).
 At the end it does what interpreter shutdown does (join non-daemon threads, atexit, flush
 stdio) and leaves with `os._exit` and the code `python script.py` would have given:
 SystemExit's code (its message on stderr), 1 and the traceback on stderr (through
@@ -659,6 +663,7 @@ class _Server:
             if seq is not None:
                 self.send({"t": "exit", "seq": seq, "pid": pid, "code": os.waitstatus_to_exitcode(status)})
                 self.refill_at = 0.0  # the run is over: fork the next spare now, while the pool takes the exit
+                self.refill()
 
     def refill_due(self) -> float | None:
         """Seconds until the spare is to be forked (None: not due, or there is one)."""
