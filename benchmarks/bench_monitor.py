@@ -179,6 +179,7 @@ def measure(procs: list[subprocess.Popen[bytes]], seconds: float) -> dict[str, A
     wall = time.monotonic() - t0
     raw.measuring = False
     after = {k: (m.stats(), thread_cpu(m.stats().native_thread_id)) for k, m in monitors.items()}
+    kept_files = len(getattr(engine._backend, "kept", {}))  # before stop(), which closes them
     raw.stop()
     engine.stop()
     portable.stop()
@@ -198,7 +199,7 @@ def measure(procs: list[subprocess.Popen[bytes]], seconds: float) -> dict[str, A
             "thread_os_percent": None if os0 is None or os1 is None else (os1 - os0) / wall * 100,
         }
     scans1 = getattr(engine._backend, "scans", None)
-    out["engine"]["kept_files"] = len(getattr(engine._backend, "kept", {}))
+    out["engine"]["kept_files"] = kept_files
     # procfs: rounds that found members by scanning every process (the others walked children lists)
     out["engine"]["membership_scans"] = None if scans0 is None or scans1 is None else scans1 - scans0
     out["published_events"] = published[0]
