@@ -5,7 +5,8 @@ per `interval` seconds (1 s by default, changeable while it runs). Each round it
 
 - one `RunSample` per watched run: the whole process tree rooted at the run's pid (the root and
   all its descendants, membership refreshed every round), CPU % summed over the tree (100 = one
-  full core), RSS, threads and live descendants summed, and I/O bytes where the platform has them;
+  full core), RSS, threads and live descendants summed, and (with ``io=True``) I/O bytes where
+  the platform has them;
 - then one `SystemSample`: CPU % per core, memory, swap, disk usage of one path, load average.
 
 It also keeps per-run aggregates (peak and mean CPU % and RSS, sample count) that `usage()` returns
@@ -57,14 +58,14 @@ Backend = Literal["auto", "procfs", "psutil"]
 _MIN_INTERVAL = 0.01
 
 
-def make_backend(backend: Backend) -> TreeBackend:
+def make_backend(backend: Backend, io: bool = False) -> TreeBackend:
     if backend == "procfs" or (backend == "auto" and HAS_PROCFS):
         if not HAS_PROCFS:
             raise ValueError("the procfs backend needs Linux /proc")
-        return ProcfsBackend()
+        return ProcfsBackend(io=io)
     if backend not in ("auto", "psutil"):
         raise ValueError(f"unknown backend {backend!r}")
-    return PsutilBackend()
+    return PsutilBackend(io=io)
 
 
 class ResourceMonitor:
@@ -83,10 +84,13 @@ class ResourceMonitor:
         *,
         disk_path: str | os.PathLike[str] | None = None,
         backend: Backend = "auto",
+        io: bool = False,
     ) -> None:
         self._interval = self._check_interval(interval)
         self.publish = publish
-        self._backend = make_backend(backend)
+        #: Read I/O counters too (a read per process and round that nothing shows today: off by default).
+        self.io = io
+        self._backend = make_backend(backend, io=io)
         self._system = SystemReader(os.fspath(disk_path) if disk_path is not None else os.path.expanduser("~"))
         self._lock = threading.Lock()  # guards _runs and the aggregates
         self._round_lock = threading.Lock()  # one round at a time (thread or sample_once)
@@ -156,8 +160,11 @@ class ResourceMonitor:
             thread.join(timeout)
             if thread.is_alive():
                 log.warning("resource monitor thread did not stop within %s s", timeout)
-            else:
-                self._thread = None
+                return
+            self._thread = None
+        if thread is None or not thread.is_alive():
+            with self._round_lock:
+                self._backend.end_round()  # closes the files the procfs backend kept open
 
     def __enter__(self) -> ResourceMonitor:
         self.start()
@@ -277,6 +284,8 @@ class ResourceMonitor:
                         )
                 finally:
                     backend.end_round()
+            else:
+                self._backend.end_round()  # no live tree: let go of what the backend kept open
             system = self._system.read()
             published: list[RunSample] = []
             with self._lock:

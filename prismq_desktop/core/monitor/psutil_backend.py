@@ -19,7 +19,8 @@ class PsutilBackend:
 
     name = "psutil"
 
-    def __init__(self) -> None:
+    def __init__(self, io: bool = False) -> None:
+        self.io = io and _PSUTIL_HAS_IO
         self.kids: dict[int, list[int]] | None = None
 
     def baseline(self, w: Watch) -> None:
@@ -90,7 +91,7 @@ class PsutilBackend:
                         t.threads += int(proc.num_threads())
                     except psutil.AccessDenied:
                         pass
-                    if _PSUTIL_HAS_IO:
+                    if self.io:
                         try:
                             io = proc.io_counters()
                             t.add_io(int(io.read_bytes), int(io.write_bytes))

@@ -10,7 +10,9 @@ ready, then serves requests from the control socket (fd N, one end of a socketpa
 pool -> server  ``{"t": "run", "seq", "kind": "path"|"module", "target", "argv", "cwd", "env",
                 "unbuffered"}`` with the run's stdout and stderr pipe write ends attached
                 (SCM_RIGHTS, `socket.send_fds`);
-server -> pool  ``{"t": "ready", "pid", "preloaded", "failed"}`` once;
+server -> pool  ``{"t": "ready", "pid", "preloaded", "failed", "env"}`` once (``env``: the server's
+                own environment, so a request may carry ``"env_diff": {"set", "unset"}`` against
+                it instead of the whole ``"env"``);
                 ``{"t": "started", "seq", "pid"[, "error"]}`` once the child that is the run
                 exists in a session of its own (``"error"``: it could not be made, e.g. the
                 directory is gone: the run failed to start); ``{"t": "exit", "seq", "pid",
@@ -25,12 +27,16 @@ signal handlers, closes the server's fds, takes the copy-on-write page faults of
 once on nothing (`_warm_up`), says "r" and waits. A request then costs no fork: the server
 checks the directory, reports the spare's pid, and only then hands it the request and the two
 pipes (so a run never runs without its pid having been reported), and forks the next spare
-while this run runs. Without a ready spare the server forks at once and reports the pid after
+when this run ends, or `REFILL_AFTER` into it (a fork at once would take a core from the run's
+start). Without a ready spare the server forks at once and reports the pid after
 a handshake (the child answers "k" once it has its session and directory; it runs on "g").
 
-The child then puts /dev/null and the pipes on fds 0-2, changes directory, replaces
-`os.environ`, `sys.argv`, `sys.path[0]` and (unless the server's own fit) the stdio objects,
-and runs the script with `runpy.run_path(path, run_name="__main__")` (``-m``: `run_module`).
+The child then puts /dev/null and the pipes on fds 0-2, changes directory, makes `os.environ`
+the run's (applying ``env_diff``, or comparing with ``env``), replaces `sys.argv`,
+`sys.path[0]` and (unless the server's own fit) the stdio objects, and runs the script as
+`runpy.run_path(path, run_name="__main__")` would: compiled here and run as a fresh
+``__main__`` module (`_exec_main`, without run_path's importer lookup), a ``.pyc`` or zip
+application through run_path itself (``-m``: `run_module`).
 At the end it does what interpreter shutdown does (join non-daemon threads, atexit, flush
 stdio) and leaves with `os._exit` and the code `python script.py` would have given:
 SystemExit's code (its message on stderr), 1 and the traceback on stderr (through
@@ -46,6 +52,7 @@ else as a normal spawn.
 
 from __future__ import annotations
 
+import _signal
 import atexit
 import contextlib
 import errno
@@ -63,13 +70,14 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from types import TracebackType
+from types import CodeType, TracebackType
 from typing import Any, NoReturn
 
 _HEADER = struct.Struct("!I")
 MAX_MESSAGE = 64 * 1024 * 1024
 MAX_FDS = 16
-WARM_UP_AFTER = 0.005  # seconds a spare waits for a request before it warms up
+WARM_UP_AFTER = 0.02  # seconds a spare waits for a request before it warms up (sustained runs skip it)
+REFILL_AFTER = 0.02  # seconds into a run the next spare is forked, if the run has not ended by then
 STATUS_CONTROL_C_EXIT = 0xC000013A  # what Windows Python exits with after an unhandled Ctrl+C
 
 #: Runs the server file by path, so the server does not import the prismq_desktop package.
@@ -195,16 +203,17 @@ def _startup_stdio_fits(unbuffered: bool) -> bool:
 
 
 def _reset_signals() -> None:
+    # through _signal, the C functions under `signal` (whose wrappers convert to and from enums per call)
     with contextlib.suppress(ValueError, OSError):
-        signal.set_wakeup_fd(-1)
+        _signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
         with contextlib.suppress(OSError, ValueError):
-            signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as the interpreter sets them at startup
+            _signal.signal(sig, _signal.SIG_DFL)
+    _signal.signal(signal.SIGINT, _signal.default_int_handler)
+    _signal.signal(signal.SIGPIPE, _signal.SIG_IGN)  # as the interpreter sets them at startup
     if hasattr(signal, "SIGXFSZ"):
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        _signal.signal(signal.SIGXFSZ, _signal.SIG_IGN)
+    _signal.pthread_sigmask(signal.SIG_SETMASK, ())
 
 
 def _finalize(code: int) -> int:
@@ -251,12 +260,16 @@ def _run(req: dict[str, Any], finalize: Callable[[int], int] = _finalize, die_by
             raise SystemExit(_RUNNERS[target].main(list(req.get("argv", [])[1:])))
         else:
             try:
-                with open(target, "rb"):
-                    pass
+                with open(target, "rb") as fh:
+                    source = fh.read()
             except OSError as exc:
                 sys.stderr.write(f"{sys.executable}: can't open file {target!r}: [Errno {exc.errno}] {exc.strerror}\n")
                 return finalize(2)
-            runpy.run_path(target, run_name="__main__")
+            script = _script_code(target, source)
+            if script is None:  # a .pyc or a zip application: runpy knows those
+                runpy.run_path(target, run_name="__main__")
+            else:
+                _exec_main(script, target)
         code = 0
     except SystemExit as exc:
         code = _system_exit_code(exc)
@@ -271,6 +284,37 @@ def _run(req: dict[str, Any], finalize: Callable[[int], int] = _finalize, die_by
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
     return code
+
+
+def _script_code(target: str, source: bytes) -> CodeType | None:
+    """The script's code, compiled as `runpy.run_path` would (None for what is not plain source).
+
+    Done here rather than through run_path, whose importer lookup (zipimport reads the file's
+    end), pkgutil and temporary-module machinery cost a fork's child about as much again as the
+    script. `dont_inherit`: this file's ``from __future__`` imports must not leak into the script.
+    """
+    import importlib.util
+
+    if source[:4] == importlib.util.MAGIC_NUMBER or b"PK\x05\x06" in source:
+        return None
+    return compile(source, target, "exec", dont_inherit=True)
+
+
+def _exec_main(code: CodeType, target: str) -> None:
+    """Run `code` as ``__main__`` with the globals `runpy.run_path` gives a script file."""
+    import types
+
+    module = types.ModuleType("__main__")
+    module.__dict__.update(
+        __name__="__main__", __file__=target, __cached__=None, __doc__=None, __loader__=None, __package__="", __spec__=None
+    )
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = module
+    try:
+        exec(code, module.__dict__)  # noqa: S102 - running the user's script is the point
+    finally:  # as runpy's temporary module (the Windows worker runs the next script in this process)
+        if saved is not None:
+            sys.modules["__main__"] = saved
 
 
 def _become_session(close_fds: list[int]) -> None:
@@ -312,17 +356,14 @@ def _become_run(req: dict[str, Any], out_fd: int, err_fd: int, sync: socket.sock
                 os._exit(1)
         sync.close()
         # Now the run's own interpreter state.
-        env: dict[str, str] = req["env"]
-        before = os.environ
-        relocale = any(before.get(k) != env.get(k) for k in ("LC_ALL", "LC_CTYPE", "LANG"))
-        retime = before.get("TZ") != env.get("TZ")
-        _set_environ(env)
-        if relocale:
+        diff = req.get("env_diff")
+        changed = _apply_env_diff(diff) if isinstance(diff, dict) else _set_environ(req["env"])
+        if not changed.isdisjoint(("LC_ALL", "LC_CTYPE", "LANG")):
             with contextlib.suppress(locale.Error):
                 locale.setlocale(locale.LC_CTYPE, "")
-        if retime and hasattr(time, "tzset"):
+        if "TZ" in changed and hasattr(time, "tzset"):
             time.tzset()
-        sys.dont_write_bytecode = bool(env.get("PYTHONDONTWRITEBYTECODE"))
+        sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
         argv: list[str] = req["argv"]
         sys.argv = list(argv)
         sys.orig_argv = [sys.executable, *(["-m"] if req.get("kind") == "module" else []), *argv]
@@ -339,21 +380,39 @@ def _become_run(req: dict[str, Any], out_fd: int, err_fd: int, sync: socket.sock
         os._exit(code)
 
 
-def _set_environ(env: dict[str, str]) -> None:
-    """Make os.environ (and the C environment) exactly `env`, touching only what differs."""
+def _set_environ(env: dict[str, str]) -> set[str]:
+    """Make os.environ (and the C environment) exactly `env`, touching only what differs; the keys changed."""
     current = os.environ
-    for key in [k for k in current if k not in env]:
+    changed = {k for k in current if k not in env}
+    for key in changed:
         del current[key]
     for key, value in env.items():
         if current.get(key) != value:
             current[key] = value
+            changed.add(key)
+    return changed
+
+
+def _apply_env_diff(diff: dict[str, Any]) -> set[str]:
+    """Apply ``{"set": {k: v}, "unset": [k]}``, the run's environment as a difference from the server's
+    own (which the pool knows from "ready"): a few putenv calls instead of comparing every variable."""
+    current = os.environ
+    changed: set[str] = set()
+    for key in diff.get("unset", ()):
+        if key in current:
+            del current[key]
+            changed.add(key)
+    for key, value in diff.get("set", {}).items():
+        current[key] = value
+        changed.add(key)
+    return changed
 
 
 def _warm_up() -> None:
     """Take the copy-on-write page faults of a run's setup in the spare, before any request waits.
 
     A forked child pays for the first write to every page it shares with the server; running
-    the setup once on nothing (stdio objects, os.environ, runpy on an empty file) roughly halves
+    the setup once on nothing (stdio objects, os.environ, an empty script as __main__) roughly halves
     the time from a request to the script's first line.
     """
     if not _STARTUP_UNBUFFERED:  # else runs use the server's own stdio objects (see _startup_stdio_fits)
@@ -366,11 +425,9 @@ def _warm_up() -> None:
             for name, stream in dunders.items():
                 setattr(sys, name, stream)
     _set_environ(dict(os.environ))
-    import runpy
-
     argv = list(sys.argv)
     try:
-        runpy.run_path(os.devnull, run_name="__main__")
+        _exec_main(compile(b"", os.devnull, "exec", dont_inherit=True), os.devnull)  # what a script run does
     finally:
         sys.argv = argv
 
@@ -457,9 +514,12 @@ def _preload_function(spec: dict[str, Any]) -> bool:
         return False
     finally:
         sys.path[:] = saved
+        if _BASE_ENV is not None:
+            _set_environ(_BASE_ENV)  # the module's import may not change what runs' env_diff is relative to
 
 
 _PRELOAD_FAILED: set[str] = set()
+_BASE_ENV: dict[str, str] | None = None  # the server's environment as reported in "ready" (set by main)
 _RUNNERS: dict[str, Any] = {}  # path of the function runner -> the runner module, loaded once in the server
 
 
@@ -490,6 +550,7 @@ class _Server:
         self.use_spare = spare
         self.warm = warm
         self.spare: tuple[int, socket.socket] | None = None
+        self.refill_at = 0.0  # monotonic time the next spare is due (see spawn)
 
     def send(self, msg: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
@@ -538,7 +599,9 @@ class _Server:
         finally:
             for fd in fds:
                 os.close(fd)
-        self.refill()  # the next request's child, forked while this run runs
+        # The next request's child is forked once this run ends (or REFILL_AFTER into it): a fork
+        # now would take a core from the run's start and from the pool's reading of it.
+        self.refill_at = time.monotonic() + REFILL_AFTER
 
     def _hand_to_spare(self, req: dict[str, Any], fds: list[int], seq: Any) -> bool:
         """The fast path: once the spare says it has its session, report its pid, then give it the request.
@@ -600,13 +663,21 @@ class _Server:
                 self.spare = None
             if seq is not None:
                 self.send({"t": "exit", "seq": seq, "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+                self.refill_at = 0.0  # the run is over: fork the next spare now, while the pool takes the exit
+                self.refill()
+
+    def refill_due(self) -> float | None:
+        """Seconds until the spare is to be forked (None: not due, or there is one)."""
+        if self.spare is not None or not self.use_spare:
+            return None
+        return max(0.0, self.refill_at - time.monotonic())
 
     def serve(self) -> None:
         decoder = Decoder()
         self.refill()
         while True:
             try:
-                ready, _, _ = select.select([self.sock.fileno(), self.wake_r], [], [])
+                ready, _, _ = select.select([self.sock.fileno(), self.wake_r], [], [], self.refill_due())
             except InterruptedError:
                 continue
             if self.wake_r in ready:
@@ -629,6 +700,7 @@ class _Server:
                         self.spawn(msg, take)
                     elif msg.get("t") == "quit":
                         return
+            if self.refill_due() == 0.0:
                 self.refill()
 
     def shutdown(self) -> None:
@@ -658,7 +730,7 @@ def _noop(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global _STDIO, _STARTUP_UNBUFFERED
+    global _STDIO, _STARTUP_UNBUFFERED, _BASE_ENV
     args = list(sys.argv[1:] if argv is None else argv)
     if args and not args[0].startswith("--"):  # run through BOOT: the first argument is this file
         args = args[1:]
@@ -691,7 +763,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.set_wakeup_fd(server.wake_w, warn_on_full_buffer=False)
     gc.collect()
     gc.freeze()  # the children's first collections then leave the shared heap alone
-    server.send({"t": "ready", "pid": os.getpid(), "preloaded": loaded, "failed": failed})
+    _BASE_ENV = dict(os.environ)  # what a run's "env_diff" is relative to (a preload may have changed it)
+    server.send({"t": "ready", "pid": os.getpid(), "preloaded": loaded, "failed": failed, "env": _BASE_ENV})
     try:
         server.serve()
     finally:

@@ -1,6 +1,6 @@
 """A pooled run's stdout and stderr: the read ends of two pipes whose write ends went to the worker.
 
-Watched by the loop (`connect_read_pipe`) where it can - data that comes before the run is
+Watched by the loop (`add_reader` on each fd) where it can - data that comes before the run is
 announced waits in memory - or read by two threads (process/pipes.py's reader), as a spawned
 run's pipes are.
 """
@@ -16,26 +16,52 @@ from prismq_desktop.core.process.executor import Job
 from prismq_desktop.core.process.logfile import Stream
 from prismq_desktop.core.process.pipes import feed_chunks, pipe_reader, thread_future
 
+READ_SIZE = 256 * 1024  # one read per wake-up, as asyncio's pipe transport reads
 
-class PipeReader(asyncio.Protocol):
-    """One output pipe on the loop. Data that comes before the run is announced waits in memory
-    (the child may write before its pid reaches us); then every read goes to the capture in
-    pieces of at most 64 KiB, as a spawned run's readers do."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, stream: Stream) -> None:
+class PipeReader:
+    """One output pipe on the loop (`add_reader` on the fd itself: no transport, no protocol, no
+    awaits to set up). Data that comes before the run is announced waits in memory (the child
+    may write before its pid reaches us); then every read goes to the capture in pieces of at
+    most 64 KiB, as a spawned run's readers do."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, stream: Stream) -> None:
+        self.loop = loop
+        self.fd = fd
         self.stream = stream
         self.done: asyncio.Future[None] = loop.create_future()
         self._feed: Callable[[Stream, bytes], None] | None = None
         self._early: list[bytes] = []
         self._ended = False
+        self._watching = False
 
-    def data_received(self, data: bytes) -> None:
+    def watch(self) -> None:
+        """Start watching the fd (NotImplementedError: the loop cannot; threads read it then)."""
+        os.set_blocking(self.fd, False)
+        self.loop.add_reader(self.fd, self._readable)
+        self._watching = True
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.fd, READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.stop()
+            return
         if self._feed is None:
             self._early.append(data)
         else:
             feed_chunks(self._feed, self.stream, data)
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def stop(self) -> None:
+        """The pipe ended (or is given up): no more reads; `done` once the capture was started."""
+        if self._watching:
+            self._watching = False
+            with contextlib.suppress(Exception):
+                self.loop.remove_reader(self.fd)
         self._ended = True
         self._finish()
 
@@ -57,7 +83,6 @@ class RunPipes:
     def __init__(self, out_r: int, err_r: int) -> None:
         self.fds = (out_r, err_r)
         self.protocols: list[PipeReader] = []
-        self.transports: list[asyncio.BaseTransport] = []
         self._threads_own_fds = False
         self._closed = False
 
@@ -65,19 +90,19 @@ class RunPipes:
     def watched(self) -> bool:
         return bool(self.protocols)
 
-    async def connect(self, loop: asyncio.AbstractEventLoop) -> None:
+    def connect(self, loop: asyncio.AbstractEventLoop) -> None:
         """Watch both pipes on the loop (data is held until `start`); a loop that cannot leaves them to threads."""
         try:
             for fd, stream in zip(self.fds, (Stream.STDOUT, Stream.STDERR), strict=True):
-                protocol = PipeReader(loop, stream)
-                pipe = open(fd, "rb", buffering=0, closefd=False)  # noqa: SIM115 - the transport closes it; we close the fd
-                transport, _ = await loop.connect_read_pipe(lambda p=protocol: p, pipe)  # type: ignore[misc]
-                self.transports.append(transport)
-                self.protocols.append(protocol)
-        except NotImplementedError:
+                reader = PipeReader(loop, fd, stream)
+                reader.watch()
+                self.protocols.append(reader)
+        except (NotImplementedError, RuntimeError):
             self.abort()
-            self.transports.clear()
             self.protocols.clear()
+            for fd in self.fds:
+                with contextlib.suppress(OSError):
+                    os.set_blocking(fd, True)
 
     def start(self, job: Job, loop: asyncio.AbstractEventLoop) -> list[asyncio.Future[None]] | list[asyncio.Future[object]]:
         """Begin feeding the capture; the futures complete at each pipe's end."""
@@ -93,8 +118,8 @@ class RunPipes:
         ]
 
     def abort(self) -> None:
-        for transport in self.transports:
-            transport.close()
+        for reader in self.protocols:
+            reader.stop()
 
     def close(self) -> None:
         if self._closed:

@@ -367,6 +367,8 @@ class ResourcePool:
         """
         slot = Slot(next(self._seq), job, worker, loop)
         request["seq"] = slot.seq
+        if worker.base_env is not None:  # only what differs from the server's own environment
+            request["env_diff"] = env_diff(request.pop("env"), worker.base_env)
         worker.reserved = False
         worker.slot = slot
         out_r, out_w = os.pipe()
@@ -382,7 +384,7 @@ class ResourcePool:
             os.close(err_w)
         try:
             if not threaded:
-                await pipes.connect(loop)  # while the server hands the run to its child
+                pipes.connect(loop)  # while the server hands the run to its child
             await slot.started
         except asyncio.CancelledError:
             slot.abandoned = True
@@ -439,6 +441,9 @@ class ResourcePool:
                 self._warned_preload = True
                 log.warning("pool workers could not preload: %s", ", ".join(f"{k} ({v})" for k, v in failed.items()))
             worker.preload_failed = dict(failed)
+            env = msg.get("env")
+            if isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+                worker.base_env = env
             self._hand_out(worker)
             return
         slot = worker.slot
@@ -694,6 +699,11 @@ def _close_pools_at_exit() -> None:
         if pool._workers:
             with contextlib.suppress(Exception):
                 pool.close_blocking(timeout=2.0)
+
+
+def env_diff(env: dict[str, str], base: dict[str, str]) -> dict[str, Any]:
+    """`env` as what to set and unset on top of `base` (a fork server's environment)."""
+    return {"set": {k: v for k, v in env.items() if base.get(k) != v}, "unset": [k for k in base if k not in env]}
 
 
 def _describe(code: int | None) -> str:

@@ -83,8 +83,21 @@ STARTUP_VARS: tuple[str, ...] = (
 )
 
 
+_SAME_PYTHON: dict[tuple[str, str], bool] = {}
+
+
 def same_python(path: str, python: str) -> bool:
-    """Is `path` the interpreter `python` (an absolute path)?"""
+    """Is `path` the interpreter `python` (an absolute path)? (Cached: it is asked for every run.)"""
+    key = (path, python)
+    got = _SAME_PYTHON.get(key)
+    if got is None:
+        if len(_SAME_PYTHON) > 256:
+            _SAME_PYTHON.clear()
+        got = _SAME_PYTHON[key] = _same_python(path, python)
+    return got
+
+
+def _same_python(path: str, python: str) -> bool:
     candidate = os.path.normcase(os.path.abspath(path))
     mine = os.path.normcase(python)
     if candidate == mine:
@@ -107,9 +120,11 @@ def worker_request(launch: Launch, python: str, worker_env: Mapping[str, str]) -
         return f"interpreter option {argv[1]}"
     else:
         kind, target, script_argv = "path", argv[1], list(argv[1:])
-    for var in STARTUP_VARS:
-        if launch.env.get(var) != worker_env.get(var):
-            return f"{var} differs from the workers' environment"
+    env_get = launch.env.get
+    if list(map(env_get, STARTUP_VARS)) != list(map(worker_env.get, STARTUP_VARS)):  # one C-level pass each
+        for var in STARTUP_VARS:
+            if env_get(var) != worker_env.get(var):
+                return f"{var} differs from the workers' environment"
     request: dict[str, Any] = {
         "t": "run",
         "kind": kind,

@@ -86,6 +86,8 @@ class Worker:
         self.served = 0  # runs started here (what the pool's "served" counts, from the same moment)
         self.born = time.monotonic()
         self.preload_failed: dict[str, str] = {}
+        #: The worker's own environment, from its "ready" (a request then carries only the difference).
+        self.base_env: dict[str, str] | None = None
         self.reader_thread: threading.Thread | None = None  # the control channel's reader, if not the loop
 
     @property

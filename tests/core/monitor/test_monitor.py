@@ -191,7 +191,7 @@ def test_unwatch_returns_sensible_aggregates(scripts, children, backend):
     children.append(proc)
     read_until(proc, "ready")
     got = Collector()
-    with ResourceMonitor(0.1, publish=got, backend=backend) as mon:
+    with ResourceMonitor(0.1, publish=got, backend=backend, io=True) as mon:
         mon.watch(5, proc.pid)
         wait_for(lambda: len(got.runs(5)) >= 5, timeout=10)
         live = mon.usage(5)
@@ -349,3 +349,86 @@ def test_procfs_scan_and_children_walk_see_the_same_tree(scripts, children):
         assert (backend.scans > scans) == (strategy == "scan" or not backend.has_children_files)
     assert seen["walk"] == seen["scan"]
     mon.unwatch(1)
+
+
+# ---------------------------------------------------------------------------- procfs: kept files, I/O on demand
+def open_fds() -> set[str]:
+    import os
+
+    out = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            out.add(os.readlink(f"/proc/self/fd/{name}"))
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.skipif(not HAS_PROCFS, reason="Linux /proc only")
+def test_procfs_keeps_files_open_between_rounds_and_closes_them_when_the_tree_is_gone(scripts, children):
+    proc = spawn(scripts, "mon_tree.py", "3")
+    children.append(proc)
+    kids = [int(line.split()[1]) for line in read_until(proc, "ready") if line.startswith("pid ")]
+    mon = ResourceMonitor(0.05, backend="procfs")
+    backend = mon._backend
+    mon.watch(1, proc.pid)
+    time.sleep(0.05)
+    first, _ = mon.sample_once()
+    kept = dict(backend.kept)
+    assert first[0].children == 3
+    # each of the 4 processes: its stat and (one thread each, at least for the children) its children list
+    assert {f"/proc/{pid}/stat" for pid in [proc.pid, *kids]} <= set(kept)
+    assert not any(p.endswith("/io") for p in kept), "no I/O counters unless asked for"
+    assert first[0].io_read_bytes is None and first[0].io_write_bytes is None
+    time.sleep(0.05)
+    again, _ = mon.sample_once()
+    assert again[0].children == 3 and backend.kept == kept  # the same fds, read again
+    psutil.Process(kids[0]).kill()
+    wait_for(lambda: pid_gone(kids[0]))
+    time.sleep(0.05)
+    after, _ = mon.sample_once()
+    assert after[0].children == 2
+    assert not any(p.startswith(f"/proc/{kids[0]}/") for p in backend.kept)  # closed with its process
+    assert mon.unwatch(1) is not None
+    mon.sample_once()  # a round without trees lets go of every kept file
+    assert backend.kept == {}
+    ours = tuple(f"/proc/{pid}/" for pid in [proc.pid, *kids])
+    leaked = [p for p in open_fds() if p.startswith(ours)]
+    assert not leaked, leaked
+
+
+@pytest.mark.skipif(not HAS_PROCFS, reason="Linux /proc only")
+def test_procfs_respects_its_kept_file_budget_and_reads_the_rest_as_before(scripts, children):
+    proc = spawn(scripts, "mon_tree.py", "3")
+    children.append(proc)
+    read_until(proc, "ready")
+    mon = ResourceMonitor(0.05, backend="procfs", io=True)
+    backend = mon._backend
+    backend.kept_max = 2
+    mon.watch(1, proc.pid)
+    for _ in range(3):
+        time.sleep(0.05)
+        runs, _ = mon.sample_once()
+        assert runs[0].children == 3 and runs[0].threads >= 4
+        assert runs[0].io_read_bytes is not None and runs[0].io_write_bytes is not None
+        assert len(backend.kept) <= 2
+    mon.stop()
+    assert backend.kept == {}
+
+
+@pytest.mark.skipif(not HAS_PROCFS, reason="Linux /proc only")
+def test_procfs_kept_file_of_an_ended_process_is_not_read_as_another(scripts, children):
+    """A kept fd stays bound to the process it was opened for: once that one ended it is reopened,
+    so whatever now has the pid is read afresh (and a root whose pid was reused is seen as ended)."""
+    from prismq_desktop.core.monitor.procfs import ProcfsBackend
+
+    backend = ProcfsBackend()
+    first = spawn(scripts, "mon_busy.py")
+    children.append(first)
+    read_until(first, "ready")
+    path = f"/proc/{first.pid}/stat"
+    assert backend._read_kept(path) is not None and path in backend.kept
+    kill_tree(first)
+    assert backend._read_kept(path) is None and path not in backend.kept  # ESRCH: closed, and no process now
+    backend.close()
+    assert backend.kept == {}

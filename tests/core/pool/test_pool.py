@@ -7,6 +7,7 @@ the autouse fixture checks with psutil that nothing is left running.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -424,3 +425,64 @@ def test_without_a_spare_child_and_with_overflow_spawning(home, scripts, tmp_pat
     assert victim.outcome.kind is OutcomeKind.FAILED_TO_START and "cannot change directory" in victim.outcome.message
     assert overflow.outcome.kind is OutcomeKind.SUCCEEDED and zero.outcome.kind is OutcomeKind.SUCCEEDED
     assert stats.runs_served == 3 and stats.fallback_runs == 2 and stats.size == 0 and stats.workers == ()
+
+
+# ---------------------------------------------------------------------------- the fast paths are exact
+def test_pooled_script_sees_what_a_fresh_interpreter_gives_it(home, scripts, tmp_path):
+    """The fork server compiles and runs the script itself (not through runpy) and sends only the
+    environment's difference from its own: the output, the traceback and the environment are the
+    spawned run's, byte for byte, including variables the run removes from the workers' environment."""
+    from prismq_desktop.core.process.launch import child_environment
+
+    worker_env = child_environment({"POOL_WORKER_ONLY": "drop me", "POOL_SHARED": "worker"})
+
+    async def main():
+        pool = ResourcePool(size=1, preload=PRELOAD, env=worker_env)
+        async with pool, RunEngine(home, executor=pool) as engine:
+            env = {"POOL_WORKER_ONLY": None, "POOL_SHARED": "run", "POOL_NEW": "new \u00e9 = ;"}
+            s = spec(scripts, "pool_semantics.py", "a b", cwd=str(tmp_path), env=env)
+            pooled = await engine.run(s)
+            spawned_engine = RunEngine(home)  # the same registry, the default executor: a fresh interpreter
+            spawned = await spawned_engine.run(s)
+            await spawned_engine.shutdown()
+            return pooled, spawned, pool.stats()
+
+    pooled, spawned, stats = run_async(main())
+    assert stats.runs_served == 1 and stats.fallback_runs == 0
+    out_p, out_s = log_bytes(pooled.run.log_path, Stream.STDOUT), log_bytes(spawned.run.log_path, Stream.STDOUT)
+    err_p, err_s = log_bytes(pooled.run.log_path, Stream.STDERR), log_bytes(spawned.run.log_path, Stream.STDERR)
+    lines = out_p.decode().splitlines()
+    assert lines[0] == "annotations {'x': <class 'int'>, 'return': None}"
+    assert lines[1] == "name __main__ pool_semantics.py pool_semantics.py ['a b']" and lines[2] == "main True"
+    per_run = ("PRISMQ_RUN_TAG", "PRISMQ_RUN_ID")  # differ between the two runs by design
+    env = json.loads(lines[3].split(" ", 1)[1])
+    fresh = json.loads(out_s.decode().splitlines()[3].split(" ", 1)[1])
+    assert all(env.pop(k) and fresh.pop(k) for k in per_run)
+    assert env == fresh and len(env) > 5
+    assert "POOL_WORKER_ONLY" not in env and env["POOL_SHARED"] == "run" and env["POOL_NEW"] == "new \u00e9 = ;"
+    # the spawned run's lines, except its own run tag
+    assert [x for x in lines if not x.startswith("environ")] == [
+        x for x in out_s.decode().splitlines() if not x.startswith("environ")
+    ]
+    assert err_p == err_s and err_p.endswith(b"ValueError: the end\n") and b"forkserver" not in err_p
+    assert pooled.run.exit_code == spawned.run.exit_code == 1
+
+
+def test_a_zip_application_still_runs_in_the_pool_through_runpy(home, tmp_path):
+    import zipapp
+
+    src = tmp_path / "app"
+    src.mkdir()
+    (src / "__main__.py").write_text("import sys\nprint('zipapp', __name__, sys.argv[1:])\n")
+    target = tmp_path / "app_zip.py"  # `python app_zip.py` runs the archive's __main__: so must the pool
+    zipapp.create_archive(src, target)
+
+    async def main():
+        async with ResourcePool(size=1, preload=PRELOAD) as pool, RunEngine(home, executor=pool) as engine:
+            s = RunSpec(target=str(target), args=("x",), interpreter=PY)
+            handle = await engine.run(s)
+            return handle, pool.stats()
+
+    handle, stats = run_async(main())
+    assert stats.runs_served == 1 and handle.run.exit_code == 0, log_bytes(handle.run.log_path, Stream.STDERR)
+    assert log_bytes(handle.run.log_path, Stream.STDOUT) == b"zipapp __main__ ['x']\n"
