@@ -753,7 +753,7 @@ class RunEngine:
             with contextlib.suppress(OSError):
                 os.unlink(run.log_path)  # rewritten whole from the stream's start
         self.reserve.ensure()  # given back when an earlier run ended on a full disk: made again if there is room
-        writer = LogWriter(run.log_path or "")
+        writer = LogWriter(run.log_path or "", lazy=True)  # made at the first output, or at the end if kept
         current = environ_snapshot()[0]  # a plain dict: no decoding per variable per run
         env_shown = {k: v for k, v in launch.env.items() if current.get(k) != v or remote}
         removed = [k for k in spec.env if spec.env[k] is None]
@@ -856,10 +856,13 @@ class RunEngine:
         lost = job.capture.log_error if job is not None else None
         if lost:  # the run's real outcome, plus what its log could not keep
             outcome = dataclasses.replace(outcome, message=f"{outcome.message}; {lost}" if outcome.message else lost)
-        if job is not None and job.capture.log is not None:  # room is given back for it when the disk is full
-            job.capture.log.last(self.reserve.release, event="end", outcome=outcome.kind.value,
+        writer = job.capture.log if job is not None else None
+        if writer is not None and writer.held and outcome.kind is OutcomeKind.SUCCEEDED and not handle.run.dry_run:
+            writer.discard()  # no output, and its end is the registry's: no file (readers: "no output")
+        elif writer is not None:  # room is given back for it when the disk is full
+            writer.last(self.reserve.release, event="end", outcome=outcome.kind.value,
                                  exit_code=outcome.exit_code, message=outcome.message)
-            job.capture.log.close()
+            writer.close()
         if handle.run.status is RunStatus.QUEUED and outcome.kind not in (
             OutcomeKind.FAILED_TO_START,
             OutcomeKind.CANCELLED,

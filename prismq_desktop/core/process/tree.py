@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import glob
 import os
 import signal
 import subprocess
@@ -93,16 +92,33 @@ class ProcessTree:
         self.tag = tag
         self._job = None
         self.stopped = 0  # how many live processes the last stop sequence found (for "tree of N stopped")
-        try:
-            self._root: psutil.Process | None = psutil.Process(pid)
-            self.create_time: float | None = self._root.create_time()
-        except psutil.Error:
-            self._root = None
-            self.create_time = None
+        # the start time is read once from /proc/PID/stat (psutil's formula, its boot time kept):
+        # a psutil.Process costs more and is made only when a stop or a snapshot needs one
+        self.create_time: float | None = start_time(pid)
+        self._proc: psutil.Process | None = None
+        self._proc_made = False
         if IS_WINDOWS:
             from prismq_desktop.core.process import winjob
 
             self._job = winjob.assign_new_job(pid)
+
+    @property
+    def _root(self) -> psutil.Process | None:
+        """The root as a psutil.Process, made on first use; None once it is gone (or its pid
+        now belongs to another process: the start time is checked)."""
+        if not self._proc_made:
+            self._proc_made = True
+            try:
+                proc = psutil.Process(self.pid)
+                if self.create_time is None or abs(proc.create_time() - self.create_time) < 0.01:
+                    self._proc = proc
+            except psutil.Error:
+                self._proc = None
+        return self._proc
+
+    @_root.setter
+    def _root(self, proc: psutil.Process | None) -> None:
+        self._proc, self._proc_made = proc, True
 
     # -- inspection
     def descendants(self) -> list[psutil.Process]:
@@ -312,13 +328,43 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
+_boot: list[float] = []  # [boot time, monotonic time it was read]
+BOOT_REREAD = 60.0  # the boot time psutil adds moves when the clock is stepped: read again now and then
+
+
+def _boot_time() -> float:
+    now = time.monotonic()
+    if not _boot or now - _boot[1] > BOOT_REREAD:
+        _boot[:] = [psutil.boot_time(), now]
+    return _boot[0]
+
+
+def start_time(pid: int) -> float | None:
+    """A process's start time as psutil's `create_time()` gives it (what recovery compares),
+    from one read of ``/proc/PID/stat`` on Linux; None when it is gone."""
+    if IS_LINUX:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+            return int(fields[19]) / _CLOCK_TICKS + _boot_time()
+        except (OSError, IndexError, ValueError):
+            return None
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
 def own_children() -> list[int]:
-    """This process's direct children: ``/proc/self/task/*/children`` (cheap), else psutil."""
+    """This process's direct children: ``/proc/self/task/<tid>/children`` (cheap), else psutil."""
     if IS_LINUX:
         pids: list[int] = []
         try:
-            for path in glob.glob("/proc/self/task/*/children"):
-                with contextlib.suppress(OSError), open(path, "rb") as fh:
+            for tid in os.listdir("/proc/self/task"):
+                with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/children", "rb") as fh:
                     pids.extend(int(x) for x in fh.read().split())
             return pids
         except (OSError, ValueError):
