@@ -86,7 +86,7 @@ def popen_kwargs() -> dict[str, object]:
 class ProcessTree:
     """The process tree rooted at one started child."""
 
-    def __init__(self, pid: int, tag: str | None = None) -> None:
+    def __init__(self, pid: int, tag: str | None = None, spawned: tuple[int, int] | None = None) -> None:
         self.pid = pid
         #: The run's ``PRISMQ_RUN_TAG`` (the Supervisor sets it): finds re-parented descendants.
         self.tag = tag
@@ -94,7 +94,8 @@ class ProcessTree:
         self.stopped = 0  # how many live processes the last stop sequence found (for "tree of N stopped")
         # the start time is read once from /proc/PID/stat (psutil's formula, its boot time kept):
         # a psutil.Process costs more and is made only when a stop or a snapshot needs one
-        self.create_time: float | None = start_time(pid)
+        # (`spawned`: the boot clock read just before and after the spawn, see `spawn_clock`)
+        self.create_time: float | None = start_time(pid, spawned)
         self._proc: psutil.Process | None = None
         self._proc_made = False
         if IS_WINDOWS:
@@ -339,9 +340,24 @@ def _boot_time() -> float:
     return _boot[0]
 
 
-def start_time(pid: int) -> float | None:
-    """A process's start time as psutil's `create_time()` gives it (what recovery compares),
-    from one read of ``/proc/PID/stat`` on Linux; None when it is gone."""
+def spawn_clock() -> int:
+    """The boot clock in ns (Linux; 0 elsewhere), read just before and just after a spawn."""
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME) if IS_LINUX else 0
+
+
+def start_time(pid: int, spawned: tuple[int, int] | None = None) -> float | None:
+    """A process's start time as psutil's `create_time()` gives it (what recovery compares);
+    None when it is gone.
+
+    The kernel records a child's start as the boot clock at its fork, in clock ticks
+    (``/proc/PID/stat`` field 22). `spawned` is that clock read just before and after the
+    spawn: when both fall in the same tick, that tick is the start, exactly, with no read at
+    all (reading the file right after the spawn waits for the child's exec to finish).
+    Otherwise (about one spawn in ten) one read of ``/proc/PID/stat``."""
+    if IS_LINUX and spawned is not None and spawned[0] > 0:
+        tick = 1_000_000_000 // _CLOCK_TICKS
+        if spawned[0] // tick == spawned[1] // tick:
+            return spawned[0] // tick / _CLOCK_TICKS + _boot_time()
     if IS_LINUX:
         try:
             with open(f"/proc/{pid}/stat", "rb") as fh:
