@@ -191,6 +191,7 @@ class RunEngine:
         self._live: dict[int, RunHandle] = {}
         self._unannounced: list[RunHandle] = []
         self._mode_cache: dict[tuple[int, object, str | None], RunMode] = {}
+        self._launch_cache: dict[tuple[str, str | None], tuple[dict[str, str], Launch]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.RLock()
         # snapshots the registry refused for a passing reason (locked past the busy timeout, a
@@ -522,7 +523,7 @@ class RunEngine:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        key = (id(loop), mode, os.environ.get(ENV_MODE))
+        key = (id(loop), mode, _env_mode())
         chosen = self._mode_cache.get(key)
         if chosen is None:
             if len(self._mode_cache) >= MODE_CACHE_SIZE:  # keyed by loop: a process may make many loops
@@ -594,7 +595,7 @@ class RunEngine:
                                       "(set PRISMQ_BROKER_URL or pass --broker)")
                 return remote_preview(spec)  # the worker resolves it on its own machine
             revealed = self.registry.vault.reveal_env(spec.env)  # stored references -> the real values
-            launch = resolve(spec if revealed is None else spec.with_changes(env=revealed))
+            launch = self._resolve_cached(spec) if revealed is None else resolve(spec.with_changes(env=revealed))
             if spec.kind is TargetKind.FUNCTION:
                 launch = self._function_launch(handle, launch)
             return launch
@@ -604,6 +605,26 @@ class RunEngine:
             log.exception("resolving run %s failed", handle.id)
             self._fail_to_start(handle, f"internal error: {exc}")
         return None
+
+    def _resolve_cached(self, spec: RunSpec) -> Launch:
+        """`resolve(spec)`, kept per spec for commands and modules (the same delay() again is the
+        same spec): the PATH search, cwd and environment are the same while neither the spec, the
+        working directory nor os.environ changed. A command gone meanwhile still fails to start
+        (the spawn refuses it, one line). Scripts and functions are checked every time (their file
+        is the child's, not the OS's, to open)."""
+        if spec.kind not in (TargetKind.EXECUTABLE, TargetKind.MODULE) and not (
+                spec.kind is TargetKind.AUTO and not spec.target.lower().endswith((".py", ".pyw"))):
+            return resolve(spec)
+        key = (spec.json, None if spec.cwd else os.getcwd())
+        base = environ_snapshot()[1]  # a new object whenever os.environ changed
+        found = self._launch_cache.get(key)
+        if found is not None and found[0] is base:
+            return found[1]
+        launch = resolve(spec)
+        if len(self._launch_cache) >= MODE_CACHE_SIZE * 16:
+            self._launch_cache.clear()
+        self._launch_cache[key] = (base, launch)
+        return launch
 
     # -- function tasks: the call goes in a file, the report comes back in another (both 0600)
     def _function_launch(self, handle: RunHandle, launch: Launch) -> Launch:
@@ -857,7 +878,8 @@ class RunEngine:
         if lost:  # the run's real outcome, plus what its log could not keep
             outcome = dataclasses.replace(outcome, message=f"{outcome.message}; {lost}" if outcome.message else lost)
         writer = job.capture.log if job is not None else None
-        if writer is not None and writer.held and outcome.kind is OutcomeKind.SUCCEEDED and not handle.run.dry_run:
+        if (writer is not None and writer.held and writer.error is None and outcome.kind is OutcomeKind.SUCCEEDED
+                and not handle.run.dry_run):
             writer.discard()  # no output, and its end is the registry's: no file (readers: "no output")
         elif writer is not None:  # room is given back for it when the disk is full
             writer.last(self.reserve.release, event="end", outcome=outcome.kind.value,
@@ -1023,6 +1045,19 @@ def _write_private(path: str, text: str) -> None:
 
 def _joined(first: str | None, second: str) -> str:
     return f"{first}; {second}" if first else second
+
+
+_ENV_MODE_KEY = getattr(os.environ, "encodekey", lambda k: None)(ENV_MODE)
+
+
+def _env_mode() -> str | None:
+    """$PRISMQ_RUN_MODE as os.environ has it now: one lookup in its raw mapping (a miss through
+    os.environ.get raises and catches a KeyError: a cost on every run's creation)."""
+    data = getattr(os.environ, "_data", None)
+    if data is None or _ENV_MODE_KEY is None:
+        return os.environ.get(ENV_MODE)
+    raw = data.get(_ENV_MODE_KEY)
+    return None if raw is None else str(os.environ.decodevalue(raw))
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -71,6 +71,7 @@ class LogWriter:
         # lazy: no file until the first output (or `last`, when the run's end must be kept):
         # creating a file costs more than a trivial run's whole bookkeeping; records until then
         # wait here, in order, and go first into the file
+        self._lazy = lazy
         self._held: list[bytes] | None = [] if lazy else None
         if not lazy:
             self._open()
@@ -93,9 +94,16 @@ class LogWriter:
                 failed = self._append((*first, *held))
                 if failed is not None:
                     raise failed
-        except OSError as exc:
+        except OSError as exc:  # no file, or an empty one: tried again by `last` (the held records kept)
             self._fail(exc)
             self._open_error = exc
+            if self._fh is not None:
+                try:
+                    self._fh.close()
+                except OSError:
+                    pass
+                self._fh = None
+            self._held = held if self._lazy else None
 
     def _append(self, blob: bytes | tuple[bytes, ...]) -> OSError | None:
         """Write a whole record at the end or nothing (a short write is truncated away)."""
@@ -125,7 +133,7 @@ class LogWriter:
     def write(self, stream: Stream, data: bytes, when: float | None = None) -> None:
         header = b"%s %.6f %d\n" % (stream.value.encode(), time.time() if when is None else when, len(data))
         with self._lock:
-            if self._held is not None:
+            if self._held is not None and self.error is None:
                 self._open()
             if self._fh is None or self.error is not None:
                 self.bytes_lost += len(data)
@@ -158,17 +166,11 @@ class LogWriter:
                 self._held.extend(self._meta_record(fields))
                 return True
             if self._held is not None:
-                held = self._held
+                before = self.error
                 self._open()
-                if (self.error is not None and release is not None and self._open_error is not None
+                if (self._held is not None and release is not None and self._open_error is not None
                         and self._open_error.errno == errno.ENOSPC and release()):
-                    if self._fh is not None:  # the failed write was taken back: the file is empty
-                        try:
-                            self._fh.close()
-                        except OSError:
-                            pass
-                        self._fh = None
-                    self._held, self.error = held, None  # with the room kept for a run's end: once more
+                    self.error = before  # with the room kept for a run's end: once more
                     self._open()
             if self._fh is None:
                 return False

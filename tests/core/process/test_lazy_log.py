@@ -25,6 +25,7 @@ from prismq_desktop.core.orchestrator.results import tail_from_log
 from prismq_desktop.core.process.logfile import LogWriter
 from prismq_desktop.core.process.tree import ProcessTree, spawn_clock, start_time
 from prismq_desktop.core.services.api import ApiServer
+from tests.core.process.test_disk_full import fill, small_disk  # noqa: F401,F811 - a fixture
 from tests.core.test_cli import cli
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX binaries")
@@ -174,3 +175,23 @@ def test_the_start_time_from_the_spawn_clock_is_psutils_exactly(home) -> None:
     run, seen = run_async(main())
     assert run.pid_create_time == pytest.approx(seen, abs=1e-6)
     assert abs(run.pid_create_time - run.started_at) < 2.0
+
+
+def test_a_lazy_log_made_on_a_full_disk_still_ends_whole_with_the_reserve(small_disk) -> None:  # noqa: F811
+    """The first output comes when the disk is already full: nothing of it is saved, and the
+    end (given the reserve) still makes a whole file: magic, start, `incomplete`, end."""
+    from prismq_desktop.core.store.reserve import SpaceReserve
+
+    reserve = SpaceReserve([small_disk])
+    assert reserve.ensure()
+    path = small_disk / "logs" / "run-1.log"
+    (small_disk / "logs").mkdir()
+    writer = LogWriter(str(path), lazy=True)
+    writer.meta(event="start", argv=["x"])
+    fill(small_disk)
+    writer.write(Stream.STDOUT, b"y" * 100_000)
+    assert writer.error and "No space left" in writer.error and writer.bytes_lost == 100_000
+    assert writer.last(reserve.release, event="end", exit_code=0) is True
+    writer.close()
+    events = [json.loads(r.data)["event"] for r, _ in read_log(str(path))]
+    assert events == ["start", "incomplete", "end"]
