@@ -150,6 +150,14 @@ class RunHandle:
             raise RuntimeError("this run was not started on an event loop")
         return await asyncio.wait_for(asyncio.shield(self._future), timeout)
 
+    def when_done(self, callback: Callable[[], None]) -> bool:
+        """Call `callback()` on the loop once the run's end is stored and announced (what
+        `wait()` waits for, with no task per run); False when it was not started on a loop."""
+        if self._future is None:
+            return False
+        self._future.add_done_callback(lambda _f: callback())
+        return True
+
     def cancel(self, graceful: bool = True) -> bool:
         return self._engine.cancel(self.id, graceful=graceful)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import inspect
 import logging
 import os
@@ -407,7 +408,17 @@ class TaskOrchestrator:
             self.queue.finished(run_id)
             return
         self.engine.launch(chain.current)
-        self._spawn(self._watch(chain))
+        # no task per run waiting for its end: a callback once it is stored and announced
+        if not chain.current.when_done(functools.partial(self._ran, chain)):
+            self._spawn(self._watch(chain))
+
+    def _ran(self, chain: Chain) -> None:
+        """The run's end is stored: its slot is free (the next one starts), then what follows it."""
+        try:
+            self.queue.finished(chain.current.id)
+            self._check_backlog()
+        finally:
+            self._spawn(self._after_run(chain))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
