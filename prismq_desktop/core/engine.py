@@ -55,6 +55,7 @@ MODE_CACHE_SIZE = 16
 # a full disk even after the data dir's reserve was given back (something else took the room):
 # how long a finished run's snapshot is still retried before it is given up (logged, waiters released)
 FULL_PATIENCE = 10.0
+RESERVE_RECHECK = 5.0  # seconds between looks at a space reserve nobody gave back
 
 def _change_kind(before: RunStatus, after: RunStatus) -> str:
     if after is RunStatus.DONE:
@@ -214,7 +215,8 @@ class RunEngine:
         self.unsaved_errors: dict[int, str] = {}  # runs whose end could not be stored at all (disk full)
         # room on the data dir's disk(s) for a run's last words when the disk fills just then
         self.reserve = SpaceReserve([self.home, self.home / "logs"])
-        self.reserve.ensure()
+        self._reserve_seen = self.reserve.released if self.reserve.ensure() else -1
+        self._reserve_checked = time.monotonic()
         # runs a dead PrismQ left active end `interrupted` before anything new starts; remote
         # runs stay for `reattach_remote` (their worker may still be running them)
         self.recovered: list[Run] = recover_orphans(self.registry, self.bus.publish) if recover else []
@@ -781,7 +783,7 @@ class RunEngine:
         if reattach is not None and run.log_path:
             with contextlib.suppress(OSError):
                 os.unlink(run.log_path)  # rewritten whole from the stream's start
-        self.reserve.ensure()  # given back when an earlier run ended on a full disk: made again if there is room
+        self._ensure_reserve()  # given back when an earlier run ended on a full disk: made again if there is room
         writer = LogWriter(run.log_path or "", lazy=True)  # made at the first output, or at the end if kept
         current = environ_snapshot()[0]  # a plain dict: no decoding per variable per run
         env_shown = {k: v for k, v in launch.env.items() if current.get(k) != v or remote}
@@ -873,6 +875,16 @@ class RunEngine:
             job.spec = spec if revealed is None else spec.with_changes(env=revealed)
         handle.job = job
         return job
+
+    def _ensure_reserve(self) -> None:
+        """The space reserve made again when it was given back, or looked at every few seconds
+        anyway (someone may remove it): not four stat() calls for every run."""
+        now = time.monotonic()
+        if self.reserve.released == self._reserve_seen and now - self._reserve_checked < RESERVE_RECHECK:
+            return
+        self._reserve_checked = now
+        if self.reserve.ensure():
+            self._reserve_seen = self.reserve.released
 
     def _end(self, handle: RunHandle, outcome: Outcome) -> None:
         try:
