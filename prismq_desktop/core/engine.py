@@ -200,7 +200,7 @@ class RunEngine:
         self._live: dict[int, RunHandle] = {}
         self._unannounced: list[RunHandle] = []
         self._mode_cache: dict[tuple[int, object, str | None], RunMode] = {}
-        self._launch_cache: dict[tuple[str, str | None], tuple[dict[str, str], Launch]] = {}
+        self._launch_cache: dict[tuple[str, str], tuple[dict[str, str], Launch]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.RLock()
         # snapshots the registry refused for a passing reason (locked past the busy timeout, a
@@ -625,7 +625,7 @@ class RunEngine:
         if spec.kind not in (TargetKind.EXECUTABLE, TargetKind.MODULE) and not (
                 spec.kind is TargetKind.AUTO and not spec.target.lower().endswith((".py", ".pyw"))):
             return resolve(spec)
-        key = (spec.json, None if spec.cwd else os.getcwd())
+        key = (spec.json, os.getcwd())  # a relative target or cwd is resolved against it
         base = environ_snapshot()[1]  # a new object whenever os.environ changed
         found = self._launch_cache.get(key)
         if found is not None and found[0] is base:

@@ -95,7 +95,9 @@ class ProcessTree:
         # the start time is read once from /proc/PID/stat (psutil's formula, its boot time kept):
         # a psutil.Process costs more and is made only when a stop or a snapshot needs one
         # (`spawned`: the boot clock read just before and after the spawn, see `spawn_clock`)
-        self.create_time: float | None = start_time(pid, spawned)
+        self._ticks = start_ticks(pid, spawned) if IS_LINUX else None
+        self.create_time: float | None = (self._ticks / _CLOCK_TICKS + _boot_time() if self._ticks is not None
+                                          else None if IS_LINUX else start_time(pid))
         self._proc: psutil.Process | None = None
         self._proc_made = False
         if IS_WINDOWS:
@@ -109,10 +111,14 @@ class ProcessTree:
         now belongs to another process: the start time is checked)."""
         if not self._proc_made:
             self._proc_made = True
-            try:
-                proc = psutil.Process(self.pid)
-                if self.create_time is None or abs(proc.create_time() - self.create_time) < 0.01:
-                    self._proc = proc
+            try:  # no start time: the process was gone at once; never guess at whoever has its pid now
+                if IS_LINUX:  # the kernel's own ticks compared: no boot time (it moves with the clock)
+                    same = self._ticks is not None and start_ticks(self.pid) == self._ticks
+                else:
+                    same = self.create_time is not None and abs(
+                        psutil.Process(self.pid).create_time() - self.create_time) < 0.01
+                if same:
+                    self._proc = psutil.Process(self.pid)
             except psutil.Error:
                 self._proc = None
         return self._proc
@@ -354,20 +360,27 @@ def start_time(pid: int, spawned: tuple[int, int] | None = None) -> float | None
     spawn: when both fall in the same tick, that tick is the start, exactly, with no read at
     all (reading the file right after the spawn waits for the child's exec to finish).
     Otherwise (about one spawn in ten) one read of ``/proc/PID/stat``."""
-    if IS_LINUX and spawned is not None and spawned[0] > 0:
-        tick = 1_000_000_000 // _CLOCK_TICKS
-        if spawned[0] // tick == spawned[1] // tick:
-            return spawned[0] // tick / _CLOCK_TICKS + _boot_time()
     if IS_LINUX:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-            return int(fields[19]) / _CLOCK_TICKS + _boot_time()
-        except (OSError, IndexError, ValueError):
-            return None
+        ticks = start_ticks(pid, spawned)
+        return None if ticks is None else ticks / _CLOCK_TICKS + _boot_time()
     try:
         return float(psutil.Process(pid).create_time())
     except psutil.Error:
+        return None
+
+
+def start_ticks(pid: int, spawned: tuple[int, int] | None = None) -> int | None:
+    """Linux: the start of `pid` in clock ticks since boot (``/proc/PID/stat`` field 22), from
+    the spawn's clock when it tells (see `start_time`), else from the file; None when gone."""
+    if spawned is not None and spawned[0] > 0:
+        tick = 1_000_000_000 // _CLOCK_TICKS
+        if spawned[0] // tick == spawned[1] // tick:
+            return spawned[0] // tick
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
         return None
 
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import aiohttp
 import psutil
@@ -195,3 +196,26 @@ def test_a_lazy_log_made_on_a_full_disk_still_ends_whole_with_the_reserve(small_
     writer.close()
     events = [json.loads(r.data)["event"] for r, _ in read_log(str(path))]
     assert events == ["start", "incomplete", "end"]
+
+
+def test_the_root_process_is_made_only_when_needed_and_only_for_the_same_process() -> None:
+    """The tree's psutil.Process is made at the first snapshot, checked against the start time
+    read at the spawn: the real root is found (with its child), another start time never is."""
+    before = spawn_clock()
+    proc = subprocess.Popen(["sh", "-c", "sleep 5 & wait"], start_new_session=True)
+    after = spawn_clock()
+    try:
+        tree = ProcessTree(proc.pid, spawned=(before, after))
+        deadline = time.monotonic() + 5
+        while not tree.descendants() and time.monotonic() < deadline:
+            tree = ProcessTree(proc.pid, spawned=(before, after))
+        snap = tree.snapshot()
+        assert snap[0].pid == proc.pid and len(snap) >= 2  # the root and its sleep
+        other = ProcessTree(proc.pid, spawned=(before, after))
+        other._ticks = (other._ticks or 0) + 1  # as if the pid now belonged to a later process
+        assert other.snapshot() == [] and other.descendants() == []
+        tree.kill(snap)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not [p for p in snap if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
