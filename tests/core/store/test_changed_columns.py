@@ -20,7 +20,7 @@ DATA = [c for c in COLUMN_NAMES if c != "updated_at"]
 
 def _row(reg: RunRegistry, run_id: int) -> dict:
     cur = reg._db.execute(f"SELECT {', '.join(DATA)} FROM runs WHERE id=?", (run_id,))
-    return dict(zip(DATA, cur.fetchone()))
+    return dict(zip(DATA, cur.fetchone(), strict=True))
 
 
 def _expected(reg: RunRegistry, run) -> dict:
