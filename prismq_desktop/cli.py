@@ -1090,9 +1090,11 @@ def _cmd_logs(ns: argparse.Namespace) -> int:
             print(f"prismq-desktop: no run #{run_id}", file=sys.stderr)
             return 1
         path = run.log_path
-        if not path or not os.path.exists(path):
+        if not path:
             print(f"prismq-desktop: run #{run_id} has no log file", file=sys.stderr)
             return 1
+        # no file: the run has written nothing (yet: it is made at the first output), and a
+        # finished run without one had no output to keep: nothing to print, not an error
         out = sys.stdout.buffer
         offset = _copy_log(path, 0, wanted, out)
         while ns.follow:
@@ -1109,10 +1111,13 @@ def _copy_log(path: str, offset: int, wanted: set[Any], out: Any) -> int:
     """Write the payload of records from `offset` on; return the offset after the last one."""
     from prismq_desktop.core import read_log
 
-    for record, end in read_log(path, offset):
-        if record.stream in wanted:
-            out.write(record.data)
-        offset = end
+    try:
+        for record, end in read_log(path, offset):
+            if record.stream in wanted:
+                out.write(record.data)
+            offset = end
+    except FileNotFoundError:  # no output yet (or none at all)
+        pass
     out.flush()
     return offset
 

@@ -55,6 +55,7 @@ MODE_CACHE_SIZE = 16
 # a full disk even after the data dir's reserve was given back (something else took the room):
 # how long a finished run's snapshot is still retried before it is given up (logged, waiters released)
 FULL_PATIENCE = 10.0
+RESERVE_RECHECK = 5.0  # seconds between looks at a space reserve nobody gave back
 
 def _change_kind(before: RunStatus, after: RunStatus) -> str:
     if after is RunStatus.DONE:
@@ -150,6 +151,14 @@ class RunHandle:
             raise RuntimeError("this run was not started on an event loop")
         return await asyncio.wait_for(asyncio.shield(self._future), timeout)
 
+    def when_done(self, callback: Callable[[], None]) -> bool:
+        """Call `callback()` on the loop once the run's end is stored and announced (what
+        `wait()` waits for, with no task per run); False when it was not started on a loop."""
+        if self._future is None:
+            return False
+        self._future.add_done_callback(lambda _f: callback())
+        return True
+
     def cancel(self, graceful: bool = True) -> bool:
         return self._engine.cancel(self.id, graceful=graceful)
 
@@ -191,6 +200,7 @@ class RunEngine:
         self._live: dict[int, RunHandle] = {}
         self._unannounced: list[RunHandle] = []
         self._mode_cache: dict[tuple[int, object, str | None], RunMode] = {}
+        self._launch_cache: dict[tuple[str, str], tuple[dict[str, str], Launch]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.RLock()
         # snapshots the registry refused for a passing reason (locked past the busy timeout, a
@@ -205,7 +215,8 @@ class RunEngine:
         self.unsaved_errors: dict[int, str] = {}  # runs whose end could not be stored at all (disk full)
         # room on the data dir's disk(s) for a run's last words when the disk fills just then
         self.reserve = SpaceReserve([self.home, self.home / "logs"])
-        self.reserve.ensure()
+        self._reserve_seen = self.reserve.released if self.reserve.ensure() else -1
+        self._reserve_checked = time.monotonic()
         # runs a dead PrismQ left active end `interrupted` before anything new starts; remote
         # runs stay for `reattach_remote` (their worker may still be running them)
         self.recovered: list[Run] = recover_orphans(self.registry, self.bus.publish) if recover else []
@@ -522,7 +533,7 @@ class RunEngine:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        key = (id(loop), mode, os.environ.get(ENV_MODE))
+        key = (id(loop), mode, _env_mode())
         chosen = self._mode_cache.get(key)
         if chosen is None:
             if len(self._mode_cache) >= MODE_CACHE_SIZE:  # keyed by loop: a process may make many loops
@@ -594,7 +605,7 @@ class RunEngine:
                                       "(set PRISMQ_BROKER_URL or pass --broker)")
                 return remote_preview(spec)  # the worker resolves it on its own machine
             revealed = self.registry.vault.reveal_env(spec.env)  # stored references -> the real values
-            launch = resolve(spec if revealed is None else spec.with_changes(env=revealed))
+            launch = self._resolve_cached(spec) if revealed is None else resolve(spec.with_changes(env=revealed))
             if spec.kind is TargetKind.FUNCTION:
                 launch = self._function_launch(handle, launch)
             return launch
@@ -604,6 +615,26 @@ class RunEngine:
             log.exception("resolving run %s failed", handle.id)
             self._fail_to_start(handle, f"internal error: {exc}")
         return None
+
+    def _resolve_cached(self, spec: RunSpec) -> Launch:
+        """`resolve(spec)`, kept per spec for commands and modules (the same delay() again is the
+        same spec): the PATH search, cwd and environment are the same while neither the spec, the
+        working directory nor os.environ changed. A command gone meanwhile still fails to start
+        (the spawn refuses it, one line). Scripts and functions are checked every time (their file
+        is the child's, not the OS's, to open)."""
+        if spec.kind not in (TargetKind.EXECUTABLE, TargetKind.MODULE) and not (
+                spec.kind is TargetKind.AUTO and not spec.target.lower().endswith((".py", ".pyw"))):
+            return resolve(spec)
+        key = (spec.json, os.getcwd())  # a relative target or cwd is resolved against it
+        base = environ_snapshot()[1]  # a new object whenever os.environ changed
+        found = self._launch_cache.get(key)
+        if found is not None and found[0] is base:
+            return found[1]
+        launch = resolve(spec)
+        if len(self._launch_cache) >= MODE_CACHE_SIZE * 16:
+            self._launch_cache.clear()
+        self._launch_cache[key] = (base, launch)
+        return launch
 
     # -- function tasks: the call goes in a file, the report comes back in another (both 0600)
     def _function_launch(self, handle: RunHandle, launch: Launch) -> Launch:
@@ -752,8 +783,8 @@ class RunEngine:
         if reattach is not None and run.log_path:
             with contextlib.suppress(OSError):
                 os.unlink(run.log_path)  # rewritten whole from the stream's start
-        self.reserve.ensure()  # given back when an earlier run ended on a full disk: made again if there is room
-        writer = LogWriter(run.log_path or "")
+        self._ensure_reserve()  # given back when an earlier run ended on a full disk: made again if there is room
+        writer = LogWriter(run.log_path or "", lazy=True)  # made at the first output, or at the end if kept
         current = environ_snapshot()[0]  # a plain dict: no decoding per variable per run
         env_shown = {k: v for k, v in launch.env.items() if current.get(k) != v or remote}
         removed = [k for k in spec.env if spec.env[k] is None]
@@ -845,6 +876,16 @@ class RunEngine:
         handle.job = job
         return job
 
+    def _ensure_reserve(self) -> None:
+        """The space reserve made again when it was given back, or looked at every few seconds
+        anyway (someone may remove it): not four stat() calls for every run."""
+        now = time.monotonic()
+        if self.reserve.released == self._reserve_seen and now - self._reserve_checked < RESERVE_RECHECK:
+            return
+        self._reserve_checked = now
+        if self.reserve.ensure():
+            self._reserve_seen = self.reserve.released
+
     def _end(self, handle: RunHandle, outcome: Outcome) -> None:
         try:
             outcome, extra = self._function_outcome(handle, outcome)
@@ -856,10 +897,14 @@ class RunEngine:
         lost = job.capture.log_error if job is not None else None
         if lost:  # the run's real outcome, plus what its log could not keep
             outcome = dataclasses.replace(outcome, message=f"{outcome.message}; {lost}" if outcome.message else lost)
-        if job is not None and job.capture.log is not None:  # room is given back for it when the disk is full
-            job.capture.log.last(self.reserve.release, event="end", outcome=outcome.kind.value,
+        writer = job.capture.log if job is not None else None
+        if (writer is not None and writer.held and writer.error is None and outcome.kind is OutcomeKind.SUCCEEDED
+                and not handle.run.dry_run):
+            writer.discard()  # no output, and its end is the registry's: no file (readers: "no output")
+        elif writer is not None:  # room is given back for it when the disk is full
+            writer.last(self.reserve.release, event="end", outcome=outcome.kind.value,
                                  exit_code=outcome.exit_code, message=outcome.message)
-            job.capture.log.close()
+            writer.close()
         if handle.run.status is RunStatus.QUEUED and outcome.kind not in (
             OutcomeKind.FAILED_TO_START,
             OutcomeKind.CANCELLED,
@@ -1020,6 +1065,19 @@ def _write_private(path: str, text: str) -> None:
 
 def _joined(first: str | None, second: str) -> str:
     return f"{first}; {second}" if first else second
+
+
+_ENV_MODE_KEY = getattr(os.environ, "encodekey", lambda k: None)(ENV_MODE)
+
+
+def _env_mode() -> str | None:
+    """$PRISMQ_RUN_MODE as os.environ has it now: one lookup in its raw mapping (a miss through
+    os.environ.get raises and catches a KeyError: a cost on every run's creation)."""
+    data = getattr(os.environ, "_data", None)
+    if data is None or _ENV_MODE_KEY is None:
+        return os.environ.get(ENV_MODE)
+    raw = data.get(_ENV_MODE_KEY)
+    return None if raw is None else str(os.environ.decodevalue(raw))
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

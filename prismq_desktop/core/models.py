@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from prismq_desktop.core.patterns import Priority, TaskPattern
@@ -338,7 +338,7 @@ class Run:
         """A new snapshot with other field values (status and outcome change only via `transition`)."""
         if "status" in changes or "outcome" in changes:
             raise IllegalTransition("status and outcome change only through transition()")
-        return replace(self, **changes)
+        return _next_run(self, changes)
 
     @property
     def name(self) -> str:
@@ -401,7 +401,30 @@ def transition(
         changes["started_at"] = stamp
     if status is RunStatus.DONE:
         changes["ended_at"] = stamp
-    return replace(run, status=status, outcome=outcome, **changes)
+    changes["status"] = status
+    changes["outcome"] = outcome
+    return _next_run(run, changes)
+
+
+_RUN_FIELDS: frozenset[str] = frozenset()
+
+
+def _next_run(run: Run, changes: dict[str, Any]) -> Run:
+    """`dataclasses.replace(run, **changes)` without rebuilding ~40 fields through __init__ (it
+    is on every run's start and end): the fields are copied, the changed ones set, and
+    __post_init__ normalises them as __init__ would. Run has no init=False or cached fields."""
+    global _RUN_FIELDS
+    if not _RUN_FIELDS:
+        _RUN_FIELDS = frozenset(f.name for f in fields(Run))
+    unknown = changes.keys() - _RUN_FIELDS
+    if unknown:
+        raise TypeError(f"Run has no field(s) {', '.join(sorted(unknown))}")
+    new: Run = object.__new__(Run)
+    state = new.__dict__
+    state.update(run.__dict__)
+    state.update(changes)
+    new.__post_init__()
+    return new
 
 
 def allowed_next(status: RunStatus) -> frozenset[RunStatus]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -105,7 +106,7 @@ class LogTabs(QTabWidget):
         if self.show_pane(run.id):
             return
         pane = self.ensure_pane(run.id, focus=True)
-        if run.log_path and os.path.exists(run.log_path) and not run.is_active:
+        if run.log_path and not run.is_active:  # no file: the run wrote nothing (only its end is shown)
             pane.load_from_log(run.log_path)
             pane.show_end(run)
 
@@ -125,10 +126,10 @@ class LogTabs(QTabWidget):
     def open_full_log(self, run_id: int) -> None:
         """Write the run's output as plain text next to its log and open it in the desktop's viewer."""
         run = self.engine.get(run_id)
-        if run is None or not run.log_path or not os.path.exists(run.log_path):
+        if run is None or not run.log_path or (run.is_active and not os.path.exists(run.log_path)):
             return
         out = Path(run.log_path).with_suffix(".txt")
-        with open(out, "wb") as fh:
+        with open(out, "wb") as fh, contextlib.suppress(FileNotFoundError):  # a finished run with no file wrote nothing
             for record, _ in read_log(run.log_path):
                 if record.stream is not Stream.META:
                     fh.write(record.data)

@@ -371,14 +371,17 @@ class LogPane(QWidget):
         self._end_shown = 1
 
     def load_from_log(self, path: str) -> None:
-        """Show a finished run's output from its log file (history → open)."""
-        for record, _ in read_log(path):
-            if record.stream is Stream.META:
-                continue
-            asm = self._asm[record.stream]
-            got = asm.feed_block(asm.decode(record.data))
-            if got is not None:
-                self._add_pending(record.stream, got[0], got[1], record.time, got[2])
+        """Show a finished run's output from its log file (history → open); no file: it wrote nothing."""
+        try:
+            for record, _ in read_log(path):
+                if record.stream is Stream.META:
+                    continue
+                asm = self._asm[record.stream]
+                got = asm.feed_block(asm.decode(record.data))
+                if got is not None:
+                    self._add_pending(record.stream, got[0], got[1], record.time, got[2])
+        except FileNotFoundError:
+            pass
         self.finish()
 
     # ------------------------------------------------------------------ drawing

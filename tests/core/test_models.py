@@ -327,3 +327,26 @@ def test_display_name():
 def test_non_finite_timeouts_do_not_break_the_round_trip():
     spec = RunSpec(target="a.py", soft_timeout=math.inf)
     assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_the_next_snapshot_is_what_dataclasses_replace_would_make() -> None:
+    """transition()/with_changes() copy the fields instead of calling __init__ (issue #17): the
+    result must be the same snapshot, normalised the same way, and unknown fields refused."""
+    import dataclasses
+
+    from prismq_desktop.core.models import Run, RunMode, RunSpec, RunStatus, transition
+    from prismq_desktop.core.patterns import Priority
+
+    run = Run(id=7, spec=RunSpec("/bin/true", kind="executable"), mode="async", priority=1, options={"a": 1})
+    started = transition(run, "running", pid=12, argv=["/bin/true", "x"], depends_on=[3])
+    made = dataclasses.replace(run, status=RunStatus.RUNNING, outcome=None, pid=12, argv=("/bin/true", "x"),
+                               depends_on=(3,), started_at=started.started_at)
+    assert started == made and started.argv == ("/bin/true", "x") and started.depends_on == (3,)
+    assert started.status is RunStatus.RUNNING and started.mode is RunMode.ASYNC and run.status is RunStatus.QUEUED
+    moved = started.with_changes(priority="low", progress=0.5)
+    assert moved == dataclasses.replace(started, priority=moved.priority, progress=0.5)
+    assert moved.priority is Priority.LOW and started.priority is Priority.HIGH
+    with pytest.raises(TypeError, match="no field"):
+        started.with_changes(not_a_field=1)
+    with pytest.raises(TypeError, match="no field"):
+        transition(run, RunStatus.RUNNING, bogus=2)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import inspect
 import logging
 import os
@@ -105,6 +106,7 @@ class TaskOrchestrator:
         self.queue: RunQueue[Chain] = RunQueue(self._start, limit=max_concurrent, clock=clock,
                                                 on_release=self._released)
         self._chains: dict[int, Chain] = {}  # any attempt's run id -> its chain, while it is pending
+        self._policies: dict[tuple[Any, ...], tuple[RetryPolicy, dict[str, Any]]] = {}
         self._dependents: dict[int, list[Chain]] = collections.defaultdict(list)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.rng = random.Random()
@@ -245,10 +247,11 @@ class TaskOrchestrator:
                         self._spawn(self._call_back(callback, self._stored_result(first_id) or
                                                     self._result_from_run(existing, first_id)))
                 return first_id
-        policy = RetryPolicy(max_retries, backoff_base, backoff_factor, backoff_cap, jitter, tuple(retry_on))
+        policy, policy_dict = self._policy(max_retries, backoff_base, backoff_factor, backoff_cap, jitter,
+                                           tuple(retry_on))
         prio = Priority.parse(priority)
         pat = TaskPattern.parse(pattern)
-        options: dict[str, Any] = {"retry": policy.to_dict()}
+        options: dict[str, Any] = {"retry": dict(policy_dict)}
         if follow_up_of is not None:
             options["follow_up_of"] = int(follow_up_of)  # so a result read back from the registry names it
         if requeue_of is not None:  # the dead letter is marked in the transaction that stores the run
@@ -276,6 +279,17 @@ class TaskOrchestrator:
         self._enqueue(chain)
         self._check_backlog()
         return handle.id
+
+    def _policy(self, *args: Any) -> tuple[RetryPolicy, dict[str, Any]]:
+        """The retry policy (and its stored form) for these arguments: made once per set of them
+        (a policy is immutable; a burst of delay() calls shares it)."""
+        found = self._policies.get(args)
+        if found is None:
+            policy = RetryPolicy(*args)
+            if len(self._policies) >= 64:
+                self._policies.clear()
+            found = self._policies[args] = (policy, policy.to_dict())
+        return found
 
     # ------------------------------------------------------------------ idempotency across machines
     def _claim_key(self, key: str) -> tuple[str | None, Run | None, str | None]:
@@ -394,7 +408,17 @@ class TaskOrchestrator:
             self.queue.finished(run_id)
             return
         self.engine.launch(chain.current)
-        self._spawn(self._watch(chain))
+        # no task per run waiting for its end: a callback once it is stored and announced
+        if not chain.current.when_done(functools.partial(self._ran, chain)):
+            self._spawn(self._watch(chain))
+
+    def _ran(self, chain: Chain) -> None:
+        """The run's end is stored: its slot is free (the next one starts), then what follows it."""
+        try:
+            self.queue.finished(chain.current.id)
+            self._check_backlog()
+        finally:
+            self._spawn(self._after_run(chain))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)

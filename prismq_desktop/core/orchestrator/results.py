@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -105,16 +104,19 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 def tail_from_log(path: str | None, stream: Stream, max_bytes: int = 64 * 1024) -> str:
     """The last `max_bytes` of one stream of a finished run, decoded (for results after a restart)."""
-    if not path or not os.path.exists(path):
+    if not path:
         return ""
     pieces: collections.deque[bytes] = collections.deque()
     size = 0
-    for record, _ in read_log(path):
-        if record.stream is stream:
-            pieces.append(record.data)
-            size += len(record.data)
-            while size - len(pieces[0]) > max_bytes:
-                size -= len(pieces.popleft())
+    try:
+        for record, _ in read_log(path):
+            if record.stream is stream:
+                pieces.append(record.data)
+                size += len(record.data)
+                while size - len(pieces[0]) > max_bytes:
+                    size -= len(pieces.popleft())
+    except FileNotFoundError:  # a run that wrote nothing has no log file
+        return ""
     return b"".join(pieces)[-max_bytes:].decode("utf-8", "replace").rstrip("\n")
 
 

@@ -55,7 +55,31 @@ def function_spec(func: Any, args: Iterable[Any] = (), kwargs: Mapping[str, Any]
     )
 
 
+SPEC_CACHE_SIZE = 256
+_spec_cache: dict[tuple[Any, ...], RunSpec] = {}
+
+
 def make_spec(script: Any, args: Iterable[Any] | str | None, options: dict[str, Any]) -> RunSpec:
+    """Build the spec (the same one again for the same plain command: a spec is immutable, and
+    its stored JSON and resolution are then computed once, not per run); the spec options it
+    understands are popped from `options`."""
+    key: tuple[Any, ...] | None = None
+    if type(script) is str and not options and (args is None or type(args) in (str, tuple, list)):
+        arg_key = args if args is None or type(args) is str else tuple(args)
+        if arg_key is None or type(arg_key) is str or all(type(a) is str for a in arg_key):
+            key = (script, arg_key)
+            cached = _spec_cache.get(key)
+            if cached is not None:
+                return cached
+    spec = _make_spec(script, args, options)
+    if key is not None and spec.kind is not TargetKind.FUNCTION:
+        if len(_spec_cache) >= SPEC_CACHE_SIZE:
+            _spec_cache.clear()
+        _spec_cache[key] = spec
+    return spec
+
+
+def _make_spec(script: Any, args: Iterable[Any] | str | None, options: dict[str, Any]) -> RunSpec:
     """Build the spec; the spec options it understands are popped from `options`.
 
     `script` may be a path or command, a RunSpec, or a function (a plain module-level function,

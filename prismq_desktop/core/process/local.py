@@ -31,7 +31,7 @@ from prismq_desktop.core.process.launch import Launch
 from prismq_desktop.core.process.logfile import Stream
 from prismq_desktop.core.process.pipes import feed_chunks, pipe_reader, thread_future, widen_pipe
 from prismq_desktop.core.process.supervisor import Supervisor, start_error
-from prismq_desktop.core.process.tree import ProcessTree, popen_kwargs
+from prismq_desktop.core.process.tree import ProcessTree, popen_kwargs, spawn_clock
 
 __all__ = ["SubprocessWrapper", "popen_piped"]
 
@@ -204,10 +204,12 @@ class SubprocessWrapper:
         await asyncio.sleep(0)
         if job.stop_outcome is not None:
             return job.stop_outcome
+        before = spawn_clock()
         try:
             proc = popen_piped(launch)
         except OSError as exc:
             return start_error(launch, exc)
+        spawned = (before, spawn_clock())
         assert proc.stdout is not None and proc.stderr is not None
         exited: asyncio.Future[object] = loop.create_future()
         pidfd = -1
@@ -215,7 +217,7 @@ class SubprocessWrapper:
             pidfd = os.pidfd_open(proc.pid)
         except OSError:  # cannot happen after the probe, but never lose the run to it
             pass
-        supervisor.attach(ProcessTree(proc.pid))
+        supervisor.attach(ProcessTree(proc.pid, spawned=spawned))
 
         def wait_in_thread() -> None:
             waiter = thread_future(loop, proc.wait, f"run-{job.run_id}-wait")
@@ -331,11 +333,12 @@ def popen_piped(launch: Launch) -> subprocess.Popen[bytes]:
 def _spawn_supervised(job: Job, supervisor: Supervisor) -> subprocess.Popen[bytes] | Outcome:
     """Start the job's process with wide pipes and hand its tree to the supervisor (THREADED
     and LOCAL), or the outcome of a start the OS refused."""
+    before = spawn_clock()
     try:
         proc = popen_piped(job.launch)
     except OSError as exc:
         return start_error(job.launch, exc)
-    supervisor.attach(ProcessTree(proc.pid))
+    supervisor.attach(ProcessTree(proc.pid, spawned=(before, spawn_clock())))
     assert proc.stdout is not None and proc.stderr is not None
     widen_pipe(proc.stdout.fileno())
     widen_pipe(proc.stderr.fileno())

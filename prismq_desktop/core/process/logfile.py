@@ -58,7 +58,7 @@ class LogWriter:
     happens here.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, lazy: bool = False) -> None:
         self.path = path
         self.bytes_written = 0
         self.bytes_lost = 0
@@ -67,17 +67,43 @@ class LogWriter:
         self._lock = threading.Lock()
         self._fh: BinaryIO | None = None
         self._fd = -1
+        self._open_error: OSError | None = None
+        # lazy: no file until the first output (or `last`, when the run's end must be kept):
+        # creating a file costs more than a trivial run's whole bookkeeping; records until then
+        # wait here, in order, and go first into the file
+        self._lazy = lazy
+        self._held: list[bytes] | None = [] if lazy else None
+        if not lazy:
+            self._open()
+
+    @property
+    def held(self) -> bool:
+        """Lazy and nothing made yet: the run has written no output so far."""
+        return self._held is not None
+
+    def _open(self) -> None:
+        """Create (or append to) the file; a failure is recorded as `error` like a failed write."""
+        held, self._held = self._held or [], None
         try:
-            os.makedirs(os.path.dirname(path) or ".", mode=paths.PRIVATE_DIR_MODE, exist_ok=True)
+            os.makedirs(os.path.dirname(self.path) or ".", mode=paths.PRIVATE_DIR_MODE, exist_ok=True)
             # 0600 whatever the umask: a run's output is its user's
-            self._fh = os.fdopen(paths.open_private(path), "ab", buffering=0)
+            self._fh = os.fdopen(paths.open_private(self.path), "ab", buffering=0)
             self._fd = self._fh.fileno()
-            if self._fh.tell() == 0:
-                failed = self._append(LOG_MAGIC)
+            first = (LOG_MAGIC,) if self._fh.tell() == 0 else ()
+            if first or held:  # one write: the magic line and the held records, whole or not at all
+                failed = self._append((*first, *held))
                 if failed is not None:
                     raise failed
-        except OSError as exc:
+        except OSError as exc:  # no file, or an empty one: tried again by `last` (the held records kept)
             self._fail(exc)
+            self._open_error = exc
+            if self._fh is not None:
+                try:
+                    self._fh.close()
+                except OSError:
+                    pass
+                self._fh = None
+            self._held = held if self._lazy else None
 
     def _append(self, blob: bytes | tuple[bytes, ...]) -> OSError | None:
         """Write a whole record at the end or nothing (a short write is truncated away)."""
@@ -107,6 +133,8 @@ class LogWriter:
     def write(self, stream: Stream, data: bytes, when: float | None = None) -> None:
         header = b"%s %.6f %d\n" % (stream.value.encode(), time.time() if when is None else when, len(data))
         with self._lock:
+            if self._held is not None and self.error is None:
+                self._open()
             if self._fh is None or self.error is not None:
                 self.bytes_lost += len(data)
                 return
@@ -123,8 +151,8 @@ class LogWriter:
 
     def meta(self, **fields: Any) -> bool:
         """A metadata record; after a failed write it is still tried (and says what was lost
-        first). True when it was written."""
-        return self._meta(fields, None)
+        first). True when it was written (or, lazy, held for the file)."""
+        return self._meta(fields, None, keep=False)
 
     def last(self, release: Callable[[], bool], **fields: Any) -> bool:
         """The run's last record (its end): when the disk is full right now, `release()` gives
@@ -132,8 +160,18 @@ class LogWriter:
         the log still ends with it. True when it was written."""
         return self._meta(fields, release)
 
-    def _meta(self, fields: dict[str, Any], release: Callable[[], bool] | None) -> bool:
+    def _meta(self, fields: dict[str, Any], release: Callable[[], bool] | None, keep: bool = True) -> bool:
         with self._lock:
+            if self._held is not None and not keep:
+                self._held.extend(self._meta_record(fields))
+                return True
+            if self._held is not None:
+                before = self.error
+                self._open()
+                if (self._held is not None and release is not None and self._open_error is not None
+                        and self._open_error.errno == errno.ENOSPC and release()):
+                    self.error = before  # with the room kept for a run's end: once more
+                    self._open()
             if self._fh is None:
                 return False
             note = self.error is not None and not self._noted
@@ -151,6 +189,13 @@ class LogWriter:
                 return False
             self._noted = self._noted or note
             return True
+
+    def discard(self) -> None:
+        """Lazy and nothing written: the run is over with nothing a file must keep (no output,
+        its outcome in the registry), so no file is made. A reader takes a missing log of a
+        finished run as "no output"."""
+        with self._lock:
+            self._held = None
 
     def close(self) -> None:
         with self._lock:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import glob
 import os
 import signal
 import subprocess
@@ -100,22 +99,46 @@ def windows_creationflags() -> int:
 class ProcessTree:
     """The process tree rooted at one started child."""
 
-    def __init__(self, pid: int, tag: str | None = None) -> None:
+    def __init__(self, pid: int, tag: str | None = None, spawned: tuple[int, int] | None = None) -> None:
         self.pid = pid
         #: The run's ``PRISMQ_RUN_TAG`` (the Supervisor sets it): finds re-parented descendants.
         self.tag = tag
         self._job = None
         self.stopped = 0  # how many live processes the last stop sequence found (for "tree of N stopped")
-        try:
-            self._root: psutil.Process | None = psutil.Process(pid)
-            self.create_time: float | None = self._root.create_time()
-        except psutil.Error:
-            self._root = None
-            self.create_time = None
+        # the start time is read once from /proc/PID/stat (psutil's formula, its boot time kept):
+        # a psutil.Process costs more and is made only when a stop or a snapshot needs one
+        # (`spawned`: the boot clock read just before and after the spawn, see `spawn_clock`)
+        self._ticks = start_ticks(pid, spawned) if IS_LINUX else None
+        self.create_time: float | None = (self._ticks / _CLOCK_TICKS + _boot_time() if self._ticks is not None
+                                          else None if IS_LINUX else start_time(pid))
+        self._proc: psutil.Process | None = None
+        self._proc_made = False
         if IS_WINDOWS:  # started suspended (popen_kwargs): into the job first, then it runs
             from prismq_desktop.core.process import winjob
 
             self._job = winjob.contain(pid)
+
+    @property
+    def _root(self) -> psutil.Process | None:
+        """The root as a psutil.Process, made on first use; None once it is gone (or its pid
+        now belongs to another process: the start time is checked)."""
+        if not self._proc_made:
+            self._proc_made = True
+            try:  # no start time: the process was gone at once; never guess at whoever has its pid now
+                if IS_LINUX:  # the kernel's own ticks compared: no boot time (it moves with the clock)
+                    same = self._ticks is not None and start_ticks(self.pid) == self._ticks
+                else:
+                    same = self.create_time is not None and abs(
+                        psutil.Process(self.pid).create_time() - self.create_time) < 0.01
+                if same:
+                    self._proc = psutil.Process(self.pid)
+            except psutil.Error:
+                self._proc = None
+        return self._proc
+
+    @_root.setter
+    def _root(self, proc: psutil.Process | None) -> None:
+        self._proc, self._proc_made = proc, True
 
     # -- inspection
     def descendants(self) -> list[psutil.Process]:
@@ -371,13 +394,65 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
+_boot: list[float] = []  # [boot time, monotonic time it was read]
+BOOT_REREAD = 60.0  # the boot time psutil adds moves when the clock is stepped: read again now and then
+
+
+def _boot_time() -> float:
+    now = time.monotonic()
+    if not _boot or now - _boot[1] > BOOT_REREAD:
+        _boot[:] = [psutil.boot_time(), now]
+    return _boot[0]
+
+
+def spawn_clock() -> int:
+    """The boot clock in ns (Linux; 0 elsewhere), read just before and just after a spawn."""
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME) if IS_LINUX else 0
+
+
+def start_time(pid: int, spawned: tuple[int, int] | None = None) -> float | None:
+    """A process's start time as psutil's `create_time()` gives it (what recovery compares);
+    None when it is gone.
+
+    The kernel records a child's start as the boot clock at its fork, in clock ticks
+    (``/proc/PID/stat`` field 22). `spawned` is that clock read just before and after the
+    spawn: when both fall in the same tick, that tick is the start, exactly, with no read at
+    all (reading the file right after the spawn waits for the child's exec to finish).
+    Otherwise (about one spawn in ten) one read of ``/proc/PID/stat``."""
+    if IS_LINUX:
+        ticks = start_ticks(pid, spawned)
+        return None if ticks is None else ticks / _CLOCK_TICKS + _boot_time()
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
+
+
+def start_ticks(pid: int, spawned: tuple[int, int] | None = None) -> int | None:
+    """Linux: the start of `pid` in clock ticks since boot (``/proc/PID/stat`` field 22), from
+    the spawn's clock when it tells (see `start_time`), else from the file; None when gone."""
+    if spawned is not None and spawned[0] > 0:
+        tick = 1_000_000_000 // _CLOCK_TICKS
+        if spawned[0] // tick == spawned[1] // tick:
+            return spawned[0] // tick
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
 def own_children() -> list[int]:
-    """This process's direct children: ``/proc/self/task/*/children`` (cheap), else psutil."""
+    """This process's direct children: ``/proc/self/task/<tid>/children`` (cheap), else psutil."""
     if IS_LINUX:
         pids: list[int] = []
         try:
-            for path in glob.glob("/proc/self/task/*/children"):
-                with contextlib.suppress(OSError), open(path, "rb") as fh:
+            for tid in os.listdir("/proc/self/task"):
+                with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/children", "rb") as fh:
                     pids.extend(int(x) for x in fh.read().split())
             return pids
         except (OSError, ValueError):

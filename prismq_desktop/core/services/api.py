@@ -127,7 +127,10 @@ def _records(path: str, offset: int) -> list[tuple[Any, int]]:
     """The log's records from `offset` on (read off the loop: a big log never stalls it)."""
     from prismq_desktop.core.process.logfile import read_log
 
-    return list(read_log(path, offset))
+    try:
+        return list(read_log(path, offset))
+    except FileNotFoundError:  # not made yet (no output so far), or gone
+        return []
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -369,8 +372,9 @@ class ApiServer:
         run = self.orch.registry.get(run_id)
         assert run is not None
         path = run.log_path
-        if (not path or not os.path.exists(path)) and (not follow or not run.is_active):
+        if not path:
             return _error(404, f"run #{run_id} has no log file")
+        # no file yet: made at the first output; a finished run without one wrote nothing
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream", "X-Run-Id": str(run_id)})
         await response.prepare(request)
         offset = 0
