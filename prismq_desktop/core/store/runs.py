@@ -6,13 +6,21 @@ import os
 import sqlite3
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from prismq_desktop.core.models import InvalidRunKey, Run, RunMode, RunSpec, check_run_key
 from prismq_desktop.core.store.database import Database
-from prismq_desktop.core.store.query import RunQuery
+from prismq_desktop.core.store.query import FTS_MATCH, RunQuery, fts_phrase
 from prismq_desktop.core.store.rows import COLUMN_NAMES, run_from_row, run_values
-from prismq_desktop.core.store.schema import COLUMNS, RegistryError, RequeueTaken, RunKeyTaken, RunNotFound
+from prismq_desktop.core.store.schema import (
+    COLUMNS,
+    RegistryError,
+    RequeueTaken,
+    RunKeyTaken,
+    RunNotFound,
+    has_trigram_index,
+)
 
 #: what names a run: its numeric id (12, "12", "#12") or its caller-chosen id ("training_job_123")
 RunRef = int | str
@@ -31,6 +39,7 @@ class RunTable(Database):
         self._next_id = self._block_end = 0
         self._block = 4
         self._logs_dir = str(self.path.parent / "logs")
+        self._fts = has_trigram_index(self._db)
 
     @property
     def owner(self) -> tuple[int, float]:
@@ -215,17 +224,39 @@ class RunTable(Database):
             row = self._db.execute(f"SELECT {COLUMNS} FROM runs WHERE id=?", (run_id,)).fetchone()
         return run_from_row(row) if row else None
 
+    #: a text filter matching at least this many runs is paged by a LIKE scan in sort order
+    #: (it meets a page of matches soon); fewer, by reading the matches from the trigram index
+    COMMON_MATCHES = 4000
+
+    def _use_index(self, query: RunQuery) -> bool:
+        """Whether to answer `query.text` from the trigram index: only when it has few matches.
+
+        A common text (in most runs) is met within a few pages of a scan in the sort's index
+        order, which stops at the page; the index would hand over every match to be sorted."""
+        if not (self._fts and query.indexed_text()):
+            return False
+        sql = f"SELECT COUNT(*) FROM ({FTS_MATCH} LIMIT ?)"
+        assert query.text is not None
+        found = self._db.execute(sql, (fts_phrase(query.text), self.COMMON_MATCHES)).fetchone()[0]
+        return int(found) < self.COMMON_MATCHES
+
     def query(self, query: RunQuery = RunQuery()) -> list[Run]:
         """One page of runs (newest first unless the query sorts otherwise)."""
-        where, params = query.where()
-        sql = f"SELECT {COLUMNS} FROM runs{where}{query.order_by()} LIMIT ? OFFSET ?"
         with self._lock:
+            where, params = query.where(fts=self._use_index(query))
+            sql = f"SELECT {COLUMNS} FROM runs{where}{query.order_by()} LIMIT ? OFFSET ?"
             rows = self._db.execute(sql, (*params, query.limit, query.offset)).fetchall()
         return [run_from_row(r) for r in rows]
 
     def count(self, query: RunQuery = RunQuery()) -> int:
-        where, params = query.where()
+        """How many runs `query` selects; a text filter alone is counted in the trigram index
+        without reading a row of the table."""
         with self._lock:
+            if self._fts and query.text is not None and query.indexed_text() and \
+                    replace(query, sort="created", descending=True, limit=0, offset=0) == RunQuery(text=query.text, limit=0):
+                sql = "SELECT COUNT(*) FROM runs_fts WHERE runs_fts MATCH ?"
+                return int(self._db.execute(sql, (fts_phrase(query.text),)).fetchone()[0])
+            where, params = query.where(fts=self._use_index(query))
             return int(self._db.execute(f"SELECT COUNT(*) FROM runs{where}", params).fetchone()[0])
 
     def outcome_stats(self, bounds: tuple[float, ...]) -> tuple[dict[str, int], list[int], float, int]:
