@@ -415,7 +415,7 @@ class HistoryModel(RunTable):
         if self.schedule_id is not None and run.schedule_id != self.schedule_id:
             return False
         if self.text and not (_like(self.text, storable(run.name)) or _like(self.text, storable(run.trigger))
-                              or _like(self.text, storable(run.error))):
+                              or _like(self.text, storable(run.error)) or _like(self.text, run.key)):
             return False
         if self.statuses:
             outcome = run.outcome.kind.value if run.outcome else None
