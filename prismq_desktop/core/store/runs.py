@@ -228,22 +228,29 @@ class RunTable(Database):
     #: (it meets a page of matches soon); fewer, by reading the matches from the trigram index
     COMMON_MATCHES = 4000
 
-    def _use_index(self, query: RunQuery) -> bool:
-        """Whether to answer `query.text` from the trigram index: only when it has few matches.
+    def _use_index(self, query: RunQuery, matches: int | None = None) -> bool:
+        """Whether to answer `query.text` from the trigram index: only when it has few matches
+        (`matches`: how many the caller just counted, else probed here).
 
         A common text (in most runs) is met within a few pages of a scan in the sort's index
         order, which stops at the page; the index would hand over every match to be sorted."""
         if not (self._fts and query.indexed_text()):
             return False
-        sql = f"SELECT COUNT(*) FROM ({FTS_MATCH} LIMIT ?)"
-        assert query.text is not None
-        found = self._db.execute(sql, (fts_phrase(query.text), self.COMMON_MATCHES)).fetchone()[0]
-        return int(found) < self.COMMON_MATCHES
+        if matches is None or not self._text_only(query):  # with other filters, the count says less
+            sql = f"SELECT COUNT(*) FROM ({FTS_MATCH} LIMIT ?)"
+            assert query.text is not None
+            matches = int(self._db.execute(sql, (fts_phrase(query.text), self.COMMON_MATCHES)).fetchone()[0])
+        return matches < self.COMMON_MATCHES
 
-    def query(self, query: RunQuery = RunQuery()) -> list[Run]:
-        """One page of runs (newest first unless the query sorts otherwise)."""
+    @staticmethod
+    def _text_only(query: RunQuery) -> bool:
+        return replace(query, sort="created", descending=True, limit=0, offset=0) == RunQuery(text=query.text, limit=0)
+
+    def query(self, query: RunQuery = RunQuery(), *, matches: int | None = None) -> list[Run]:
+        """One page of runs (newest first unless the query sorts otherwise). `matches`: the
+        count of `query` the caller just made (History), which decides how a text is answered."""
         with self._lock:
-            where, params = query.where(fts=self._use_index(query))
+            where, params = query.where(fts=self._use_index(query, matches))
             sql = f"SELECT {COLUMNS} FROM runs{where}{query.order_by()} LIMIT ? OFFSET ?"
             rows = self._db.execute(sql, (*params, query.limit, query.offset)).fetchall()
         return [run_from_row(r) for r in rows]
@@ -252,8 +259,7 @@ class RunTable(Database):
         """How many runs `query` selects; a text filter alone is counted in the trigram index
         without reading a row of the table."""
         with self._lock:
-            if self._fts and query.text is not None and query.indexed_text() and \
-                    replace(query, sort="created", descending=True, limit=0, offset=0) == RunQuery(text=query.text, limit=0):
+            if self._fts and query.text is not None and query.indexed_text() and self._text_only(query):
                 sql = "SELECT COUNT(*) FROM runs_fts WHERE runs_fts MATCH ?"
                 return int(self._db.execute(sql, (fts_phrase(query.text),)).fetchone()[0])
             where, params = query.where(fts=self._use_index(query))

@@ -82,6 +82,8 @@ def assert_same_answers(reg: RunRegistry, path: Path, needles: list[str], **extr
                 got = [r.id for r in reg.query(query)]
                 assert got == ids, (needle, sort, offset)
                 assert reg.count(query) == count, needle
+                # History passes the count it just made (it picks how the page is read): same page
+                assert [r.id for r in reg.query(query, matches=count)] == ids, (needle, sort, offset)
                 matched += count if offset == 0 and sort == "created" else 0
     return matched
 
