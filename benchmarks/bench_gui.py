@@ -224,19 +224,32 @@ def chatty(n_runs: int, seconds: float) -> dict[str, float]:
             timer = QTimer()
             timer.setTimerType(timer.timerType().PreciseTimer)
             timer.timeout.connect(tick)
-            running = sum(1 for r in orch.engine.active() if r.status.value == "running")
-            cpu0, w0 = sum(proc.cpu_times()[:2]), time.perf_counter()
+            running = sum(1 for r in orch.engine.active() if r.run.status.value == "running")
+            def main_thread_cpu() -> float:
+                return sum(t.user_time + t.system_time for t in proc.threads() if t.id == proc.pid)
+
+            cpu0, w0, main0 = sum(proc.cpu_times()[:2]), time.perf_counter(), main_thread_cpu()
             expected[0] = time.perf_counter() + 0.01
             timer.start(10)
+            prof = None
+            if os.environ.get("BENCH_PROFILE"):  # where the GUI thread's time goes (a profile file)
+                import cProfile
+
+                prof = cProfile.Profile()
+                prof.enable()
             await asyncio.sleep(max(1.0, seconds - (time.perf_counter() - t_launch) - 2.0))
             timer.stop()
-            cpu1, w1 = sum(proc.cpu_times()[:2]), time.perf_counter()
-            still = sum(1 for r in orch.engine.active() if r.status.value == "running")
+            cpu1, w1, main1 = sum(proc.cpu_times()[:2]), time.perf_counter(), main_thread_cpu()
+            if prof is not None:
+                prof.disable()
+                prof.dump_stats(os.environ["BENCH_PROFILE"])
+            still = sum(1 for r in orch.engine.active() if r.run.status.value == "running")
             results = [await orch.wait(i) for i in ids if i is not None]
             assert all(r.ok for r in results), [r.outcome for r in results if not r.ok][:3]
             shown = [win.panes[i].text.document().blockCount() for i in ids if i is not None and i in win.panes]
             out.update(p99=percentile(lateness, 99) * 1000, p50=percentile(lateness, 50) * 1000,
                        max=max(lateness) * 1000, cpu=(cpu1 - cpu0) / (w1 - w0) * 100, window=w1 - w0,
+                       main_cpu=(main1 - main0) / (w1 - w0) * 100, threads=len(proc.threads()),
                        running=min(running, still), panes=len(shown), min_lines=min(shown) if shown else 0)
             win._quitting = True
             win.close()
@@ -379,6 +392,8 @@ def main() -> int:
             figure("chatty: loop lag max", ch["max"], None, unit="ms", goal_kind="info"),
             figure("chatty: app CPU (% of a core, its own threads only)", ch["cpu"], None, unit="%", goal=15,
                    goal_kind="max_value"),
+            figure("chatty: of which the GUI thread (the qasync loop: reads, engine, panes)", ch["main_cpu"], None,
+                   unit="%", goal_kind="info", note=f"{ch['threads']:.0f} threads"),
             figure("chatty: runs running during the window / panes open", ch["running"], ch["panes"],
                    goal_kind="info"),
         ]

@@ -33,6 +33,7 @@ from PySide6.QtGui import (
     QMouseEvent,
     QPalette,
     QShortcut,
+    QShowEvent,
     QTextCharFormat,
     QTextCursor,
     QTextDocument,
@@ -293,6 +294,11 @@ class LogPane(QWidget):
                 self._add_pending(chunk.stream, *got[:2], chunk.time, got[2])
         if dropped_bytes:
             self.dropped_bytes += dropped_bytes
+        if self.behind():
+            # behind another tab: kept (bounded, like the document) and drawn when shown, so
+            # 100 chatty runs cost the layout of the one pane in front (benchmarks/bench_gui.py)
+            self._timer.stop()
+            return
         if now_draw or time.monotonic() - self._last_flush >= FLUSH_MS / 1000:
             self.flush()
         elif not self._timer.isActive():
@@ -300,7 +306,17 @@ class LogPane(QWidget):
 
     def sync(self) -> None:
         """Draw what is pending now (call before showing a progress reading of this run)."""
-        if self._pending or self._timer.isActive():
+        if (self._pending or self._timer.isActive()) and not self.behind():
+            self.flush()
+
+    def behind(self) -> bool:
+        """A page of the log tabs that another pane hides (a pane of no parent is never behind)."""
+        return self.parentWidget() is not None and self.isHidden()
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
+        """Brought to the front: draw what arrived while it was behind another tab."""
+        super().showEvent(event)
+        if self._pending or any(a.partial or a.partial_dropped for a in self._asm.values()):
             self.flush()
 
     def finish(self) -> None:
