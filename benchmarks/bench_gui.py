@@ -95,11 +95,20 @@ def firehose(nbytes: int) -> dict[str, float]:
             spec = RunSpec(sys.executable, ("-c", LINE_WRITER, str(nbytes)), env={"PYTHONUNBUFFERED": None})
             expected[0] = time.perf_counter() + 0.01
             timer.start(10)
+            prof = None
+            if os.environ.get("BENCH_PROFILE"):  # where the GUI thread's time goes (a profile file)
+                import cProfile
+
+                prof = cProfile.Profile()
+                prof.enable()
             t0 = time.perf_counter()
             run_id = win.launch(spec, {"pattern": "long_running"})
             assert run_id is not None
             result = await orch.wait(run_id)
             wall = time.perf_counter() - t0
+            if prof is not None:
+                prof.disable()
+                prof.dump_stats(os.environ["BENCH_PROFILE"])
             await asyncio.sleep(0.2)
             timer.stop()
             assert result.ok, result.outcome
@@ -110,6 +119,44 @@ def firehose(nbytes: int) -> dict[str, float]:
             win._quitting = True
             win.close()
             win.bridge.close()
+
+    with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
+        runner.run(main())
+    return out
+
+
+def stall_floor(nbytes: int) -> dict[str, float]:
+    """The machine's floor for the stall figure: the same 10 ms timer on a bare qasync loop
+    (no window, no engine) while `writer | cat > /dev/null` moves the same bytes beside it."""
+    import qasync
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    out: dict[str, float] = {}
+
+    async def main() -> None:
+        lateness: list[float] = []
+        expected = [time.perf_counter() + 0.01]
+
+        def tick() -> None:
+            now = time.perf_counter()
+            lateness.append(max(0.0, now - expected[0]))
+            expected[0] = now + 0.01
+
+        timer = QTimer()
+        timer.setTimerType(timer.timerType().PreciseTimer)
+        timer.timeout.connect(tick)
+        await asyncio.sleep(0.3)
+        expected[0] = time.perf_counter() + 0.01
+        timer.start(10)
+        import shlex
+
+        cmd = f"{shlex.quote(sys.executable)} -c {shlex.quote(LINE_WRITER)} {nbytes} | cat > /dev/null"
+        proc = await asyncio.create_subprocess_shell(cmd, env=child_env())
+        await proc.wait()
+        timer.stop()
+        out.update(p99=percentile(lateness, 99) * 1000, max=max(lateness) * 1000)
 
     with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
         runner.run(main())
@@ -326,7 +373,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="firehose,chatty,start,history",
                     help="comma-separated parts: firehose, chatty, start, history")
-    ap.add_argument("--worker", choices=["firehose", "history", "chatty", "start"])
+    ap.add_argument("--worker", choices=["firehose", "history", "chatty", "start", "floor"])
     ap.add_argument("--bytes", type=int, default=0)
     ap.add_argument("--runs", type=int, default=0)
     ap.add_argument("--seconds", type=float, default=20.0)
@@ -339,6 +386,9 @@ def main() -> int:
         return 0
     if opts.worker == "history":
         print(repr(history(opts.runs)))
+        return 0
+    if opts.worker == "floor":
+        print(repr(stall_floor(opts.bytes)))
         return 0
     if opts.worker == "chatty":
         print(repr(chatty(opts.runs, opts.seconds)))
@@ -361,7 +411,9 @@ def main() -> int:
     if "firehose" in parts:
         big, small = (40_000_000, 10_000_000) if opts.quick else (200_000_000, 50_000_000)
         b1 = baseline(big)
+        floor1 = worker("--worker", "floor", "--bytes", str(big))
         gui = worker("--worker", "firehose", "--bytes", str(big))
+        floor2 = worker("--worker", "floor", "--bytes", str(big))
         b2 = baseline(big)
         gui_small = worker("--worker", "firehose", "--bytes", str(small))
         base = (b1 + b2) / 2
@@ -371,6 +423,9 @@ def main() -> int:
             figure(f"firehose {mb} MB: child wall time vs writer | cat", gui["wall"], base, unit="s", goal=1.25),
             figure("event-loop stall p99 (10 ms timer lateness)", gui["p99"], None, unit="ms", goal=20,
                    goal_kind="max_value"),
+            figure("stall p99 vs a bare qasync loop beside `writer | cat` (the machine's floor, same run)",
+                   gui["p99"], (floor1["p99"] + floor2["p99"]) / 2, unit="ms", goal_kind="info",
+                   note=f"floor runs {floor1['p99']:.1f} / {floor2['p99']:.1f} ms"),
             figure("event-loop stall max", gui["max"], None, unit="ms", goal=200, goal_kind="max_value"),
             figure(f"app peak RSS, {mb} MB of output", gui["rss"], None, unit="MB", goal=250, goal_kind="max_value"),
             figure(f"app peak RSS, {mb} MB vs {smb} MB", gui["rss"], gui_small["rss"], unit="MB", goal=1.10),
