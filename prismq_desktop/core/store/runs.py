@@ -259,6 +259,8 @@ class RunTable(Database):
         """How many runs `query` selects; a text filter alone is counted in the trigram index
         without reading a row of the table."""
         with self._lock:
+            if self._fts and query.text is None and self._text_only(query):  # every run: kept by triggers
+                return int(self._db.execute("SELECT n FROM runs_total").fetchone()[0])
             if self._fts and query.text is not None and query.indexed_text() and self._text_only(query):
                 sql = "SELECT COUNT(*) FROM runs_fts WHERE runs_fts MATCH ?"
                 return int(self._db.execute(sql, (fts_phrase(query.text),)).fetchone()[0])

@@ -318,7 +318,8 @@ MIGRATIONS.append(RUN_KEY_MIGRATION)
 # instead of every row. Contentless, holding SQLite's lower() of each value with a
 # case-sensitive tokenizer: a phrase of trigrams then matches exactly the rows that
 # `LIKE '%needle%'` does (ASCII-only case folding, like LIKE), so no recheck of the rows is
-# needed. Triggers keep it in step with every write of any process; an UPDATE that leaves the
+# needed. `runs_total` holds how many runs there are (History's unfiltered count, without
+# reading a million index entries). Triggers keep both in step with every write of any process; an UPDATE that leaves the
 # four columns alone (the engine's status saves) does not touch it. Self-contained: it can be
 # renumbered at a merge. Optional: an SQLite without FTS5's trigram tokenizer (< 3.34) skips
 # it and the filter stays a LIKE scan (runs.RunTable checks for the table).
@@ -335,6 +336,10 @@ FTS_MIGRATION = """
         INSERT INTO runs_fts(runs_fts, rowid, name, trigger, error, run_key)
         VALUES ('delete', old.id, lower(old.name), lower(old.trigger), lower(old.error), lower(old.run_key));
     END;
+    CREATE TABLE runs_total (n INTEGER NOT NULL);
+    INSERT INTO runs_total (n) SELECT COUNT(*) FROM runs;
+    CREATE TRIGGER runs_total_insert AFTER INSERT ON runs BEGIN UPDATE runs_total SET n = n + 1; END;
+    CREATE TRIGGER runs_total_delete AFTER DELETE ON runs BEGIN UPDATE runs_total SET n = n - 1; END;
     CREATE TRIGGER runs_fts_update AFTER UPDATE OF id, name, trigger, error, run_key ON runs
     WHEN old.id IS NOT new.id OR old.name IS NOT new.name OR old.trigger IS NOT new.trigger
         OR old.error IS NOT new.error OR old.run_key IS NOT new.run_key BEGIN

@@ -18,7 +18,7 @@ import pytest
 from prismq_desktop.core.models import Outcome, OutcomeKind, RunSpec, RunStatus, transition
 from prismq_desktop.core.store import RunQuery
 from prismq_desktop.core.store.registry import RunRegistry
-from prismq_desktop.core.store.schema import FTS_MIGRATION, MIGRATIONS, has_trigram_index, statements
+from prismq_desktop.core.store.schema import FTS_MIGRATION, MIGRATIONS, RunKeyTaken, has_trigram_index, statements
 
 NAMES = [
     "train.py", "Train_Model.py", "TRAIN-all", "étude.py", "Étude.py", "straße", "STRASSE", "\u212aelvin",
@@ -193,5 +193,31 @@ def test_without_the_index_the_filter_is_the_like_scan(db: Path) -> None:
 
 def test_statements_keep_a_trigger_body_whole() -> None:
     parts = statements(FTS_MIGRATION)
-    assert len(parts) == 5 and parts[2].startswith("CREATE TRIGGER") and parts[2].rstrip().endswith("END;")
+    assert len(parts) == 9 and parts[2].startswith("CREATE TRIGGER") and parts[2].rstrip().endswith("END;")
     assert statements("CREATE TABLE a(x); ; CREATE INDEX i ON a(x)") == ["CREATE TABLE a(x);", "CREATE INDEX i ON a(x);"]
+
+
+def test_the_total_of_runs_is_kept_without_a_scan_and_equals_count_star(db: Path) -> None:
+    def star() -> int:
+        con = sqlite3.connect(str(db))
+        try:
+            return int(con.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+        finally:
+            con.close()
+
+    with RunRegistry(db) as reg:
+        ids = make_runs(reg, 90)
+        assert reg.count() == star() == 90
+        assert reg.delete(ids[:7]) == 7 and reg.count() == star() == 83
+        code = ("import sys\nfrom prismq_desktop.core.store.registry import RunRegistry\n"
+                "from prismq_desktop.core.models import RunSpec\nwith RunRegistry(sys.argv[1]) as reg:\n"
+                "    reg.insert([reg.new_run(RunSpec('/w/y.py')) for _ in range(5)])\n")
+        subprocess.run([sys.executable, "-c", code, str(db)], check=True, timeout=60)
+        assert reg.count() == star() == 88
+        # a failed insert (a taken run key) stores nothing and counts nothing
+        with pytest.raises(RunKeyTaken):
+            reg.insert([reg.new_run(RunSpec("/w/z.py"), key="Job.2")])  # run 14's, still there
+        assert reg.count() == star() == 88
+        con = sqlite3.connect(str(db))
+        assert con.execute("SELECT n FROM runs_total").fetchone()[0] == 88  # read from the table, not a scan
+        con.close()
