@@ -193,7 +193,7 @@ def test_without_the_index_the_filter_is_the_like_scan(db: Path) -> None:
 
 def test_statements_keep_a_trigger_body_whole() -> None:
     parts = statements(FTS_MIGRATION)
-    assert len(parts) == 9 and parts[2].startswith("CREATE TRIGGER") and parts[2].rstrip().endswith("END;")
+    assert len(parts) == 8 and parts[5].startswith("CREATE TRIGGER") and parts[5].rstrip().endswith("END;")
     assert statements("CREATE TABLE a(x); ; CREATE INDEX i ON a(x)") == ["CREATE TABLE a(x);", "CREATE INDEX i ON a(x);"]
 
 
@@ -221,3 +221,58 @@ def test_the_total_of_runs_is_kept_without_a_scan_and_equals_count_star(db: Path
         con = sqlite3.connect(str(db))
         assert con.execute("SELECT n FROM runs_total").fetchone()[0] == 88  # read from the table, not a scan
         con.close()
+
+
+def pending(path: Path) -> int:
+    con = sqlite3.connect(str(path))
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM runs_fts_pending").fetchone()[0])
+    finally:
+        con.close()
+
+
+def test_new_and_renamed_runs_wait_in_pending_until_a_filtered_read_indexes_them(db: Path) -> None:
+    with RunRegistry(db) as reg:
+        ids = make_runs(reg, 60)
+        assert pending(db) > 0  # the inserts only noted them: no trigram work on the engine's path
+        assert_same_answers(reg, db, ["train", "boom", "job_"])
+        assert pending(db) == 0
+        # changed while pending, deleted while pending, changed once indexed: all exact
+        fresh = [reg.new_run(RunSpec("/w/p.py", name=f"Pending Name {i}")) for i in range(4)]
+        reg.insert(fresh)
+        reg.save(replace(fresh[0], outcome=Outcome(OutcomeKind.FAILED, 2, "pending then failed")))
+        assert reg.delete([fresh[1].id]) == 1
+        indexed = reg.get(ids[5])
+        assert indexed is not None
+        reg.save(replace(indexed, outcome=Outcome(OutcomeKind.FAILED, 2, "indexed then failed")))
+        assert pending(db) == 4  # fresh[0], [2], [3] and the re-noted ids[5]; the deleted one left
+        assert reg.count(RunQuery(text="pending name")) == 3 and pending(db) == 0
+        assert reg.count(RunQuery(text="then failed")) == 2
+        assert_same_answers(reg, db, ["pending", "then failed", "indexed", "name 1", "boom"])
+
+
+def test_a_filtered_read_while_another_process_holds_the_write_lock_is_still_exact(db: Path) -> None:
+    """The catch-up needs the write lock: when another process holds it, the read does not wait
+    for it (nor fail): it answers from a LIKE scan, the same runs."""
+    with RunRegistry(db, busy_timeout=5.0) as reg:
+        make_runs(reg, 80)
+        reg.count(RunQuery(text="train"))  # indexes those
+        reg.insert([reg.new_run(RunSpec("/w/q.py", name=f"Locked Out {i}")) for i in range(3)])
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sqlite3, sys, time\n"
+             "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+             "con.execute('BEGIN IMMEDIATE')\nprint('held', flush=True)\nsys.stdin.readline()\n"
+             "con.execute('ROLLBACK')\n", str(db)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            assert reg.count(RunQuery(text="locked out")) == 3
+            assert [r.name for r in reg.query(RunQuery(text="LOCKED OUT 1"))] == ["Locked Out 1"]
+            assert_same_answers(reg, db, ["locked", "train", "job_"])
+            assert pending(db) == 3  # nothing was indexed while the lock was held ...
+        finally:
+            assert holder.stdin is not None
+            holder.stdin.write("\n")
+            holder.stdin.close()
+            holder.wait(timeout=30)
+        assert reg.count(RunQuery(text="locked out")) == 3 and pending(db) == 0  # ... and is now
