@@ -17,6 +17,16 @@ SORTABLE = {"id": "id", "name": "name", "pattern": "pattern", "trigger": "trigge
 #: the ids of runs whose name, trigger, error or run key contains a phrase (schema.FTS_MIGRATION)
 FTS_MATCH = "SELECT rowid FROM runs_fts WHERE runs_fts MATCH ?"
 
+#: the runs not in the index yet (new or renamed since the last `RunTable.index_pending`) that contain the text
+PENDING_LIKE = ("SELECT p.id FROM runs_fts_pending p JOIN runs r ON r.id = p.id WHERE r.name LIKE ? ESCAPE '\\' "
+                "OR r.trigger LIKE ? ESCAPE '\\' OR r.error LIKE ? ESCAPE '\\' OR r.run_key LIKE ? ESCAPE '\\'")
+
+
+def like_pattern(text: str) -> str:
+    """`%text%` with LIKE's wildcards in `text` taken literally (ESCAPE '\\')."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
@@ -72,13 +82,13 @@ class RunQuery:
             clauses.append("name = ?")
             params.append(self.name)
         if self.text and fts and self.indexed_text():
-            clauses.append(f"id IN ({FTS_MATCH})")
-            params.append(fts_phrase(self.text))
+            # the index, and the few runs it does not hold yet (noted by the triggers) by LIKE
+            clauses.append(f"(id IN ({FTS_MATCH}) OR id IN ({PENDING_LIKE}))")
+            params += [fts_phrase(self.text), *[like_pattern(self.text)] * 4]
         elif self.text:
             clauses.append("(name LIKE ? ESCAPE '\\' OR trigger LIKE ? ESCAPE '\\' OR error LIKE ? ESCAPE '\\' "
                            "OR run_key LIKE ? ESCAPE '\\')")
-            like = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            params += [like, like, like, like]
+            params += [like_pattern(self.text)] * 4
         lifecycle = [s for s in self.states if s in LIFECYCLE]
         outcomes = [s for s in self.states if s not in LIFECYCLE]
         parts = []

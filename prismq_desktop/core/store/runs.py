@@ -11,11 +11,10 @@ from typing import Any
 
 from prismq_desktop.core.models import InvalidRunKey, Run, RunMode, RunSpec, check_run_key
 from prismq_desktop.core.store.database import Database
-from prismq_desktop.core.store.query import FTS_MATCH, RunQuery, fts_phrase
+from prismq_desktop.core.store.query import FTS_MATCH, PENDING_LIKE, RunQuery, fts_phrase, like_pattern
 from prismq_desktop.core.store.rows import COLUMN_NAMES, run_from_row, run_values
 from prismq_desktop.core.store.schema import (
     COLUMNS,
-    RegistryConnection,
     RegistryError,
     RequeueTaken,
     RunKeyTaken,
@@ -229,35 +228,42 @@ class RunTable(Database):
     #: (it meets a page of matches soon); fewer, by reading the matches from the trigram index
     COMMON_MATCHES = 4000
 
-    def _catch_up(self) -> bool:
-        """Index the runs the triggers noted (new or renamed, schema.FTS_MIGRATION) in one
-        transaction; False when the index cannot answer now (another process holds the write
-        lock, a read-only or full disk): that read is a LIKE scan instead, the same answer."""
+    def index_pending(self, limit: int = 5000) -> int:
+        """Put up to `limit` of the runs the triggers noted (new or renamed, schema.FTS_MIGRATION)
+        into the trigram index, in one short transaction; returns how many are still noted.
+
+        Reads never need it (they LIKE-check the noted runs), so it is done off the hot paths:
+        the window calls it while idle. It never waits on another process's write lock (it
+        tries again later) and a read-only or full disk only leaves the runs noted."""
         if not self._fts:
-            return False
-        if self._db.execute("SELECT 1 FROM runs_fts_pending LIMIT 1").fetchone() is None:
-            return True
-        if self._db.in_transaction:
-            return False
-        timeout_ms = int((self._db.busy_timeout if isinstance(self._db, RegistryConnection) and
-                          self._db.busy_timeout is not None else 30.0) * 1000)
-        self._db.execute("PRAGMA busy_timeout=100")  # a read never waits long for another's write
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
+            return 0
+        with self._lock:
+            if self._db.in_transaction or not self._pending_count():
+                return self._pending_count()
+            timeout_ms = int(float(getattr(self._db, "busy_timeout", None) or 30.0) * 1000)
+            self._db.execute("PRAGMA busy_timeout=50")
             try:
-                self._db.execute("INSERT INTO runs_fts(rowid, name, trigger, error, run_key) "
-                                 "SELECT r.id, lower(r.name), lower(r.trigger), lower(r.error), lower(r.run_key) "
-                                 "FROM runs_fts_pending p JOIN runs r ON r.id = p.id")
-                self._db.execute("DELETE FROM runs_fts_pending")
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        except RegistryError:
-            return False
-        finally:
-            self._db.execute(f"PRAGMA busy_timeout={timeout_ms}")
-        return True
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute("CREATE TEMP TABLE IF NOT EXISTS fts_batch (id INTEGER PRIMARY KEY)")
+                    self._db.execute("DELETE FROM fts_batch")
+                    self._db.execute("INSERT INTO fts_batch SELECT id FROM runs_fts_pending ORDER BY id LIMIT ?", (limit,))
+                    self._db.execute("INSERT INTO runs_fts(rowid, name, trigger, error, run_key) "
+                                     "SELECT r.id, lower(r.name), lower(r.trigger), lower(r.error), lower(r.run_key) "
+                                     "FROM fts_batch b JOIN runs r ON r.id = b.id")
+                    self._db.execute("DELETE FROM runs_fts_pending WHERE id IN (SELECT id FROM fts_batch)")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except RegistryError:
+                pass  # locked by another process, read-only, full: the runs stay noted, reads stay exact
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout={timeout_ms}")
+            return self._pending_count()
+
+    def _pending_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM runs_fts_pending").fetchone()[0])
 
     def _use_index(self, query: RunQuery, matches: int | None = None) -> bool:
         """Whether to answer `query.text` from the trigram index: only when it has few matches
@@ -265,7 +271,7 @@ class RunTable(Database):
 
         A common text (in most runs) is met within a few pages of a scan in the sort's index
         order, which stops at the page; the index would hand over every match to be sorted."""
-        if not (self._fts and query.indexed_text() and self._catch_up()):
+        if not (self._fts and query.indexed_text()):
             return False
         if matches is None or not self._text_only(query):  # with other filters, the count says less
             sql = f"SELECT COUNT(*) FROM ({FTS_MATCH} LIMIT ?)"
@@ -292,10 +298,12 @@ class RunTable(Database):
         with self._lock:
             if self._fts and query.text is None and self._text_only(query):  # every run: kept by triggers
                 return int(self._db.execute("SELECT n FROM runs_total").fetchone()[0])
-            if self._fts and query.text is not None and query.indexed_text() and self._text_only(query) and \
-                    self._catch_up():
+            if self._fts and query.text is not None and query.indexed_text() and self._text_only(query):
+                # a row is in the index or noted as pending, never both: the two counts add up
                 sql = "SELECT COUNT(*) FROM runs_fts WHERE runs_fts MATCH ?"
-                return int(self._db.execute(sql, (fts_phrase(query.text),)).fetchone()[0])
+                indexed = int(self._db.execute(sql, (fts_phrase(query.text),)).fetchone()[0])
+                noted = self._db.execute(f"SELECT COUNT(*) FROM ({PENDING_LIKE})", [like_pattern(query.text)] * 4)
+                return indexed + int(noted.fetchone()[0])
             where, params = query.where(fts=self._use_index(query))
             return int(self._db.execute(f"SELECT COUNT(*) FROM runs{where}", params).fetchone()[0])
 
