@@ -17,8 +17,9 @@ SORTABLE = {"id": "id", "name": "name", "pattern": "pattern", "trigger": "trigge
 #: the ids of runs whose name, trigger, error or run key contains a phrase (schema.FTS_MIGRATION)
 FTS_MATCH = "SELECT rowid FROM runs_fts WHERE runs_fts MATCH ?"
 
-#: the runs not in the index yet (new or renamed since the last `RunTable.index_pending`) that contain the text
-PENDING_LIKE = ("SELECT p.id FROM runs_fts_pending p JOIN runs r ON r.id = p.id WHERE r.name LIKE ? ESCAPE '\\' "
+#: the runs not in the index yet (new or renamed since the last `RunTable.index_pending`) that contain the
+#: text; CROSS JOIN keeps the (short) pending list the outer loop, never a scan of the runs
+PENDING_LIKE = ("SELECT p.id FROM runs_fts_pending p CROSS JOIN runs r ON r.id = p.id WHERE r.name LIKE ? ESCAPE '\\' "
                 "OR r.trigger LIKE ? ESCAPE '\\' OR r.error LIKE ? ESCAPE '\\' OR r.run_key LIKE ? ESCAPE '\\'")
 
 
