@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("prismq_desktop")
 
+#: core.services.api.SETTING_KEY, known here so a window without the API never imports aiohttp
+API_SETTING = "api/listen"
+
 
 def instance_key(home: Path) -> str:
     return "prismq-desktop-" + hashlib.sha1(str(home).encode()).hexdigest()[:12]
@@ -177,9 +180,12 @@ async def run_window(app: QApplication, home: Path, server: QLocalServer) -> int
                 except (NotImplementedError, RuntimeError, ValueError):
                     pass  # Windows: the console handler and the close dialog cover it
         orch.scheduler.start()
-        from prismq_desktop.core.services.api import SETTING_KEY, start_from_setting
+        api = None
+        listen = settings.value(API_SETTING, "")
+        if str(listen or "").strip():  # aiohttp (a third of the start-up's imports) only when the API is on
+            from prismq_desktop.core.services.api import start_from_setting
 
-        api = await start_from_setting(orch, settings.value(SETTING_KEY, ""))  # off unless set (HOST:PORT)
+            api = await start_from_setting(orch, listen)  # off unless set (HOST:PORT)
         window.show()
         await closed.wait()
         if api is not None:

@@ -52,11 +52,28 @@ class HistoryView(QWidget):
     rerunRequested = Signal(list)  # [Run]: launch each again (then show the Runs tab)
     statusMessage = Signal(str, int)  # text, milliseconds
 
+    INDEX_EVERY_MS = 2000
+    INDEX_BATCH = 2000  # about 10 ms of one loop turn
+
+    def _index_pending(self) -> None:
+        try:
+            left = self.registry.index_pending(self.INDEX_BATCH)
+        except Exception as exc:  # noqa: BLE001 - an index that cannot grow now only makes filters slower
+            log.info("history index: %s", exc)
+            return
+        self._indexer.setInterval(50 if left else self.INDEX_EVERY_MS)  # a backlog: keep going, a turn apart
+
     def __init__(self, registry: RunRegistry, settings: QSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.registry = registry
         self.settings = settings
         self.history_model = HistoryModel(registry, self)
+        # the runs the registry noted for its name index are indexed a batch at a time, while
+        # idle: a filter then reads few rows by LIKE (store.runs.RunTable.index_pending)
+        self._indexer = QTimer(self)
+        self._indexer.setInterval(self.INDEX_EVERY_MS)
+        self._indexer.timeout.connect(self._index_pending)
+        self._indexer.start()
         self.history_table = self._build_table()
         hbar = self._build_filters()
         button_row((("Open log", "historyOpenButton", self._open_selected),

@@ -336,6 +336,7 @@ class HistoryModel(RunTable):
         self._total = 0
         self._loaded: dict[int, Run] = {}  # id -> the snapshot its row shows
         self._beyond: dict[int, bool] = {}  # runs upserted past the loaded rows -> counted in total
+        self._texts: dict[int, tuple[Run, tuple[str, ...]]] = {}  # id -> (snapshot, its cells' texts)
         self._refreshed_at = 0.0
         self.text = ""
         self.statuses: list[str] | None = None
@@ -351,7 +352,7 @@ class HistoryModel(RunTable):
         self.beginResetModel()
         self._refreshed_at = time.time()
         self._total = self.registry.count(self.query())
-        self._runs = self._page(0)
+        self._runs = self._page(0, self._total)
         self._loaded = {r.id: r for r in self._runs}
         self._beyond = {}
         self._value = _sort_value(self.sort_key)
@@ -363,8 +364,10 @@ class HistoryModel(RunTable):
                            schedule_id=self.schedule_id, sort=self.sort_key, descending=self.descending,
                            limit=self.PAGE, offset=offset)
 
-    def _page(self, offset: int) -> list[Run]:
-        return self.registry.query(self.query(offset))
+    def _page(self, offset: int, matches: int | None = None) -> list[Run]:
+        if matches is None:
+            return self.registry.query(self.query(offset))
+        return self.registry.query(self.query(offset), matches=matches)
 
     def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: N802, B008
         return not parent.isValid() and len(self._runs) < self._total
@@ -415,7 +418,7 @@ class HistoryModel(RunTable):
         if self.schedule_id is not None and run.schedule_id != self.schedule_id:
             return False
         if self.text and not (_like(self.text, storable(run.name)) or _like(self.text, storable(run.trigger))
-                              or _like(self.text, storable(run.error))):
+                              or _like(self.text, storable(run.error)) or _like(self.text, run.key)):
             return False
         if self.statuses:
             outcome = run.outcome.kind.value if run.outcome else None
@@ -547,6 +550,19 @@ class HistoryModel(RunTable):
         col = index.column()
         if role != Qt.ItemDataRole.DisplayRole:
             return self.status_role(run, col, role)
+        if run.started_at is not None and run.ended_at is None:
+            return self._row_texts(run)[col]  # its duration grows: never cached
+        texts = self._texts.get(run.id)
+        if texts is None or texts[0] is not run:  # a snapshot is immutable: its texts are made once
+            texts = (run, self._row_texts(run))
+            if len(self._texts) > 4 * len(self._runs) + 1000:
+                self._texts.clear()
+            self._texts[run.id] = texts
+        return texts[1][col]
+
+    @staticmethod
+    def _row_texts(run: Run) -> tuple[str, ...]:
+        """Every column's text for one snapshot (a paint asks each cell, often more than once)."""
         started = run.started_at or run.created_at
         values = [
             run.id, run.name, run.pattern.replace("_", " "), run.trigger or "manual", status_text(run),
@@ -556,4 +572,4 @@ class HistoryModel(RunTable):
             f"{run.peak_cpu:.0f}%" if run.peak_cpu is not None else "",
             human_bytes(run.peak_rss), place_text(run),
         ]
-        return str(values[col])
+        return tuple(str(v) for v in values)

@@ -137,3 +137,39 @@ def test_saved_tasks_from_the_window_live_in_the_store(qapp, home):
     from prismq_desktop.core.store.tasks import TaskStore
 
     assert TaskStore(home / "tasks.json").get("nightly (copy)") == (RunSpec(PY, ("-c", "pass")), {"priority": "high"})
+
+
+def test_the_history_tab_indexes_noted_runs_while_idle_and_filters_them_the_same(qapp, home):
+    import sqlite3
+
+    from prismq_desktop.core import RunSpec as _Spec
+    from prismq_desktop.core.store.query import RunQuery as _Query
+    from tests.gui.test_window import close as _close
+    from tests.gui.test_window import run_qt as _run_qt
+    from tests.gui.test_window import until as _until
+    from tests.gui.test_window import window_for as _window_for
+
+    def noted() -> int:
+        con = sqlite3.connect(str(home / "registry.sqlite3"))
+        try:
+            return int(con.execute("SELECT COUNT(*) FROM runs_fts_pending").fetchone()[0])
+        finally:
+            con.close()
+
+    async def main():
+        orch, win = await _window_for(home)
+        try:
+            reg = orch.registry
+            reg.insert([reg.new_run(_Spec("/w/x.py", name=f"Idle Indexed {i}")) for i in range(4500)])
+            before = (noted(), reg.count(_Query(text="idle indexed 44")))
+            win.history_view.history_model.set_filter("indexed 44")
+            shown_before = win.history_view.history_model.total
+            await _until(lambda: noted() == 0, timeout=60)  # batches of INDEX_BATCH, while idle
+            win.history_view.history_model.set_filter("indexed 44")
+            return before, shown_before, win.history_view.history_model.total, reg.count(_Query(text="idle indexed 44"))
+        finally:
+            await _close(orch, win)
+
+    before, shown_before, shown_after, after = _run_qt(qapp, main())
+    assert before[0] >= 4500 and before[1] == 111 == after  # 44, 440-449, 4400-4499
+    assert shown_before == shown_after == 111

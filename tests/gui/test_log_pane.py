@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 import time
@@ -195,3 +196,41 @@ def test_ansi_yellow_warning_is_readable_in_the_light_theme(qapp):
         pane.deleteLater()
     finally:
         apply_theme("system")
+
+
+def test_a_pane_behind_another_draws_nothing_until_shown_and_loses_nothing(qapp, home):
+    """100 chatty runs cost the layout of the pane in front only: a pane behind keeps its
+    output (bounded) and draws it, all of it and in order, when it comes to the front."""
+    code = ("import sys, time\ntime.sleep(0.3)\nfor i in range(500):\n    print(f'behind {i:04d}')\n"
+            "sys.stdout.write('partial tail'); sys.stdout.flush()\ntime.sleep(60)\n")
+
+    async def main():
+        orch, win = await window_for(home)
+        try:
+            tabs = win.runs_view.log_tabs
+            a = win.launch(RunSpec(PY, ("-S", "-c", code)), {"pattern": "long_running"})
+            b = win.launch(RunSpec(PY, ("-S", "-c", "import time; print('in front'); time.sleep(60)")),
+                           {"pattern": "long_running"})
+            pane_a, pane_b = win.panes[a], win.panes[b]
+            assert tabs.currentWidget() is pane_b and pane_a.behind() and not pane_b.behind()
+            await until(lambda: pane_a.lines_received == 500 and "in front" in pane_b.plain_text(), timeout=30)
+            await asyncio.sleep(0.2)  # past the pane's flush interval: a pane in front would have drawn by now
+            before = (pane_a.flushes, pane_a.text.document().isEmpty())
+            tabs.show_pane(a)
+            QApplication.processEvents()
+            after = pane_a.plain_text().split("\n")
+            hidden, marker, limit = pane_a.hidden_lines, pane_a.marker.text(), pane_a.rebuild_lines
+            orch.cancel(a)
+            orch.cancel(b)
+            await orch.wait(a)
+            await orch.wait(b)
+            return before, after, pane_a.flushes, hidden, marker, limit
+        finally:
+            await close(orch, win)
+
+    before, after, flushes, hidden, marker, limit = run_qt(qapp, main())
+    assert before == (0, True)
+    shown = min(500, limit)  # a backlog is drawn like a burst in front: the newest screenfuls
+    assert after[:-1] == [f"behind {i:04d}" for i in range(500 - shown, 500)] and after[-1] == "partial tail"
+    assert hidden == 500 - shown and (hidden == 0 or f"{hidden:,} earlier lines not shown" in marker)
+    assert flushes >= 1

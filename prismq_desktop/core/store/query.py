@@ -14,6 +14,29 @@ SORTABLE = {"id": "id", "name": "name", "pattern": "pattern", "trigger": "trigge
             "exit_code": "exit_code", "peak_cpu": "peak_cpu", "peak_rss": "peak_rss"}
 
 
+#: the ids of runs whose name, trigger, error or run key contains a phrase (schema.FTS_MIGRATION)
+FTS_MATCH = "SELECT rowid FROM runs_fts WHERE runs_fts MATCH ?"
+
+#: the runs not in the index yet (new or renamed since the last `RunTable.index_pending`) that contain the
+#: text; CROSS JOIN keeps the (short) pending list the outer loop, never a scan of the runs
+PENDING_LIKE = ("SELECT p.id FROM runs_fts_pending p CROSS JOIN runs r ON r.id = p.id WHERE r.name LIKE ? ESCAPE '\\' "
+                "OR r.trigger LIKE ? ESCAPE '\\' OR r.error LIKE ? ESCAPE '\\' OR r.run_key LIKE ? ESCAPE '\\'")
+
+
+def like_pattern(text: str) -> str:
+    """`%text%` with LIKE's wildcards in `text` taken literally (ESCAPE '\\')."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fts_phrase(text: str) -> str:
+    """`text` as one FTS5 phrase of the lowered index: every character literal ("" for a quote),
+    folded like SQLite's lower() and LIKE (ASCII letters only)."""
+    return '"' + text.translate(_ASCII_LOWER).replace('"', '""') + '"'
+
+
 def _names(value: Iterable[str] | str | None) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -44,7 +67,13 @@ class RunQuery:
     def of(cls, states: Iterable[str] | str | None = None, **fields: Any) -> RunQuery:
         return cls(states=_names(states), **fields)
 
-    def where(self) -> tuple[str, list[Any]]:
+    def indexed_text(self) -> bool:
+        """Whether the trigram index can answer `text` (it has no trigram under 3 characters)."""
+        return self.text is not None and len(self.text) >= 3
+
+    def where(self, fts: bool = False) -> tuple[str, list[Any]]:
+        """The WHERE clause; `fts`: answer `text` from the trigram index (schema.FTS_MIGRATION)
+        when it can, the same rows as the LIKE scan it replaces."""
         clauses: list[str] = []
         params: list[Any] = []
         if self.schedule_id is not None:
@@ -53,11 +82,14 @@ class RunQuery:
         if self.name is not None:
             clauses.append("name = ?")
             params.append(self.name)
-        if self.text:
+        if self.text and fts and self.indexed_text():
+            # the index, and the few runs it does not hold yet (noted by the triggers) by LIKE
+            clauses.append(f"(id IN ({FTS_MATCH}) OR id IN ({PENDING_LIKE}))")
+            params += [fts_phrase(self.text), *[like_pattern(self.text)] * 4]
+        elif self.text:
             clauses.append("(name LIKE ? ESCAPE '\\' OR trigger LIKE ? ESCAPE '\\' OR error LIKE ? ESCAPE '\\' "
                            "OR run_key LIKE ? ESCAPE '\\')")
-            like = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            params += [like, like, like, like]
+            params += [like_pattern(self.text)] * 4
         lifecycle = [s for s in self.states if s in LIFECYCLE]
         outcomes = [s for s in self.states if s not in LIFECYCLE]
         parts = []

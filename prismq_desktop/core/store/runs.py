@@ -7,13 +7,21 @@ import os
 import sqlite3
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from prismq_desktop.core.models import InvalidRunKey, Run, RunMode, RunSpec, check_run_key
 from prismq_desktop.core.store.database import Database
-from prismq_desktop.core.store.query import RunQuery
+from prismq_desktop.core.store.query import FTS_MATCH, PENDING_LIKE, RunQuery, fts_phrase, like_pattern
 from prismq_desktop.core.store.rows import COLUMN_NAMES, run_from_row, run_values
-from prismq_desktop.core.store.schema import COLUMNS, RegistryError, RequeueTaken, RunKeyTaken, RunNotFound
+from prismq_desktop.core.store.schema import (
+    COLUMNS,
+    RegistryError,
+    RequeueTaken,
+    RunKeyTaken,
+    RunNotFound,
+    has_trigram_index,
+)
 
 #: what names a run: its numeric id (12, "12", "#12") or its caller-chosen id ("training_job_123")
 RunRef = int | str
@@ -46,6 +54,7 @@ class RunTable(Database):
         # save_many then writes only the columns that changed, so an index is touched only
         # when its column changes (a run's start or end rewrote all ~40 columns and 9 indexes)
         self._written: dict[int, tuple[Any, ...]] = {}
+        self._fts = has_trigram_index(self._db)
 
     @property
     def owner(self) -> tuple[int, float]:
@@ -257,17 +266,87 @@ class RunTable(Database):
             row = self._db.execute(f"SELECT {COLUMNS} FROM runs WHERE id=?", (run_id,)).fetchone()
         return run_from_row(row) if row else None
 
-    def query(self, query: RunQuery = RunQuery()) -> list[Run]:
-        """One page of runs (newest first unless the query sorts otherwise)."""
-        where, params = query.where()
-        sql = f"SELECT {COLUMNS} FROM runs{where}{query.order_by()} LIMIT ? OFFSET ?"
+    #: a text filter matching at least this many runs is paged by a LIKE scan in sort order
+    #: (it meets a page of matches soon); fewer, by reading the matches from the trigram index
+    COMMON_MATCHES = 4000
+
+    def index_pending(self, limit: int = 5000) -> int:
+        """Put up to `limit` of the runs the triggers noted (new or renamed, schema.FTS_MIGRATION)
+        into the trigram index, in one short transaction; returns how many are still noted.
+
+        Reads never need it (they LIKE-check the noted runs), so it is done off the hot paths:
+        the window calls it while idle. It never waits on another process's write lock (it
+        tries again later) and a read-only or full disk only leaves the runs noted."""
+        if not self._fts:
+            return 0
         with self._lock:
+            if self._db.in_transaction or not self._pending_count():
+                return self._pending_count()
+            timeout_ms = int(float(getattr(self._db, "busy_timeout", None) or 30.0) * 1000)
+            self._db.execute("PRAGMA busy_timeout=50")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute("CREATE TEMP TABLE IF NOT EXISTS fts_batch (id INTEGER PRIMARY KEY)")
+                    self._db.execute("DELETE FROM fts_batch")
+                    self._db.execute("INSERT INTO fts_batch SELECT id FROM runs_fts_pending ORDER BY id LIMIT ?", (limit,))
+                    self._db.execute("INSERT INTO runs_fts(rowid, name, trigger, error, run_key) "
+                                     "SELECT r.id, lower(r.name), lower(r.trigger), lower(r.error), lower(r.run_key) "
+                                     "FROM fts_batch b JOIN runs r ON r.id = b.id")
+                    self._db.execute("DELETE FROM runs_fts_pending WHERE id IN (SELECT id FROM fts_batch)")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except RegistryError:
+                pass  # locked by another process, read-only, full: the runs stay noted, reads stay exact
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout={timeout_ms}")
+            return self._pending_count()
+
+    def _pending_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM runs_fts_pending").fetchone()[0])
+
+    def _use_index(self, query: RunQuery, matches: int | None = None) -> bool:
+        """Whether to answer `query.text` from the trigram index: only when it has few matches
+        (`matches`: how many the caller just counted, else probed here).
+
+        A common text (in most runs) is met within a few pages of a scan in the sort's index
+        order, which stops at the page; the index would hand over every match to be sorted."""
+        if not (self._fts and query.indexed_text()):
+            return False
+        if matches is None or not self._text_only(query):  # with other filters, the count says less
+            sql = f"SELECT COUNT(*) FROM ({FTS_MATCH} LIMIT ?)"
+            assert query.text is not None
+            matches = int(self._db.execute(sql, (fts_phrase(query.text), self.COMMON_MATCHES)).fetchone()[0])
+        return matches < self.COMMON_MATCHES
+
+    @staticmethod
+    def _text_only(query: RunQuery) -> bool:
+        return replace(query, sort="created", descending=True, limit=0, offset=0) == RunQuery(text=query.text, limit=0)
+
+    def query(self, query: RunQuery = RunQuery(), *, matches: int | None = None) -> list[Run]:
+        """One page of runs (newest first unless the query sorts otherwise). `matches`: the
+        count of `query` the caller just made (History), which decides how a text is answered."""
+        with self._lock:
+            where, params = query.where(fts=self._use_index(query, matches))
+            sql = f"SELECT {COLUMNS} FROM runs{where}{query.order_by()} LIMIT ? OFFSET ?"
             rows = self._db.execute(sql, (*params, query.limit, query.offset)).fetchall()
         return [run_from_row(r) for r in rows]
 
     def count(self, query: RunQuery = RunQuery()) -> int:
-        where, params = query.where()
+        """How many runs `query` selects; a text filter alone is counted in the trigram index
+        without reading a row of the table."""
         with self._lock:
+            if self._fts and query.text is None and self._text_only(query):  # every run: kept by triggers
+                return int(self._db.execute("SELECT n FROM runs_total").fetchone()[0])
+            if self._fts and query.text is not None and query.indexed_text() and self._text_only(query):
+                # a row is in the index or noted as pending, never both: the two counts add up
+                sql = "SELECT COUNT(*) FROM runs_fts WHERE runs_fts MATCH ?"
+                indexed = int(self._db.execute(sql, (fts_phrase(query.text),)).fetchone()[0])
+                noted = self._db.execute(f"SELECT COUNT(*) FROM ({PENDING_LIKE})", [like_pattern(query.text)] * 4)
+                return indexed + int(noted.fetchone()[0])
+            where, params = query.where(fts=self._use_index(query))
             return int(self._db.execute(f"SELECT COUNT(*) FROM runs{where}", params).fetchone()[0])
 
     def outcome_stats(self, bounds: tuple[float, ...]) -> tuple[dict[str, int], list[int], float, int]:

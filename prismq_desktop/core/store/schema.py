@@ -313,6 +313,51 @@ RUN_KEY_MIGRATION = """
     """
 MIGRATIONS.append(RUN_KEY_MIGRATION)
 
+# History's "name contains" filter at a million runs (issue 17): a trigram index over what
+# RunQuery.text looks in (name, trigger, error, run_key), so a filter reads the runs that match
+# instead of every row. Contentless, holding SQLite's lower() of each value with a
+# case-sensitive tokenizer: a phrase of trigrams then matches exactly the rows that
+# `LIKE '%needle%'` does (ASCII-only case folding, like LIKE), so no recheck of the rows is
+# needed. `runs_total` holds how many runs there are (History's unfiltered count, without
+# reading a million index entries). Triggers keep both in step with every write of any process,
+# at the cost of one tiny insert per new run: a new run (or one whose name, trigger, error or
+# key changed) is only noted in `runs_fts_pending`, and the next filtered read indexes the
+# noted runs in one go (RunTable._catch_up), so a burst of 10,000 submissions is not slowed by
+# trigram tokenizing. An UPDATE that leaves the four columns alone (the engine's status saves)
+# fires nothing. Self-contained: it can be
+# renumbered at a merge. Optional: an SQLite without FTS5's trigram tokenizer (< 3.34) skips
+# it and the filter stays a LIKE scan (runs.RunTable checks for the table).
+FTS_MIGRATION = """
+    CREATE VIRTUAL TABLE runs_fts USING fts5(name, trigger, error, run_key, content='',
+        tokenize='trigram case_sensitive 1');
+    INSERT INTO runs_fts(rowid, name, trigger, error, run_key)
+        SELECT id, lower(name), lower(trigger), lower(error), lower(run_key) FROM runs;
+    CREATE TABLE runs_fts_pending (id INTEGER PRIMARY KEY);
+    CREATE TABLE runs_total (n INTEGER NOT NULL);
+    INSERT INTO runs_total (n) SELECT COUNT(*) FROM runs;
+    CREATE TRIGGER runs_fts_insert AFTER INSERT ON runs BEGIN
+        INSERT OR IGNORE INTO runs_fts_pending (id) VALUES (new.id);
+        UPDATE runs_total SET n = n + 1;
+    END;
+    CREATE TRIGGER runs_fts_delete AFTER DELETE ON runs BEGIN
+        INSERT INTO runs_fts(runs_fts, rowid, name, trigger, error, run_key)
+        SELECT 'delete', old.id, lower(old.name), lower(old.trigger), lower(old.error), lower(old.run_key)
+        WHERE NOT EXISTS (SELECT 1 FROM runs_fts_pending WHERE id = old.id);
+        DELETE FROM runs_fts_pending WHERE id = old.id;
+        UPDATE runs_total SET n = n - 1;
+    END;
+    CREATE TRIGGER runs_fts_update AFTER UPDATE OF id, name, trigger, error, run_key ON runs
+    WHEN old.id IS NOT new.id OR old.name IS NOT new.name OR old.trigger IS NOT new.trigger
+        OR old.error IS NOT new.error OR old.run_key IS NOT new.run_key BEGIN
+        INSERT INTO runs_fts(runs_fts, rowid, name, trigger, error, run_key)
+        SELECT 'delete', old.id, lower(old.name), lower(old.trigger), lower(old.error), lower(old.run_key)
+        WHERE NOT EXISTS (SELECT 1 FROM runs_fts_pending WHERE id = old.id);
+        DELETE FROM runs_fts_pending WHERE id = old.id;
+        INSERT INTO runs_fts_pending (id) VALUES (new.id);
+    END;
+    """
+MIGRATIONS.append(FTS_MIGRATION)
+
 COLUMNS = (
     "id, name, spec, status, outcome, exit_code, error, mode, dry_run, created_at, started_at, "
     "ended_at, pid, pid_create_time, argv, cwd, log_path, owner_pid, owner_create_time, "
@@ -369,6 +414,31 @@ def connect(path: Path, busy_timeout: float | None = None) -> RegistryConnection
     return db
 
 
+def statements(script: str) -> list[str]:
+    """A migration's statements, one by one (a trigger's body keeps its own semicolons)."""
+    out: list[str] = []
+    buf = ""
+    for piece in script.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \n\t;"):
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip(" \n\t;"):
+        out.append(buf.strip().rstrip(";"))
+    return out
+
+
+def _no_trigram(exc: Exception) -> bool:
+    text = str(exc)
+    return "no such tokenizer" in text or "no such module: fts5" in text
+
+
+def has_trigram_index(db: sqlite3.Connection) -> bool:
+    """Whether the registry has FTS_MIGRATION's index (an SQLite without trigrams skipped it)."""
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='runs_fts'").fetchone() is not None
+
+
 def migrate(db: sqlite3.Connection, path: Path) -> None:
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > len(MIGRATIONS):  # checked before any write, so a read-only copy says this too
@@ -389,9 +459,13 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
                 path,
             )
         for i in range(version, len(MIGRATIONS)):
-            for stmt in MIGRATIONS[i].split(";"):
-                if stmt.strip():
+            for n, stmt in enumerate(statements(MIGRATIONS[i])):
+                try:
                     db.execute(stmt)
+                except RegistryError as exc:
+                    if not (n == 0 and MIGRATIONS[i] is FTS_MIGRATION and _no_trigram(exc)):
+                        raise
+                    break  # this SQLite has no trigram tokenizer: History filters by LIKE scans
             db.execute(f"PRAGMA user_version={i + 1}")
         db.execute("COMMIT")
     except BaseException:
