@@ -290,10 +290,8 @@ class SubprocessWrapper:
             return proc
         assert proc.stdout is not None and proc.stderr is not None
         readers = [
-            thread_future(loop, pipe_reader(proc.stdout.fileno(), Stream.STDOUT, job.capture, coalesce=True),
-                          f"run-{job.run_id}-stdout"),
-            thread_future(loop, pipe_reader(proc.stderr.fileno(), Stream.STDERR, job.capture, coalesce=True),
-                          f"run-{job.run_id}-stderr"),
+            thread_future(loop, pipe_reader(proc.stdout.fileno(), Stream.STDOUT, job.capture), f"run-{job.run_id}-stdout"),
+            thread_future(loop, pipe_reader(proc.stderr.fileno(), Stream.STDERR, job.capture), f"run-{job.run_id}-stderr"),
         ]
         waiter = thread_future(loop, proc.wait, f"run-{job.run_id}-wait")
         try:

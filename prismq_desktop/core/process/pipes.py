@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 import threading
-import time
 from collections.abc import Callable
 
 from prismq_desktop.core.process.capture import CHUNK_SIZE, OutputCapture
@@ -22,7 +21,6 @@ log = logging.getLogger(__name__)
 
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = 1031  # Linux fcntl
-F_GETPIPE_SZ = 1032
 
 
 def widen_pipe(fd: int) -> bool:
@@ -69,28 +67,13 @@ def _drain(stream: Stream, data: bytes) -> None:
     """What a reader feeds once the capture failed: nothing, so the child is never blocked."""
 
 
-def pipe_is_wide(fd: int) -> bool:
-    """Has `fd`'s pipe the 1 MiB buffer `widen_pipe` gives (Linux)?"""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import fcntl
-
-        return fcntl.fcntl(fd, F_GETPIPE_SZ) >= PIPE_SIZE
-    except OSError:
-        return False
-
-
-def pipe_reader(fd: int, stream: Stream, capture: OutputCapture, close: bool = False,
-                coalesce: bool = False) -> Callable[[], None]:
+def pipe_reader(fd: int, stream: Stream, capture: OutputCapture, close: bool = False) -> Callable[[], None]:
     """A blocking reader for a thread: `fd` into `capture` until EOF (closing `fd` then if `close`,
-    never under a running read). `coalesce`: on a widened pipe, a short read (the pipe was
-    drained) is followed by a `COALESCE_DELAY` sleep, so a busy pipe is read in full chunks."""
+    never under a running read)."""
 
     def run() -> None:
         read = os.read
         feed = capture.feed
-        pause = COALESCE_DELAY if coalesce and pipe_is_wide(fd) else 0.0
         try:
             while True:
                 try:
@@ -104,8 +87,6 @@ def pipe_reader(fd: int, stream: Stream, capture: OutputCapture, close: bool = F
                 except Exception:  # noqa: BLE001 - keep draining, or the child blocks on a full pipe
                     log.exception("output of %s could not be taken in; the pipe is still drained", stream.name)
                     feed = _drain
-                if pause and len(data) < CHUNK_SIZE:
-                    time.sleep(pause)
         finally:
             if close:
                 with contextlib.suppress(OSError):

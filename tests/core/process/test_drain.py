@@ -160,16 +160,3 @@ def test_sparse_output_is_not_held_back_by_coalescing(tmp_path):
     assert run.outcome is not None and run.outcome.kind is OutcomeKind.SUCCEEDED, run.outcome
     assert text == "ready\nbye\n"
     assert not leftovers()
-
-
-def test_pipe_is_wide_only_after_widen_pipe():
-    from prismq_desktop.core.process.pipes import pipe_is_wide
-
-    r, w = os.pipe()
-    try:
-        assert not pipe_is_wide(r)  # the default 64 KiB: a reader must not pause on it
-        assert widen_pipe(w) and pipe_is_wide(r)
-    finally:
-        os.close(r)
-        os.close(w)
-    assert not pipe_is_wide(r)  # closed: no
