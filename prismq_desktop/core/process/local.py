@@ -29,7 +29,7 @@ from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode
 from prismq_desktop.core.process.executor import Job, choose_mode, parse_mode
 from prismq_desktop.core.process.launch import Launch
 from prismq_desktop.core.process.logfile import Stream
-from prismq_desktop.core.process.pipes import coalesce_reads, pipe_reader, thread_future, widen_pipe
+from prismq_desktop.core.process.pipes import pipe_reader, thread_future, widen_pipe
 from prismq_desktop.core.process.supervisor import Supervisor, start_error
 from prismq_desktop.core.process.tree import ProcessTree, popen_kwargs
 
@@ -43,13 +43,11 @@ class _RunProtocol(asyncio.SubprocessProtocol):
     (one log record; no StreamReader buffer in between, no reader tasks)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, feed: Callable[[Stream, bytes], None]) -> None:
-        self.loop = loop
         self.feed = feed
         self.eof: dict[int, asyncio.Future[object]] = {1: loop.create_future(), 2: loop.create_future()}
         self.exited: asyncio.Future[object] = loop.create_future()
         self.transport: asyncio.SubprocessTransport | None = None
         self.failed = False
-        self.widened: set[int] = set()  # fds whose reads are coalesced (see coalesce_reads)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -62,10 +60,6 @@ class _RunProtocol(asyncio.SubprocessProtocol):
         except Exception:  # noqa: BLE001 - never raise into the transport: it would stop reading
             log.exception("output could not be taken in; the pipes are still drained")
             self.failed = True
-            return
-        if fd in self.widened and self.transport is not None:
-            pipe = self.transport.get_pipe_transport(fd)
-            coalesce_reads(self.loop, pipe if isinstance(pipe, asyncio.ReadTransport) else None, len(data))
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         fut = self.eof.get(fd)
@@ -83,18 +77,11 @@ class _PipeProtocol(asyncio.Protocol):
     read size) goes straight to the capture as one chunk, so one log record and one decode per
     read, not four; `eof` is set when the pipe is closed."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, feed: Callable[[Stream, bytes], None], stream: Stream,
-                 coalesce: bool = False) -> None:
-        self.loop = loop
+    def __init__(self, loop: asyncio.AbstractEventLoop, feed: Callable[[Stream, bytes], None], stream: Stream) -> None:
         self.feed = feed
         self.stream = stream
         self.eof: asyncio.Future[object] = loop.create_future()
         self.failed = False
-        self.coalesce = coalesce  # a widened pipe: reads are coalesced (see coalesce_reads)
-        self.transport: asyncio.ReadTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         if self.failed:
@@ -104,9 +91,6 @@ class _PipeProtocol(asyncio.Protocol):
         except Exception:  # noqa: BLE001 - never raise into the transport: it would stop reading
             log.exception("output could not be taken in; the pipes are still drained")
             self.failed = True
-            return
-        if self.coalesce:
-            coalesce_reads(self.loop, self.transport, len(data))
 
     def eof_received(self) -> bool:
         return False  # the transport closes itself, then connection_lost
@@ -204,8 +188,7 @@ class SubprocessWrapper:
             if pipe is None:
                 continue
             try:
-                if widen_pipe(pipe.fileno()):
-                    proto.widened.add(fd)
+                widen_pipe(pipe.fileno())
             except (ValueError, OSError):
                 pass  # a fast child may already have closed it: nothing left to widen
         try:
@@ -260,10 +243,9 @@ class SubprocessWrapper:
         eofs: list[asyncio.Future[object]] = []
         try:
             for pipe, stream in ((proc.stdout, Stream.STDOUT), (proc.stderr, Stream.STDERR)):
-                widened = False
                 with contextlib.suppress(ValueError, OSError):
-                    widened = widen_pipe(pipe.fileno())
-                proto = _PipeProtocol(loop, job.capture.feed, stream, coalesce=widened)
+                    widen_pipe(pipe.fileno())
+                proto = _PipeProtocol(loop, job.capture.feed, stream)
                 transport, _ = await loop.connect_read_pipe(lambda proto=proto: proto, pipe)  # type: ignore[misc]
                 transports.append(transport)
                 eofs.append(proto.eof)

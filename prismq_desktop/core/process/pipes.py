@@ -23,34 +23,17 @@ PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = 1031  # Linux fcntl
 
 
-def widen_pipe(fd: int) -> bool:
+def widen_pipe(fd: int) -> None:
     """Give a child's output pipe 1 MiB of buffer (Linux), so a burst of output does not block
-    the child while the reader is briefly busy (a GUI repaint, a log write). True when it has."""
+    the child while the reader is briefly busy (a GUI repaint, a log write)."""
     if not sys.platform.startswith("linux"):
-        return False
+        return
     try:
         import fcntl
 
         fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
     except OSError:
-        return False  # over /proc/sys/fs/pipe-max-size: keep the default
-    return True
-
-
-COALESCE_BELOW = 64 * 1024  # a loop read smaller than this drained the pipe: ...
-COALESCE_DELAY = 0.001  # ... so the next one waits this long and finds more (1 MiB of pipe holds ~1 ms at 1 GB/s)
-
-
-def coalesce_reads(loop: asyncio.AbstractEventLoop, transport: asyncio.ReadTransport | None, got: int) -> None:
-    """After a short read of a busy pipe, read it again only in `COALESCE_DELAY`: a firehose
-    writing 8 KiB at a time is then read in ~256 KiB pieces (one log record, one decode, one
-    loop turn each) instead of thousands of small ones. Sparse output is not delayed: the
-    first read after a quiet spell is at once; only the next read of a burst waits ~1 ms. Use
-    only on a widened pipe (the child could block on a 64 KiB one)."""
-    if got >= COALESCE_BELOW or transport is None or transport.is_closing():
-        return
-    transport.pause_reading()
-    loop.call_later(COALESCE_DELAY, transport.resume_reading)
+        pass  # over /proc/sys/fs/pipe-max-size: keep the default
 
 
 def feed_chunks(feed: Callable[[Stream, bytes], None], stream: Stream, data: bytes) -> None:
