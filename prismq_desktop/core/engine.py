@@ -41,7 +41,7 @@ from prismq_desktop.core.process.launch import Launch, LaunchError, environ_snap
 from prismq_desktop.core.process.local import SubprocessWrapper
 from prismq_desktop.core.process.logfile import LogWriter, Stream
 from prismq_desktop.core.process.tree import kill_orphan
-from prismq_desktop.core.progress import PROTOCOL_PREFIX, ProgressTracker
+from prismq_desktop.core.progress import ProgressTracker, has_protocol
 from prismq_desktop.core.secrets import SecretMissing, masked_argv, masked_env
 from prismq_desktop.core.store.passing import PASSING, RETRY_FIRST, next_delay
 from prismq_desktop.core.store.recovery import find_orphans
@@ -832,8 +832,8 @@ class RunEngine:
         def on_output(chunks: list[OutputChunk]) -> None:
             self.bus.publish(OutputBatch(run.id, tuple(chunks)))
             reading = None
-            for chunk in chunks:  # the protocol marker is looked for everywhere (a C-speed `in`)
-                if PROTOCOL_PREFIX in chunk.text:
+            for chunk in chunks:  # the protocol marker is looked for everywhere (a memchr)
+                if has_protocol(chunk.text):
                     reading = tracker.feed(chunk.text) or reading
             if reading is None:  # heuristics only look at the newest output (the last few KiB)
                 tail = chunks[-1].text

@@ -7,6 +7,11 @@ Pipes are read in 64 KiB chunks by the executors (never line by line: readline i
 2. a per-stream `LineAssembler` that decodes incrementally and applies `\\r` overwrite;
 3. a bounded tail of the last complete lines;
 4. a pending batch that the executor flushes to subscribers at most every ~50 ms.
+
+Per chunk the hot path does no per-line work and no scan beyond the decode and a memchr:
+the complete lines of a big chunk are kept as a span of its decoded text (no copy) and
+counted only when the tail is trimmed or read, so a firehose whose lines scroll out of the
+tail unseen is never counted line by line.
 """
 
 from __future__ import annotations
@@ -17,11 +22,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from prismq_desktop.core.process.logfile import LogWriter, Stream
 
 CHUNK_SIZE = 64 * 1024
 URGENT_BATCH_BYTES = 1 << 20  # a pending batch this big is flushed without waiting for the timer
+EAGER_COUNT_CHARS = 4096  # spans up to this long are counted when added (cheap), longer ones when trimmed
+TRIM_CHARS = 1 << 20  # uncounted text kept before the tail is trimmed back to its last lines
 
 
 @dataclass(frozen=True)
@@ -70,12 +78,13 @@ class LineAssembler:
         else:
             self.partial += text
 
-    def feed_block(self, text: str) -> tuple[str, int, bool] | None:
-        """Add decoded text; return the lines it completed as one `\n`-joined block, their count,
-        and whether the first line was already clipped (it carried a long partial).
+    def feed_span(self, text: str) -> tuple[str, str, int, int, int, bool] | None:
+        """Add decoded text; return the lines it completed as a span, without copying or counting
+        them: (first, source, lo, hi, count, first_clipped). The block is `first` when lo < 0,
+        else ``first + "\\n" + source[lo:hi]``; count is -1 when not counted (2 + the newlines
+        of source[lo:hi]). first_clipped: the first line was already clipped (a long partial).
 
-        The common case (no `\r`) is a handful of C-speed string scans per chunk, whatever
-        the number of lines in it; long complete lines are clipped when read (`clip_block`).
+        The common case (no `\\r`) is a few C-speed scans that stop at the first and last newline.
         """
         if self._pending_cr:
             text = "\r" + text
@@ -95,18 +104,28 @@ class LineAssembler:
             clipped = bool(self.partial_dropped)
             lines = [self._clip(self.partial, self.partial_dropped)]
             lines.extend(p.rpartition("\r")[2] for p in parts[1:])
-            block, count = "\n".join(lines), len(lines)
+            span: tuple[str, str, int, int, int, bool] = ("\n".join(lines), "", -1, -1, len(lines), clipped)
         else:
             first_nl = text.find("\n")
             self._add_partial(text[:first_nl])
             clipped = bool(self.partial_dropped)
             first = self._clip(self.partial, self.partial_dropped)
-            block = first if first_nl == last else f"{first}\n{text[first_nl + 1 : last]}"
-            count = text.count("\n", first_nl, last + 1)
+            span = (first, "", -1, -1, 1, clipped) if first_nl == last else (first, text, first_nl + 1, last, -1, clipped)
         self.partial = ""
         self.partial_dropped = 0
         self._add_partial(text[last + 1 :])
-        return block, count, clipped
+        return span
+
+    def feed_block(self, text: str) -> tuple[str, int, bool] | None:
+        """Add decoded text; return the lines it completed as one `\n`-joined block, their count,
+        and whether the first line was already clipped (it carried a long partial)."""
+        got = self.feed_span(text)
+        if got is None:
+            return None
+        first, source, lo, hi, count, clipped = got
+        if lo < 0:
+            return first, count, clipped
+        return f"{first}\n{source[lo:hi]}", 2 + source.count("\n", lo, hi), clipped
 
     def clip_block(self, block: str, first_clipped: bool = False) -> list[str]:
         lines = block.split("\n")
@@ -137,8 +156,10 @@ class LineAssembler:
 class OutputCapture:
     """Everything one run's output goes through; `feed` may be called from any thread.
 
-    The tail is kept as blocks of complete lines (one per chunk), trimmed by line count,
-    so a chunk of a thousand short lines costs one append, not a thousand.
+    The tail is kept as blocks of complete lines (one per chunk, a span of its decoded text),
+    trimmed by line count, so a chunk of a thousand short lines costs one append, not a
+    thousand; a big block is counted only when the tail is trimmed (once `TRIM_CHARS` of
+    uncounted text piled up) or read, and blocks that scroll out unseen never are.
     `on_pending(urgent)` is called (outside the lock) when a batch becomes pending after
     being empty, and with urgent=True when it grows past 1 MiB, so the executor can
     schedule a flush without polling.
@@ -155,8 +176,10 @@ class OutputCapture:
     ) -> None:
         self.log = log
         self.tail_max = tail_lines
-        self._blocks: collections.deque[tuple[Stream, str, int, bool]] = collections.deque()
-        self._tail_count = 0
+        # [stream, first, source, lo, hi, count, first_clipped]: see LineAssembler.feed_span
+        self._blocks: collections.deque[list[Any]] = collections.deque()
+        self._tail_count = 0  # lines of the counted blocks
+        self._uncounted = 0  # characters of the blocks not counted yet
         self._asm = {
             Stream.STDOUT: LineAssembler(encoding, max_line_chars),
             Stream.STDERR: LineAssembler(encoding, max_line_chars),
@@ -167,15 +190,42 @@ class OutputCapture:
         self.on_pending = on_pending
         self.keep_batches = keep_batches
         self.bytes_read = {Stream.STDOUT: 0, Stream.STDERR: 0}
-        self.lines_seen = 0
 
-    def _add_block(self, stream: Stream, block: str, count: int, first_clipped: bool) -> None:
-        self._blocks.append((stream, block, count, first_clipped))
-        self._tail_count += count
-        self.lines_seen += count
+    def _add_block(self, stream: Stream, first: str, source: str, lo: int, hi: int, count: int, clipped: bool) -> None:
+        if count < 0 and hi - lo <= EAGER_COUNT_CHARS:
+            count = 2 + source.count("\n", lo, hi)
         blocks = self._blocks
-        while self._tail_count - blocks[0][2] >= self.tail_max:
-            self._tail_count -= blocks.popleft()[2]
+        blocks.append([stream, first, source, lo, hi, count, clipped])
+        if count < 0:
+            self._uncounted += hi - lo
+            if self._uncounted > TRIM_CHARS:
+                self._trim()
+            return
+        self._tail_count += count
+        # the oldest block goes once the blocks after it hold the tail (their counted lines do)
+        while blocks and blocks[0][5] >= 0 and self._tail_count - blocks[0][5] >= self.tail_max:
+            self._tail_count -= blocks.popleft()[5]
+
+    def _trim(self) -> None:
+        """Count blocks from the newest back until they hold the tail; drop the older ones uncounted."""
+        blocks = self._blocks
+        kept = 0
+        keep = 0
+        for block in reversed(blocks):
+            if block[5] < 0:
+                block[5] = 2 + block[2].count("\n", block[3], block[4])
+                self._uncounted -= block[4] - block[3]
+                self._tail_count += block[5]
+            kept += block[5]
+            keep += 1
+            if kept >= self.tail_max:
+                break
+        for _ in range(len(blocks) - keep):
+            old = blocks.popleft()
+            if old[5] >= 0:
+                self._tail_count -= old[5]
+            else:
+                self._uncounted -= old[4] - old[3]
 
     def feed(self, stream: Stream, data: bytes) -> None:
         if not data:
@@ -187,7 +237,7 @@ class OutputCapture:
         with self._lock:
             asm = self._asm[stream]
             text = asm.decode(data)
-            got = asm.feed_block(text)
+            got = asm.feed_span(text)
             if got is not None:
                 self._add_block(stream, *got)
             self.bytes_read[stream] += len(data)
@@ -212,7 +262,7 @@ class OutputCapture:
         with self._lock:
             for stream, asm in self._asm.items():
                 for line in asm.finish():  # already clipped, one block each
-                    self._add_block(stream, line, 1, True)
+                    self._add_block(stream, line, "", -1, -1, 1, True)
 
     def take_pending(self) -> list[OutputChunk]:
         with self._lock:
@@ -224,9 +274,12 @@ class OutputCapture:
     def tail(self) -> list[tuple[Stream, str]]:
         """The last complete lines (at most `tail_lines`), oldest first."""
         with self._lock:
-            blocks = list(self._blocks)
+            if self._uncounted:
+                self._trim()
+            blocks = [(b[0], b[1], b[2], b[3], b[4], b[6]) for b in self._blocks]
         items: list[tuple[Stream, str]] = []
-        for stream, block, _, first_clipped in blocks:
+        for stream, first, source, lo, hi, first_clipped in blocks:
+            block = first if lo < 0 else f"{first}\n{source[lo:hi]}"
             items.extend((stream, line) for line in self._asm[stream].clip_block(block, first_clipped))
         return items[-self.tail_max :]
 

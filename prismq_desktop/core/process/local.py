@@ -29,7 +29,7 @@ from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode
 from prismq_desktop.core.process.executor import Job, choose_mode, parse_mode
 from prismq_desktop.core.process.launch import Launch
 from prismq_desktop.core.process.logfile import Stream
-from prismq_desktop.core.process.pipes import feed_chunks, pipe_reader, thread_future, widen_pipe
+from prismq_desktop.core.process.pipes import pipe_reader, thread_future, widen_pipe
 from prismq_desktop.core.process.supervisor import Supervisor, start_error
 from prismq_desktop.core.process.tree import ProcessTree, popen_kwargs, spawn_clock
 
@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 
 
 class _RunProtocol(asyncio.SubprocessProtocol):
-    """Pipes of an ASYNC run: each piece asyncio reads goes straight to the capture in chunks of
-    at most 64 KiB (no StreamReader buffer in between, no reader tasks)."""
+    """Pipes of an ASYNC run: each piece asyncio reads goes straight to the capture as one chunk
+    (one log record; no StreamReader buffer in between, no reader tasks)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, feed: Callable[[Stream, bytes], None]) -> None:
         self.feed = feed
@@ -56,7 +56,7 @@ class _RunProtocol(asyncio.SubprocessProtocol):
         if self.failed:
             return  # keep reading (asyncio does), so the child never blocks on a full pipe
         try:
-            feed_chunks(self.feed, Stream.STDOUT if fd == 1 else Stream.STDERR, data.encode() if isinstance(data, str) else data)
+            self.feed(Stream.STDOUT if fd == 1 else Stream.STDERR, data.encode() if isinstance(data, str) else data)
         except Exception:  # noqa: BLE001 - never raise into the transport: it would stop reading
             log.exception("output could not be taken in; the pipes are still drained")
             self.failed = True
@@ -73,8 +73,9 @@ class _RunProtocol(asyncio.SubprocessProtocol):
 
 
 class _PipeProtocol(asyncio.Protocol):
-    """One pipe of a pidfd-watched ASYNC run: what the loop reads goes straight to the capture
-    (in chunks of at most 64 KiB); `eof` is set when the pipe is closed."""
+    """One pipe of a pidfd-watched ASYNC run: each read of the loop (at most 256 KiB, asyncio's
+    read size) goes straight to the capture as one chunk, so one log record and one decode per
+    read, not four; `eof` is set when the pipe is closed."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, feed: Callable[[Stream, bytes], None], stream: Stream) -> None:
         self.feed = feed
@@ -86,7 +87,7 @@ class _PipeProtocol(asyncio.Protocol):
         if self.failed:
             return  # keep reading, so the child never blocks on a full pipe
         try:
-            feed_chunks(self.feed, self.stream, data)
+            self.feed(self.stream, data)
         except Exception:  # noqa: BLE001 - never raise into the transport: it would stop reading
             log.exception("output could not be taken in; the pipes are still drained")
             self.failed = True

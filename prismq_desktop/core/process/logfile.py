@@ -36,6 +36,10 @@ class Stream(enum.StrEnum):
     META = "m"
 
 
+_TAGS = {s: s.value.encode() for s in Stream}
+_SPLIT_ON_FULL = 64 * 1024  # a record that does not fit on a full disk is retried in pieces this big
+
+
 def size_text(n: int) -> str:
     """A byte count in words: "812 bytes", "64 KB", "1.2 MB"."""
     if n < 1000:
@@ -105,25 +109,30 @@ class LogWriter:
                 self._fh = None
             self._held = held if self._lazy else None
 
-    def _append(self, blob: bytes | tuple[bytes, ...]) -> OSError | None:
-        """Write a whole record at the end or nothing (a short write is truncated away)."""
+    def _append(self, blob: bytes | tuple[bytes | memoryview, ...]) -> OSError | None:
+        """Write a whole record at the end or nothing (a short write is truncated away).
+
+        One writev per record and no lseek: the file is O_APPEND, so after a failed write the
+        record's start is the offset minus what of it went in."""
         assert self._fh is not None
         parts = blob if isinstance(blob, tuple) else (blob,)
+        written = 0
         try:
-            start = os.lseek(self._fd, 0, os.SEEK_END)
             todo = sum(map(len, parts))
-            done = _writev(self._fd, parts) if _writev is not None else os.write(self._fd, b"".join(parts))
-            if done != todo:  # a short write (disk full, signal): finish it plainly
-                rest = b"".join(parts)[done:]
+            written = _writev(self._fd, parts) if _writev is not None else os.write(self._fd, b"".join(parts))
+            if written != todo:  # a short write (disk full, signal): finish it plainly
+                rest = b"".join(parts)[written:]
                 while rest:
                     n = os.write(self._fd, rest)
+                    written += n
                     rest = rest[n:]
             return None
         except OSError as exc:
-            try:
-                os.ftruncate(self._fd, start)  # no torn record in the middle of the file
-            except OSError:
-                pass
+            if written:
+                try:  # no torn record in the middle of the file
+                    os.ftruncate(self._fd, os.lseek(self._fd, 0, os.SEEK_CUR) - written)
+                except OSError:
+                    pass
             return exc
 
     def _fail(self, exc: OSError) -> None:
@@ -131,19 +140,31 @@ class LogWriter:
             self.error = f"output after {size_text(self.bytes_written)} was not saved: {exc.strerror or exc}"
 
     def write(self, stream: Stream, data: bytes, when: float | None = None) -> None:
-        header = b"%s %.6f %d\n" % (stream.value.encode(), time.time() if when is None else when, len(data))
+        stamp = time.time() if when is None else when
         with self._lock:
             if self._held is not None and self.error is None:
                 self._open()
             if self._fh is None or self.error is not None:
                 self.bytes_lost += len(data)
                 return
-            failed = self._append((header, data, b"\n"))
+            failed = self._append((b"%s %.6f %d\n" % (_TAGS[stream], stamp, len(data)), data, b"\n"))
             if failed is None:
                 self.bytes_written += len(data)
-            else:
-                self._fail(failed)
-                self.bytes_lost += len(data)
+                return
+            if failed.errno == errno.ENOSPC and len(data) > _SPLIT_ON_FULL:
+                # a big read did not fit whole: keep what fits in smaller records, as 64 KiB reads would
+                view = memoryview(data)
+                for at in range(0, len(data), _SPLIT_ON_FULL):
+                    piece = view[at : at + _SPLIT_ON_FULL]
+                    failed = self._append((b"%s %.6f %d\n" % (_TAGS[stream], stamp, len(piece)), piece, b"\n"))
+                    if failed is not None:
+                        self._fail(failed)
+                        self.bytes_lost += len(data) - at
+                        return
+                    self.bytes_written += len(piece)
+                return
+            self._fail(failed)
+            self.bytes_lost += len(data)
 
     def _meta_record(self, fields: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
         payload = json.dumps(fields, sort_keys=True).encode("utf-8")

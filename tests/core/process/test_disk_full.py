@@ -255,3 +255,22 @@ def test_cli_when_the_disk_fills_as_the_run_ends(small_disk: Path, scripts: Path
     with RunRegistry(registry_path(home)) as reg:
         (run,) = reg.query()
     check_end(run, 7)
+
+
+def test_a_big_read_on_a_nearly_full_disk_keeps_the_64k_pieces_that_fit(small_disk: Path) -> None:
+    """An asyncio read is up to 256 KiB, one record: when it does not fit whole, what fits is
+    still saved in 64 KiB records (as 64 KiB reads would have), then nothing more."""
+    from prismq_desktop.core.process.logfile import LogWriter, Stream
+
+    log = LogWriter(str(small_disk / "run.log"))
+    fill(small_disk)
+    os.truncate(small_disk / "ballast", os.path.getsize(small_disk / "ballast") - 150_000)  # ~150 kB free
+    data = bytes(range(256)) * 1024  # 256 KiB
+    log.write(Stream.STDOUT, data)
+    log.write(Stream.STDOUT, b"after")
+    log.meta(event="end")  # may or may not fit: the output before it must be whole either way
+    log.close()
+    saved = b"".join(rec.data for rec, _ in read_log(str(small_disk / "run.log")) if rec.stream is Stream.STDOUT)
+    assert saved == data[: len(saved)] and len(saved) in (65536, 131072)
+    assert log.bytes_written == len(saved) and log.bytes_lost == len(data) - len(saved) + len(b"after")
+    assert log.error is not None and "No space left on device" in log.error

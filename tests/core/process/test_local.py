@@ -218,15 +218,15 @@ def test_pause_and_resume(home, scripts, mode):
             assert engine.registry.get(handle.id).status is RunStatus.PAUSED
             await asyncio.sleep(0.1)
             assert psutil.Process(handle.run.pid).status() == psutil.STATUS_STOPPED
-            frozen = handle.capture.lines_seen
+            frozen = sum(handle.capture.bytes_read.values())
             await asyncio.sleep(0.3)
-            assert handle.capture.lines_seen == frozen
+            assert sum(handle.capture.bytes_read.values()) == frozen
             assert engine.resume(handle.id)
             assert engine.get(handle.id).status is RunStatus.RUNNING
             deadline = time.monotonic() + 5
-            while handle.capture.lines_seen <= frozen + 3 and time.monotonic() < deadline:
+            while sum(handle.capture.bytes_read.values()) <= frozen + 8 and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
-            assert handle.capture.lines_seen > frozen + 3
+            assert sum(handle.capture.bytes_read.values()) > frozen + 8
             engine.pause(handle.id)
             handle.cancel()  # cancelling a paused run must still end it promptly
             return await handle.wait(10)

@@ -88,3 +88,80 @@ def test_capture_tail_is_bounded_and_keeps_streams_apart():
     cap.finish()
     assert list(cap.tail) == [(Stream.STDERR, "e1"), (Stream.STDOUT, "3"), (Stream.STDOUT, "4")]
     assert cap.bytes_read == {Stream.STDOUT: 7, Stream.STDERR: 3}
+
+
+_pieces = st.lists(
+    st.tuples(
+        st.booleans(),
+        st.lists(st.sampled_from([b"a", b"bb\n", b"\n", b"\r", b"\r\n", "é€".encode(), b"\xff", b"x" * 40]), max_size=60),
+    ),
+    max_size=25,
+)
+
+
+def reference_tail(feeds: list[tuple[Stream, bytes]], tail_lines: int, max_line_chars: int) -> list[tuple[Stream, str]]:
+    """What the tail must be: every line of each stream, assembled one by one, in feed order."""
+    asm = {s: LineAssembler(max_line_chars=max_line_chars) for s in (Stream.STDOUT, Stream.STDERR)}
+    lines: list[tuple[Stream, str]] = []
+    for stream, data in feeds:
+        lines += [(stream, line) for line in asm[stream].feed_text(asm[stream].decode(data))]
+    for stream in (Stream.STDOUT, Stream.STDERR):
+        lines += [(stream, line) for line in asm[stream].finish()]
+    return lines[-tail_lines:]
+
+
+@given(_pieces, st.integers(min_value=1, max_value=12), st.sampled_from([(0, 0), (8, 30), (4096, 1 << 20)]))
+def test_the_lazily_counted_tail_is_the_eagerly_assembled_one(pieces, tail_lines, limits):
+    """Big blocks are counted only when the tail is trimmed or read: the tail must not notice."""
+    from prismq_desktop.core.process import capture
+
+    saved = capture.EAGER_COUNT_CHARS, capture.TRIM_CHARS
+    capture.EAGER_COUNT_CHARS, capture.TRIM_CHARS = limits
+    try:
+        feeds = [(Stream.STDERR if err else Stream.STDOUT, b"".join(parts)) for err, parts in pieces]
+        cap = OutputCapture(None, tail_lines=tail_lines, max_line_chars=20)
+        for i, (stream, data) in enumerate(feeds):
+            cap.feed(stream, data)
+            if i % 7 == 3:
+                _ = cap.tail  # reading in the middle counts and trims; later feeds go on from there
+        cap.finish()
+        assert cap.tail == reference_tail(feeds, tail_lines, 20)
+        assert cap.bytes_read[Stream.STDOUT] == sum(len(d) for s, d in feeds if s is Stream.STDOUT)
+    finally:
+        capture.EAGER_COUNT_CHARS, capture.TRIM_CHARS = saved
+
+
+def test_a_firehose_tail_keeps_its_last_lines_and_bounded_text():
+    cap = OutputCapture(None, tail_lines=100)
+    block = b"".join(b"%07d\n" % i for i in range(16384))  # 128 KiB, far past the eager count
+    for _ in range(40):  # 5 MiB: several trims
+        cap.feed(Stream.STDOUT, block)
+    assert cap._uncounted <= 1 << 20 and len(cap._blocks) <= 10
+    tail = cap.tail
+    assert len(tail) == 100 and tail[0] == (Stream.STDOUT, "0016284") and tail[-1] == (Stream.STDOUT, "0016383")
+
+
+@given(st.text(alphabet="PRISMQ:OGE xQ\n", max_size=200), st.integers(min_value=0, max_value=200), st.booleans())
+def test_has_protocol_is_the_substring_test(text, at, insert):
+    from prismq_desktop.core.progress import PROTOCOL_PREFIX, has_protocol
+
+    if insert:
+        text = text[:at] + PROTOCOL_PREFIX + text[at:]
+    assert has_protocol(text) == (PROTOCOL_PREFIX in text)
+
+
+def test_a_trim_keeps_exactly_enough_blocks_for_the_tail():
+    from prismq_desktop.core.process import capture
+
+    saved = capture.EAGER_COUNT_CHARS, capture.TRIM_CHARS
+    capture.EAGER_COUNT_CHARS, capture.TRIM_CHARS = 0, 0  # every block uncounted, trimmed at once
+    try:
+        for tail_lines in range(1, 10):
+            cap = OutputCapture(None, tail_lines=tail_lines)
+            feeds = [b"a\nb\nc\nd\n", b"e\nf\ng\nh\n", b"i\nj\n", b"k\nl\nm\n"]
+            for data in feeds:
+                cap.feed(Stream.STDOUT, data)
+            want = [(Stream.STDOUT, c) for c in "abcdefghijklm"][-tail_lines:]
+            assert cap.tail == want, tail_lines
+    finally:
+        capture.EAGER_COUNT_CHARS, capture.TRIM_CHARS = saved
