@@ -168,10 +168,8 @@ def submit_raw(n: int, columns: list[str], template: list[Any]) -> dict[str, Any
         db = sqlite3.connect(os.path.join(home, "raw.db"), isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        for script in MIGRATIONS:  # the same table and indexes as the registry
-            for stmt in script.split(";"):
-                if stmt.strip():
-                    db.execute(stmt)
+        for script in MIGRATIONS:  # the same table, indexes and triggers as the registry
+            db.executescript(script)
         sql = f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
         i_id, i_created, i_log = columns.index("id"), columns.index("created_at"), columns.index("log_path")
         t0 = time.perf_counter()

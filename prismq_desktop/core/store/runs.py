@@ -144,6 +144,9 @@ class RunTable(Database):
                         raise RequeueTaken(f"dead letter #{dead_letter_id} was already requeued{taken} "
                                            f"(by another process); nothing was started")
                 self._db.executemany(_INSERT_SQL, rows)
+                if self._fts:  # noted for the trigram index and counted, in this transaction (schema.FTS_MIGRATION)
+                    self._db.executemany("INSERT OR IGNORE INTO runs_fts_pending (id) VALUES (?)", [(r[0],) for r in rows])
+                    self._db.execute("UPDATE runs_total SET n = n + ?", (len(rows),))
                 self._db.execute("COMMIT")
                 self._remember(rows)
             except sqlite3.IntegrityError as exc:
