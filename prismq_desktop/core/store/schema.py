@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from pathlib import Path
@@ -156,6 +157,13 @@ class RegistryConnection(sqlite3.Connection):
 
     registry_path: Path = Path()
     busy_timeout: float | None = None
+    #: opened read-only because the disk is full (`connect`): a write says the disk is full
+    disk_full: bool = False
+
+    def _error(self, exc: sqlite3.Error) -> RegistryError:
+        if self.disk_full:
+            return RegistryFull(f"the disk holding the registry {self.registry_path} is full; free some space and try again")
+        return translate(exc, self.registry_path, self.busy_timeout)
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         if sql == "ROLLBACK" and not self.in_transaction:
@@ -166,7 +174,7 @@ class RegistryConnection(sqlite3.Connection):
         except sqlite3.IntegrityError:
             raise  # a constraint (a duplicate name, a claimed fire): the tables answer it themselves
         except sqlite3.Error as exc:
-            raise translate(exc, self.registry_path, self.busy_timeout) from exc
+            raise self._error(exc) from exc
 
     def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
         cur = self.cursor(_Cursor)
@@ -175,13 +183,13 @@ class RegistryConnection(sqlite3.Connection):
         except sqlite3.IntegrityError:
             raise
         except sqlite3.Error as exc:
-            raise translate(exc, self.registry_path, self.busy_timeout) from exc
+            raise self._error(exc) from exc
 
     def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
         try:
             return super().executescript(sql_script)
         except sqlite3.Error as exc:
-            raise translate(exc, self.registry_path, self.busy_timeout) from exc
+            raise self._error(exc) from exc
 
 
 # Each entry moves the schema from version i to i+1. Never edit a shipped one: append.
@@ -406,10 +414,66 @@ def connect(path: Path, busy_timeout: float | None = None) -> RegistryConnection
         # and reads of a large registry lean on the OS page cache either way (benchmarks/bench_soak.py).
         db.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
         migrate(db, path)
+    except RegistryError as exc:
+        db.close()
+        fallback = _full_disk_reader(path, timeout, exc)
+        if fallback is None:
+            raise
+        return fallback
     except BaseException:
         db.close()
         raise
     return db
+
+
+def _full_disk_reader(path: Path, timeout: float, exc: RegistryError) -> RegistryConnection | None:
+    """On a full disk, the registry read-only, so the history can still be looked at.
+
+    The last connection to close checkpoints the WAL and deletes it, and opening a WAL database
+    means making its -wal and -shm files again: on a full disk that is an I/O error, and even
+    `history` could not run. With no (or an empty) -wal file every committed run is in the main
+    file and no other process has written since, so SQLite's `immutable=1` reads it
+    consistently without making either file (sqlite.org/uri.html#uriimmutable). Any write on it
+    is refused as "the disk is full". None when that is not the case (the error stands)."""
+    import shutil
+    import urllib.parse
+
+    try:
+        full = shutil.disk_usage(path.parent).free < 64 * 1024
+    except OSError:
+        return None
+    wal = Path(f"{path}-wal")
+    try:  # the failed open may have left an empty -wal: empty, it holds nothing the main file lacks
+        wal_bytes = wal.stat().st_size if wal.exists() else 0
+    except OSError:
+        return None
+    if not full or not path.is_file() or wal_bytes or isinstance(exc, RegistryLocked):
+        return None
+    uri = f"file:{urllib.parse.quote(str(path.resolve()))}?immutable=1"
+    try:
+        db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=timeout,
+                             factory=RegistryConnection)
+    except sqlite3.Error:
+        return None
+    assert isinstance(db, RegistryConnection)
+    db.registry_path, db.busy_timeout, db.disk_full = path, timeout, True
+    db.row_factory = sqlite3.Row
+    try:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version != SCHEMA_VERSION:  # an older file needs a migration, which needs room
+            db.close()
+            return None
+        db.execute("PRAGMA foreign_keys=ON")
+    except RegistryError:
+        db.close()
+        return None
+    if path not in _READ_ONLY_SAID:  # once a process, though each table opens its own connection
+        _READ_ONLY_SAID.add(path)
+        logging.getLogger(__name__).warning("the disk holding %s is full: the registry is open read-only", path)
+    return db
+
+
+_READ_ONLY_SAID: set[Path] = set()
 
 
 def statements(script: str) -> list[str]:
