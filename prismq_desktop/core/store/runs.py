@@ -367,10 +367,11 @@ class RunTable(Database):
         if own:
             self._db.execute("BEGIN")
         try:
+            params: tuple[str | int, ...] = (fts_phrase(text),)
             if cap is None:
-                sql, params = "SELECT COUNT(*) FROM runs_fts WHERE runs_fts MATCH ?", (fts_phrase(text),)
+                sql = "SELECT COUNT(*) FROM runs_fts WHERE runs_fts MATCH ?"
             else:
-                sql, params = f"SELECT COUNT(*) FROM ({FTS_MATCH} LIMIT ?)", (fts_phrase(text), cap)
+                sql, params = f"SELECT COUNT(*) FROM ({FTS_MATCH} LIMIT ?)", (*params, cap)
             indexed = int(self._db.execute(sql, params).fetchone()[0])
             if cap is not None and indexed >= cap:
                 return None
