@@ -67,6 +67,7 @@ class HistoryView(QWidget):
         super().__init__(parent)
         self.registry = registry
         self.settings = settings
+        self._filter_took: float | None = None
         self.history_model = HistoryModel(registry, self)
         # the runs the registry noted for its name index are indexed a batch at a time, while
         # idle: a filter then reads few rows by LIKE (store.runs.RunTable.index_pending)
@@ -76,6 +77,7 @@ class HistoryView(QWidget):
         self._indexer.start()
         self.history_table = self._build_table()
         hbar = self._build_filters()
+        self.history_model.total_changed.connect(self._show_count)  # a common text's exact count, after its page
         button_row((("Open log", "historyOpenButton", self._open_selected),
                     ("Rerun", "historyRerunButton", self._rerun),
                     ("Delete", "historyDeleteButton", self._delete),
@@ -166,8 +168,13 @@ class HistoryView(QWidget):
             since = time.mktime((d.year(), d.month(), d.day(), 0, 0, 0, 0, 0, -1))
         started = time.perf_counter()
         self.history_model.set_filter(self.history_filter.text(), statuses, since)
-        took = (time.perf_counter() - started) * 1000
-        self.history_count.setText(f"{self.history_model.count_text()} · filtered in {took:.0f} ms")
+        self._filter_took = (time.perf_counter() - started) * 1000
+        self._show_count()
+
+    def _show_count(self) -> None:
+        took = self._filter_took
+        tail = "" if took is None else f" · filtered in {took:.0f} ms"
+        self.history_count.setText(f"{self.history_model.count_text()}{tail}")
 
     def upsert(self, run: Run) -> None:
         self.history_model.upsert(run)

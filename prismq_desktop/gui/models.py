@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 
 from prismq_desktop.core.models import OutcomeKind, Run, RunStatus, TargetKind
@@ -329,11 +329,17 @@ class HistoryModel(RunTable):
     STATUS_COLUMN = 4
     SORT_KEYS = ["id", "name", "pattern", "trigger", "status", "started", "duration", "exit_code", "peak_cpu", "peak_rss"]
     PAGE = 200
+    #: the exact count of a common text arrived (after the first page): the label says it
+    total_changed = Signal()
 
     def __init__(self, registry: RunRegistry, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.registry = registry
         self._total = 0
+        # a common text filter's first page is shown before its exact count (a full phrase count
+        # of trigrams found in every run costs more than the page): `_total` is then a lower bound
+        self.counting = False
+        self._count_turn = 0
         self._loaded: dict[int, Run] = {}  # id -> the snapshot its row shows
         self._beyond: dict[int, bool] = {}  # runs upserted past the loaded rows -> counted in total
         self._texts: dict[int, tuple[Run, tuple[str, ...]]] = {}  # id -> (snapshot, its cells' texts)
@@ -351,12 +357,31 @@ class HistoryModel(RunTable):
     def refresh(self) -> None:
         self.beginResetModel()
         self._refreshed_at = time.time()
-        self._total = self.registry.count(self.query())
-        self._runs = self._page(0, self._total)
+        cap = self.registry.COMMON_MATCHES
+        counted = self.registry.count_up_to(self.query(), cap)
+        self._runs = self._page(0, cap if counted is None else counted)
+        self.counting = counted is None and len(self._runs) >= self.PAGE
+        if counted is not None:
+            self._total = counted
+        else:  # at least `cap` (a short page: that was all)
+            self._total = max(cap, len(self._runs)) if self.counting else len(self._runs)
         self._loaded = {r.id: r for r in self._runs}
         self._beyond = {}
         self._value = _sort_value(self.sort_key)
         self.endResetModel()
+        self._count_turn += 1
+        if self.counting:  # after the first page is drawn (posted after its repaint)
+            turn = self._count_turn
+            QTimer.singleShot(0, self, lambda: self.finish_count(turn))
+
+    def finish_count(self, turn: int | None = None) -> None:
+        """The exact count of the filter whose first page is shown (`turn`: of that refresh only)."""
+        if not self.counting or (turn is not None and turn != self._count_turn):
+            return
+        self._refreshed_at = time.time()  # runs created from now on are not in this count (upsert)
+        self._total = max(self.registry.count(self.query()), len(self._runs))
+        self.counting = False
+        self.total_changed.emit()
 
     def query(self, offset: int = 0) -> RunQuery:
         """The filter, sort and page this model shows, as the store's one query type."""
@@ -370,7 +395,7 @@ class HistoryModel(RunTable):
         return self.registry.query(self.query(offset), matches=matches)
 
     def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: N802, B008
-        return not parent.isValid() and len(self._runs) < self._total
+        return not parent.isValid() and (len(self._runs) < self._total or self.counting)  # counting: a lower bound
 
     def fetchMore(self, parent: Index = QModelIndex()) -> None:  # noqa: N802, B008
         if parent.isValid():
@@ -379,6 +404,7 @@ class HistoryModel(RunTable):
         more = [r for r in page if r.id not in self._loaded]  # another process's change may shift a page
         if not more:
             self._total = len(self._runs)
+            self._stop_counting()
             return
         self.beginInsertRows(QModelIndex(), len(self._runs), len(self._runs) + len(more) - 1)
         self._runs.extend(more)
@@ -388,13 +414,21 @@ class HistoryModel(RunTable):
         self.endInsertRows()
         if len(page) < self.PAGE:  # the last page: whatever the count said, this is all
             self._total = len(self._runs)
+            self._stop_counting()
+
+    def _stop_counting(self) -> None:
+        if self.counting:
+            self.counting = False
+            self.total_changed.emit()
 
     @property
     def total(self) -> int:
         return self._total
 
     def count_text(self) -> str:
-        """"1 run", "1,204 runs" (what the History label says)."""
+        """"1 run", "1,204 runs", "at least 4,000 runs, counting…" (what the History label says)."""
+        if self.counting:
+            return f"at least {plural(self._total, 'run')}, counting…"
         return plural(self._total, "run")
 
     # -- filters and sorting
@@ -473,7 +507,7 @@ class HistoryModel(RunTable):
         if run.id in self._loaded:
             self._update_loaded(run, matches)
             return
-        all_loaded = len(self._runs) >= self._total
+        all_loaded = len(self._runs) >= self._total and not self.counting
         pos = self._first_after(self._key(run))
         counted = self._beyond.get(run.id)
         if counted is None:
@@ -515,7 +549,7 @@ class HistoryModel(RunTable):
             self._loaded[run.id] = run
             self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.COLUMNS) - 1))
             return
-        if raw >= len(self._runs) and len(self._runs) < self._total:
+        if raw >= len(self._runs) and (len(self._runs) < self._total or self.counting):
             # it now sorts after the loaded rows: it leaves them (still counted) and comes back with its page
             self.beginRemoveRows(QModelIndex(), row, row)
             del self._runs[row]

@@ -344,13 +344,42 @@ class RunTable(Database):
             if self._fts and query.text is None and self._text_only(query):  # every run: kept by triggers
                 return int(self._db.execute("SELECT n FROM runs_total").fetchone()[0])
             if self._fts and query.text is not None and query.indexed_text() and self._text_only(query):
-                # a row is in the index or noted as pending, never both: the two counts add up
-                sql = "SELECT COUNT(*) FROM runs_fts WHERE runs_fts MATCH ?"
-                indexed = int(self._db.execute(sql, (fts_phrase(query.text),)).fetchone()[0])
-                noted = self._db.execute(f"SELECT COUNT(*) FROM ({PENDING_LIKE})", [like_pattern(query.text)] * 4)
-                return indexed + int(noted.fetchone()[0])
+                counted = self._count_text(query.text, None)
+                assert counted is not None
+                return counted
             where, params = query.where(fts=self._use_index(query))
             return int(self._db.execute(f"SELECT COUNT(*) FROM runs{where}", params).fetchone()[0])
+
+    def count_up_to(self, query: RunQuery, cap: int) -> int | None:
+        """`count(query)`, or None when a text filter alone matches at least `cap` runs of the
+        trigram index: counting stops there, so History can show a first page of a common text
+        without the full phrase count (which walks the doclists of trigrams in every run)."""
+        with self._lock:
+            if self._fts and query.text is not None and query.indexed_text() and self._text_only(query):
+                return self._count_text(query.text, cap)
+        return self.count(query)
+
+    def _count_text(self, text: str, cap: int | None) -> int | None:
+        """Runs whose text contains `text`: the index's matches plus the noted runs', in one read
+        transaction (a row is in the index or noted, never both; another process's `index_pending`
+        moving rows between two autocommitted reads would count them twice or not at all)."""
+        own = not self._db.in_transaction
+        if own:
+            self._db.execute("BEGIN")
+        try:
+            params: tuple[str | int, ...] = (fts_phrase(text),)
+            if cap is None:
+                sql = "SELECT COUNT(*) FROM runs_fts WHERE runs_fts MATCH ?"
+            else:
+                sql, params = f"SELECT COUNT(*) FROM ({FTS_MATCH} LIMIT ?)", (*params, cap)
+            indexed = int(self._db.execute(sql, params).fetchone()[0])
+            if cap is not None and indexed >= cap:
+                return None
+            noted = self._db.execute(f"SELECT COUNT(*) FROM ({PENDING_LIKE})", [like_pattern(text)] * 4)
+            return indexed + int(noted.fetchone()[0])
+        finally:
+            if own:
+                self._db.execute("COMMIT")
 
     def outcome_stats(self, bounds: tuple[float, ...]) -> tuple[dict[str, int], list[int], float, int]:
         """For /metrics: finished runs by outcome, and the duration histogram of those that

@@ -84,6 +84,13 @@ def assert_same_answers(reg: RunRegistry, path: Path, needles: list[str], **extr
                 assert reg.count(query) == count, needle
                 # History passes the count it just made (it picks how the page is read): same page
                 assert [r.id for r in reg.query(query, matches=count)] == ids, (needle, sort, offset)
+                # History's first count stops at a cap: exact under it, None (and the same page) at or over it
+                assert reg.count_up_to(query, count + 1) == count, (needle, sort)
+                for cap in (1, max(count, 1)):
+                    up = reg.count_up_to(query, cap)
+                    assert up == count or (up is None and count >= cap), (needle, cap, up, count)
+                    if up is None:
+                        assert [r.id for r in reg.query(query, matches=cap)] == ids, (needle, sort, offset)
                 matched += count if offset == 0 and sort == "created" else 0
     return matched
 
