@@ -24,8 +24,6 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 #: Interval bounds for schedules a person creates or edits (`validate_trigger`): a floor so a
 #: typo (``--every 0.000001``) cannot start hundreds of runs a second, a ceiling so the next
 #: fire stays a date the machine can show. Read at call time (tests may lower the floor).
@@ -112,6 +110,8 @@ class CronTrigger:
             return
         if len(fields) not in (5, 6):
             raise TriggerError(f"cron expression {expr!r} has {len(fields)} fields; use 5 (or 6 with seconds first)")
+        from croniter import croniter  # only when a cron schedule exists: not on every start-up
+
         try:
             croniter(expr, datetime.now(UTC), second_at_beginning=len(fields) == 6)
         except (ValueError, KeyError) as exc:  # croniter's CroniterBadCronError is a ValueError
@@ -129,6 +129,8 @@ class CronTrigger:
     def _iter(self, ts: float) -> Iterator[datetime]:
         tz = zone(self.timezone)
         six = len(self.expression.split()) == 6
+        from croniter import croniter
+
         it = croniter(self.expression, _from_ts(ts, tz), second_at_beginning=six)
         while True:
             yield it.get_next(datetime)
