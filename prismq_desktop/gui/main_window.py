@@ -14,7 +14,7 @@ import collections
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
@@ -48,6 +48,14 @@ from prismq_desktop.gui.settings_dialog import value as setting
 from prismq_desktop.gui.status_bar import StatusFields
 from prismq_desktop.gui.tasks_panel import TasksPanel
 from prismq_desktop.gui.window_state import restore_layout, save_layout
+
+if TYPE_CHECKING:  # each imported when its tab is first shown or used
+    from prismq_desktop.gui.concurrency_view import ConcurrencyView
+    from prismq_desktop.gui.history_view import HistoryView
+    from prismq_desktop.gui.models import HistoryModel
+    from prismq_desktop.gui.pool_view import PoolView
+    from prismq_desktop.gui.scheduler_view import SchedulerView
+    from prismq_desktop.gui.workers_view import BrokerPoller, WorkersView
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +97,12 @@ class MainWindow(QMainWindow):
     # app.py ends the loop's main coroutine cleanly. Nothing here calls QApplication.quit(),
     # which would stop the loop under a coroutine still closing the orchestrator.
     quitRequested = Signal()
+    # the tabs' pages after Runs (LAZY_TABS): each gets its view on first show or use
+    history_tab: QWidget
+    scheduler_tab: QWidget
+    concurrency_tab: QWidget
+    pool_view: QWidget
+    workers_tab: QWidget
 
     def __init__(self, orchestrator: Any, settings: QSettings | None = None, *, broker: str | None = None) -> None:
         """`broker`: the URL the orchestrator was made with (default: its remote executor's), for
@@ -153,7 +167,7 @@ class MainWindow(QMainWindow):
         self.launch_panel.scheduleRequested.connect(self._schedule_form)
         self.setCentralWidget(self.tabs)
 
-    def _view(self, name: str) -> Any:
+    def _view(self, name: str) -> QWidget:
         """The tab's view, built into its page on first use."""
         view = self._views.get(name)
         if view is None:
@@ -167,26 +181,26 @@ class MainWindow(QMainWindow):
         return self._views.get(name)
 
     @property
-    def history_view(self) -> Any:
-        return self._view("history_view")
+    def history_view(self) -> HistoryView:
+        return cast("HistoryView", self._view("history_view"))
 
     @property
-    def scheduler_view(self) -> Any:
-        return self._view("scheduler_view")
+    def scheduler_view(self) -> SchedulerView:
+        return cast("SchedulerView", self._view("scheduler_view"))
 
     @property
-    def concurrency_view(self) -> Any:
-        return self._view("concurrency_view")
+    def concurrency_view(self) -> ConcurrencyView:
+        return cast("ConcurrencyView", self._view("concurrency_view"))
 
     @property
-    def pool_widget(self) -> Any:
-        return self._view("pool_widget")
+    def pool_widget(self) -> PoolView:
+        return cast("PoolView", self._view("pool_widget"))
 
     @property
-    def workers_view(self) -> Any:
-        return self._view("workers_view")
+    def workers_view(self) -> WorkersView:
+        return cast("WorkersView", self._view("workers_view"))
 
-    def _make_history_view(self) -> QWidget:
+    def _make_history_view(self) -> HistoryView:
         from prismq_desktop.gui.history_view import HistoryView
 
         view = HistoryView(self.orch.registry, self.settings)
@@ -195,7 +209,7 @@ class MainWindow(QMainWindow):
         view.statusMessage.connect(self.statusBar().showMessage)
         return view
 
-    def _make_scheduler_view(self) -> QWidget:
+    def _make_scheduler_view(self) -> SchedulerView:
         from prismq_desktop.gui.scheduler_view import SchedulerView
 
         view = SchedulerView(self.orch.scheduler, self.orch.registry, self.scheduler_tab, bridge=self.bridge)
@@ -203,7 +217,7 @@ class MainWindow(QMainWindow):
         view.broker = self.broker
         return view
 
-    def _make_concurrency_view(self) -> QWidget:
+    def _make_concurrency_view(self) -> ConcurrencyView:
         from prismq_desktop.gui.concurrency_view import ConcurrencyView
 
         view = ConcurrencyView(self.orch, self.concurrency_tab)
@@ -211,12 +225,12 @@ class MainWindow(QMainWindow):
             view.add_sample(self._samples.popleft())
         return view
 
-    def _make_pool_widget(self) -> QWidget:
+    def _make_pool_widget(self) -> PoolView:
         from prismq_desktop.gui.pool_view import PoolView
 
         return PoolView(self.orch, self.pool_view)
 
-    def _make_workers_view(self) -> QWidget:
+    def _make_workers_view(self) -> WorkersView:
         from prismq_desktop.gui.workers_view import WorkersView
 
         view = WorkersView(self.broker, self.workers_tab)
@@ -225,9 +239,9 @@ class MainWindow(QMainWindow):
         return view
 
     @property
-    def broker_poller(self) -> Any:
+    def broker_poller(self) -> BrokerPoller:
         """Made on first use (the deferred start, or a test): workers_view's module is not needed to paint."""
-        poller = self.__dict__.get("_broker_poller")
+        poller: BrokerPoller | None = self.__dict__.get("_broker_poller")
         if poller is None:
             from prismq_desktop.gui.workers_view import BrokerPoller
 
@@ -563,7 +577,7 @@ class MainWindow(QMainWindow):
         self.tasks_panel.change_tasks(change)
 
     @property
-    def history_model(self) -> Any:
+    def history_model(self) -> HistoryModel:
         return self.history_view.history_model
 
     @property

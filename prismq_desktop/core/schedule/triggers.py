@@ -21,8 +21,10 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 #: Interval bounds for schedules a person creates or edits (`validate_trigger`): a floor so a
 #: typo (``--every 0.000001``) cannot start hundreds of runs a second, a ceiling so the next
@@ -40,6 +42,8 @@ class TriggerError(ValueError):
 
 
 def zone(name: str | None) -> ZoneInfo:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # on first use: not on every start-up
+
     try:
         return ZoneInfo(name or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
