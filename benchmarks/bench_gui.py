@@ -484,7 +484,8 @@ def main() -> int:
                               note=f"paired ratios {st['lo']:.2f}–{st['hi']:.2f}×"))
         notes.append(f"Cold start: {rounds} interleaved pairs of fresh processes (bare QMainWindow first, then "
                      "`prismq-desktop --data-dir D gui` through the CLI's main, on a data dir made by one unmeasured "
-                     "start, with the package's bytecode compiled first as an install has it), from just before Popen to the first QEvent.Paint of the QMainWindow; medians, the ratio "
+                     "start, with the package's bytecode compiled first as an install has it), from just before "
+                     "Popen to the first QEvent.Paint of the QMainWindow; medians, the ratio "
                      f"is the median of the paired ratios (range {st['lo']:.2f}–{st['hi']:.2f}×).")
     if "history" in parts:
         n_runs = 100_000 if opts.quick else 1_000_000
