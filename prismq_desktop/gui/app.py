@@ -179,7 +179,7 @@ async def run_window(app: QApplication, home: Path, server: QLocalServer) -> int
                     loop.add_signal_handler(sig, terminate)
                 except (NotImplementedError, RuntimeError, ValueError):
                     pass  # Windows: the console handler and the close dialog cover it
-        orch.scheduler.start()
+        window.after_first_paint.append(orch.scheduler.start)  # not needed to paint (issue 17)
         api = None
         listen = settings.value(API_SETTING, "")
         if str(listen or "").strip():  # aiohttp (a third of the start-up's imports) only when the API is on

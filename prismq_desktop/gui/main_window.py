@@ -10,12 +10,13 @@ are shown with open()/show() (never exec() inside the asyncio loop).
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QLabel,
@@ -38,10 +39,9 @@ from prismq_desktop.core.services.watch import RegistryWatcher
 from prismq_desktop.core.store.tasks import TaskStore
 from prismq_desktop.gui import tray as tray_ui
 from prismq_desktop.gui.bridge import Bridge
-from prismq_desktop.gui.history_view import HistoryView
 from prismq_desktop.gui.launch import LaunchPanel
 from prismq_desktop.gui.logview import LogPane
-from prismq_desktop.gui.models import HistoryModel, RunsModel
+from prismq_desktop.gui.models import RunsModel
 from prismq_desktop.gui.runs_view import RunsView
 from prismq_desktop.gui.settings_dialog import apply_theme
 from prismq_desktop.gui.settings_dialog import value as setting
@@ -49,7 +49,24 @@ from prismq_desktop.gui.status_bar import StatusFields
 from prismq_desktop.gui.tasks_panel import TasksPanel
 from prismq_desktop.gui.window_state import restore_layout, save_layout
 
+if TYPE_CHECKING:  # each imported when its tab is first shown or used
+    from prismq_desktop.gui.concurrency_view import ConcurrencyView
+    from prismq_desktop.gui.history_view import HistoryView
+    from prismq_desktop.gui.models import HistoryModel
+    from prismq_desktop.gui.pool_view import PoolView
+    from prismq_desktop.gui.scheduler_view import SchedulerView
+    from prismq_desktop.gui.workers_view import BrokerPoller, WorkersView
+
 log = logging.getLogger(__name__)
+
+#: the tabs after Runs, in order: (attribute of the view, attribute of its page, title, page object name)
+LAZY_TABS = (
+    ("history_view", "history_tab", "History", "historyTab"),
+    ("scheduler_view", "scheduler_tab", "Scheduler", "schedulerTab"),
+    ("concurrency_view", "concurrency_tab", "Concurrency", "concurrencyTab"),
+    ("pool_widget", "pool_view", "Pool", "poolView"),
+    ("workers_view", "workers_tab", "Workers", "workersTab"),
+)
 
 
 def initial_size() -> tuple[int, int]:
@@ -80,6 +97,12 @@ class MainWindow(QMainWindow):
     # app.py ends the loop's main coroutine cleanly. Nothing here calls QApplication.quit(),
     # which would stop the loop under a coroutine still closing the orchestrator.
     quitRequested = Signal()
+    # the tabs' pages after Runs (LAZY_TABS): each gets its view on first show or use
+    history_tab: QWidget
+    scheduler_tab: QWidget
+    concurrency_tab: QWidget
+    pool_view: QWidget
+    workers_tab: QWidget
 
     def __init__(self, orchestrator: Any, settings: QSettings | None = None, *, broker: str | None = None) -> None:
         """`broker`: the URL the orchestrator was made with (default: its remote executor's), for
@@ -103,11 +126,16 @@ class MainWindow(QMainWindow):
         self.setObjectName("mainWindow")
         self.resize(*initial_size())
 
+        self._views: dict[str, QWidget] = {}  # the tabs' views built so far (each on its first show or use)
+        self._samples: collections.deque[Any] = collections.deque(maxlen=5000)  # for Concurrency, until built
+        self._started = False
+        #: more to start with the watcher and the monitor (app.py: the scheduler)
+        self.after_first_paint: list[Callable[[], object]] = []
         self._build_tabs()
         self.status_fields = StatusFields(self.statusBar())
         self._connect_core()
         self.tray = tray_ui.make_tray(self, show=self.show_normal, quit_app=self.quit_now,
-                                      pause_schedules=self.scheduler_view.pause_button.setChecked)
+                                      pause_schedules=lambda paused: self.scheduler_view.pause_button.setChecked(paused))
         self._add_settings_action()
         apply_theme(setting(self.settings, "view/theme"))
         self._update_status()
@@ -122,38 +150,105 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ building the window
     def _build_tabs(self) -> None:
+        """Runs is built at once; every other tab is an empty page whose view is built the first
+        time the tab is shown or the view is used (issue 17: a third of the cold start)."""
         self.tabs = QTabWidget()
         self.tabs.setObjectName("mainTabs")
         self.tabs.addTab(self._build_runs_tab(), "Runs")
-        self.history_view = HistoryView(self.orch.registry, self.settings)
-        self.history_view.openLogRequested.connect(self.open_run_log)
-        self.history_view.rerunRequested.connect(self._rerun_from_history)
-        self.history_view.statusMessage.connect(self.statusBar().showMessage)
-        self.tabs.addTab(self.history_view, "History")
-        # -- scheduler and pool tabs (filled in by their views)
-        self.scheduler_tab = QWidget()
-        self.scheduler_tab.setObjectName("schedulerTab")
-        self.pool_view = QWidget()
-        self.pool_view.setObjectName("poolView")
-        self._build_scheduler_tab()
-        self._build_pool_tab()
-        self.tabs.addTab(self.scheduler_tab, "Scheduler")
-        from prismq_desktop.gui.concurrency_view import ConcurrencyView
-
-        self.concurrency_view = ConcurrencyView(self.orch)
-        self.tabs.addTab(self.concurrency_view, "Concurrency")
-        self.tabs.addTab(self.pool_view, "Pool")
-        from prismq_desktop.gui.workers_view import BrokerPoller, WorkersView
-
-        self.workers_view = WorkersView(self.broker)
-        self.tabs.addTab(self.workers_view, "Workers")
-        self.broker_poller = BrokerPoller(self.broker, lambda: self.tabs.currentWidget() is self.workers_view, self)
-        self.broker_poller.snapshotReady.connect(self._on_broker_snapshot)
+        for _view, page_attr, title, object_name in LAZY_TABS:
+            page = QWidget()
+            page.setObjectName(object_name)
+            lay = QVBoxLayout(page)
+            lay.setContentsMargins(0, 0, 0, 0)
+            setattr(self, page_attr, page)
+            self.tabs.addTab(page, title)
         self.tabs.currentChanged.connect(self._tab_changed)
         self.launch_panel.where.set_broker(self.broker)
-        self.scheduler_view.broker = self.broker
         self.launch_panel.scheduleRequested.connect(self._schedule_form)
         self.setCentralWidget(self.tabs)
+
+    def _view(self, name: str) -> QWidget:
+        """The tab's view, built into its page on first use."""
+        view = self._views.get(name)
+        if view is None:
+            view = self._views[name] = getattr(self, "_make_" + name)()
+            page = getattr(self, next(page for v, page, *_ in LAZY_TABS if v == name))
+            cast(QVBoxLayout, page.layout()).addWidget(view)
+        return view
+
+    def _built(self, name: str) -> Any:
+        """The tab's view if it was built, else None (nothing to update: it reads the core when built)."""
+        return self._views.get(name)
+
+    @property
+    def history_view(self) -> HistoryView:
+        return cast("HistoryView", self._view("history_view"))
+
+    @property
+    def scheduler_view(self) -> SchedulerView:
+        return cast("SchedulerView", self._view("scheduler_view"))
+
+    @property
+    def concurrency_view(self) -> ConcurrencyView:
+        return cast("ConcurrencyView", self._view("concurrency_view"))
+
+    @property
+    def pool_widget(self) -> PoolView:
+        return cast("PoolView", self._view("pool_widget"))
+
+    @property
+    def workers_view(self) -> WorkersView:
+        return cast("WorkersView", self._view("workers_view"))
+
+    def _make_history_view(self) -> HistoryView:
+        from prismq_desktop.gui.history_view import HistoryView
+
+        view = HistoryView(self.orch.registry, self.settings)
+        view.openLogRequested.connect(self.open_run_log)
+        view.rerunRequested.connect(self._rerun_from_history)
+        view.statusMessage.connect(self.statusBar().showMessage)
+        return view
+
+    def _make_scheduler_view(self) -> SchedulerView:
+        from prismq_desktop.gui.scheduler_view import SchedulerView
+
+        view = SchedulerView(self.orch.scheduler, self.orch.registry, self.scheduler_tab, bridge=self.bridge)
+        view.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        view.broker = self.broker
+        return view
+
+    def _make_concurrency_view(self) -> ConcurrencyView:
+        from prismq_desktop.gui.concurrency_view import ConcurrencyView
+
+        view = ConcurrencyView(self.orch, self.concurrency_tab)
+        while self._samples:  # the sparklines' last minute, sampled before the tab was first shown
+            view.add_sample(self._samples.popleft())
+        return view
+
+    def _make_pool_widget(self) -> PoolView:
+        from prismq_desktop.gui.pool_view import PoolView
+
+        return PoolView(self.orch, self.pool_view)
+
+    def _make_workers_view(self) -> WorkersView:
+        from prismq_desktop.gui.workers_view import WorkersView
+
+        view = WorkersView(self.broker, self.workers_tab)
+        if "broker_poller" in self.__dict__ and self.broker_poller.last is not None:
+            view.show_snapshot(self.broker_poller.last)
+        return view
+
+    @property
+    def broker_poller(self) -> BrokerPoller:
+        """Made on first use (the deferred start, or a test): workers_view's module is not needed to paint."""
+        poller: BrokerPoller | None = self.__dict__.get("_broker_poller")
+        if poller is None:
+            from prismq_desktop.gui.workers_view import BrokerPoller
+
+            poller = self.__dict__["_broker_poller"] = BrokerPoller(
+                self.broker, lambda: self.tabs.currentWidget() is self.workers_tab, self)
+            poller.snapshotReady.connect(self._on_broker_snapshot)
+        return poller
 
     def _build_runs_tab(self) -> QWidget:
         """Saved tasks | launch panel | (toolbar + runs table) over the log panes."""
@@ -226,23 +321,6 @@ class MainWindow(QMainWindow):
         launch_scroll.setMinimumWidth(380)
         return launch_scroll
 
-    def _build_scheduler_tab(self) -> None:
-        from prismq_desktop.gui.scheduler_view import SchedulerView
-
-        lay = QVBoxLayout(self.scheduler_tab)
-        lay.setContentsMargins(0, 0, 0, 0)
-        self.scheduler_view = SchedulerView(self.orch.scheduler, self.orch.registry, self.scheduler_tab, bridge=self.bridge)
-        self.scheduler_view.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
-        lay.addWidget(self.scheduler_view)
-
-    def _build_pool_tab(self) -> None:
-        from prismq_desktop.gui.pool_view import PoolView
-
-        lay = QVBoxLayout(self.pool_view)
-        lay.setContentsMargins(0, 0, 0, 0)
-        self.pool_widget = PoolView(self.orch, self.pool_view)
-        lay.addWidget(self.pool_widget)
-
     def _connect_core(self) -> None:
         """The Bridge's signals, the system gauges and the once-a-second tick."""
         self.bridge.runChanged.connect(self._on_run_changed)
@@ -253,12 +331,29 @@ class MainWindow(QMainWindow):
         self.bridge.externalRunChanged.connect(self._on_external_run)
         # runs that other processes write on this data dir (the CLI, a headless scheduler)
         self.watcher = RegistryWatcher(self.orch.registry, self.orch.bus.publish)
-        self.watcher.start()
-        self.orch.engine.monitor.start()  # system gauges sample even with no run alive
         self._ticker = QTimer(self)
         self._ticker.timeout.connect(self._tick)
         self._ticker.start(1000)
+        # what the first paint does not need starts after it (issue 17): their threads would
+        # compete with it for the GIL and the 2 cores; a window never shown starts them anyway
+        self._start_timer = QTimer(self)
+        self._start_timer.setSingleShot(True)
+        self._start_timer.timeout.connect(self.start_background)
+        self._start_timer.start(300)
+        self._first_paint = _FirstPaint(self, lambda: self._start_timer.start(0))
+        self.installEventFilter(self._first_paint)
+
+    def start_background(self) -> None:
+        """The registry watcher, the resource monitor and the broker's poller: once, after the first paint."""
+        if self._started or self._quitting:
+            return
+        self._started = True
+        self.removeEventFilter(self._first_paint)
+        self.watcher.start()
+        self.orch.engine.monitor.start()  # system gauges sample even with no run alive
         self.broker_poller.start()
+        for start in self.after_first_paint:
+            start()
 
     def _add_settings_action(self) -> None:
         settings_act = QAction("Settings…", self)
@@ -283,12 +378,18 @@ class MainWindow(QMainWindow):
         return self.scheduler_view.new(base=spec)
 
     def _on_broker_snapshot(self, snap: Any) -> None:
-        self.workers_view.show_snapshot(snap)
+        workers = self._built("workers_view")
+        if workers is not None:  # else shown from broker_poller.last when the tab is built
+            workers.show_snapshot(snap)
         if not snap.error:
             self.launch_panel.where.set_queues(snap.queues)
 
     def _tab_changed(self, _index: int) -> None:
-        if self.tabs.currentWidget() is self.workers_view:
+        page = self.tabs.currentWidget()
+        for view, page_attr, *_ in LAZY_TABS:
+            if page is getattr(self, page_attr):
+                self._view(view)  # built the first time it is shown
+        if page is self.workers_tab:
             self.broker_poller.poll_now()  # at once, not up to a second later
 
     # ------------------------------------------------------------------ status and the tick
@@ -301,7 +402,7 @@ class MainWindow(QMainWindow):
     def _tick(self) -> None:
         self.runs_view.tick()
         self._update_status()
-        if self.tabs.currentWidget() is self.concurrency_view:
+        if self.tabs.currentWidget() is self.concurrency_tab:
             self.concurrency_view.refresh()
 
     # ------------------------------------------------------------------ runs, logs, tasks
@@ -320,19 +421,24 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ events from the core
     def _on_run_changed(self, run: Run) -> None:
         self.runs_view.on_run_changed(run)
-        self.history_view.upsert(run)
+        self._history_upsert(run)
         if run.outcome is not None:
             self.notify(run)
         self.runs_view.select_first_run(run)
         self._update_status()
-        if self.tabs.currentWidget() is self.concurrency_view:
+        if self.tabs.currentWidget() is self.concurrency_tab:
             self.concurrency_view.refresh()  # slots and the queue change with the run, not a second later
 
     def _on_external_run(self, run: Run) -> None:
         """A run of another process changed: History (and the Scheduler tab) follow it; Runs
         lists this window's runs only."""
-        self.history_view.upsert(run)
+        self._history_upsert(run)
         self._update_status()
+
+    def _history_upsert(self, run: Run) -> None:
+        history = self._built("history_view")
+        if history is not None:  # else the run is in the registry, which History reads when built
+            history.upsert(run)
 
     def notify(self, run: Run) -> str | None:
         """A desktop notification when a run (or a schedule's run) fails, or succeeds if chosen."""
@@ -352,7 +458,11 @@ class MainWindow(QMainWindow):
         run_id = getattr(sample, "run_id", None)
         if run_id is not None:
             self.runs_view.set_usage(run_id, sample.cpu_percent, sample.rss_bytes)
-        self.concurrency_view.add_sample(sample)
+        concurrency = self._built("concurrency_view")
+        if concurrency is not None:
+            concurrency.add_sample(sample)
+        else:
+            self._samples.append(sample)
 
     def _on_notice(self, notice: Any) -> None:
         self.statusBar().showMessage(notice.message, 8000)
@@ -376,8 +486,10 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage("The broker URL is saved; it is used from the next start of "
                                              "PrismQ Desktop (runs here keep going meanwhile).", 15000)
         self.orch.set_max_concurrent(setting(self.settings, "run/max_concurrent"))
-        self.concurrency_view.refresh()
-        self.history_view.load_retention_settings()
+        if (concurrency := self._built("concurrency_view")) is not None:
+            concurrency.refresh()
+        if (history := self._built("history_view")) is not None:
+            history.load_retention_settings()
 
     # ------------------------------------------------------------------ closing, the tray, geometry
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
@@ -394,9 +506,11 @@ class MainWindow(QMainWindow):
 
     def _stop_following(self) -> None:
         """The window is closing: no timer or watcher may reach the core after this (it closes next)."""
+        self._started = True  # a start still pending never happens
         self.watcher.cancel()
         self._ticker.stop()
-        self.broker_poller.stop()
+        if "_broker_poller" in self.__dict__:
+            self.broker_poller.stop()
         for timer in self.findChildren(QTimer):
             timer.stop()
 
@@ -486,3 +600,16 @@ class MainWindow(QMainWindow):
 
     def export_history(self, path: str) -> int:
         return self.history_view.export_history(path)
+
+
+class _FirstPaint(QObject):
+    """Calls `then` on the next loop turn after the window's first Paint event."""
+
+    def __init__(self, window: QWidget, then: Callable[[], object]) -> None:
+        super().__init__(window)
+        self.then = then
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.Paint:
+            self.then()  # starts a 0 ms timer: the paint itself goes first
+        return False

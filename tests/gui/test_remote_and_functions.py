@@ -116,7 +116,7 @@ def test_no_broker_disables_the_remote_choice_and_the_workers_tab_says_why(qapp,
         try:
             where = win.launch_panel.where
             item = where.place.model().item(2)
-            win.tabs.setCurrentWidget(win.workers_view)
+            win.tabs.setCurrentWidget(win.workers_tab)
             await until(lambda: True)
             return (item.isEnabled(), item.toolTip(), where.queue.toolTip(), win.workers_view.summary.text(),
                     win.broker_poller.polls, win.broker_poller.timer.isActive())
@@ -139,7 +139,7 @@ def test_remote_run_from_the_form_shows_its_worker_and_the_workers_tab_follows_l
         try:
             view = win.workers_view
             resets = Resets(view.workers_model, view.queues_model)
-            win.tabs.setCurrentWidget(view)
+            win.tabs.setCurrentWidget(win.workers_tab)
             await until(lambda: view.workers_model.rowCount() == 2, 10)
             first = [cells(view.workers_model, r) for r in range(2)]
             queues = [cells(view.queues_model, r) for r in range(view.queues_model.rowCount())]

@@ -227,14 +227,22 @@ def test_closing_with_active_runs_asks_first(qapp, home):
 
 
 def test_object_names_for_tests_and_accessibility(qapp, home):
+    """Every tab's view is built when its tab is first shown (issue 17: not at start-up)."""
     async def main():
         orch, win = await window_for(home)
         try:
-            names = {w.objectName() for w in win.findChildren(object)}
-            return names
+            before = {w.objectName() for w in win.findChildren(object)}
+            for index in range(win.tabs.count()):
+                win.tabs.setCurrentIndex(index)
+            await asyncio.sleep(0)
+            return before, {w.objectName() for w in win.findChildren(object)}
         finally:
             await close(orch, win)
 
-    names = run_qt(qapp, main())
+    before, names = run_qt(qapp, main())
+    for name in ("launchButton", "cancelButton", "runsTable", "schedulerTab", "poolView", "historyTab"):
+        assert name in before
+    for name in ("historyTable", "schedulesTable", "concurrencyView", "workersView", "queueTable"):
+        assert name not in before and name in names, name
     for name in ("launchButton", "cancelButton", "runsTable", "historyTable", "schedulerTab", "poolView"):
         assert name in names

@@ -23,10 +23,11 @@ import inspect
 import logging
 import os
 import random
+import sys
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prismq_desktop.core.engine import RunEngine
 from prismq_desktop.core.events import DeadLettered, Event, Notice, RetryScheduled, RunChanged
@@ -42,12 +43,14 @@ from prismq_desktop.core.pool import ResourcePool
 from prismq_desktop.core.process.executor import Job
 from prismq_desktop.core.process.logfile import LogWriter, Stream
 from prismq_desktop.core.remote.config import check_broker_url
-from prismq_desktop.core.remote.executor import RemoteExecutor
-from prismq_desktop.core.remote.locks import DistributedLocks
 from prismq_desktop.core.schedule.scheduler import Scheduler
 from prismq_desktop.core.store.passing import until_stored
 from prismq_desktop.core.store.registry import DeadLetter
 from prismq_desktop.core.store.runs import RunRef
+
+if TYPE_CHECKING:  # imported when a broker is set: not on every start-up of the window (issue 17)
+    from prismq_desktop.core.remote.executor import RemoteExecutor
+    from prismq_desktop.core.remote.locks import DistributedLocks
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +91,18 @@ class TaskOrchestrator:
             self.pool = ResourcePool(size=pool_size, mode=mode, accept=self._pooled)
             executor: Any = self.pool
             if broker:
+                from prismq_desktop.core.remote.executor import RemoteExecutor
+
                 executor = self.remote = RemoteExecutor(broker, fallback=self.pool)
             engine = RunEngine(home, mode=mode, executor=executor)
-        elif isinstance(engine.executor, RemoteExecutor):
+        elif (remote := sys.modules.get("prismq_desktop.core.remote.executor")) is not None and isinstance(
+                engine.executor, remote.RemoteExecutor):  # never imported: it cannot be one
             self.remote = engine.executor
         if self.remote is not None and self.remote.home is None:
             self.remote.home = str(engine.home)  # where remote.key is looked for
         if broker:
+            from prismq_desktop.core.remote.locks import DistributedLocks
+
             self.locks = DistributedLocks(broker, **({"ttl": lock_ttl} if lock_ttl else {}))
         self._held: dict[str, str] = {}  # idempotency key -> our token on the broker, while its chain is pending
         self._refresher: asyncio.Task[None] | None = None

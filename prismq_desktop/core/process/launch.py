@@ -16,7 +16,6 @@ import math
 import os
 import shutil
 import sys
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -223,6 +222,8 @@ def child_environment(overrides: Mapping[str, str | None], base: Mapping[str, st
 
 def mark_run(launch: Launch, run_id: int) -> Launch:
     """`launch` with the run's marker variables (`RUN_ID_VAR`, `RUN_TAG_VAR`) in its environment."""
+    import uuid  # on the first run, not on every start-up of the window
+
     tag = f"{os.getpid()}-{run_id}-{uuid.uuid4().hex[:16]}"
     return dataclasses.replace(launch, env={**launch.env, RUN_ID_VAR: str(run_id), RUN_TAG_VAR: tag})
 

@@ -21,10 +21,10 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any
 
-from croniter import croniter
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 #: Interval bounds for schedules a person creates or edits (`validate_trigger`): a floor so a
 #: typo (``--every 0.000001``) cannot start hundreds of runs a second, a ceiling so the next
@@ -42,6 +42,8 @@ class TriggerError(ValueError):
 
 
 def zone(name: str | None) -> ZoneInfo:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # on first use: not on every start-up
+
     try:
         return ZoneInfo(name or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
@@ -112,6 +114,8 @@ class CronTrigger:
             return
         if len(fields) not in (5, 6):
             raise TriggerError(f"cron expression {expr!r} has {len(fields)} fields; use 5 (or 6 with seconds first)")
+        from croniter import croniter  # only when a cron schedule exists: not on every start-up
+
         try:
             croniter(expr, datetime.now(UTC), second_at_beginning=len(fields) == 6)
         except (ValueError, KeyError) as exc:  # croniter's CroniterBadCronError is a ValueError
@@ -129,6 +133,8 @@ class CronTrigger:
     def _iter(self, ts: float) -> Iterator[datetime]:
         tz = zone(self.timezone)
         six = len(self.expression.split()) == 6
+        from croniter import croniter
+
         it = croniter(self.expression, _from_ts(ts, tz), second_at_beginning=six)
         while True:
             yield it.get_next(datetime)
