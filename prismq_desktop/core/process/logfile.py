@@ -101,12 +101,7 @@ class LogWriter:
         except OSError as exc:  # no file, or an empty one: tried again by `last` (the held records kept)
             self._fail(exc)
             self._open_error = exc
-            if self._fh is not None:
-                try:
-                    self._fh.close()
-                except OSError:
-                    pass
-                self._fh = None
+            self._close_file()
             self._held = held if self._lazy else None
 
     def _append(self, blob: bytes | tuple[bytes | memoryview, ...]) -> OSError | None:
@@ -220,12 +215,16 @@ class LogWriter:
 
     def close(self) -> None:
         with self._lock:
-            if self._fh is not None:
-                try:
-                    self._fh.close()
-                except OSError:
-                    pass
-                self._fh = None
+            self._close_file()
+
+    def _close_file(self) -> None:
+        """Close the file if one is open (a failing close loses nothing more: writes reported it)."""
+        if self._fh is not None:
+            try:
+                self._fh.close()
+            except OSError:
+                pass
+            self._fh = None
 
 
 @dataclass(frozen=True)
