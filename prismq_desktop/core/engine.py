@@ -625,7 +625,11 @@ class RunEngine:
         if spec.kind not in (TargetKind.EXECUTABLE, TargetKind.MODULE) and not (
                 spec.kind is TargetKind.AUTO and not spec.target.lower().endswith((".py", ".pyw"))):
             return resolve(spec)
-        key = (spec.json, os.getcwd())  # a relative target or cwd is resolved against it
+        try:
+            here = os.getcwd()  # a relative target or cwd is resolved against it
+        except OSError:  # the app's working directory was removed: resolve() copes, uncached
+            return resolve(spec)
+        key = (spec.json, here)
         base = environ_snapshot()[1]  # a new object whenever os.environ changed
         found = self._launch_cache.get(key)
         if found is not None and found[0] is base:
@@ -899,8 +903,8 @@ class RunEngine:
             outcome = dataclasses.replace(outcome, message=f"{outcome.message}; {lost}" if outcome.message else lost)
         writer = job.capture.log if job is not None else None
         if (writer is not None and writer.held and writer.error is None and outcome.kind is OutcomeKind.SUCCEEDED
-                and not handle.run.dry_run):
-            writer.discard()  # no output, and its end is the registry's: no file (readers: "no output")
+                and not handle.run.dry_run and writer.discard()):
+            pass  # no output, and its end is the registry's: no file (readers: "no output")
         elif writer is not None:  # room is given back for it when the disk is full
             writer.last(self.reserve.release, event="end", outcome=outcome.kind.value,
                                  exit_code=outcome.exit_code, message=outcome.message)

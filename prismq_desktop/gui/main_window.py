@@ -221,8 +221,14 @@ class MainWindow(QMainWindow):
         from prismq_desktop.gui.concurrency_view import ConcurrencyView
 
         view = ConcurrencyView(self.orch, self.concurrency_tab)
-        while self._samples:  # the sparklines' last minute, sampled before the tab was first shown
-            view.add_sample(self._samples.popleft())
+        # the sparklines' last minute, sampled before the tab was first shown; only the runs the
+        # view shows (it was just built from them): a sample of an ended run would make it refresh
+        # (queue table, dead letters) once per sample
+        shown = set(view.lines)
+        while self._samples:
+            sample = self._samples.popleft()
+            if getattr(sample, "run_id", None) is None or sample.run_id in shown:
+                view.add_sample(sample)
         return view
 
     def _make_pool_widget(self) -> PoolView:
@@ -234,7 +240,7 @@ class MainWindow(QMainWindow):
         from prismq_desktop.gui.workers_view import WorkersView
 
         view = WorkersView(self.broker, self.workers_tab)
-        if "broker_poller" in self.__dict__ and self.broker_poller.last is not None:
+        if "_broker_poller" in self.__dict__ and self.broker_poller.last is not None:
             view.show_snapshot(self.broker_poller.last)
         return view
 

@@ -206,12 +206,16 @@ class LogWriter:
             self._noted = self._noted or note
             return True
 
-    def discard(self) -> None:
+    def discard(self) -> bool:
         """Lazy and nothing written: the run is over with nothing a file must keep (no output,
         its outcome in the registry), so no file is made. A reader takes a missing log of a
-        finished run as "no output"."""
+        finished run as "no output". False (nothing discarded) when output made the file first:
+        checked under the lock, so a reader thread still draining cannot slip in between."""
         with self._lock:
+            if self._held is None:
+                return False
             self._held = None
+            return True
 
     def close(self) -> None:
         with self._lock:

@@ -161,7 +161,16 @@ class RegistryConnection(sqlite3.Connection):
     disk_full: bool = False
 
     def _error(self, exc: sqlite3.Error) -> RegistryError:
-        if self.disk_full:
+        if self.disk_full:  # opened read-only on a full disk (`_full_disk_reader`): it stays read-only
+            import shutil
+
+            try:
+                room = shutil.disk_usage(self.registry_path.parent).free >= _FULL_BELOW
+            except OSError:
+                room = False
+            if room:
+                return RegistryFull(f"the registry {self.registry_path} was opened read-only because its disk was "
+                                    "full; there is room now: restart PrismQ Desktop (or run the command again)")
             return RegistryFull(f"the disk holding the registry {self.registry_path} is full; free some space and try again")
         return translate(exc, self.registry_path, self.busy_timeout)
 
@@ -439,7 +448,7 @@ def _full_disk_reader(path: Path, timeout: float, exc: RegistryError) -> Registr
     import urllib.parse
 
     try:
-        full = shutil.disk_usage(path.parent).free < 64 * 1024
+        full = shutil.disk_usage(path.parent).free < _FULL_BELOW
     except OSError:
         return None
     wal = Path(f"{path}-wal")
@@ -474,6 +483,7 @@ def _full_disk_reader(path: Path, timeout: float, exc: RegistryError) -> Registr
 
 
 _READ_ONLY_SAID: set[Path] = set()
+_FULL_BELOW = 64 * 1024  # bytes free under which a disk counts as full (as the CLI's check)
 
 
 def statements(script: str) -> list[str]:

@@ -125,6 +125,28 @@ def test_cli_on_a_full_disk(small_disk: Path, scripts: Path) -> None:
         assert res.stderr.count("\n") == 1 and "no space left on the disk holding" in res.stderr, res.stderr
 
 
+def test_registry_on_a_full_disk_is_read_only_and_says_so(small_disk: Path) -> None:
+    """Opened on a full disk (no room for its -wal/-shm): every run readable, a write refused
+    as "disk full" in one line, and once room is back it says to open it again (which works)."""
+    from prismq_desktop.core.store import RegistryError
+
+    home = small_disk / "home"
+    with RunRegistry(registry_path(home)) as reg:
+        reg.insert([reg.new_run(RunSpec("/w/kept.py", name=f"kept {i}")) for i in range(3)])
+    fill(small_disk)
+    with RunRegistry(registry_path(home)) as reg:
+        assert sorted(r.name for r in reg.query()) == ["kept 0", "kept 1", "kept 2"]
+        with pytest.raises(RegistryError, match="is full; free some space") as full:
+            reg.insert([reg.new_run(RunSpec("/w/new.py"))])
+        assert "\n" not in str(full.value)
+        os.unlink(small_disk / "ballast")
+        with pytest.raises(RegistryError, match="opened read-only because its disk was full; there is room now"):
+            reg.insert([reg.new_run(RunSpec("/w/new.py"))])
+    with RunRegistry(registry_path(home)) as reg:  # opened again with room: a normal registry
+        reg.insert([reg.new_run(RunSpec("/w/new.py", name="new"))])
+        assert len(reg.query()) == 4
+
+
 # ------------------------------------------------------------------ the disk fills as the run ends
 def last_records(path: str) -> list[dict]:
     import json
