@@ -48,8 +48,19 @@ def stream_bytes(path: str, stream: Stream) -> bytes:
     return b"".join(rec.data for rec, _ in read_log(path) if rec.stream is stream)
 
 
+_BEFORE: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _children_before() -> None:
+    """What already ran before the test (a session's redis-server, say) is not the test's."""
+    _BEFORE.clear()
+    _BEFORE.update(p.pid for p in psutil.Process().children(recursive=True))
+
+
 def leftovers() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
+    return [p for p in psutil.Process().children(recursive=True)
+            if p.pid not in _BEFORE and p.status() != psutil.STATUS_ZOMBIE]
 
 
 @pytest.mark.parametrize("mode", MODES)
