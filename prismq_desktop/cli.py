@@ -988,7 +988,7 @@ def _cmd_submit(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from prismq_desktop.core import RunSpec, TargetKind
     from prismq_desktop.core.models import absolute_spec
     from prismq_desktop.core.paths import data_dir
-    from prismq_desktop.core.services.api import TOKEN_FILE, read_endpoint
+    from prismq_desktop.core.services.endpoint import TOKEN_FILE, read_endpoint
 
     home = data_dir(ns.data_dir)
     endpoint = {"url": ns.url} if ns.url else read_endpoint(home)
@@ -1139,8 +1139,6 @@ def _cmd_gui(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from prismq_desktop.core.store.schema import RegistryError
-
     parser = build_parser()
     raw = list(sys.argv[1:] if argv is None else argv)
     ns = parse_command_line(parser, raw)
@@ -1179,16 +1177,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return EXIT_CANCELLED
-    except RegistryError as exc:  # damaged, locked, read-only, newer, full: one line, no traceback
-        sys.stderr.write(f"prismq-desktop: error: {terminal_safe(exc)}\n")
-        return 1
-    except sqlite3.DatabaseError as exc:  # a registry file that is not one (corrupt, or another file)
-        sys.stderr.write(f"prismq-desktop: error: the registry cannot be read ({terminal_safe(exc)}); "
-                         "it was left as it is\n")
-        return 1
-    except (ValueError, OSError, OverflowError) as exc:
-        sys.stderr.write(f"prismq-desktop: error: {terminal_safe(exc)}\n")
-        return 1
+    except Exception as exc:
+        # the store is imported only when something failed: `submit`, one short process per run, never loads it
+        from prismq_desktop.core.store.schema import RegistryError
+
+        if isinstance(exc, RegistryError):  # damaged, locked, read-only, newer, full: one line, no traceback
+            sys.stderr.write(f"prismq-desktop: error: {terminal_safe(exc)}\n")
+            return 1
+        if isinstance(exc, sqlite3.DatabaseError):  # a registry file that is not one (corrupt, or another file)
+            sys.stderr.write(f"prismq-desktop: error: the registry cannot be read ({terminal_safe(exc)}); "
+                             "it was left as it is\n")
+            return 1
+        if isinstance(exc, (ValueError, OSError, OverflowError)):
+            sys.stderr.write(f"prismq-desktop: error: {terminal_safe(exc)}\n")
+            return 1
+        raise
 
 
 MIN_FREE = 64 * 1024  # below this, a run or a new schedule could not even be recorded

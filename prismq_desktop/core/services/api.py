@@ -34,15 +34,13 @@ from prismq_desktop.core.process.launch import LaunchError, resolve
 from prismq_desktop.core.process.logfile import Stream
 from prismq_desktop.core.schedule.model import ScheduleError
 from prismq_desktop.core.secrets import masked_spec_dict
+from prismq_desktop.core.services.endpoint import ENDPOINT_FILE, TOKEN_FILE, process_alive, read_endpoint  # noqa: F401 - re-exported
 from prismq_desktop.core.services.history import run_to_json
 from prismq_desktop.core.store import RunQuery
 from prismq_desktop.core.store.atomic import atomic_write_text
-from prismq_desktop.core.store.recovery import process_alive
 from prismq_desktop.core.store.schema import RunNotFound
 from prismq_desktop.core.store.tasks import TaskStore
 
-TOKEN_FILE = "api-token"
-ENDPOINT_FILE = "api-endpoint"
 SETTING_KEY = "api/listen"  # the window's setting: "" (off) or "HOST:PORT"
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0)
 STATUSES = {"queued", "running", "paused", "done"}
@@ -108,19 +106,6 @@ def ensure_token(home: Path) -> str:
     except OSError as exc:
         raise ApiError(f"the API token file cannot be written: {path}: {exc.strerror or exc}") from None
     return token
-
-
-def read_endpoint(home: Path) -> dict[str, Any] | None:
-    """Where a live window or scheduler of this data dir listens ({"url", "pid", ...}), else None."""
-    try:
-        data = json.loads((Path(home) / ENDPOINT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
-        return None
-    if not process_alive(data.get("pid"), data.get("create_time")):
-        return None
-    return data
 
 
 def _records(path: str, offset: int) -> list[tuple[Any, int]]:

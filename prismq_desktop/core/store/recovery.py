@@ -8,23 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import psutil
-
+from prismq_desktop.core.liveness import process_alive
 from prismq_desktop.core.models import Run
 from prismq_desktop.core.store.runs import RunTable
 
-
-def process_alive(pid: int | None, create_time: float | None) -> bool:
-    """The process `pid` exists, is not a zombie, and (if known) started at `create_time`."""
-    if pid is None:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return create_time is None or abs(proc.create_time() - create_time) < 0.01
-    except psutil.Error:
-        return False
+__all__ = ["Orphan", "find_orphans", "process_alive"]
 
 
 @dataclass(frozen=True)

@@ -372,3 +372,29 @@ def test_absurd_requests_are_refused_in_one_json_line(home):
     assert [out[q] for q in ("0", "abc", "-5", "99999999")] == [400] * 4
     assert out["stream"] in (400, 404) and out["nul"] == 404
     assert used == "x" * 43 and stat.S_IMODE(token.stat().st_mode) == 0o600 and stored == 0
+
+
+def test_submit_into_a_live_scheduler_loads_neither_the_server_nor_the_store(home, tmp_path):
+    """`submit` is one short process per run: it reads the endpoint and posts, and must not
+    import aiohttp, the orchestrator or the registry (that was ~1 s of imports per call)."""
+    script = tmp_path / "hello.py"
+    script.write_text("print('hi')\n")
+    proc = subprocess.Popen(argv(home, "scheduler", "--http", "127.0.0.1:0"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=clean_env())
+    probe = ("import sys, runpy; sys.argv = ['prismq-desktop', *sys.argv[1:]]\n"
+             "try:\n    runpy.run_module('prismq_desktop', run_name='__main__')\n"
+             "except SystemExit as e:\n    code = e.code\n"
+             "heavy = sorted(m for m in sys.modules if m == 'aiohttp' or m.startswith(("
+             "'prismq_desktop.core.store', 'prismq_desktop.core.orchestrator', 'prismq_desktop.core.engine')))\n"
+             "print('HEAVY', heavy, 'CODE', code)\n")
+    try:
+        assert b"http://127.0.0.1:" in read_until(proc, b"api-token)", timeout=20)
+        res = subprocess.run([sys.executable, "-c", probe, "--data-dir", str(home), "submit", str(script)],
+                             capture_output=True, env=clean_env(), timeout=60)
+        out = res.stdout.decode()
+        assert "submitted to the app" in out and "HEAVY [] CODE 0" in out, (out, res.stderr.decode())
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+        proc.stdout.close()
+        proc.stderr.close()
