@@ -56,6 +56,9 @@ MODE_CACHE_SIZE = 16
 # how long a finished run's snapshot is still retried before it is given up (logged, waiters released)
 FULL_PATIENCE = 10.0
 RESERVE_RECHECK = 5.0  # seconds between looks at a space reserve nobody gave back
+# group commit: while other runs are live, the batched starts/ends are committed at most once per
+# this many seconds, so a short run's start and end share one transaction (and one UPDATE)
+GROUP_COMMIT = 0.003
 
 def _change_kind(before: RunStatus, after: RunStatus) -> str:
     if after is RunStatus.DONE:
@@ -119,6 +122,9 @@ class RunHandle:
         # driven by a task on the loop (launch, reattach): its start and end are stored with the
         # loop turn's batch; a blocking run (run_blocking) stores them at once, before it returns
         self._batched = False
+        # called once its process has ended (before its end is stored): the orchestrator frees
+        # its slot then; None once called
+        self._ended_callbacks: list[Callable[[], None]] | None = []
 
     @property
     def run(self) -> Run:
@@ -157,6 +163,20 @@ class RunHandle:
         if self._future is None:
             return False
         self._future.add_done_callback(lambda _f: callback())
+        return True
+
+    def when_ended(self, callback: Callable[[], None]) -> bool:
+        """Call `callback()` on the loop once the run's process has ended in memory (its tree is
+        gone), which may be a group commit before its end is stored: a concurrency slot need
+        not wait for the registry. When the registry is refusing writes (locked, disk full) it
+        is called only once the end is stored, so no more runs start than can be recorded.
+        False when it was not started on a loop."""
+        if self._future is None:
+            return False
+        if self._ended_callbacks is None:
+            self._future.get_loop().call_soon(callback)
+        else:
+            self._ended_callbacks.append(callback)
         return True
 
     def cancel(self, graceful: bool = True) -> bool:
@@ -210,8 +230,15 @@ class RunEngine:
         self._uninserted: set[int] = set()  # of those, runs whose row does not exist yet (never started before it does)
         self._retry_delay = RETRY_FIRST
         self._retry_handle: asyncio.TimerHandle | None = None
-        self._batch_pending = False  # a _flush_batch is scheduled for this loop turn
+        self._batch_pending = False  # a _flush_batch is scheduled
+        self._batch_timer: asyncio.TimerHandle | None = None  # ... later, by the group commit
         self._batched: list[int] = []  # runs whose start/end waits for it
+        self._in_batch: set[int] = set()  # runs in _unsaved only because the batch is not flushed yet
+        self.group_commit = GROUP_COMMIT  # seconds; see _schedule_flush
+        self._clock: Callable[[], float] = time.monotonic
+        self._last_commit = float("-inf")
+        self.batch_commits = 0  # batches flushed (counts, for tests and benchmarks)
+        self.delayed_commits = 0  # of those, held back by the group commit
         self.unsaved_errors: dict[int, str] = {}  # runs whose end could not be stored at all (disk full)
         # room on the data dir's disk(s) for a run's last words when the disk fills just then
         self.reserve = SpaceReserve([self.home, self.home / "logs"])
@@ -349,9 +376,9 @@ class RunEngine:
             # changes in one transaction; announced (and their waiters released) once stored
             self._add_unsaved(handle.id, event, False)
             self._batched.append(handle.id)
+            self._in_batch.add(handle.id)
             if not self._batch_pending:
-                self._batch_pending = True
-                loop.call_soon(self._flush_batch)
+                self._schedule_flush(loop)
             return False
         try:
             self._store(event.run)
@@ -385,17 +412,38 @@ class RunEngine:
         self.unsaved_errors[run_id] = str(exc)
         return True
 
+    def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Group commit with bounded latency: flush at the end of this loop turn, unless the last
+        commit was less than `group_commit` ago and another run is live (more changes are coming):
+        then when that much has passed. A lone run is never held back; under load a short run's
+        start and end land in one transaction and one UPDATE (only its newest snapshot is written).
+        Persisted before announced still holds: announcements follow the commit."""
+        self._batch_pending = True
+        wait = self._last_commit + self.group_commit - self._clock()
+        if wait > 0 and len(self._live) > 1:
+            self.delayed_commits += 1
+            self._batch_timer = loop.call_later(wait, self._flush_batch)
+        else:
+            loop.call_soon(self._flush_batch)
+
     def _flush_batch(self) -> None:
-        """End of a loop turn: store the batched start/end snapshots of this turn in one
-        transaction, then announce them (and release the waiters of runs that ended).
+        """Store the batched start/end snapshots in one transaction, then announce them (and
+        release the waiters of runs that ended).
 
         Refused for a passing reason (locked, disk full): they stay kept and go to the retry
         with backoff like any refused snapshot. A row that is gone: one by one, so the others
         are still stored."""
         self._batch_pending = False
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()  # when flushed early (shutdown)
+            self._batch_timer = None
         stored: list[tuple[int, list[RunChanged]]] = []
         with self._lock:
             ids, self._batched = self._batched, []
+            self._in_batch.difference_update(ids)  # stored now, or refused: retried with backoff
+            if not ids:
+                return
+            self.batch_commits += 1
             items = [(rid, self._unsaved[rid]) for rid in dict.fromkeys(ids)
                      if rid in self._unsaved and rid not in self._uninserted]
             runs = [evs[-1].run for _, evs in items]
@@ -415,6 +463,7 @@ class RunEngine:
                         log.error("run %s could not be recorded: %s", rid, exc)
                         self.unsaved_errors[rid] = str(exc)
                     stored.append((rid, evs))
+            self._last_commit = self._clock()
             for rid, _ in stored:
                 del self._unsaved[rid]
                 self._unsaved_since.pop(rid, None)
@@ -466,6 +515,7 @@ class RunEngine:
                 del self._unsaved[run_id]
                 self._unsaved_since.pop(run_id, None)
                 self._uninserted.discard(run_id)
+                self._in_batch.discard(run_id)
                 stored.append((run_id, events))
             if not self._unsaved:
                 self._retry_delay = RETRY_FIRST
@@ -929,14 +979,30 @@ class RunEngine:
     def _finish(self, handle: RunHandle) -> None:
         self.monitor.unwatch(handle.id)
         with self._lock:
-            if handle.id in self._unsaved:  # released once its last snapshot is stored
+            pending = handle.id in self._unsaved
+            if pending:  # released once its last snapshot is stored
                 handle._finish_deferred = True
-                return
-            handle._finish_deferred = False
-            handle._done = True
+            else:
+                handle._finish_deferred = False
+                handle._done = True
+            # its process is over: its slot may be given back now unless the registry refused it
+            ended = not pending or handle.id in self._in_batch
+        if ended:
+            self._ended(handle)
+        if pending:
+            return
         if handle._future is not None and not handle._future.done():
             handle._future.set_result(handle.run)
         self._live.pop(handle.id, None)
+
+    @staticmethod
+    def _ended(handle: RunHandle) -> None:
+        callbacks, handle._ended_callbacks = handle._ended_callbacks, None
+        for callback in callbacks or ():
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - a caller's bookkeeping must not lose the run's end
+                log.exception("run %s: an ended callback failed", handle.id)
 
     async def start(self, spec: RunSpec, *, mode: RunMode | str | None = None, **fields: Any) -> RunHandle:
         """Record the run, start it in the background, and return its handle at once."""
@@ -1033,6 +1099,8 @@ class RunEngine:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=2)
         self.flush_created()
+        if self._batch_pending:
+            self._flush_batch()
         await self.wait_saved()
         self.monitor.stop()
         self.registry.close()

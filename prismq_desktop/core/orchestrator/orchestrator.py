@@ -415,18 +415,24 @@ class TaskOrchestrator:
         if chain.current.done:
             self.queue.finished(run_id)
             return
-        self.engine.launch(chain.current)
-        # no task per run waiting for its end: a callback once it is stored and announced
-        if not chain.current.when_done(functools.partial(self._ran, chain)):
+        handle = chain.current
+        self.engine.launch(handle)
+        # no task per run waiting for its end: its slot is given back once its process has
+        # ended (the registry's group commit need not hold the next run back), and what
+        # follows it (retry, dead letter, follow-up, result, dependents) once its end is stored
+        if handle.when_ended(functools.partial(self._freed, handle.id)):
+            handle.when_done(functools.partial(self._ran, chain))
+        else:
             self._spawn(self._watch(chain))
 
+    def _freed(self, run_id: int) -> None:
+        """The run's process has ended: its slot is free (the next one starts)."""
+        self.queue.finished(run_id)
+        self._check_backlog()
+
     def _ran(self, chain: Chain) -> None:
-        """The run's end is stored: its slot is free (the next one starts), then what follows it."""
-        try:
-            self.queue.finished(chain.current.id)
-            self._check_backlog()
-        finally:
-            self._spawn(self._after_run(chain))
+        """The run's end is stored and announced: what follows it."""
+        self._spawn(self._after_run(chain))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
