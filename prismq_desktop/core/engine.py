@@ -221,6 +221,9 @@ class RunEngine:
         self._unannounced: list[RunHandle] = []
         self._mode_cache: dict[tuple[int, object, str | None], RunMode] = {}
         self._launch_cache: dict[tuple[str, str], tuple[dict[str, str], Launch]] = {}
+        # id(resolved launch) -> (it, the environ it was compared with, argv shown, env shown, removed shown)
+        self._shown_cache: dict[int, tuple[Launch, dict[str, str], list[str], dict[str, str | None],
+                                           dict[str, str | None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.RLock()
         # snapshots the registry refused for a passing reason (locked past the busy timeout, a
@@ -831,6 +834,7 @@ class RunEngine:
 
     def _make_job(self, handle: RunHandle, launch: Launch, reattach: str | None = None) -> Job:
         run = handle.run
+        resolved = launch
         launch = mark_run(launch, run.id)  # how the run's re-parented descendants are found
         spec = run.spec
         remote = is_remote(run)
@@ -839,17 +843,8 @@ class RunEngine:
                 os.unlink(run.log_path)  # rewritten whole from the stream's start
         self._ensure_reserve()  # given back when an earlier run ended on a full disk: made again if there is room
         writer = LogWriter(run.log_path or "", lazy=True)  # made at the first output, or at the end if kept
-        current = environ_snapshot()[0]  # a plain dict: no decoding per variable per run
-        env_shown = {k: v for k, v in launch.env.items() if current.get(k) != v or remote}
-        removed = [k for k in spec.env if spec.env[k] is None]
-        writer.meta(
-            event="start",
-            run_id=run.id,
-            argv=masked_argv(launch.argv),
-            cwd=launch.cwd,
-            env=masked_env(dict(env_shown, **{k: None for k in removed})),
-            mode=run.mode,
-        )
+        argv_shown, env_shown = self._shown(resolved, launch, spec, remote)
+        writer.meta(event="start", run_id=run.id, argv=argv_shown, cwd=launch.cwd, env=env_shown, mode=run.mode)
         capture = OutputCapture(writer, launch.encoding, self.tail_lines, self.max_line_chars)
         handle.capture = capture
         handle._staged.update(argv=launch.argv, cwd=launch.cwd)  # saved with the next change
@@ -929,6 +924,25 @@ class RunEngine:
             job.spec = spec if revealed is None else spec.with_changes(env=revealed)
         handle.job = job
         return job
+
+    def _shown(self, resolved: Launch, launch: Launch, spec: RunSpec, remote: bool) -> tuple[list[str], dict[str, str | None]]:
+        """What the log's start record shows of a launch (`launch`: `resolved` with the run's
+        markers): its argv and the variables that differ from ours (every one for a remote run),
+        secret-looking values masked. The same resolved launch again (the per-spec cache) shows
+        the same, so it is worked out once, not over ~40 variables for every run."""
+        current = environ_snapshot()[0]  # a plain dict: no decoding per variable per run
+        key = id(resolved)
+        cached = self._shown_cache.get(key)
+        if cached is None or cached[0] is not resolved or cached[1] is not current or remote:
+            base = {k: v for k, v in resolved.env.items() if current.get(k) != v or remote}
+            removed = {k: None for k in spec.env if spec.env[k] is None}
+            cached = (resolved, current, masked_argv(launch.argv), masked_env(base), masked_env(removed))
+            if not remote:
+                if len(self._shown_cache) >= MODE_CACHE_SIZE * 16:
+                    self._shown_cache.clear()
+                self._shown_cache[key] = cached
+        markers = {k: v for k, v in launch.env.items() if k not in resolved.env and (current.get(k) != v or remote)}
+        return list(cached[2]), {**cached[3], **masked_env(markers), **cached[4]}
 
     def _ensure_reserve(self) -> None:
         """The space reserve made again when it was given back, or looked at every few seconds
