@@ -160,10 +160,10 @@ async def measure(n: int, rounds: int, group_commit: float | None = None) -> dic
                 for side in order:
                     c0 = _cpu()
                     if side == "prismq":
-                        commits = orch.engine.batch_commits
+                        commits = getattr(orch.engine, "batch_commits", 0)
                         slot["prismq_s"] = await prismq_batch(orch, n)
                         slot["prismq_cpu_s"] = _cpu() - c0
-                        slot["prismq_batches"] = orch.engine.batch_commits - commits
+                        slot["prismq_batches"] = getattr(orch.engine, "batch_commits", 0) - commits
                     elif side == "bare":
                         slot["bare_s"] = await bare_batch(n)
                         slot["bare_cpu_s"] = _cpu() - c0

@@ -1128,7 +1128,13 @@ class RunEngine:
     def close(self) -> None:
         """Close without a loop (scripts, the CLI's blocking paths): store what is pending first."""
         self.flush_created()
+        if self._batch_timer is not None:  # a group commit still waiting: stored just below instead
+            self._batch_timer.cancel()
+            self._batch_timer = None
+        self._batch_pending = False
         self._retry_blocking()
+        self._batched.clear()
+        self._in_batch.clear()
         self.monitor.stop()
         self.registry.close()
 
