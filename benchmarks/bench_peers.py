@@ -143,12 +143,14 @@ def tsp_run(n: int) -> float:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-async def measure(n: int, rounds: int) -> dict[str, Any]:
+async def measure(n: int, rounds: int, group_commit: float | None = None) -> dict[str, Any]:
     home = tempfile.mkdtemp(prefix="prismq-bench-peers-")
     slots: list[dict[str, Any]] = []
     try:
         async with TaskOrchestrator(home, max_concurrent=LIMIT) as orch:
             mode = orch.engine.executor.mode_for_run(None).value
+            if group_commit is not None:
+                orch.engine.group_commit = group_commit
             await prismq_batch(orch, 30)  # warm-up
             await bare_batch(30)
             for r in range(rounds):
@@ -158,8 +160,10 @@ async def measure(n: int, rounds: int) -> dict[str, Any]:
                 for side in order:
                     c0 = _cpu()
                     if side == "prismq":
+                        commits = getattr(orch.engine, "batch_commits", 0)
                         slot["prismq_s"] = await prismq_batch(orch, n)
                         slot["prismq_cpu_s"] = _cpu() - c0
+                        slot["prismq_batches"] = getattr(orch.engine, "batch_commits", 0) - commits
                     elif side == "bare":
                         slot["bare_s"] = await bare_batch(n)
                         slot["bare_cpu_s"] = _cpu() - c0
@@ -169,7 +173,8 @@ async def measure(n: int, rounds: int) -> dict[str, Any]:
                 tsp_rate = f"{n / slot['tsp_s']:.0f}/s" if slot["tsp_s"] else "missing"
                 print(f"  round {r + 1} ({'/'.join(order)}): prismq {n / slot['prismq_s']:.0f}/s, "
                       f"bare {n / slot['bare_s']:.0f}/s, tsp {tsp_rate}; parent CPU/run "
-                      f"{slot['prismq_cpu_s'] / n * 1e3:.2f} vs {slot['bare_cpu_s'] / n * 1e3:.2f} ms", flush=True)
+                      f"{slot['prismq_cpu_s'] / n * 1e3:.2f} vs {slot['bare_cpu_s'] / n * 1e3:.2f} ms; "
+                      f"start/end batches per run {slot['prismq_batches'] / n:.2f}", flush=True)
             recorded = orch.registry.count()
     finally:
         shutil.rmtree(home, ignore_errors=True)
@@ -227,6 +232,8 @@ def main() -> int:
     parser.add_argument("--queued", type=int, default=None, help="queued runs for the submit figure (default 10,000)")
     parser.add_argument("--profile", type=int, default=None, metavar="N", help="profile N runs and exit")
     parser.add_argument("--pre", type=int, default=0, help="with --profile: runs done before the profiled ones")
+    parser.add_argument("--group-commit", type=float, default=None, metavar="S",
+                        help="the engine's group-commit window in seconds (default: the engine's)")
     parser.add_argument("--tsp-helper", type=int, default=None, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.tsp_helper:
@@ -242,7 +249,7 @@ def main() -> int:
               "(apt-get install task-spooler)\n" + "!" * 72, file=sys.stderr, flush=True)
 
     started = time.perf_counter()
-    res = asyncio.run(measure(n, opts.rounds))
+    res = asyncio.run(measure(n, opts.rounds, opts.group_commit))
     submits = [asyncio.run(submit_engine(queued)) for _ in range(opts.rounds)]
     elapsed = time.perf_counter() - started
 

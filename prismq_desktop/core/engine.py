@@ -56,6 +56,9 @@ MODE_CACHE_SIZE = 16
 # how long a finished run's snapshot is still retried before it is given up (logged, waiters released)
 FULL_PATIENCE = 10.0
 RESERVE_RECHECK = 5.0  # seconds between looks at a space reserve nobody gave back
+# group commit: while other runs are live, the batched starts/ends are committed at most once per
+# this many seconds, so a short run's start and end share one transaction (and one UPDATE)
+GROUP_COMMIT = 0.003
 
 def _change_kind(before: RunStatus, after: RunStatus) -> str:
     if after is RunStatus.DONE:
@@ -119,6 +122,9 @@ class RunHandle:
         # driven by a task on the loop (launch, reattach): its start and end are stored with the
         # loop turn's batch; a blocking run (run_blocking) stores them at once, before it returns
         self._batched = False
+        # called once its process has ended (before its end is stored): the orchestrator frees
+        # its slot then; None once called
+        self._ended_callbacks: list[Callable[[], None]] | None = []
 
     @property
     def run(self) -> Run:
@@ -157,6 +163,20 @@ class RunHandle:
         if self._future is None:
             return False
         self._future.add_done_callback(lambda _f: callback())
+        return True
+
+    def when_ended(self, callback: Callable[[], None]) -> bool:
+        """Call `callback()` on the loop once the run's process has ended in memory (its tree is
+        gone), which may be a group commit before its end is stored: a concurrency slot need
+        not wait for the registry. When the registry is refusing writes (locked, disk full) it
+        is called only once the end is stored, so no more runs start than can be recorded.
+        False when it was not started on a loop."""
+        if self._future is None:
+            return False
+        if self._ended_callbacks is None:
+            self._future.get_loop().call_soon(callback)
+        else:
+            self._ended_callbacks.append(callback)
         return True
 
     def cancel(self, graceful: bool = True) -> bool:
@@ -201,6 +221,9 @@ class RunEngine:
         self._unannounced: list[RunHandle] = []
         self._mode_cache: dict[tuple[int, object, str | None], RunMode] = {}
         self._launch_cache: dict[tuple[str, str], tuple[dict[str, str], Launch]] = {}
+        # id(resolved launch) -> (it, the environ it was compared with, argv shown, env shown, removed shown)
+        self._shown_cache: dict[int, tuple[Launch, dict[str, str], list[str], dict[str, str | None],
+                                           dict[str, str | None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.RLock()
         # snapshots the registry refused for a passing reason (locked past the busy timeout, a
@@ -210,8 +233,15 @@ class RunEngine:
         self._uninserted: set[int] = set()  # of those, runs whose row does not exist yet (never started before it does)
         self._retry_delay = RETRY_FIRST
         self._retry_handle: asyncio.TimerHandle | None = None
-        self._batch_pending = False  # a _flush_batch is scheduled for this loop turn
+        self._batch_pending = False  # a _flush_batch is scheduled
+        self._batch_timer: asyncio.TimerHandle | None = None  # ... later, by the group commit
         self._batched: list[int] = []  # runs whose start/end waits for it
+        self._in_batch: set[int] = set()  # runs in _unsaved only because the batch is not flushed yet
+        self.group_commit = GROUP_COMMIT  # seconds; see _schedule_flush
+        self._clock: Callable[[], float] = time.monotonic
+        self._last_commit = float("-inf")
+        self.batch_commits = 0  # batches flushed (counts, for tests and benchmarks)
+        self.delayed_commits = 0  # of those, held back by the group commit
         self.unsaved_errors: dict[int, str] = {}  # runs whose end could not be stored at all (disk full)
         # room on the data dir's disk(s) for a run's last words when the disk fills just then
         self.reserve = SpaceReserve([self.home, self.home / "logs"])
@@ -349,9 +379,9 @@ class RunEngine:
             # changes in one transaction; announced (and their waiters released) once stored
             self._add_unsaved(handle.id, event, False)
             self._batched.append(handle.id)
+            self._in_batch.add(handle.id)
             if not self._batch_pending:
-                self._batch_pending = True
-                loop.call_soon(self._flush_batch)
+                self._schedule_flush(loop)
             return False
         try:
             self._store(event.run)
@@ -385,17 +415,38 @@ class RunEngine:
         self.unsaved_errors[run_id] = str(exc)
         return True
 
+    def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Group commit with bounded latency: flush at the end of this loop turn, unless the last
+        commit was less than `group_commit` ago and another run is live (more changes are coming):
+        then when that much has passed. A lone run is never held back; under load a short run's
+        start and end land in one transaction and one UPDATE (only its newest snapshot is written).
+        Persisted before announced still holds: announcements follow the commit."""
+        self._batch_pending = True
+        wait = self._last_commit + self.group_commit - self._clock()
+        if wait > 0 and len(self._live) > 1:
+            self.delayed_commits += 1
+            self._batch_timer = loop.call_later(wait, self._flush_batch)
+        else:
+            loop.call_soon(self._flush_batch)
+
     def _flush_batch(self) -> None:
-        """End of a loop turn: store the batched start/end snapshots of this turn in one
-        transaction, then announce them (and release the waiters of runs that ended).
+        """Store the batched start/end snapshots in one transaction, then announce them (and
+        release the waiters of runs that ended).
 
         Refused for a passing reason (locked, disk full): they stay kept and go to the retry
         with backoff like any refused snapshot. A row that is gone: one by one, so the others
         are still stored."""
         self._batch_pending = False
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()  # when flushed early (shutdown)
+            self._batch_timer = None
         stored: list[tuple[int, list[RunChanged]]] = []
         with self._lock:
             ids, self._batched = self._batched, []
+            self._in_batch.difference_update(ids)  # stored now, or refused: retried with backoff
+            if not ids:
+                return
+            self.batch_commits += 1
             items = [(rid, self._unsaved[rid]) for rid in dict.fromkeys(ids)
                      if rid in self._unsaved and rid not in self._uninserted]
             runs = [evs[-1].run for _, evs in items]
@@ -415,6 +466,7 @@ class RunEngine:
                         log.error("run %s could not be recorded: %s", rid, exc)
                         self.unsaved_errors[rid] = str(exc)
                     stored.append((rid, evs))
+            self._last_commit = self._clock()
             for rid, _ in stored:
                 del self._unsaved[rid]
                 self._unsaved_since.pop(rid, None)
@@ -466,6 +518,7 @@ class RunEngine:
                 del self._unsaved[run_id]
                 self._unsaved_since.pop(run_id, None)
                 self._uninserted.discard(run_id)
+                self._in_batch.discard(run_id)
                 stored.append((run_id, events))
             if not self._unsaved:
                 self._retry_delay = RETRY_FIRST
@@ -781,6 +834,7 @@ class RunEngine:
 
     def _make_job(self, handle: RunHandle, launch: Launch, reattach: str | None = None) -> Job:
         run = handle.run
+        resolved = launch
         launch = mark_run(launch, run.id)  # how the run's re-parented descendants are found
         spec = run.spec
         remote = is_remote(run)
@@ -789,17 +843,8 @@ class RunEngine:
                 os.unlink(run.log_path)  # rewritten whole from the stream's start
         self._ensure_reserve()  # given back when an earlier run ended on a full disk: made again if there is room
         writer = LogWriter(run.log_path or "", lazy=True)  # made at the first output, or at the end if kept
-        current = environ_snapshot()[0]  # a plain dict: no decoding per variable per run
-        env_shown = {k: v for k, v in launch.env.items() if current.get(k) != v or remote}
-        removed = [k for k in spec.env if spec.env[k] is None]
-        writer.meta(
-            event="start",
-            run_id=run.id,
-            argv=masked_argv(launch.argv),
-            cwd=launch.cwd,
-            env=masked_env(dict(env_shown, **{k: None for k in removed})),
-            mode=run.mode,
-        )
+        argv_shown, env_shown = self._shown(resolved, launch, spec, remote)
+        writer.meta(event="start", run_id=run.id, argv=argv_shown, cwd=launch.cwd, env=env_shown, mode=run.mode)
         capture = OutputCapture(writer, launch.encoding, self.tail_lines, self.max_line_chars)
         handle.capture = capture
         handle._staged.update(argv=launch.argv, cwd=launch.cwd)  # saved with the next change
@@ -880,6 +925,25 @@ class RunEngine:
         handle.job = job
         return job
 
+    def _shown(self, resolved: Launch, launch: Launch, spec: RunSpec, remote: bool) -> tuple[list[str], dict[str, str | None]]:
+        """What the log's start record shows of a launch (`launch`: `resolved` with the run's
+        markers): its argv and the variables that differ from ours (every one for a remote run),
+        secret-looking values masked. The same resolved launch again (the per-spec cache) shows
+        the same, so it is worked out once, not over ~40 variables for every run."""
+        current = environ_snapshot()[0]  # a plain dict: no decoding per variable per run
+        key = id(resolved)
+        cached = self._shown_cache.get(key)
+        if cached is None or cached[0] is not resolved or cached[1] is not current or remote:
+            base = {k: v for k, v in resolved.env.items() if current.get(k) != v or remote}
+            removed = {k: None for k in spec.env if spec.env[k] is None}
+            cached = (resolved, current, masked_argv(launch.argv), masked_env(base), masked_env(removed))
+            if not remote:
+                if len(self._shown_cache) >= MODE_CACHE_SIZE * 16:
+                    self._shown_cache.clear()
+                self._shown_cache[key] = cached
+        markers = {k: v for k, v in launch.env.items() if k not in resolved.env and (current.get(k) != v or remote)}
+        return list(cached[2]), {**cached[3], **masked_env(markers), **cached[4]}
+
     def _ensure_reserve(self) -> None:
         """The space reserve made again when it was given back, or looked at every few seconds
         anyway (someone may remove it): not four stat() calls for every run."""
@@ -929,14 +993,30 @@ class RunEngine:
     def _finish(self, handle: RunHandle) -> None:
         self.monitor.unwatch(handle.id)
         with self._lock:
-            if handle.id in self._unsaved:  # released once its last snapshot is stored
+            pending = handle.id in self._unsaved
+            if pending:  # released once its last snapshot is stored
                 handle._finish_deferred = True
-                return
-            handle._finish_deferred = False
-            handle._done = True
+            else:
+                handle._finish_deferred = False
+                handle._done = True
+            # its process is over: its slot may be given back now unless the registry refused it
+            ended = not pending or handle.id in self._in_batch
+        if ended:
+            self._ended(handle)
+        if pending:
+            return
         if handle._future is not None and not handle._future.done():
             handle._future.set_result(handle.run)
         self._live.pop(handle.id, None)
+
+    @staticmethod
+    def _ended(handle: RunHandle) -> None:
+        callbacks, handle._ended_callbacks = handle._ended_callbacks, None
+        for callback in callbacks or ():
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - a caller's bookkeeping must not lose the run's end
+                log.exception("run %s: an ended callback failed", handle.id)
 
     async def start(self, spec: RunSpec, *, mode: RunMode | str | None = None, **fields: Any) -> RunHandle:
         """Record the run, start it in the background, and return its handle at once."""
@@ -1033,6 +1113,8 @@ class RunEngine:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=2)
         self.flush_created()
+        if self._batch_pending:
+            self._flush_batch()
         await self.wait_saved()
         self.monitor.stop()
         self.registry.close()
@@ -1046,7 +1128,13 @@ class RunEngine:
     def close(self) -> None:
         """Close without a loop (scripts, the CLI's blocking paths): store what is pending first."""
         self.flush_created()
+        if self._batch_timer is not None:  # a group commit still waiting: stored just below instead
+            self._batch_timer.cancel()
+            self._batch_timer = None
+        self._batch_pending = False
         self._retry_blocking()
+        self._batched.clear()
+        self._in_batch.clear()
         self.monitor.stop()
         self.registry.close()
 

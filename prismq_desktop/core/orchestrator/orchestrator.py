@@ -415,18 +415,60 @@ class TaskOrchestrator:
         if chain.current.done:
             self.queue.finished(run_id)
             return
-        self.engine.launch(chain.current)
-        # no task per run waiting for its end: a callback once it is stored and announced
-        if not chain.current.when_done(functools.partial(self._ran, chain)):
+        handle = chain.current
+        self.engine.launch(handle)
+        # no task per run waiting for its end: its slot is given back once its process has
+        # ended (the registry's group commit need not hold the next run back), and what
+        # follows it (retry, dead letter, follow-up, result, dependents) once its end is stored
+        if handle.when_ended(functools.partial(self._freed, handle.id)):
+            handle.when_done(functools.partial(self._ran, chain))
+        else:
             self._spawn(self._watch(chain))
 
+    def _freed(self, run_id: int) -> None:
+        """The run's process has ended: its slot is free (the next one starts)."""
+        self.queue.finished(run_id)
+        self._check_backlog()
+
     def _ran(self, chain: Chain) -> None:
-        """The run's end is stored: its slot is free (the next one starts), then what follows it."""
-        try:
-            self.queue.finished(chain.current.id)
-            self._check_backlog()
-        finally:
+        """The run's end is stored and announced: what follows it (here when nothing follows
+        that writes the registry or calls back: no task per run for the common end)."""
+        if not self._after_run_now(chain):
             self._spawn(self._after_run(chain))
+
+    def _after_run_now(self, chain: Chain) -> bool:
+        """`_after_run` for an end with nothing to retry, dead-letter, follow or call back; False
+        (nothing done) for any other end."""
+        if not chain.current.done:
+            return False
+        run = chain.current.run
+        if chain.future.done() and chain.first_id not in self._chains:
+            return True  # already ended and forgotten
+        outcome = run.outcome
+        if outcome is None or chain.callback is not None:
+            return False
+        if outcome.kind is not OutcomeKind.SUCCEEDED and chain.policy.max_retries > 0 and chain.policy.matches(outcome):
+            return False
+        follow = chain.on_success if outcome.kind is OutcomeKind.SUCCEEDED else chain.on_failure
+        if follow is not None and outcome.kind is not OutcomeKind.CANCELLED:
+            return False
+        try:
+            self._settle(chain)
+        finally:
+            self._forget(chain)
+        return True
+
+    def _settle(self, chain: Chain) -> TaskResult:
+        """The chain's result is final: set it, and release or fail the runs that waited for it."""
+        result = self._result(chain)
+        if chain.idempotency_key and chain.idempotency_key in self._held:
+            self._release_key(chain.idempotency_key, self._held[chain.idempotency_key])
+        if not chain.future.done():
+            chain.future.set_result(result)
+        for waiting in self._dependents.pop(chain.first_id, []):
+            if self.queue.remove(waiting.current.id) is not None and not waiting.current.done:
+                self._enqueue(waiting)
+        return result
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -474,16 +516,8 @@ class TaskOrchestrator:
                                    pattern=TaskPattern.FIRE_AND_FORGET, follow_up_of=chain.first_id),
                 f"the follow-up of run #{run.id}")
             chain.follow_ups.append(follow_id)
-        result = self._result(chain)
-        if chain.idempotency_key and chain.idempotency_key in self._held:
-            self._release_key(chain.idempotency_key, self._held[chain.idempotency_key])
-        if not chain.future.done():
-            chain.future.set_result(result)
         try:
-            # release or fail the runs that waited for this chain
-            for waiting in self._dependents.pop(chain.first_id, []):
-                if self.queue.remove(waiting.current.id) is not None and not waiting.current.done:
-                    self._enqueue(waiting)
+            result = self._settle(chain)
             if chain.callback is not None:
                 await self._call_back(chain.callback, result)
         finally:

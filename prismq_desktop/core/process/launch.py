@@ -12,11 +12,13 @@ import base64
 import codecs
 import dataclasses
 import functools
+import itertools
 import math
 import os
+import secrets
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,11 +222,21 @@ def child_environment(overrides: Mapping[str, str | None], base: Mapping[str, st
     return env
 
 
-def mark_run(launch: Launch, run_id: int) -> Launch:
-    """`launch` with the run's marker variables (`RUN_ID_VAR`, `RUN_TAG_VAR`) in its environment."""
-    import uuid  # on the first run, not on every start-up of the window
+_tag_source: tuple[int, str, Iterator[int]] | None = None  # (pid, random token, counter) of this process
 
-    tag = f"{os.getpid()}-{run_id}-{uuid.uuid4().hex[:16]}"
+
+def mark_run(launch: Launch, run_id: int) -> Launch:
+    """`launch` with the run's marker variables (`RUN_ID_VAR`, `RUN_TAG_VAR`) in its environment.
+
+    The tag is unique among every run of every process (pid, a random token drawn once per
+    process, a counter: two engines of one process may share run ids), without drawing
+    random bytes for each run."""
+    global _tag_source
+    pid = os.getpid()
+    source = _tag_source
+    if source is None or source[0] != pid:  # first run, or a forked child
+        source = _tag_source = (pid, secrets.token_hex(6), itertools.count())
+    tag = f"{pid}-{run_id}-{source[1]}{next(source[2]):x}"
     return dataclasses.replace(launch, env={**launch.env, RUN_ID_VAR: str(run_id), RUN_TAG_VAR: tag})
 
 

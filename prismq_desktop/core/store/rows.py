@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prismq_desktop.core.models import Outcome, OutcomeKind, Run, RunMode, RunSpec, RunStatus
@@ -129,3 +131,77 @@ def run_values(run: Run, spec_json: str | None = None) -> dict[str, Any]:
         "remote_id": run.remote_id,
         "run_key": run.key,
     }
+
+
+# -- a live run's next snapshot: only what changed is encoded (save_many's hot path)
+def _outcome_part(i: int) -> Callable[[Run], Any]:
+    def get(run: Run) -> Any:
+        out = run.outcome
+        if out is None:
+            return None
+        return (out.kind.value, out.exit_code, storable(out.message))[i]
+    return get
+
+
+#: column -> its value from a Run (every column but id, spec and updated_at, which the caller
+#: gives: the spec as stored and the time of the write); run_values is the whole-row form
+COLUMN_OF: dict[str, Callable[[Run], Any]] = {
+    "name": lambda r: storable(r.name),
+    "status": lambda r: r.status.value,
+    "outcome": _outcome_part(0),
+    "exit_code": _outcome_part(1),
+    "error": _outcome_part(2),
+    "mode": lambda r: r.mode.value,
+    "dry_run": lambda r: int(r.dry_run),
+    "created_at": lambda r: r.created_at,
+    "started_at": lambda r: r.started_at,
+    "ended_at": lambda r: r.ended_at,
+    "pid": lambda r: r.pid,
+    "pid_create_time": lambda r: r.pid_create_time,
+    "argv": lambda r: json.dumps(list(r.argv)) if r.argv else None,
+    "cwd": lambda r: path_to_db(r.cwd),
+    "log_path": lambda r: storable(r.log_path),
+    "owner_pid": lambda r: r.owner_pid,
+    "owner_create_time": lambda r: r.owner_create_time,
+    "priority": lambda r: int(r.priority),
+    "pattern": lambda r: r.pattern.value,
+    "attempt": lambda r: r.attempt,
+    "parent_id": lambda r: r.parent_id,
+    "idempotency_key": lambda r: r.idempotency_key,
+    "not_before": lambda r: r.not_before,
+    "depends_on": lambda r: json.dumps(list(r.depends_on)) if r.depends_on else None,
+    "progress": lambda r: r.progress,
+    "progress_message": lambda r: storable(r.progress_message),
+    "options": lambda r: json.dumps(dict(r.options)) if r.options else None,
+    "schedule_id": lambda r: r.schedule_id,
+    "trigger": lambda r: storable(r.trigger),
+    "peak_cpu": lambda r: r.peak_cpu,
+    "mean_cpu": lambda r: r.mean_cpu,
+    "peak_rss": lambda r: r.peak_rss,
+    "mean_rss": lambda r: r.mean_rss,
+    "result": lambda r: r.result,
+    "worker_host": lambda r: storable(r.worker_host),
+    "remote_id": lambda r: r.remote_id,
+    "run_key": lambda r: r.key,
+}
+
+#: Run field -> the columns it is stored in
+_FIELD_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
+    (f.name, {"spec": ("name", "spec"), "outcome": ("outcome", "exit_code", "error"), "key": ("run_key",)}.get(
+        f.name, (f.name,)))
+    for f in dataclasses.fields(Run)
+    if f.name != "id"
+)
+
+
+def changed_columns(old: Run, new: Run) -> list[str]:
+    """The columns whose stored value differs between two snapshots of one run, found by
+    comparing fields (a new snapshot shares every unchanged field's object with the old one):
+    no whole-row encode to find the two or three columns a start or an end changes."""
+    changed: list[str] = []
+    for name, columns in _FIELD_COLUMNS:
+        a = getattr(old, name)
+        b = getattr(new, name)
+        if a is not b and a != b:
+            changed.extend(columns)
+    return changed

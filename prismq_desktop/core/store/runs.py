@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from prismq_desktop.core.models import InvalidRunKey, Run, RunMode, RunSpec, check_run_key
+from prismq_desktop.core.models import InvalidRunKey, Run, RunMode, RunSpec, RunStatus, check_run_key
 from prismq_desktop.core.store.database import Database
 from prismq_desktop.core.store.query import FTS_MATCH, PENDING_LIKE, RunQuery, fts_phrase, like_pattern
-from prismq_desktop.core.store.rows import COLUMN_NAMES, run_from_row, run_values
+from prismq_desktop.core.store.rows import COLUMN_NAMES, COLUMN_OF, changed_columns, run_from_row, run_values
 from prismq_desktop.core.store.schema import (
     COLUMNS,
     RegistryError,
@@ -28,16 +28,13 @@ RunRef = int | str
 
 _INSERT_SQL = f"INSERT INTO runs ({', '.join(COLUMN_NAMES)}) VALUES ({', '.join('?' * len(COLUMN_NAMES))})"
 _UPDATE_SQL = f"UPDATE runs SET {', '.join(f'{k}=?' for k in COLUMN_NAMES if k != 'id')} WHERE id=?"
-_STATUS = COLUMN_NAMES.index("status")
-_UPDATED = COLUMN_NAMES.index("updated_at")
-_DATA = tuple(i for i, k in enumerate(COLUMN_NAMES) if k != "id")
-_ALL = _DATA
+_ALL = tuple(k for k in COLUMN_NAMES if k != "id")
 
 
 @functools.lru_cache(maxsize=64)
-def _update_sql(cols: tuple[int, ...]) -> str:
-    """UPDATE of these columns (indexes into COLUMN_NAMES) of one row by id."""
-    return f"UPDATE runs SET {', '.join(f'{COLUMN_NAMES[i]}=?' for i in cols)} WHERE id=?"
+def _update_sql(cols: tuple[str, ...]) -> str:
+    """UPDATE of these columns of one row by id."""
+    return f"UPDATE runs SET {', '.join(f'{c}=?' for c in cols)} WHERE id=?"
 
 
 class RunTable(Database):
@@ -50,10 +47,11 @@ class RunTable(Database):
         self._next_id = self._block_end = 0
         self._block = 4
         self._logs_dir = str(self.path.parent / "logs")
-        # the row as this connection last wrote it, for live runs (dropped once written done):
-        # save_many then writes only the columns that changed, so an index is touched only
-        # when its column changes (a run's start or end rewrote all ~40 columns and 9 indexes)
-        self._written: dict[int, tuple[Any, ...]] = {}
+        # the snapshot this connection last wrote, for live runs (dropped once written done):
+        # save_many then encodes and writes only the columns that changed, so an index is
+        # touched only when its column changes (a run's start or end rewrote all ~40 columns
+        # and 9 indexes)
+        self._written: dict[int, Run] = {}
         self._fts = has_trigram_index(self._db)
 
     @property
@@ -148,7 +146,7 @@ class RunTable(Database):
                     self._db.executemany("INSERT OR IGNORE INTO runs_fts_pending (id) VALUES (?)", [(r[0],) for r in rows])
                     self._db.execute("UPDATE runs_total SET n = n + ?", (len(rows),))
                 self._db.execute("COMMIT")
-                self._remember(rows)
+                self._remember(runs)
             except sqlite3.IntegrityError as exc:
                 self._db.execute("ROLLBACK")
                 keys = [run.key for run in runs if run.key]
@@ -214,14 +212,14 @@ class RunTable(Database):
         run_id = values.pop("id")
         return (*values.values(), run_id)
 
-    def _remember(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Rows (in COLUMN_NAMES order, id first) just committed: kept while their run is live."""
+    def _remember(self, runs: Sequence[Run]) -> None:
+        """Snapshots just committed: kept while their run is live."""
         written = self._written
-        for row in rows:
-            if row[_STATUS] == "done":
-                written.pop(row[0], None)
+        for run in runs:
+            if run.status is RunStatus.DONE:
+                written.pop(run.id, None)
             else:
-                written[row[0]] = row
+                written[run.id] = run
 
     def save_many(self, runs: Sequence[Run], check: bool = False) -> None:
         """Save several runs in one transaction (cancel-all on a long queue, the engine's
@@ -231,25 +229,33 @@ class RunTable(Database):
         if not runs:
             return
         with self._lock:
-            full = [tuple(run_values(run, self.stored_spec(run.spec, refresh=False)).values()) for run in runs]
-            groups: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
-            for row in full:
-                old = self._written.get(row[0])
-                cols = _ALL if old is None else tuple(
-                    i for i in _DATA if row[i] != old[i] or i == _UPDATED)
-                groups.setdefault(cols, []).append((*(row[i] for i in cols), row[0]))
+            now = time.time()
+            groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+            for run in runs:
+                old = self._written.get(run.id)
+                if old is None:
+                    values = run_values(run, self.stored_spec(run.spec, refresh=False))
+                    values["updated_at"] = now
+                    del values["id"]
+                    groups.setdefault(_ALL, []).append((*values.values(), run.id))
+                    continue
+                cols = (*changed_columns(old, run), "updated_at")
+                row = [now if c == "updated_at" else self.stored_spec(run.spec, refresh=False) if c == "spec"
+                       else COLUMN_OF[c](run) for c in cols]
+                row.append(run.id)
+                groups.setdefault(cols, []).append(tuple(row))
             self._db.execute("BEGIN")
             try:
                 count = 0
                 for cols, rows in groups.items():
                     count += self._db.executemany(_update_sql(cols), rows).rowcount
-                if check and count != len(full):
-                    raise RegistryError(f"{len(full) - count} of runs {[r.id for r in runs]} are not in the registry")
+                if check and count != len(runs):
+                    raise RegistryError(f"{len(runs) - count} of runs {[r.id for r in runs]} are not in the registry")
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._remember(full)
+            self._remember(runs)
 
     def save(self, run: Run) -> None:
         with self._lock:
@@ -259,7 +265,7 @@ class RunTable(Database):
                 self._written.pop(run.id, None)
                 raise RegistryError(f"run {run.id} is not in the registry")
             if not self._db.in_transaction:  # autocommitted: the row is what we wrote
-                self._remember([(row[-1], *row[:-1])])
+                self._remember([run])
             else:
                 self._written.pop(run.id, None)
 

@@ -234,3 +234,46 @@ def test_a_blocking_run_inside_a_running_loop_is_stored_and_released_before_it_r
             assert engine.registry.get(h.id).status is RunStatus.DONE  # type: ignore[union-attr]
 
     asyncio.run(main())
+
+
+def test_the_start_record_shows_each_runs_own_environment_worked_out_once_per_launch(home, monkeypatch) -> None:
+    """The shown (masked) argv/env of a cached launch is reused, but follows os.environ, keeps
+    each run's own markers, masks secrets and shows removed variables as removed."""
+    import json
+
+    monkeypatch.setenv("PRISMQ_T_GONE", "here")
+    spec = RunSpec("sh", ("-c", "echo out", "--password=hunter2"), kind="executable",
+                   env={"PRISMQ_T_API_TOKEN": "s3cr3t-value", "PRISMQ_T_PLAIN": "p", "PRISMQ_T_GONE": None})
+
+    def start_record(path: str) -> dict:
+        for rec, _ in read_log(path):
+            if rec.stream is Stream.META:
+                data = json.loads(rec.data)
+                if data.get("event") == "start":
+                    return data
+        raise AssertionError("no start record")
+
+    async def main() -> list[dict]:
+        records = []
+        async with RunEngine(home) as engine:
+            for same in (False, False, True):  # the third: our environment now has the spec's value
+                if same:
+                    monkeypatch.setenv("PRISMQ_T_PLAIN", "p")
+                else:
+                    monkeypatch.delenv("PRISMQ_T_PLAIN", raising=False)
+                h = await engine.run(spec, mode=RunMode.ASYNC)
+                assert h.stdout().strip() == "out"
+                records.append(start_record(h.run.log_path))
+        return records
+
+    records = asyncio.run(main())
+    tags = [r["env"].pop("PRISMQ_RUN_TAG") for r in records]
+    ids = [r["env"].pop("PRISMQ_RUN_ID") for r in records]
+    assert len(set(tags)) == 3 and len(set(ids)) == 3 and all(tag.split("-")[1] == i for tag, i in zip(tags, ids, strict=True))
+    shown = [{k: v for k, v in r["env"].items() if k.startswith("PRISMQ_T_")} for r in records]
+    assert shown[0] == shown[1] == {"PRISMQ_T_API_TOKEN": "••••••", "PRISMQ_T_PLAIN": "p", "PRISMQ_T_GONE": None}
+    assert shown[2] == {"PRISMQ_T_API_TOKEN": "••••••", "PRISMQ_T_GONE": None}  # no longer differs from ours
+    for r in records:
+        assert "hunter2" not in json.dumps(r) and r["argv"][-1] == "--password=••••••"
+    text = " ".join(json.dumps(r) for r in records)
+    assert "s3cr3t-value" not in text

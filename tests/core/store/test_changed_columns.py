@@ -96,3 +96,47 @@ def test_a_refused_batch_writes_nothing_and_the_next_one_writes_every_change(tmp
         for run in ended:
             assert _row(reg, run.id) == _expected(reg, run)
         assert not reg._written  # nothing kept for finished runs
+
+
+def _field_values(rng: random.Random, run_id: int) -> dict:
+    """A new value for any field a snapshot can change (odd ones too: a non-UTF-8 path)."""
+    return {
+        "spec": rng.choice([RunSpec("/bin/true", kind="executable"), RunSpec("/bin/echo", ("x",), kind="executable",
+                                                                            name="echo job")]),
+        "status": rng.choice(list(RunStatus)),
+        "outcome": rng.choice([None, Outcome(OutcomeKind.SUCCEEDED, 0, None), Outcome(OutcomeKind.FAILED, 3, "bad\udcff")]),
+        "started_at": rng.choice([None, 1.5, 2.5]), "ended_at": rng.choice([None, 3.5]),
+        "pid": rng.choice([None, 7, 8]), "pid_create_time": rng.choice([None, 0.25]),
+        "argv": rng.choice([(), ("/bin/true",), ("a", "b\udcfe")]),
+        "cwd": rng.choice([None, "/tmp", "/tmp/\udcff"]), "log_path": rng.choice([None, f"/logs/run-{run_id}.log"]),
+        "dry_run": rng.choice([False, True]), "owner_pid": rng.choice([None, 1, 2]),
+        "not_before": rng.choice([None, 9.0]), "depends_on": rng.choice([(), (1,), (1, 2)]),
+        "progress": rng.choice([None, 0.5]), "progress_message": rng.choice([None, "m"]),
+        "options": rng.choice([{}, {"a": 1}, {"a": 2, "b": [1]}]), "schedule_id": rng.choice([None, 4]),
+        "trigger": rng.choice([None, "schedule", "run now"]), "peak_cpu": rng.choice([None, 12.5]),
+        "mean_rss": rng.choice([None, 1024]), "result": rng.choice([None, '{"value": 1}']),
+        "worker_host": rng.choice([None, "w1"]), "remote_id": rng.choice([None, "r-1"]),
+        "attempt": rng.choice([1, 2]), "parent_id": rng.choice([None, 1]), "idempotency_key": rng.choice([None, "k"]),
+    }
+
+
+def test_every_field_a_snapshot_changes_is_written_and_nothing_else_is_encoded_twice(tmp_path) -> None:
+    """Any field, alone or with others, back and forth: the stored row is the last snapshot
+    (the changed-columns path compares fields, it must map each one to all of its columns)."""
+    rng = random.Random(1717)
+    with RunRegistry(tmp_path / "registry.sqlite3") as reg:
+        runs = [reg.new_run(RunSpec("/bin/true", kind="executable")) for _ in range(12)]
+        reg.insert(runs)
+        current = {r.id: r for r in runs}
+        for _step in range(300):
+            batch = []
+            for rid in rng.sample(sorted(current), rng.randint(1, 4)):
+                values = _field_values(rng, rid)
+                picked = dict(rng.sample(sorted(values.items()), rng.randint(1, 4)))
+                if picked.get("status", current[rid].status) is RunStatus.DONE:
+                    picked["status"] = RunStatus.RUNNING  # a done row is forgotten: tested above
+                current[rid] = replace(current[rid], **picked)
+                batch.append(current[rid])
+            reg.save_many(batch, check=True)
+            for run in batch:
+                assert _row(reg, run.id) == _expected(reg, run), sorted(picked)
