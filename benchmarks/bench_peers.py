@@ -11,6 +11,11 @@ the median of the rounds (default 3 rounds of 500 runs):
           its own server on a TS_SOCKET in a temp dir, `tsp -S 2`, N `tsp /bin/true` from one
           shell loop, then `tsp -w` on the last jobs. Missing `tsp`: the row says so loudly.
 
+- cli:    `prismq-desktop submit /bin/true` from a shell loop into a running headless app
+          (`prismq-desktop scheduler --http`), one Python client per job like tsp's C client,
+          paired with tsp on the same count (`--cli N`, default 100; info: the client's start is
+          what it costs).
+
 Parent CPU per run: user+sys of THIS process (psutil `cpu_times`, children excluded) during the
 prismq and the bare batches. Also: 10,000 queued runs (queue paused): the `delay()` calls and
 the commit (bench_queue's `submit_engine`).
@@ -39,6 +44,7 @@ import psutil
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _cli_peer import cli_run  # noqa: E402
 from _common import figure, median, print_table, write_result  # noqa: E402
 from bench_queue import submit_engine  # noqa: E402
 
@@ -234,6 +240,9 @@ def main() -> int:
     parser.add_argument("--pre", type=int, default=0, help="with --profile: runs done before the profiled ones")
     parser.add_argument("--group-commit", type=float, default=None, metavar="S",
                         help="the engine's group-commit window in seconds (default: the engine's)")
+    parser.add_argument("--cli", type=int, default=None, metavar="N",
+                        help="CLI submits into a running headless app (`prismq-desktop submit`, one process per job; "
+                             "default 100, 0 to leave the row out), paired with tsp on the same N")
     parser.add_argument("--tsp-helper", type=int, default=None, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.tsp_helper:
@@ -251,6 +260,16 @@ def main() -> int:
     started = time.perf_counter()
     res = asyncio.run(measure(n, opts.rounds, opts.group_commit))
     submits = [asyncio.run(submit_engine(queued)) for _ in range(opts.rounds)]
+    cli_n = opts.cli if opts.cli is not None else (20 if opts.quick else 100)
+    cli = None
+    if cli_n:
+        tsp_before = tsp_batch(cli_n)
+        cli = cli_run(cli_n)
+        tsp_after = tsp_batch(cli_n)
+        cli["tsp_s"] = [t for t in (tsp_before, tsp_after) if t]
+        print(f"  CLI: {cli_n} submits in {cli['clients_s']:.2f} s, all ended at {cli['wall_s']:.2f} s "
+              f"({cli_n / cli['wall_s']:.1f}/s); tsp around it "
+              + ", ".join(f"{cli_n / t:.0f}/s" for t in cli["tsp_s"]), flush=True)
     elapsed = time.perf_counter() - started
 
     slots = res["slots"]
@@ -276,11 +295,20 @@ def main() -> int:
         figure(f"{queued:,} queued: µs per delay(), last block of 1,000 vs first", blocks[-1], blocks[0],
                unit="µs", goal=1.5),
     ]
+    if cli is not None:
+        tsp_cli = sum(cli["tsp_s"]) / len(cli["tsp_s"]) if cli["tsp_s"] else None
+        figures.append(figure(
+            f"CLI: {cli_n} `prismq-desktop submit` into a running app vs {cli_n} `tsp` clients (info)",
+            cli_n / cli["wall_s"], cli_n / tsp_cli if tsp_cli else None, unit="runs/s", goal_kind="info",
+            note=f"a Python client process per job: {cli['clients_s'] / cli_n * 1e3:.0f} ms each"))
     notes = [
         f"{opts.rounds} rounds of {n} `{TRUE}` runs per side, order rotating each round; medians of the rounds; "
         f"{elapsed:.0f} s in all. PrismQ mode {res['mode']}; {res['recorded']} runs recorded in its registry.",
         "bare = create_subprocess_exec + communicate() under Semaphore(2); tsp = task-spooler with its own server "
         "(`tsp -S 2`, one client process per job from a shell loop); prismq = TaskOrchestrator.delay + wait.",
+        "CLI row: `prismq-desktop scheduler --http` (the window's headless twin) on a temp data dir, a shell loop of "
+        "`prismq-desktop submit /bin/true` (one Python process per job, as tsp has one C client per job), until every "
+        "run is recorded as ended; tsp on the same count just before and after (their mean).",
         "runs/s ratio is prismq/bare (higher is better; goal ≥ 0.8); parent CPU = user+sys of this process.",
         f"submit: {opts.rounds} rounds of {queued:,} `delay()` with the queue paused; the middle round by total.",
         "rounds: " + "; ".join(
