@@ -284,6 +284,9 @@ def floor_worker(writer: Writer, nbytes: int, control: Control) -> dict[str, Any
 
         async def go() -> tuple[float, int | None]:
             nonlocal got, reads
+            # warm-up, as the engine worker's: asyncio's first child (its child watcher, imports) is not the drain
+            warm = await asyncio.create_subprocess_exec(*writer.argv(LINE_LEN), stdout=subprocess.DEVNULL, env=writer.env())
+            await warm.wait()
             with open(os.path.join(home, "floor.log"), "ab", buffering=0) as fh:
                 control.step("READY")
                 r0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -678,8 +681,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, one round, for a smoke run")
     parser.add_argument("--mb", type=int, default=None, help="big size in MB (default 200, quick 40)")
     parser.add_argument("--small-mb", type=int, default=None, help="small size for the RSS check (default 50)")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds of the LINE section (default 5, quick 1)")
-    parser.add_argument("--stress-rounds", type=int, default=None, help="rounds of the STRESS section (default 2, quick 1)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of the LINE section (default 7, quick 1)")
+    parser.add_argument("--stress-rounds", type=int, default=None, help="rounds of the STRESS section (default 5, quick 1)")
     parser.add_argument("--sections", default="line,stress", help="which sections to run (line, stress)")
     parser.add_argument("--modes", default="async,threaded")
     parser.add_argument("--profile", action="store_true", help="(with --worker) cProfile the engine run (loop thread only)")
@@ -703,8 +706,8 @@ def main() -> int:
 
     big_mb = opts.mb or (40 if opts.quick else 200)
     small_mb = opts.small_mb or (10 if opts.quick else 50)
-    line_rounds = opts.rounds or (1 if opts.quick else 5)
-    stress_rounds = opts.stress_rounds or (1 if opts.quick else 2)
+    line_rounds = opts.rounds or (1 if opts.quick else 7)
+    stress_rounds = opts.stress_rounds or (1 if opts.quick else 5)
     modes = [m.strip() for m in opts.modes.split(",") if m.strip()]
     wanted = {s.strip() for s in opts.sections.split(",") if s.strip()}
     big = big_mb * MB // LINE_LEN * LINE_LEN
