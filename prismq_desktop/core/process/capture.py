@@ -1,6 +1,6 @@
 """Output capture: line assembly, the bounded in-memory tail and the pending batch.
 
-Pipes are read in 64 KiB chunks by the executors (never line by line: readline is about
+Pipes are read in pieces of up to 1 MiB by the executors (never line by line: readline is about
 10x slower and breaks on long lines). Each chunk goes, in order, to:
 
 1. the run's log file, byte for byte, framed by stream and time (logfile.py);
@@ -26,7 +26,7 @@ from typing import Any
 
 from prismq_desktop.core.process.logfile import LogWriter, Stream
 
-CHUNK_SIZE = 64 * 1024
+CHUNK_SIZE = 64 * 1024  # the pool's pieces (pipes.feed_chunks); local runs read up to pipes.READ_SIZE
 URGENT_BATCH_BYTES = 1 << 20  # a pending batch this big is flushed without waiting for the timer
 EAGER_COUNT_CHARS = 4096  # spans up to this long are counted when added (cheap), longer ones when trimmed
 TRIM_CHARS = 2 << 20  # uncounted text kept before the tail is trimmed back to its last lines
