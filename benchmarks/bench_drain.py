@@ -19,13 +19,16 @@ For each:
   the bytes it is given. Each engine run happens in a fresh worker process (this file with
   `--worker`) so that worker's `ru_maxrss` is the peak RSS of one engine run at one size.
 
-Baseline runs and engine workers alternate. After each engine run the worker checks that the
-run's log file holds exactly N bytes of stdout payload with the right content (sha256), and
-that the subscriber saw all N bytes.
+Baseline runs and engine workers alternate, paired: each worker is started, opens its engine and
+makes a 1-line warm-up run before its slot, then waits, so its timed run follows the first
+`| cat` baseline at once and the second baseline follows the run at once. After the second
+baseline the worker checks that the run's log file holds exactly N bytes of stdout payload with
+the right content (sha256), and that the subscriber saw all N bytes.
 
-Information rows put the goal in context: `writer | tee LOG > /dev/null` (what keeping every
-byte in a file costs at the OS level) and a "floor" worker (a bare asyncio reader appending each
-64 KiB read to a file: what the engine's design costs before any processing of its own).
+Information rows put the goal in context: `writer | cat > FILE` and `writer | tee LOG > /dev/null`
+on the log's filesystem (what keeping every byte in a file costs at the OS level, with cat's
+own loop and with tee's), and a "floor" worker (a bare asyncio reader appending each 64 KiB read
+to a file: what the engine's design costs before any processing of its own).
 
 Diagnosis: `python benchmarks/bench_drain.py --worker async --writer line --bytes 200000000 --profile`
 prints a cProfile of one engine run (loop thread) to stderr.
@@ -142,15 +145,39 @@ def cpu_seconds() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def worker(mode_name: str, writer: Writer, nbytes: int, profile: bool) -> dict[str, Any]:
+def _rusage_delta(r0: resource.struct_rusage, r1: resource.struct_rusage) -> dict[str, float]:
+    return {
+        "run_cpu_s": (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime),
+        "run_sys_s": r1.ru_stime - r0.ru_stime,
+        "minflt": r1.ru_minflt - r0.ru_minflt,
+        "wakeups": r1.ru_nvcsw - r0.ru_nvcsw,  # voluntary switches: the reader slept waiting for output
+        "preempted": r1.ru_nivcsw - r0.ru_nivcsw,
+    }
+
+
+class Control:
+    """The worker's side of the ready/go/check protocol (see `Worker`): without a controller
+    (stdin not a pipe from `Worker`) every step goes on at once."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def step(self, tell: str) -> None:
+        if self.enabled:
+            print(tell, flush=True)
+            sys.stdin.readline()
+
+
+def worker(mode_name: str, writer: Writer, nbytes: int, profile: bool, control: Control) -> dict[str, Any]:
     from prismq_desktop.core import OutputBatch, RunEngine, RunMode, RunSpec, read_log
 
     mode = RunMode(mode_name)
     rss_before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     counts = {"bytes": 0, "stderr_bytes": 0, "batches": 0, "max_batch": 0, "dropped": 0, "chunks": 0}
+    counting = [False]
 
     def on_event(event: object) -> None:
-        if isinstance(event, OutputBatch):
+        if isinstance(event, OutputBatch) and counting[0]:
             size = 0
             for chunk in event.chunks:
                 if chunk.stream.value == "o":
@@ -164,25 +191,39 @@ def worker(mode_name: str, writer: Writer, nbytes: int, profile: bool) -> dict[s
             counts["dropped"] += event.dropped_bytes
 
     home = tempfile.mkdtemp(prefix="prismq-bench-drain-")
+    profiler = cProfile.Profile() if profile else None
+    usage: dict[str, float] = {}
     try:
 
         async def go() -> tuple[float, Any]:
             async with RunEngine(home) as engine:
                 engine.bus.subscribe_sync(on_event)
-                spec = RunSpec(
-                    target=sys.executable, args=("-c", writer.code, str(nbytes)), kind="executable", env=writer.engine_env
-                )
+
+                def spec(n: int) -> RunSpec:
+                    return RunSpec(target=sys.executable, args=("-c", writer.code, str(n)), kind="executable",
+                                   env=writer.engine_env)
+
+                # warm-up: one 1-line run, as any run after an app's first finds the engine (imports,
+                # prepared statements, the logs dir): the timed run is the drain, not a first start
+                await engine.run(spec(LINE_LEN), mode=mode)
+                control.step("READY")
+                counting[0] = True
+                if profiler is not None:
+                    profiler.enable()
+                r0 = resource.getrusage(resource.RUSAGE_SELF)
                 t0 = time.perf_counter()
-                handle = await engine.run(spec, mode=mode)
-                return time.perf_counter() - t0, handle.run
+                handle = await engine.run(spec(nbytes), mode=mode)
+                wall = time.perf_counter() - t0
+                r1 = resource.getrusage(resource.RUSAGE_SELF)
+                if profiler is not None:
+                    profiler.disable()
+                counting[0] = False
+                usage.update(_rusage_delta(r0, r1))
+                control.step(f"WALL {wall}")
+                return wall, handle.run
 
         cpu0 = cpu_seconds()
-        profiler = cProfile.Profile() if profile else None
-        if profiler is not None:
-            profiler.enable()
         wall, run = asyncio.run(go())
-        if profiler is not None:
-            profiler.disable()
         cpu1 = cpu_seconds()
         rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
@@ -207,6 +248,7 @@ def worker(mode_name: str, writer: Writer, nbytes: int, profile: bool) -> dict[s
         "bytes": nbytes,
         "wall_s": wall,
         "cpu_s": cpu1 - cpu0,
+        **usage,
         "outcome": run.outcome.kind.value if run.outcome else None,
         "exit_code": run.exit_code,
         "rss_before_kb": rss_before_kb,
@@ -231,17 +273,23 @@ def worker(mode_name: str, writer: Writer, nbytes: int, profile: bool) -> dict[s
     return result
 
 
-def floor_worker(writer: Writer, nbytes: int) -> dict[str, Any]:
+def floor_worker(writer: Writer, nbytes: int, control: Control) -> dict[str, Any]:
     """What asyncio alone costs: read(64 KiB) from both pipes and append each chunk to a file, nothing else."""
     rss_before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     home = tempfile.mkdtemp(prefix="prismq-bench-floor-")
     got = 0
     reads = 0
+    usage: dict[str, float] = {}
     try:
 
         async def go() -> tuple[float, int | None]:
             nonlocal got, reads
+            # warm-up, as the engine worker's: asyncio's first child (its child watcher, imports) is not the drain
+            warm = await asyncio.create_subprocess_exec(*writer.argv(LINE_LEN), stdout=subprocess.DEVNULL, env=writer.env())
+            await warm.wait()
             with open(os.path.join(home, "floor.log"), "ab", buffering=0) as fh:
+                control.step("READY")
+                r0 = resource.getrusage(resource.RUSAGE_SELF)
                 t0 = time.perf_counter()
                 proc = await asyncio.create_subprocess_exec(
                     *writer.argv(nbytes),
@@ -262,7 +310,10 @@ def floor_worker(writer: Writer, nbytes: int) -> dict[str, Any]:
 
                 await asyncio.gather(pump(proc.stdout), pump(proc.stderr))
                 rc = await proc.wait()
-                return time.perf_counter() - t0, rc
+                wall = time.perf_counter() - t0
+                usage.update(_rusage_delta(r0, resource.getrusage(resource.RUSAGE_SELF)))
+                control.step(f"WALL {wall}")
+                return wall, rc
 
         cpu0 = cpu_seconds()
         wall, rc = asyncio.run(go())
@@ -275,6 +326,7 @@ def floor_worker(writer: Writer, nbytes: int) -> dict[str, Any]:
         "bytes": nbytes,
         "wall_s": wall,
         "cpu_s": cpu1 - cpu0,
+        **usage,
         "reads": reads,
         "outcome": "succeeded" if rc == 0 and got == nbytes else f"rc={rc} got={got}",
         "exit_code": rc,
@@ -283,17 +335,58 @@ def floor_worker(writer: Writer, nbytes: int) -> dict[str, Any]:
     }
 
 
+class Worker:
+    """A worker process (this file with `--worker`) driven step by step, so the engine run sits
+    right between its two `| cat` baselines: the worker starts, imports, opens its engine and
+    makes a warm-up run, then says READY and waits; `go()` lets the timed run start and returns
+    its wall time once it ended (the worker then waits again: its log check and exit come after
+    the second baseline, in `result()`)."""
+
+    def __init__(self, mode: str, writer: Writer, nbytes: int, profile: bool = False) -> None:
+        self.label = f"worker {mode} {writer.key} {nbytes}"
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", mode, "--writer", writer.key, "--bytes", str(nbytes),
+               "--controlled"]
+        if profile:
+            cmd.append("--profile")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._expect("READY")
+
+    def _expect(self, word: str) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith(word):
+            self.proc.kill()
+            _out, err = self.proc.communicate(timeout=60)
+            raise RuntimeError(f"{self.label} failed ({self.proc.returncode}), expected {word}, got {line!r}:\n{err}")
+        return line[len(word) :].strip()
+
+    def _send(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+
+    def go(self) -> float:
+        self._send()
+        return float(self._expect("WALL"))
+
+    def result(self) -> dict[str, Any]:
+        self._send()
+        out, err = self.proc.communicate(timeout=300)
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"{self.label} failed ({self.proc.returncode}):\n{err}")
+        if err.strip():
+            print(err, file=sys.stderr)
+        for line in reversed(out.splitlines()):
+            if line.startswith("RESULT "):
+                return json.loads(line[len("RESULT ") :])  # type: ignore[no-any-return]
+        raise RuntimeError(f"{self.label} printed no result:\n{out}\n{err}")
+
+
 def run_worker(mode: str, writer: Writer, nbytes: int, profile: bool = False) -> dict[str, Any]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", mode, "--writer", writer.key, "--bytes", str(nbytes)]
-    if profile:
-        cmd.append("--profile")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        raise RuntimeError(f"worker {mode} {writer.key} {nbytes} failed ({proc.returncode}):\n{proc.stderr}")
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])  # type: ignore[no-any-return]
-    raise RuntimeError(f"worker {mode} {writer.key} {nbytes} printed no result:\n{proc.stdout}\n{proc.stderr}")
+    """One worker run with nothing around it (the small size of the RSS check)."""
+    w = Worker(mode, writer, nbytes, profile)
+    w.go()
+    return w.result()
 
 
 # ---------------------------------------------------------------------------------------------- baseline
@@ -339,6 +432,28 @@ def baseline_tee(writer: Writer, nbytes: int) -> float:
     return wall
 
 
+def baseline_cat_file(writer: Writer, nbytes: int) -> float:
+    """`writer | cat > FILE` on the engine's log filesystem (a fresh temp dir, as the worker's home):
+    the OS floor of keeping every byte in a file, with cat's own read/write loop (info only)."""
+    cat = shutil.which("cat") or "/bin/cat"
+    home = tempfile.mkdtemp(prefix="prismq-bench-catfile-")
+    try:
+        with open(os.path.join(home, "cat.log"), "wb") as out:
+            t0 = time.perf_counter()
+            child = subprocess.Popen(writer.argv(nbytes), stdout=subprocess.PIPE, env=writer.env())
+            sink = subprocess.Popen([cat], stdin=child.stdout, stdout=out)
+            assert child.stdout is not None
+            child.stdout.close()
+            rc_w, rc_c = child.wait(), sink.wait()
+            wall = time.perf_counter() - t0
+        size = os.path.getsize(os.path.join(home, "cat.log"))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    if rc_w != 0 or rc_c != 0 or size != nbytes:
+        raise RuntimeError(f"cat > FILE pipeline failed: writer {rc_w}, cat {rc_c}, {size} bytes kept")
+    return wall
+
+
 def baseline_devnull(writer: Writer, nbytes: int) -> float:
     """`writer > /dev/null`: the child alone, no pipe (info only)."""
     t0 = time.perf_counter()
@@ -359,21 +474,28 @@ class Section:
 
 
 def measure_section(sec: Section, modes: list[str], big: int, small: int) -> dict[str, Any]:
-    """Interleaved rounds of baseline → worker → baseline for each mode and the floor, plus tee and /dev/null."""
+    """Interleaved rounds of baseline → worker → baseline for each mode and the floor, plus cat > FILE, tee and /dev/null.
+
+    Each worker is started, warmed up and waiting before the first baseline of its slot, so its
+    run follows that baseline at once and the second baseline follows the run at once (the
+    worker checks its log and exits only after it)."""
     writer = sec.writer
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {m: {"big": [], "small": [], "slots": []} for m in [*modes, "floor"]}
     tees: list[dict[str, Any]] = []
+    catfiles: list[dict[str, Any]] = []
     devnulls: list[dict[str, Any]] = []
     base_walls: list[float] = []
     baseline(writer, small)  # warm the page cache and the interpreter
     for r in range(sec.rounds):
         order = [*modes, "floor"] if r % 2 == 0 else ["floor", *reversed(modes)]
         for mode in order:
+            w = Worker(mode, writer, big)
             settle()
             before = baseline(writer, big)
-            res = floor_worker(writer, big) if mode == "floor" else run_worker(mode, writer, big)
-            settle()
+            wall = w.go()
             after = baseline(writer, big)
+            res = w.result()
+            assert abs(res["wall_s"] - wall) < 1e-6
             base_walls += [before, after]
             runs[mode]["big"].append(res)
             # The ratio of this slot: the engine run against the mean of the baselines around it, so a drift
@@ -381,20 +503,21 @@ def measure_section(sec: Section, modes: list[str], big: int, small: int) -> dic
             runs[mode]["slots"].append({"base_s": [before, after], "wall_s": res["wall_s"]})
             print(
                 f"  {sec.label} round {r + 1}: baseline {before:.2f}/{after:.2f} s, {mode} {res['wall_s']:.2f} s "
-                f"(maxrss {res['maxrss_kb'] / 1024:.0f} MB)",
+                f"(maxrss {res['maxrss_kb'] / 1024:.0f} MB, load {os.getloadavg()[0]:.1f})",
                 flush=True,
             )
             if mode != "floor" and r < SMALL_ROUNDS:
                 runs[mode]["small"].append(run_worker(mode, writer, small))
         settle()
         before = baseline(writer, big)
+        catfile_wall = baseline_cat_file(writer, big)
         tee_wall = baseline_tee(writer, big)
         null_wall = baseline_devnull(writer, big)
-        settle()
         after = baseline(writer, big)
+        catfiles.append({"base_s": [before, after], "wall_s": catfile_wall})
         tees.append({"base_s": [before, after], "wall_s": tee_wall})
         devnulls.append({"base_s": [before, after], "wall_s": null_wall})
-    return {"runs": runs, "tee": tees, "devnull": devnulls, "baseline_s": base_walls}
+    return {"runs": runs, "tee": tees, "catfile": catfiles, "devnull": devnulls, "baseline_s": base_walls}
 
 
 def paired(slots: list[dict[str, Any]]) -> tuple[float, float, float]:
@@ -416,6 +539,15 @@ def section_figures(sec: Section, data: dict[str, Any], modes: list[str], big: i
     )
     tee_wall, tee_base, tee_ratio = paired(data["tee"])
     figures.append(figure(f"{p}: writer | tee LOG > /dev/null", tee_wall, tee_base, unit="s", goal_kind="info", ratio=tee_ratio))
+    cf_wall, cf_base, cf_ratio = paired(data["catfile"])
+    figures.append(
+        figure(f"{p}: writer | cat > FILE (the log's filesystem)", cf_wall, cf_base, unit="s", goal_kind="info", ratio=cf_ratio)
+    )
+    if not sec.goal:
+        figures.append(
+            figure(f"{p}: `| cat > FILE` throughput vs `| cat`", big / cf_wall / MB, big / cf_base / MB, unit="MB/s",
+                   goal_kind="info", ratio=1 / cf_ratio, note="what keeping a file leaves of `| cat`'s rate")
+        )
     floor_wall, floor_base, floor_ratio = paired(runs["floor"]["slots"])
     figures.append(
         figure(f"{p}: floor (asyncio read + file append)", floor_wall, floor_base, unit="s", goal_kind="info", ratio=floor_ratio)
@@ -434,7 +566,8 @@ def section_figures(sec: Section, data: dict[str, Any], modes: list[str], big: i
         worst = max(sl["wall_s"] / (sum(sl["base_s"]) / 2) for sl in runs[mode]["slots"])
         figures.append(figure(f"{p}, {mode}: slowest round vs `| cat`", None, None, goal_kind="info", ratio=worst))
         # Against tee and the floor: each side's own paired ratio to `| cat`, divided, so load swings between slots cancel.
-        for label, other_wall, other_ratio in (("tee", tee_wall, tee_ratio), ("the floor", floor_wall, floor_ratio)):
+        others = (("`| cat > FILE`", cf_wall, cf_ratio), ("tee", tee_wall, tee_ratio), ("the floor", floor_wall, floor_ratio))
+        for label, other_wall, other_ratio in others:
             figures.append(
                 figure(
                     f"{p}, {mode}: wall time vs {label}", wall, other_wall, unit="s", goal_kind="info", ratio=ratio / other_ratio
@@ -450,6 +583,30 @@ def section_figures(sec: Section, data: dict[str, Any], modes: list[str], big: i
                 unit="s",
                 **({"goal": CPU_GOAL} if sec.goal else {"goal_kind": "info"}),
                 note="user+sys of the worker during asyncio.run (excludes the child)",
+            )
+        )
+        mb = big / MB
+        figures.append(
+            figure(
+                f"{p}, {mode}: run CPU / system CPU per 100 MB",
+                median([x["run_cpu_s"] for x in bigs]) * 100 / mb,
+                median([x["run_cpu_s"] for x in runs["floor"]["big"]]) * 100 / mb,
+                unit="s",
+                goal_kind="info",
+                note=f"getrusage around the run only; system part {median([x['run_sys_s'] for x in bigs]) * 100 / mb:.3f} s; "
+                "'raw baseline' column = the floor's run CPU",
+            )
+        )
+        figures.append(
+            figure(
+                f"{p}, {mode}: wake-ups / page faults per MB",
+                median([x["wakeups"] for x in bigs]) / mb,
+                median([x["minflt"] for x in bigs]) / mb,
+                goal_kind="info",
+                note="voluntary context switches and minor faults of the worker during the run; "
+                "'raw baseline' column = page faults; the floor's: "
+                f"{median([x['wakeups'] for x in runs['floor']['big']]) / mb:.1f} / "
+                f"{median([x['minflt'] for x in runs['floor']['big']]) / mb:.1f}",
             )
         )
         figures.append(
@@ -524,22 +681,24 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, one round, for a smoke run")
     parser.add_argument("--mb", type=int, default=None, help="big size in MB (default 200, quick 40)")
     parser.add_argument("--small-mb", type=int, default=None, help="small size for the RSS check (default 50)")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds of the LINE section (default 5, quick 1)")
-    parser.add_argument("--stress-rounds", type=int, default=None, help="rounds of the STRESS section (default 2, quick 1)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of the LINE section (default 7, quick 1)")
+    parser.add_argument("--stress-rounds", type=int, default=None, help="rounds of the STRESS section (default 5, quick 1)")
     parser.add_argument("--sections", default="line,stress", help="which sections to run (line, stress)")
     parser.add_argument("--modes", default="async,threaded")
     parser.add_argument("--profile", action="store_true", help="(with --worker) cProfile the engine run (loop thread only)")
     parser.add_argument("--worker", metavar="MODE", help=argparse.SUPPRESS)
     parser.add_argument("--writer", choices=sorted(WRITERS), default="line", help="(with --worker) the child")
     parser.add_argument("--bytes", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--controlled", action="store_true", help=argparse.SUPPRESS)  # driven by `Worker` over stdin
     opts = parser.parse_args()
 
     if opts.worker:
         writer = WRITERS[opts.writer]
+        control = Control(opts.controlled)
         if opts.worker == "floor":
-            result = floor_worker(writer, opts.bytes)
+            result = floor_worker(writer, opts.bytes, control)
         else:
-            result = worker(opts.worker, writer, opts.bytes, opts.profile)
+            result = worker(opts.worker, writer, opts.bytes, opts.profile, control)
         if "profile" in result:
             print(result.pop("profile"), file=sys.stderr)
         print("RESULT " + json.dumps(result))
@@ -547,8 +706,8 @@ def main() -> int:
 
     big_mb = opts.mb or (40 if opts.quick else 200)
     small_mb = opts.small_mb or (10 if opts.quick else 50)
-    line_rounds = opts.rounds or (1 if opts.quick else 5)
-    stress_rounds = opts.stress_rounds or (1 if opts.quick else 2)
+    line_rounds = opts.rounds or (1 if opts.quick else 7)
+    stress_rounds = opts.stress_rounds or (1 if opts.quick else 5)
     modes = [m.strip() for m in opts.modes.split(",") if m.strip()]
     wanted = {s.strip() for s in opts.sections.split(",") if s.strip()}
     big = big_mb * MB // LINE_LEN * LINE_LEN
@@ -581,19 +740,24 @@ def main() -> int:
         "the engine's default child environment (PYTHONUNBUFFERED=1) on both sides: a child that outruns any reader. "
         f"Goals: throughput ≥ {FIREHOSE_GOAL:.1f}× `| cat`'s, byte-exactness and flat RSS.",
         f"Rounds: LINE {line_rounds}, STRESS {stress_rounds}; each round runs, per mode and for the floor, baseline → worker → "
-        "baseline (order reversed every other round), then tee and /dev/null between two baselines. "
+        "baseline (order reversed every other round; the worker process was started, imported, opened its engine and made a "
+        "1-line warm-up run before the first baseline, and checks its log after the second), then `cat > FILE`, tee and "
+        "/dev/null between two baselines. "
         f"{' / '.join(f'{k} {v:.0f} s' for k, v in took.items())}; {elapsed:.1f} s in all. Times are medians; a ratio is the "
         "median over rounds of (run / mean of the two `| cat` baselines around it), so a drift of the machine's speed "
         "cancels out.",
-        "`writer > /dev/null` (info) is the child alone with no pipe; `tee` (info) is the shell pipeline that also keeps every "
-        "byte in a file, as the engine's log does. The floor (info) is a bare asyncio reader (read(64 KiB)) that appends each "
-        "chunk to a file, in a worker like the engine's: what reading the pipes and keeping a log costs before any engine "
-        "processing. In 'vs tee' and 'vs the floor' the ratio is (engine's paired ratio to `| cat`) / (tee's or the floor's), so "
-        "a change of the machine's load between slots cancels; the engine and raw columns there are plain medians.",
+        "`writer > /dev/null` (info) is the child alone with no pipe; `| cat > FILE` and `tee` (info) are the pipelines that "
+        "also keep every byte in a file on the log's filesystem, as the engine's log does. The floor (info) is a bare asyncio "
+        "reader (read(64 KiB)) that appends each chunk to a file, in a worker like the engine's: what reading the pipes and "
+        "keeping a log costs before any engine processing. In 'vs `| cat > FILE`', 'vs tee' and 'vs the floor' the ratio is "
+        "(engine's paired ratio to `| cat`) / (the other's), so a change of the machine's load between slots cancels; the "
+        "engine and raw columns there are plain medians.",
         "Peak RSS is ru_maxrss of a worker process that ran one engine run; in that row the 'raw baseline' column is the "
         f"{small_mb} MB run (median of the first {SMALL_ROUNDS} rounds) and 'ratio' is big/small. Engine process CPU is "
-        "user+sys of the worker during asyncio.run (getrusage, the child's CPU is not included); its 'raw baseline' column "
-        "is the floor worker's and the ratio is of the medians. 'Slowest round' is the worst paired ratio of the rounds. "
+        "user+sys of the worker during asyncio.run (getrusage, the child's CPU is not included; the engine's includes opening "
+        "it and the warm-up run); its 'raw baseline' column is the floor worker's and the ratio is of the medians. 'Run CPU' "
+        "and 'wake-ups / page faults' are getrusage deltas around the timed run alone. 'Slowest round' is the worst paired "
+        "ratio of the rounds. "
         "'Log records' = pipe reads that returned data (one log record each); 'largest batch' is the most stdout one "
         "OutputBatch carried.",
     ]

@@ -153,8 +153,8 @@ class Executor(Protocol):
     - ``job.launch``: the exact argv, environment, cwd and encoding to start; the executor
       runs exactly that (it never re-resolves the spec).
     - ``job.capture``: the run's `OutputCapture`. Every byte the process writes goes to
-      ``capture.feed(stream, data)`` in order per stream (pieces as read: `CHUNK_SIZE` from a thread,
-      up to 256 KiB from an asyncio read),
+      ``capture.feed(stream, data)`` in order per stream (pieces as read: up to 1 MiB, `pipes.READ_SIZE`,
+      from a thread or the loop; 64 KiB `CHUNK_SIZE` pieces from the pool),
       then ``capture.finish()`` once both streams ended. Pending output is handed to
       ``job.on_output(capture.take_pending())`` in batches (a local `Supervisor` flushes
       at most every ~50 ms; a remote executor may batch more coarsely, but must flush at

@@ -29,7 +29,7 @@ from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode
 from prismq_desktop.core.process.executor import Job, choose_mode, parse_mode
 from prismq_desktop.core.process.launch import Launch
 from prismq_desktop.core.process.logfile import Stream
-from prismq_desktop.core.process.pipes import pipe_reader, thread_future, widen_pipe
+from prismq_desktop.core.process.pipes import LoopPipe, pipe_reader, thread_future, widen_pipe
 from prismq_desktop.core.process.supervisor import Supervisor, start_error
 from prismq_desktop.core.process.tree import ProcessTree, popen_kwargs, spawn_clock
 
@@ -72,32 +72,10 @@ class _RunProtocol(asyncio.SubprocessProtocol):
             self.exited.set_result(self.transport.get_returncode())
 
 
-class _PipeProtocol(asyncio.Protocol):
-    """One pipe of a pidfd-watched ASYNC run: each read of the loop (at most 256 KiB, asyncio's
-    read size) goes straight to the capture as one chunk, so one log record and one decode per
-    read, not four; `eof` is set when the pipe is closed."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, feed: Callable[[Stream, bytes], None], stream: Stream) -> None:
-        self.feed = feed
-        self.stream = stream
-        self.eof: asyncio.Future[object] = loop.create_future()
-        self.failed = False
-
-    def data_received(self, data: bytes) -> None:
-        if self.failed:
-            return  # keep reading, so the child never blocks on a full pipe
-        try:
-            self.feed(self.stream, data)
-        except Exception:  # noqa: BLE001 - never raise into the transport: it would stop reading
-            log.exception("output could not be taken in; the pipes are still drained")
-            self.failed = True
-
-    def eof_received(self) -> bool:
-        return False  # the transport closes itself, then connection_lost
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.eof.done():
-            self.eof.set_result(None)
+class _PipeProtocol(LoopPipe):
+    """One pipe of a pidfd-watched ASYNC run, read by the loop itself (no transport): a wake-up
+    reads until the pipe is empty, up to 1 MiB a read (asyncio's transport read 256 KiB once per
+    wake-up), each read one chunk to the capture: one log record and one decode per read."""
 
 
 def _pidfd_loop(loop: asyncio.AbstractEventLoop) -> bool:
@@ -241,16 +219,14 @@ class SubprocessWrapper:
             loop.add_reader(pidfd, reaped)
         else:
             wait_in_thread()
-        transports: list[asyncio.BaseTransport] = []
+        transports: list[LoopPipe] = []
         eofs: list[asyncio.Future[object]] = []
         try:
             for pipe, stream in ((proc.stdout, Stream.STDOUT), (proc.stderr, Stream.STDERR)):
                 with contextlib.suppress(ValueError, OSError):
                     widen_pipe(pipe.fileno())
-                proto = _PipeProtocol(loop, job.capture.feed, stream)
-                transport, _ = await loop.connect_read_pipe(lambda proto=proto: proto, pipe)  # type: ignore[misc]
-                transports.append(transport)
-                eofs.append(proto.eof)
+                transports.append(_PipeProtocol(loop, pipe.fileno(), stream, job.capture.feed).start())
+                eofs.append(transports[-1].eof)
 
             def abort_pipes() -> None:
                 for t in transports:

@@ -39,7 +39,7 @@ import psutil
 
 from prismq_desktop.core.functions import payload as function_payload
 from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode, RunSpec, TargetKind
-from prismq_desktop.core.process.capture import OutputCapture
+from prismq_desktop.core.process.capture import CHUNK_SIZE, OutputCapture
 from prismq_desktop.core.process.executor import Job
 from prismq_desktop.core.process.launch import RUN_ID_VAR, RUN_TAG_VAR, Launch, LaunchError, resolve
 from prismq_desktop.core.process.local import SubprocessWrapper
@@ -116,10 +116,14 @@ class _StreamCapture(OutputCapture):
     def feed(self, stream: Stream, data: bytes) -> None:
         if not data:
             return
+        kind = P.OUT if stream is Stream.STDOUT else P.ERR
         with self._cv:
             while self._queued >= self.MAX_PENDING:
                 self._cv.wait(1.0)
-            self._queue.append((P.OUT if stream is Stream.STDOUT else P.ERR, data))
+            if len(data) <= CHUNK_SIZE:
+                self._queue.append((kind, data))
+            else:  # a read takes up to 1 MiB: entries stay <= 64 KiB (the protocol's, and XREAD's memory bound)
+                self._queue.extend((kind, data[at : at + CHUNK_SIZE]) for at in range(0, len(data), CHUNK_SIZE))
             self._queued += len(data)
             self.bytes_read[stream] += len(data)
             if self._busy:

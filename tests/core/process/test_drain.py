@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import subprocess
 import sys
 
 import psutil
@@ -125,3 +126,101 @@ def test_sparse_output_is_seen_while_the_child_runs(tmp_path):
     assert run.outcome is not None and run.outcome.kind is OutcomeKind.SUCCEEDED, run.outcome
     assert text == "ready\nbye\n"
     assert not leftovers()
+
+
+def _filled_pipe(nbytes: int) -> tuple[int, int, bytes]:
+    """A real pipe widened to 1 MiB holding `nbytes` of numbered lines (written before any reader)."""
+    from prismq_desktop.core.process.pipes import PIPE_SIZE, widen_pipe
+
+    r, w = os.pipe()
+    widen_pipe(r)
+    data = b"".join(b"%07d\n" % i for i in range(nbytes // 8))
+    assert len(data) <= PIPE_SIZE
+    os.set_blocking(w, False)
+    assert os.write(w, data) == len(data)  # whole: the pipe holds it
+    return r, w, data
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="F_SETPIPE_SZ")
+def test_a_loop_wakeup_reads_the_pipe_empty_but_bounded_and_lets_the_loop_run(monkeypatch):
+    from prismq_desktop.core.process import pipes
+
+    monkeypatch.setattr(pipes, "READ_SIZE", 64 * 1024)
+    monkeypatch.setattr(pipes, "WAKEUP_BYTES", 256 * 1024)
+    r, w, data = _filled_pipe(1 << 20)
+    events: list[tuple[str, int]] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        def feed(stream: Stream, piece: bytes) -> None:
+            events.append(("read", len(piece)))
+            got.append(piece)
+
+        pipe = pipes.LoopPipe(loop, r, Stream.STDOUT, feed).start()
+
+        def tick() -> None:  # another callback of the loop: runs between wake-ups
+            events.append(("tick", 0))
+            if not pipe.eof.done():
+                if sum(len(p) for p in got) == len(data):
+                    os.close(w)  # everything read: the end of the pipe
+                loop.call_soon(tick)
+
+        loop.call_soon(tick)
+        await asyncio.wait_for(pipe.eof, 60)
+
+    got: list[bytes] = []
+    try:
+        asyncio.run(main())
+    finally:
+        os.close(r)
+    assert b"".join(got) == data  # every byte, in order
+    wakeups: list[list[int]] = [[]]
+    for kind, size in events:
+        if kind == "tick":
+            wakeups.append([])
+        else:
+            wakeups[-1].append(size)
+    reads = [w for w in wakeups if w]
+    assert reads[0] == [64 * 1024] * 4  # the first wake-up read the full pipe until its bound...
+    assert len(reads) == 4 and all(sum(w) <= 256 * 1024 for w in reads)  # ...and each later one too, with the loop between
+
+
+def test_a_feed_that_fails_is_logged_once_and_the_pipe_still_drained(caplog):
+    """The child writes 8 MiB (8 pipes full): it must finish even though the capture broke at once."""
+    from prismq_desktop.core.process import pipes
+
+    writer = "import os\nfor _ in range(128): os.write(1, b'x' * 65536)\n"
+    calls: list[int] = []
+
+    def feed(stream: Stream, piece: bytes) -> None:
+        calls.append(len(piece))
+        raise RuntimeError("capture broke")
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, bufsize=0)
+        assert proc.stdout is not None
+        try:
+            pipe = pipes.LoopPipe(loop, proc.stdout.fileno(), Stream.STDOUT, feed).start()
+            await asyncio.wait_for(pipe.eof, 60)
+            return await asyncio.wait_for(asyncio.to_thread(proc.wait), 60)
+        finally:
+            proc.stdout.close()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    rc = asyncio.run(main())
+    assert rc == 0 and len(calls) == 1
+    assert sum("could not be taken in" in r.getMessage() for r in caplog.records) == 1
+    assert not leftovers()
+
+
+def test_the_allocator_is_tuned_once_on_glibc():
+    import platform
+
+    from prismq_desktop.core.process import pipes
+
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert pipes.tune_allocator() is glibc
+    assert pipes.tune_allocator() is glibc  # idempotent

@@ -99,24 +99,34 @@ _pieces = st.lists(
 )
 
 
-def reference_tail(feeds: list[tuple[Stream, bytes]], tail_lines: int, max_line_chars: int) -> list[tuple[Stream, str]]:
-    """What the tail must be: every line of each stream, assembled one by one, in feed order."""
+def reference_tail(
+    feeds: list[tuple[Stream, bytes]], tail_lines: int, max_line_chars: int, final: bool = True
+) -> list[tuple[Stream, str]]:
+    """What the tail must be: every line of each stream, assembled one by one, in feed order
+    (and, when `final`, the streams' last unfinished lines)."""
     asm = {s: LineAssembler(max_line_chars=max_line_chars) for s in (Stream.STDOUT, Stream.STDERR)}
     lines: list[tuple[Stream, str]] = []
     for stream, data in feeds:
         lines += [(stream, line) for line in asm[stream].feed_text(asm[stream].decode(data))]
-    for stream in (Stream.STDOUT, Stream.STDERR):
+    for stream in (Stream.STDOUT, Stream.STDERR) if final else ():
         lines += [(stream, line) for line in asm[stream].finish()]
     return lines[-tail_lines:]
 
 
-@given(_pieces, st.integers(min_value=1, max_value=12), st.sampled_from([(0, 0), (8, 30), (4096, 1 << 20)]))
-def test_the_lazily_counted_tail_is_the_eagerly_assembled_one(pieces, tail_lines, limits):
-    """Big blocks are counted only when the tail is trimmed or read: the tail must not notice."""
+@given(
+    _pieces,
+    st.integers(min_value=1, max_value=12),
+    st.sampled_from([(0, 0), (8, 30), (4096, 1 << 20)]),
+    st.sampled_from([1, 2, 96]),
+)
+def test_the_lazily_counted_tail_is_the_eagerly_assembled_one(pieces, tail_lines, limits, window):
+    """Big blocks are counted only when the tail is trimmed or read, and a trim cuts a block to
+    the lines a window at its end holds (window: characters per needed line): the tail must not notice."""
     from prismq_desktop.core.process import capture
 
-    saved = capture.EAGER_COUNT_CHARS, capture.TRIM_CHARS
+    saved = capture.EAGER_COUNT_CHARS, capture.TRIM_CHARS, capture.WINDOW_PER_LINE
     capture.EAGER_COUNT_CHARS, capture.TRIM_CHARS = limits
+    capture.WINDOW_PER_LINE = window
     try:
         feeds = [(Stream.STDERR if err else Stream.STDOUT, b"".join(parts)) for err, parts in pieces]
         cap = OutputCapture(None, tail_lines=tail_lines, max_line_chars=20)
@@ -128,15 +138,17 @@ def test_the_lazily_counted_tail_is_the_eagerly_assembled_one(pieces, tail_lines
         assert cap.tail == reference_tail(feeds, tail_lines, 20)
         assert cap.bytes_read[Stream.STDOUT] == sum(len(d) for s, d in feeds if s is Stream.STDOUT)
     finally:
-        capture.EAGER_COUNT_CHARS, capture.TRIM_CHARS = saved
+        capture.EAGER_COUNT_CHARS, capture.TRIM_CHARS, capture.WINDOW_PER_LINE = saved
 
 
 def test_a_firehose_tail_keeps_its_last_lines_and_bounded_text():
+    from prismq_desktop.core.process import capture
+
     cap = OutputCapture(None, tail_lines=100)
     block = b"".join(b"%07d\n" % i for i in range(16384))  # 128 KiB, far past the eager count
     for _ in range(40):  # 5 MiB: several trims
         cap.feed(Stream.STDOUT, block)
-    assert cap._uncounted <= 1 << 20 and len(cap._blocks) <= 10
+    assert cap._uncounted <= capture.TRIM_CHARS and len(cap._blocks) <= capture.TRIM_CHARS // len(block) + 2
     tail = cap.tail
     assert len(tail) == 100 and tail[0] == (Stream.STDOUT, "0016284") and tail[-1] == (Stream.STDOUT, "0016383")
 
@@ -165,3 +177,34 @@ def test_a_trim_keeps_exactly_enough_blocks_for_the_tail():
             assert cap.tail == want, tail_lines
     finally:
         capture.EAGER_COUNT_CHARS, capture.TRIM_CHARS = saved
+
+
+def test_a_trim_that_cuts_a_block_to_its_last_lines_keeps_the_tail_exact():
+    """A trim cuts a big block to the complete lines of a window at its end (both branches: one
+    line left, several): whatever the window, the tail is the eagerly assembled one."""
+    from prismq_desktop.core.process import capture
+
+    saved = capture.EAGER_COUNT_CHARS, capture.TRIM_CHARS, capture.WINDOW_PER_LINE
+    feeds = [
+        (Stream.STDOUT, b"".join(b"%d%s\n" % (i, b"y" * (i % 7)) for i in range(300))),
+        (Stream.STDERR, b"err-one\nerr-two\n" + b"z" * 50 + b"\n"),
+        (Stream.STDOUT, b"tail of a line\n" + b"".join(b"l%03d\n" % i for i in range(120)) + b"partial"),
+        (Stream.STDOUT, b"\xc3"),  # a split multibyte character across feeds
+        (Stream.STDOUT, b"\xa9 done\n" + b"q" * 40 + b"\n" * 9),
+        (Stream.STDOUT, b"".join(b"L%02d%s\n" % (i, b"w" * 30) for i in range(30))),  # long lines: clipped when read
+    ]
+    try:
+        for window in (1, 2, 3, 8, 96):
+            for tail_lines in (1, 2, 3, 5, 17, 200):
+                capture.EAGER_COUNT_CHARS, capture.TRIM_CHARS, capture.WINDOW_PER_LINE = 0, 0, window
+                cap = OutputCapture(None, tail_lines=tail_lines, max_line_chars=20)
+                for i, (stream, data) in enumerate(feeds):
+                    cap.feed(stream, data)
+                    assert cap.tail == reference_tail(feeds[: i + 1], tail_lines, 20, final=False), (window, tail_lines, i)
+                    for block in cap._blocks:  # a counted block's count is its lines, cut or not
+                        lines = 1 if block[3] < 0 else 2 + block[2].count("\n", block[3], block[4])
+                        assert block[5] in (-1, lines), (window, tail_lines, i)
+                cap.finish()
+                assert cap.tail == reference_tail(feeds, tail_lines, 20), (window, tail_lines)
+    finally:
+        capture.EAGER_COUNT_CHARS, capture.TRIM_CHARS, capture.WINDOW_PER_LINE = saved
