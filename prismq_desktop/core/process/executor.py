@@ -24,6 +24,8 @@ from prismq_desktop.core.process.launch import Launch
 from prismq_desktop.core.process.tree import IS_WINDOWS, ProcessTree
 
 ENV_MODE = "PRISMQ_RUN_MODE"
+#: "0" turns the one-thread pipe reader of ASYNC runs off (mux.py): the loop reads every pipe.
+ENV_PIPE_MUX = "PRISMQ_PIPE_MUX"
 
 
 class ModeError(ValueError):
@@ -46,6 +48,15 @@ def loop_can_spawn(loop: asyncio.AbstractEventLoop) -> bool:
         return False
     impl = getattr(type(loop), "_make_subprocess_transport", None)
     return impl is not None and impl is not getattr(asyncio.BaseEventLoop, "_make_subprocess_transport", None)
+
+
+def pipe_mux_wanted() -> bool:
+    """Do ASYNC runs have their pipes read by the executor's one selector thread (`PipeMux`)?
+
+    POSIX only (Windows keeps its modes: a selector cannot watch its pipes); on unless
+    ``PRISMQ_PIPE_MUX=0``. Under the window the loop then hears of exits and batches instead
+    of every read (benchmarks/bench_gui.py); the CLI and the orchestrator use it too."""
+    return not IS_WINDOWS and os.environ.get(ENV_PIPE_MUX, "1") != "0"
 
 
 def requested_mode(requested: RunMode | str = RunMode.AUTO) -> RunMode:
