@@ -45,6 +45,12 @@ TICK = 0.015  # output notifications reach a loop at most this often (an exit or
 IDLE = 0.5  # the thread ends after this long with no run
 READ_SIZE = 1 << 20  # the most one read takes (a widened pipe holds 1 MiB)
 MAX_UNTAKEN = 16 << 20  # output fed but not yet announced to the loop before reading pauses
+#: After a round that read only a trickle (every read under `TRICKLE` bytes), the thread waits
+#: until `COALESCE` after its wakeup before looking again, so 100 chatty runs wake it ~125 times
+#: a second, several pipes each, rather than once per line (each wakeup costs a context switch
+#: and a GIL hand-off); a busy pipe is read again at once.
+COALESCE = 0.008
+TRICKLE = 16 * 1024
 
 _PIPE = 0  # key.data kinds
 _PIDFD = 1
@@ -116,6 +122,7 @@ class PipeMux:
         self.posts = 0  # call_soon_threadsafe calls made (counts for tests and benchmarks)
         self.reads = 0  # reads that returned output
         self.pauses = 0  # times a run was not read because the loop was behind
+        self._biggest = -1  # the largest read of the thread's current round (-1: none)
 
     # ------------------------------------------------------------------ any thread
     @property
@@ -217,6 +224,8 @@ class PipeMux:
                 log.exception("pipe reader: select failed")
                 ready = []
                 time.sleep(0.01)
+            woke = time.monotonic()
+            self._biggest = -1
             for key, _mask in ready:
                 if key.data is None:
                     with self._lock:
@@ -232,6 +241,8 @@ class PipeMux:
             self._run_commands()
             now = time.monotonic()
             self._post_due(now)
+            if 0 <= self._biggest < TRICKLE and now - woke < COALESCE:
+                time.sleep(COALESCE - (now - woke))
             with self._lock:
                 if self._runs or self._commands:
                     idle_since = now
@@ -273,6 +284,8 @@ class PipeMux:
                 return
             data = bytes(self._view[:n])
             self.reads += 1
+            if n > self._biggest:
+                self._biggest = n
             run.fed += n
             if not run.failed:
                 try:
