@@ -404,10 +404,10 @@ class LogPane(QWidget):
         self.finish()
 
     # ------------------------------------------------------------------ drawing
-    def _take_new_lines(self) -> list[tuple[Stream, str, float]]:
-        """The pending lines that can still be shown: the newest `line_limit`, split from the
-        newest block back (a firehose's flush splits a few hundred lines, not thousands)."""
-        need = self.line_limit
+    def _take_new_lines(self, limit: int | None = None) -> list[tuple[Stream, str, float]]:
+        """The pending lines that can still be shown: the newest `limit` (`line_limit`), split
+        from the newest block back (a firehose's flush splits a few hundred lines, not thousands)."""
+        limit = need = limit or self.line_limit
         picked: list[tuple[Stream, list[str], float]] = []
         for stream, block, count, when, first_clipped in reversed(self._pending):
             if count > need:  # the oldest block still needed: only its newest lines
@@ -421,14 +421,19 @@ class LogPane(QWidget):
         items = [(stream, line, when) for stream, lines, when in reversed(picked) for line in lines]
         self._pending.clear()
         self._pending_count = 0
-        if len(items) > self.line_limit:
-            items = items[-self.line_limit :]
+        if len(items) > limit:
+            items = items[-limit:]
         return items
 
     def flush(self) -> None:
         self._timer.stop()
         self._last_flush = time.monotonic()
-        new = self._take_new_lines()
+        # a flush that replaces the document shows only the newest `rebuild_lines`: only those are
+        # split and kept (a firehose's flush made 5,000 line tuples to show 400)
+        pending = min(self._pending_count, self.line_limit)
+        doc_blocks = self.text.document().blockCount()
+        rebuild = pending > self.rebuild_lines // 2 or doc_blocks + pending > self.line_limit
+        new = self._take_new_lines(self.rebuild_lines if rebuild else None)
         partials = [(s, a.current()) for s, a in self._asm.items() if a.partial or a.partial_dropped]
         if not new and not partials and not self._partial_shown:
             return
@@ -436,8 +441,7 @@ class LogPane(QWidget):
         self._ring.extend(new)
         bar = self.text.verticalScrollBar()
         at_bottom = bar.value() >= bar.maximum() - 2
-        doc_blocks = self.text.document().blockCount()
-        if len(new) > self.rebuild_lines // 2 or doc_blocks + len(new) > self.line_limit:
+        if rebuild:
             self._rebuild(partials)
         else:
             self._append(new, partials)

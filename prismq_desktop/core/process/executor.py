@@ -24,7 +24,7 @@ from prismq_desktop.core.process.launch import Launch
 from prismq_desktop.core.process.tree import IS_WINDOWS, ProcessTree
 
 ENV_MODE = "PRISMQ_RUN_MODE"
-#: "0" turns the one-thread pipe reader of ASYNC runs off (mux.py): the loop reads every pipe.
+#: "1" / "0": ASYNC runs' pipes read by one thread (mux.py) / by the loop; unset: see pipe_mux_wanted.
 ENV_PIPE_MUX = "PRISMQ_PIPE_MUX"
 
 
@@ -50,13 +50,22 @@ def loop_can_spawn(loop: asyncio.AbstractEventLoop) -> bool:
     return impl is not None and impl is not getattr(asyncio.BaseEventLoop, "_make_subprocess_transport", None)
 
 
-def pipe_mux_wanted() -> bool:
-    """Do ASYNC runs have their pipes read by the executor's one selector thread (`PipeMux`)?
+def pipe_mux_wanted(loop: asyncio.AbstractEventLoop) -> bool:
+    """Do ASYNC runs on `loop` have their pipes read by the executor's one selector thread (`PipeMux`)?
 
-    POSIX only (Windows keeps its modes: a selector cannot watch its pipes); on unless
-    ``PRISMQ_PIPE_MUX=0``. Under the window the loop then hears of exits and batches instead
-    of every read (benchmarks/bench_gui.py); the CLI and the orchestrator use it too."""
-    return not IS_WINDOWS and os.environ.get(ENV_PIPE_MUX, "1") != "0"
+    POSIX only (Windows keeps its modes). By default only on a loop that is not one of asyncio's
+    own - the window's qasync loop, where every watched fd is a Qt socket notifier and each read
+    a wakeup of the GUI thread: there the thread cuts the window's CPU by a third and its own
+    thread's by two thirds (benchmarks/bench_gui.py, chatty). On asyncio's loop (the CLI, a
+    headless orchestrator) the loop's own reads are cheaper than the thread hand-off: /bin/true
+    runs cost ~0.4 ms more parent CPU each through the thread (bench_peers), so they stay on
+    the loop. ``PRISMQ_PIPE_MUX=1`` / ``=0`` forces it on / off."""
+    if IS_WINDOWS:
+        return False
+    forced = os.environ.get(ENV_PIPE_MUX)
+    if forced:
+        return forced.strip() != "0"
+    return not type(loop).__module__.startswith("asyncio")
 
 
 def requested_mode(requested: RunMode | str = RunMode.AUTO) -> RunMode:

@@ -1,8 +1,9 @@
 """SubprocessWrapper: the local executor, with four ways to run a resolved Launch.
 
-- ASYNC: on POSIX, every run's pipes and pidfd read by the executor's one selector thread
-  (`PipeMux`, mux.py: the loop only hears of exits and batches); else (Windows, or
-  ``PRISMQ_PIPE_MUX=0``) an asyncio subprocess whose pipes the loop reads.
+- ASYNC: the loop reads the pipes (a pidfd for the exit on Linux, else an asyncio subprocess);
+  under the window (a loop not of asyncio's own, POSIX) every run's pipes and pidfd are read
+  by the executor's one selector thread instead (`PipeMux`, mux.py: the loop only hears of
+  exits and batches). `executor.pipe_mux_wanted` decides; ``PRISMQ_PIPE_MUX`` forces it.
 - THREADED: `Popen` plus one reader thread per pipe; the loop only gets batches.
   Works on any loop (a Windows selector loop cannot spawn asyncio subprocesses).
 - LOCAL: a blocking run on the calling thread, no event loop; for debugging and
@@ -173,7 +174,7 @@ class SubprocessWrapper:
         return await self._execute_threaded(job, loop)
 
     async def _execute_async(self, job: Job, loop: asyncio.AbstractEventLoop) -> Outcome:
-        if pipe_mux_wanted():
+        if pipe_mux_wanted(loop):
             if self.mux is None:
                 self.mux = PipeMux()
             return await self._execute_mux(job, loop, self.mux)

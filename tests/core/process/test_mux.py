@@ -21,6 +21,7 @@ import pytest
 
 from prismq_desktop.core import OutcomeKind, OutputBatch, RunChanged, RunEngine, RunMode, RunSpec, Stream, read_log
 from prismq_desktop.core.process import mux as mux_module
+from prismq_desktop.core.process.executor import pipe_mux_wanted
 from prismq_desktop.core.process.local import SubprocessWrapper
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX: the mux is the ASYNC path there")
@@ -36,6 +37,12 @@ for i in range(n):
     if i % 3 == 0:
         os.write(2, rng.randbytes(rng.randrange(1, 5000)))
 """
+
+
+@pytest.fixture(autouse=True)
+def _mux_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain asyncio loops (these tests') read pipes on the loop by default: force the mux."""
+    monkeypatch.setenv("PRISMQ_PIPE_MUX", "1")
 
 
 def expected(seed: int, n: int) -> dict[Stream, bytes]:
@@ -284,3 +291,72 @@ def test_log_digest_matches_for_a_text_firehose(tmp_path):
             assert h.stdout().splitlines()[-1] == "299999 é€ line"
 
     asyncio.run(main())
+
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "contain.py")
+TAG = "CONTAIN_TRIAL"
+
+
+def tagged(tag: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(TAG) == tag and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("kind", ["grandchild", "ignorer", "setsid", "daemon", "blocked"])
+@pytest.mark.parametrize("stop", ["cancel", "timeout", "pause-cancel"])
+def test_stop_reaches_every_descendant_through_the_mux(tmp_path, kind, stop):
+    """Cancel, a soft timeout, or a cancel while paused: nothing the run started is left alive
+    (searched system-wide by the run's own environment tag) once the run has ended."""
+    import uuid
+
+    tag = uuid.uuid4().hex
+    ready = tmp_path / "ready"
+    spec = RunSpec(target=os.path.abspath(SCRIPT), args=(kind,), interpreter=sys.executable,
+                   env={TAG: tag, "CONTAIN_READY": str(ready)}, grace_period=0.3,
+                   soft_timeout=1.5 if stop == "timeout" else None)
+
+    async def main() -> None:
+        async with RunEngine(tmp_path / "home", mode=RunMode.ASYNC, monitor_interval=60) as engine:
+            h = await engine.start(spec)
+            if stop != "timeout":
+                while not ready.exists():
+                    await asyncio.sleep(0.01)
+                if stop == "pause-cancel":
+                    assert engine.pause(h.id)
+                engine.cancel(h.id)
+            await h.wait()
+            want = OutcomeKind.TIMED_OUT if stop == "timeout" else OutcomeKind.CANCELLED
+            assert h.outcome is not None and h.outcome.kind is want, h.outcome
+
+    asyncio.run(main())
+    survivors = tagged(tag)
+    for proc in survivors:
+        proc.kill()
+    assert survivors == []
+
+
+def test_window_loop_chooses_the_mux_and_asyncio_does_not(monkeypatch):
+    """The default (no PRISMQ_PIPE_MUX): a loop not of asyncio's own (qasync's) gets the mux."""
+    monkeypatch.delenv("PRISMQ_PIPE_MUX")
+
+    class ForeignLoop(asyncio.SelectorEventLoop):  # as qasync's QEventLoop is: a SelectorEventLoop subclass
+        pass
+
+    ForeignLoop.__module__ = "qasync"
+    plain, foreign = asyncio.new_event_loop(), ForeignLoop()
+    try:
+        assert not pipe_mux_wanted(plain)
+        assert pipe_mux_wanted(foreign)
+        monkeypatch.setenv("PRISMQ_PIPE_MUX", "0")
+        assert not pipe_mux_wanted(foreign)
+        monkeypatch.setenv("PRISMQ_PIPE_MUX", "1")
+        assert pipe_mux_wanted(plain)
+    finally:
+        plain.close()
+        foreign.close()
