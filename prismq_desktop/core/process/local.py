@@ -306,7 +306,12 @@ class SubprocessWrapper:
 
         def wait_in_thread() -> None:
             waiter = thread_future(loop, proc.wait, f"run-{job.run_id}-wait")
-            waiter.add_done_callback(lambda fut: exited.done() or exited.set_result(fut.result()))
+
+            def done(fut: asyncio.Future[object]) -> None:
+                if not exited.done():
+                    exited.set_result(fut.result())
+
+            waiter.add_done_callback(done)
 
         def on_exit(code: int | None) -> None:
             if code is None:

@@ -414,13 +414,13 @@ class PipeMux:
                 log.exception("output callback failed")
         for run, kind, arg in events:
             if kind == _EOF:
-                fut = run.eof.get(arg)  # type: ignore[call-overload]
+                fut = run.eof.get(arg)
                 if fut is not None and not fut.done():
                     fut.set_result(None)
             elif not run.dropped:
                 try:
-                    run.on_exit(arg)  # type: ignore[arg-type]
-                except Exception:  # noqa: BLE001
+                    run.on_exit(arg)
+                except Exception:  # noqa: BLE001 - the others' ends must still be heard
                     log.exception("exit callback failed")
         for run in resume:
             self._command("resume", run)
