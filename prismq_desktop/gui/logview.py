@@ -279,6 +279,9 @@ class LogPane(QWidget):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.flush)
+        # whether _timer runs, kept here: asked on every batch (100 chatty runs: 1,000 a second),
+        # where each question to Qt costs more than the rest of a behind pane's work
+        self._timer_armed = False
 
     # ------------------------------------------------------------------ input
     @property
@@ -312,24 +315,27 @@ class LogPane(QWidget):
         if self.behind():
             # behind another tab: kept (bounded, like the document) and drawn when shown, so
             # 100 chatty runs cost the layout of the one pane in front (benchmarks/bench_gui.py)
-            self._timer.stop()
+            if self._timer_armed:
+                self._timer.stop()
+                self._timer_armed = False
             return
         if now_draw:
             self.flush()
-        elif not self._timer.isActive():
+        elif not self._timer_armed:
             # drawn from a loop turn of its own, never inside the engine's output callback: the
             # longest stretch the loop is busy is one of the two, not their sum (a firehose)
             since = time.monotonic() - self._last_flush
             self._timer.start(max(0, int((FLUSH_MS / 1000 - since) * 1000)))
+            self._timer_armed = True
 
     def sync(self) -> None:
         """Draw what is pending now (call before showing a progress reading of this run)."""
-        if (self._pending or self._timer.isActive()) and not self.behind():
+        if (self._pending or self._timer_armed) and not self.behind():
             self.flush()
 
     def behind(self) -> bool:
         """A page of the log tabs that another pane hides (a pane of no parent is never behind)."""
-        return self.parentWidget() is not None and self.isHidden()
+        return self.isHidden() and self.parentWidget() is not None
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
         """Brought to the front: draw what arrived while it was behind another tab."""
@@ -427,6 +433,7 @@ class LogPane(QWidget):
 
     def flush(self) -> None:
         self._timer.stop()
+        self._timer_armed = False
         self._last_flush = time.monotonic()
         # a flush that replaces the document shows only the newest `rebuild_lines`: only those are
         # split and kept (a firehose's flush made 5,000 line tuples to show 400)
