@@ -46,10 +46,10 @@ IDLE = 0.5  # the thread ends after this long with no run
 READ_SIZE = 1 << 20  # the most one read takes (a widened pipe holds 1 MiB)
 MAX_UNTAKEN = 16 << 20  # output fed but not yet announced to the loop before reading pauses
 #: After a round that read only a trickle (every read under `TRICKLE` bytes), the thread waits
-#: until `COALESCE` after its wakeup before looking again, so 100 chatty runs wake it ~125 times
+#: until `COALESCE` after its wakeup before looking again, so 100 chatty runs wake it ~65 times
 #: a second, several pipes each, rather than once per line (each wakeup costs a context switch
 #: and a GIL hand-off); a busy pipe is read again at once.
-COALESCE = 0.008
+COALESCE = 0.015
 TRICKLE = 16 * 1024
 
 _PIPE = 0  # key.data kinds
