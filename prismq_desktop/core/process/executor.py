@@ -55,11 +55,12 @@ def pipe_mux_wanted(loop: asyncio.AbstractEventLoop) -> bool:
 
     POSIX only (Windows keeps its modes). By default only on a loop that is not one of asyncio's
     own - the window's qasync loop, where every watched fd is a Qt socket notifier and each read
-    a wakeup of the GUI thread: there the thread cuts the window's CPU by a third and its own
-    thread's by two thirds (benchmarks/bench_gui.py, chatty). On asyncio's loop (the CLI, a
-    headless orchestrator) the loop's own reads are cheaper than the thread hand-off: /bin/true
-    runs cost ~0.4 ms more parent CPU each through the thread (bench_peers), so they stay on
-    the loop. ``PRISMQ_PIPE_MUX=1`` / ``=0`` forces it on / off."""
+    a wakeup of the GUI thread: there the thread halves the app's CPU for 100 chatty runs
+    (benchmarks/bench_gui.py: 23-26 % -> 9.5-12 % of a core, the GUI thread 22-25 % -> 5-7 %).
+    On asyncio's loop (the CLI, a headless orchestrator) the loop's own reads are cheaper than
+    the hand-off: /bin/true runs cost ~6 % more parent CPU through the thread (bench_peers, five
+    paired runs: 1.08 vs 1.02 ms), so they stay on the loop. ``PRISMQ_PIPE_MUX=1`` / ``=0``
+    forces it on / off."""
     if IS_WINDOWS:
         return False
     forced = os.environ.get(ENV_PIPE_MUX)
