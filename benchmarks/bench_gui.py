@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -305,7 +306,12 @@ def chatty(n_runs: int, seconds: float) -> dict[str, float]:
             def main_thread_cpu() -> float:
                 return sum(t.user_time + t.system_time for t in proc.threads() if t.id == proc.pid)
 
-            cpu0, w0, main0 = sum(proc.cpu_times()[:2]), time.perf_counter(), main_thread_cpu()
+            def reader_cpu() -> float:
+                """The pipe reader thread's (core/process/mux.py), if the engine has one."""
+                ids = {t.native_id for t in threading.enumerate() if t.name == "prismq-pipe-mux"}
+                return sum(t.user_time + t.system_time for t in proc.threads() if t.id in ids)
+
+            cpu0, w0, main0, mux0 = sum(proc.cpu_times()[:2]), time.perf_counter(), main_thread_cpu(), reader_cpu()
             expected[0] = time.perf_counter() + 0.01
             timer.start(10)
             prof = None
@@ -316,7 +322,7 @@ def chatty(n_runs: int, seconds: float) -> dict[str, float]:
                 prof.enable()
             await asyncio.sleep(max(1.0, seconds - (time.perf_counter() - t_launch) - 2.0))
             timer.stop()
-            cpu1, w1, main1 = sum(proc.cpu_times()[:2]), time.perf_counter(), main_thread_cpu()
+            cpu1, w1, main1, mux1 = sum(proc.cpu_times()[:2]), time.perf_counter(), main_thread_cpu(), reader_cpu()
             if prof is not None:
                 prof.disable()
                 prof.dump_stats(os.environ["BENCH_PROFILE"])
@@ -327,6 +333,7 @@ def chatty(n_runs: int, seconds: float) -> dict[str, float]:
             out.update(p99=percentile(lateness, 99) * 1000, p50=percentile(lateness, 50) * 1000,
                        max=max(lateness) * 1000, cpu=(cpu1 - cpu0) / (w1 - w0) * 100, window=w1 - w0,
                        main_cpu=(main1 - main0) / (w1 - w0) * 100, threads=len(proc.threads()),
+                       mux_cpu=(mux1 - mux0) / (w1 - w0) * 100,
                        running=min(running, still), panes=len(shown), min_lines=min(shown) if shown else 0)
             win._quitting = True
             win.close()
@@ -485,8 +492,10 @@ def main() -> int:
             figure("chatty: loop lag max", ch["max"], None, unit="ms", goal_kind="info"),
             figure("chatty: app CPU (% of a core, its own threads only)", ch["cpu"], None, unit="%", goal=15,
                    goal_kind="max_value"),
-            figure("chatty: of which the GUI thread (the qasync loop: reads, engine, panes)", ch["main_cpu"], None,
+            figure("chatty: of which the GUI thread (the qasync loop: engine, bridge, panes)", ch["main_cpu"], None,
                    unit="%", goal_kind="info", note=f"{ch['threads']:.0f} threads"),
+            figure("chatty: of which the pipe reader thread (reads, log writes, decoding)", ch["mux_cpu"], None,
+                   unit="%", goal_kind="info"),
             figure("chatty: runs running during the window / panes open", ch["running"], ch["panes"],
                    goal_kind="info"),
         ]

@@ -279,6 +279,9 @@ class LogPane(QWidget):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.flush)
+        # whether _timer runs, kept here: asked on every batch (100 chatty runs: 1,000 a second),
+        # where each question to Qt costs more than the rest of a behind pane's work
+        self._timer_armed = False
 
     # ------------------------------------------------------------------ input
     @property
@@ -312,24 +315,27 @@ class LogPane(QWidget):
         if self.behind():
             # behind another tab: kept (bounded, like the document) and drawn when shown, so
             # 100 chatty runs cost the layout of the one pane in front (benchmarks/bench_gui.py)
-            self._timer.stop()
+            if self._timer_armed:
+                self._timer.stop()
+                self._timer_armed = False
             return
         if now_draw:
             self.flush()
-        elif not self._timer.isActive():
+        elif not self._timer_armed:
             # drawn from a loop turn of its own, never inside the engine's output callback: the
             # longest stretch the loop is busy is one of the two, not their sum (a firehose)
             since = time.monotonic() - self._last_flush
             self._timer.start(max(0, int((FLUSH_MS / 1000 - since) * 1000)))
+            self._timer_armed = True
 
     def sync(self) -> None:
         """Draw what is pending now (call before showing a progress reading of this run)."""
-        if (self._pending or self._timer.isActive()) and not self.behind():
+        if (self._pending or self._timer_armed) and not self.behind():
             self.flush()
 
     def behind(self) -> bool:
         """A page of the log tabs that another pane hides (a pane of no parent is never behind)."""
-        return self.parentWidget() is not None and self.isHidden()
+        return self.isHidden() and self.parentWidget() is not None
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
         """Brought to the front: draw what arrived while it was behind another tab."""
@@ -404,10 +410,10 @@ class LogPane(QWidget):
         self.finish()
 
     # ------------------------------------------------------------------ drawing
-    def _take_new_lines(self) -> list[tuple[Stream, str, float]]:
-        """The pending lines that can still be shown: the newest `line_limit`, split from the
-        newest block back (a firehose's flush splits a few hundred lines, not thousands)."""
-        need = self.line_limit
+    def _take_new_lines(self, limit: int | None = None) -> list[tuple[Stream, str, float]]:
+        """The pending lines that can still be shown: the newest `limit` (`line_limit`), split
+        from the newest block back (a firehose's flush splits a few hundred lines, not thousands)."""
+        limit = need = limit or self.line_limit
         picked: list[tuple[Stream, list[str], float]] = []
         for stream, block, count, when, first_clipped in reversed(self._pending):
             if count > need:  # the oldest block still needed: only its newest lines
@@ -421,14 +427,20 @@ class LogPane(QWidget):
         items = [(stream, line, when) for stream, lines, when in reversed(picked) for line in lines]
         self._pending.clear()
         self._pending_count = 0
-        if len(items) > self.line_limit:
-            items = items[-self.line_limit :]
+        if len(items) > limit:
+            items = items[-limit:]
         return items
 
     def flush(self) -> None:
         self._timer.stop()
+        self._timer_armed = False
         self._last_flush = time.monotonic()
-        new = self._take_new_lines()
+        # a flush that replaces the document shows only the newest `rebuild_lines`: only those are
+        # split and kept (a firehose's flush made 5,000 line tuples to show 400)
+        pending = min(self._pending_count, self.line_limit)
+        doc_blocks = self.text.document().blockCount()
+        rebuild = pending > self.rebuild_lines // 2 or doc_blocks + pending > self.line_limit
+        new = self._take_new_lines(self.rebuild_lines if rebuild else None)
         partials = [(s, a.current()) for s, a in self._asm.items() if a.partial or a.partial_dropped]
         if not new and not partials and not self._partial_shown:
             return
@@ -436,8 +448,7 @@ class LogPane(QWidget):
         self._ring.extend(new)
         bar = self.text.verticalScrollBar()
         at_bottom = bar.value() >= bar.maximum() - 2
-        doc_blocks = self.text.document().blockCount()
-        if len(new) > self.rebuild_lines // 2 or doc_blocks + len(new) > self.line_limit:
+        if rebuild:
             self._rebuild(partials)
         else:
             self._append(new, partials)

@@ -24,6 +24,8 @@ from prismq_desktop.core.process.launch import Launch
 from prismq_desktop.core.process.tree import IS_WINDOWS, ProcessTree
 
 ENV_MODE = "PRISMQ_RUN_MODE"
+#: "1" / "0": ASYNC runs' pipes read by one thread (mux.py) / by the loop; unset: see pipe_mux_wanted.
+ENV_PIPE_MUX = "PRISMQ_PIPE_MUX"
 
 
 class ModeError(ValueError):
@@ -46,6 +48,25 @@ def loop_can_spawn(loop: asyncio.AbstractEventLoop) -> bool:
         return False
     impl = getattr(type(loop), "_make_subprocess_transport", None)
     return impl is not None and impl is not getattr(asyncio.BaseEventLoop, "_make_subprocess_transport", None)
+
+
+def pipe_mux_wanted(loop: asyncio.AbstractEventLoop) -> bool:
+    """Do ASYNC runs on `loop` have their pipes read by the executor's one selector thread (`PipeMux`)?
+
+    POSIX only (Windows keeps its modes). By default only on a loop that is not one of asyncio's
+    own - the window's qasync loop, where every watched fd is a Qt socket notifier and each read
+    a wakeup of the GUI thread: there the thread halves the app's CPU for 100 chatty runs
+    (benchmarks/bench_gui.py: 23-26 % -> 9.5-12 % of a core, the GUI thread 22-25 % -> 5-7 %).
+    On asyncio's loop (the CLI, a headless orchestrator) the loop's own reads are cheaper than
+    the hand-off: /bin/true runs cost ~6 % more parent CPU through the thread (bench_peers, five
+    paired runs: 1.08 vs 1.02 ms), so they stay on the loop. ``PRISMQ_PIPE_MUX=1`` / ``=0``
+    forces it on / off."""
+    if IS_WINDOWS:
+        return False
+    forced = os.environ.get(ENV_PIPE_MUX)
+    if forced:
+        return forced.strip() != "0"
+    return not type(loop).__module__.startswith("asyncio")
 
 
 def requested_mode(requested: RunMode | str = RunMode.AUTO) -> RunMode:

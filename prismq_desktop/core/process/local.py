@@ -1,6 +1,9 @@
 """SubprocessWrapper: the local executor, with four ways to run a resolved Launch.
 
-- ASYNC: asyncio subprocess on the running loop, pipes read through a subprocess protocol.
+- ASYNC: the loop reads the pipes (a pidfd for the exit on Linux, else an asyncio subprocess);
+  under the window (a loop not of asyncio's own, POSIX) every run's pipes and pidfd are read
+  by the executor's one selector thread instead (`PipeMux`, mux.py: the loop only hears of
+  exits and batches). `executor.pipe_mux_wanted` decides; ``PRISMQ_PIPE_MUX`` forces it.
 - THREADED: `Popen` plus one reader thread per pipe; the loop only gets batches.
   Works on any loop (a Windows selector loop cannot spawn asyncio subprocesses).
 - LOCAL: a blocking run on the calling thread, no event loop; for debugging and
@@ -26,9 +29,10 @@ import threading
 from collections.abc import Callable
 
 from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode
-from prismq_desktop.core.process.executor import Job, choose_mode, parse_mode
+from prismq_desktop.core.process.executor import Job, choose_mode, parse_mode, pipe_mux_wanted
 from prismq_desktop.core.process.launch import Launch
 from prismq_desktop.core.process.logfile import Stream
+from prismq_desktop.core.process.mux import MuxRun, MuxSupervisor, PipeMux
 from prismq_desktop.core.process.pipes import LoopPipe, pipe_reader, thread_future, widen_pipe
 from prismq_desktop.core.process.supervisor import Supervisor, start_error
 from prismq_desktop.core.process.tree import ProcessTree, popen_kwargs, spawn_clock
@@ -119,6 +123,13 @@ class SubprocessWrapper:
 
     def __init__(self, mode: RunMode | str = RunMode.AUTO) -> None:
         self.requested_mode = parse_mode(mode) if isinstance(mode, str) else mode
+        self.mux: PipeMux | None = None  # made with the first ASYNC run that uses it (POSIX)
+
+    def close(self) -> None:
+        """End the pipe reader thread now (it also ends by itself once idle)."""
+        if self.mux is not None:
+            self.mux.close()
+            self.mux = None
 
     def mode_for_run(self, override: RunMode | str | None = None) -> RunMode:
         return choose_mode(override if override is not None else self.requested_mode)
@@ -141,6 +152,10 @@ class SubprocessWrapper:
         return await self._execute_threaded(job, loop)
 
     async def _execute_async(self, job: Job, loop: asyncio.AbstractEventLoop) -> Outcome:
+        if pipe_mux_wanted(loop):
+            if self.mux is None:
+                self.mux = PipeMux()
+            return await self._execute_mux(job, loop, self.mux)
         if _pidfd_loop(loop):
             return await self._execute_pidfd(job, loop)
         launch = job.launch
@@ -243,6 +258,68 @@ class SubprocessWrapper:
                 loop.remove_reader(pidfd)  # a no-op once reaped() ran
                 os.close(pidfd)
 
+    async def _execute_mux(self, job: Job, loop: asyncio.AbstractEventLoop, mux: PipeMux) -> Outcome:
+        """ASYNC on POSIX: Popen onto our own pipes, which the mux thread reads (and the pidfd it
+        watches); the loop only supervises: exits, ends of pipes and batches come to it."""
+        launch = job.launch
+        supervisor = MuxSupervisor(job, loop, mux)
+        # one loop turn before the spawn, as asyncio's own path takes: a subscriber made in the
+        # turn that queued the run (a task that calls orch.events()) still sees it start
+        await asyncio.sleep(0)
+        if job.stop_outcome is not None:
+            return job.stop_outcome
+        before = spawn_clock()
+        try:
+            proc, fds = _popen_to_fds(launch)
+        except OSError as exc:
+            return start_error(launch, exc)
+        spawned = (before, spawn_clock())
+        pidfd = -1
+        if _PIDFD_OK and os.environ.get("PRISMQ_NO_PIDFD") is None:
+            with contextlib.suppress(OSError):  # EMFILE: the exit is waited for by a thread instead
+                pidfd = os.pidfd_open(proc.pid)
+        exited: asyncio.Future[object] = loop.create_future()
+
+        def wait_in_thread() -> None:
+            waiter = thread_future(loop, proc.wait, f"run-{job.run_id}-wait")
+
+            def done(fut: asyncio.Future[object]) -> None:
+                if not exited.done():
+                    exited.set_result(fut.result())
+
+            waiter.add_done_callback(done)
+
+        def on_exit(code: int | None) -> None:
+            if code is None:
+                wait_in_thread()  # poll could not take Popen's wait lock: never leave the run waiting
+            elif not exited.done():
+                exited.set_result(code)
+
+        run = MuxRun(loop, job.capture, proc, fds, pidfd, supervisor._schedule, on_exit)
+        supervisor.mux_run = run
+        supervisor.attach(ProcessTree(proc.pid, spawned=spawned))
+        try:
+            mux.add(run)
+        except OSError as exc:  # the selector refused them (out of memory): threads read them
+            log.warning("run %s: %s; reading its pipes with threads", job.run_id, exc)
+            supervisor.mux_run = None
+            return await self._supervise_fds(job, loop, proc, fds, pidfd, supervisor)
+        if pidfd < 0:
+            wait_in_thread()
+        return await supervisor.supervise(exited, list(run.eof.values()), lambda: mux.drop(run))
+
+    async def _supervise_fds(self, job: Job, loop: asyncio.AbstractEventLoop, proc: subprocess.Popen[bytes],
+                             fds: dict[int, Stream], pidfd: int, supervisor: Supervisor) -> Outcome:
+        """The mux could not take a started run: reader threads on its fds, as THREADED mode has."""
+        supervisor.threadsafe = True
+        job.capture.on_pending = supervisor.request_flush
+        if pidfd >= 0:
+            os.close(pidfd)
+        readers = [thread_future(loop, pipe_reader(fd, stream, job.capture, close=True), f"run-{job.run_id}-{stream.name}")
+                   for fd, stream in fds.items()]
+        waiter = thread_future(loop, proc.wait, f"run-{job.run_id}-wait")
+        return await supervisor.supervise(waiter, readers, lambda: None)
+
     async def _execute_threaded(self, job: Job, loop: asyncio.AbstractEventLoop) -> Outcome:
         supervisor = Supervisor(job, loop, threadsafe=True)
         proc = _spawn_supervised(job, supervisor)
@@ -305,6 +382,34 @@ def popen_piped(launch: Launch) -> subprocess.Popen[bytes]:
         **popen_kwargs(),  # type: ignore[call-overload]
     )
     return proc
+
+
+def _popen_to_fds(launch: Launch) -> tuple[subprocess.Popen[bytes], dict[int, Stream]]:
+    """Start a launch writing into two pipes of ours (read ends non-blocking, close-on-exec,
+    1 MiB wide), so no file object wraps them: the mux owns and closes the read ends."""
+    out_r, out_w = os.pipe()
+    try:
+        err_r, err_w = os.pipe()
+    except OSError:
+        os.close(out_r)
+        os.close(out_w)
+        raise
+    try:
+        proc: subprocess.Popen[bytes] = subprocess.Popen(
+            launch.argv, stdin=_devnull(), stdout=out_w, stderr=err_w, cwd=launch.cwd, env=launch.env,
+            bufsize=0, **popen_kwargs(),  # type: ignore[call-overload]
+        )
+    except BaseException:
+        for fd in (out_r, err_r):
+            os.close(fd)
+        raise
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    for fd in (out_r, err_r):
+        os.set_blocking(fd, False)
+        widen_pipe(fd)
+    return proc, {out_r: Stream.STDOUT, err_r: Stream.STDERR}
 
 
 def _spawn_supervised(job: Job, supervisor: Supervisor) -> subprocess.Popen[bytes] | Outcome:
