@@ -86,7 +86,11 @@ class InstanceLock:
         import errno
 
         path = home / "window.lock"
-        fd = paths.open_private(path, os.O_RDWR | os.O_CREAT)
+        try:
+            fd = paths.open_private(path, os.O_RDWR | os.O_CREAT)
+        except OSError as exc:  # a read-only data dir: the registry says what is wrong with it
+            log.warning("cannot open %s (%s): the single-instance check uses the socket alone", path, exc)
+            return None if ask_running_instance_to_show(instance_key(home)) else cls(None)
         try:
             if sys.platform == "win32":
                 import msvcrt
