@@ -3,6 +3,12 @@
 The loop is started with `asyncio.Runner(loop_factory=...)` and no event-loop policy is
 set (policies are deprecated in 3.14). Uncaught exceptions go to `app.log` in the data
 dir and to a dialog - never a silent exit.
+
+One instance per data dir: the first holds an exclusive lock on `window.lock` in it for
+its lifetime (the kernel drops it when the process dies, however it dies); a second start
+finds the lock taken, asks the first to come to the front over a local socket and ends.
+The lock decides, so QtNetwork (the socket) is imported only by a second start, and by
+the first one after its window is painted (issue 17).
 """
 
 from __future__ import annotations
@@ -13,19 +19,22 @@ import logging
 import logging.handlers
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from PySide6.QtCore import QSettings
-from PySide6.QtNetwork import QLocalServer, QLocalSocket
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication
 
 from prismq_desktop import APP_NAME, __version__
 from prismq_desktop.core import paths
 from prismq_desktop.gui import gcguard
 
 if TYPE_CHECKING:
+    from PySide6.QtNetwork import QLocalServer
+    from PySide6.QtWidgets import QMessageBox
+
     from prismq_desktop.core.store.registry import RunRegistry
 
 log = logging.getLogger("prismq_desktop")
@@ -38,16 +47,93 @@ def instance_key(home: Path) -> str:
     return "prismq-desktop-" + hashlib.sha1(str(home).encode()).hexdigest()[:12]
 
 
-def ask_running_instance_to_show(key: str) -> bool:
-    """True if another instance owns this data dir (it was asked to come to the front)."""
-    sock = QLocalSocket()
-    sock.connectToServer(key)
-    if not sock.waitForConnected(300):
-        return False
-    sock.write(b"show\n")
-    sock.waitForBytesWritten(300)
-    sock.disconnectFromServer()
-    return True
+#: how long a second start keeps asking a first one that holds the lock but does not listen
+#: yet (it listens once its window is painted)
+SHOW_WAIT = 10.0
+
+
+def ask_running_instance_to_show(key: str, wait: float = 0.0) -> bool:
+    """True if an instance listens on `key` (it was asked to come to the front); tries for `wait` s."""
+    from PySide6.QtNetwork import QLocalSocket
+
+    deadline = time.monotonic() + wait
+    while True:
+        sock = QLocalSocket()
+        sock.connectToServer(key)
+        if sock.waitForConnected(300):
+            sock.write(b"show\n")
+            sock.waitForBytesWritten(300)
+            sock.disconnectFromServer()
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+class InstanceLock:
+    """An exclusive, non-blocking lock on `home/window.lock`, held until `release()` (flock on
+    POSIX, msvcrt.locking on Windows; the OS releases it when the process ends, however)."""
+
+    def __init__(self, fd: int | None) -> None:
+        self._fd = fd  # None: a file system that cannot lock, the socket alone decides
+
+    @classmethod
+    def take(cls, home: Path) -> InstanceLock | None:
+        """The data dir's window lock, or None when another window holds it.
+
+        A file system that cannot lock (some network mounts) falls back to the socket alone:
+        an instance that answers on it owns the data dir."""
+        import errno
+
+        path = home / "window.lock"
+        try:
+            fd = paths.open_private(path, os.O_RDWR | os.O_CREAT)
+        except OSError as exc:  # a read-only data dir: the registry says what is wrong with it
+            log.warning("cannot open %s (%s): the single-instance check uses the socket alone", path, exc)
+            return None if ask_running_instance_to_show(instance_key(home)) else cls(None)
+        try:
+            if sys.platform == "win32":
+                import msvcrt
+
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+            else:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK, errno.EDEADLK):
+                return None
+            log.warning("cannot lock %s (%s): the single-instance check uses the socket alone", path, exc)
+            return None if ask_running_instance_to_show(instance_key(home)) else cls(None)
+        return cls(fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = None
+
+
+def listen_for_show(key: str, window: Any) -> QLocalServer:
+    """The server a second start asks to bring `window` to the front (we hold the lock: a
+    socket left by a crashed instance is removed first)."""
+    from PySide6.QtNetwork import QLocalServer
+
+    server = QLocalServer(window)
+    QLocalServer.removeServer(key)
+    server.listen(key)
+
+    def on_connection() -> None:
+        sock = server.nextPendingConnection()
+        if sock is not None:
+            def show() -> None:
+                sock.readAll()
+                window.show_normal()
+
+            sock.readyRead.connect(show)
+
+    server.newConnection.connect(on_connection)
+    return server
 
 
 class _PrivateLogHandler(logging.handlers.RotatingFileHandler):
@@ -78,6 +164,8 @@ def install_excepthook(log_path: Path) -> None:
         log.error("uncaught exception:\n%s", text)
         app = QApplication.instance()
         if app is not None:
+            from PySide6.QtWidgets import QMessageBox
+
             box = QMessageBox(QMessageBox.Icon.Critical, f"{APP_NAME}: unexpected error",
                               f"{exc_type.__name__}: {exc}\n\nThe details are in {log_path}.")
             box.setDetailedText(text)
@@ -111,7 +199,9 @@ def apply_saved_retention(registry: RunRegistry, settings: QSettings) -> int:
     return removed.runs
 
 
-async def run_window(app: QApplication, home: Path, server: QLocalServer) -> int:
+async def run_window(app: QApplication, home: Path, key: str | None = None) -> int:
+    """The window's life on the loop; `key`: the local socket name to listen on for "show"
+    (after the first paint), None for no listening (tests)."""
     from prismq_desktop.core.orchestrator.orchestrator import DEFAULT_MAX_CONCURRENT, TaskOrchestrator
     from prismq_desktop.core.secrets import SecretVault
     from prismq_desktop.gui.broker import window_broker
@@ -153,16 +243,8 @@ async def run_window(app: QApplication, home: Path, server: QLocalServer) -> int
         window.quitRequested.connect(closed.set)
         app.aboutToQuit.connect(closed.set)
 
-        def on_connection() -> None:
-            sock = server.nextPendingConnection()
-            if sock is not None:
-                def show() -> None:
-                    sock.readAll()
-                    window.show_normal()
-
-                sock.readyRead.connect(show)
-
-        server.newConnection.connect(on_connection)
+        if key is not None:  # a second start's "show": QtNetwork is not needed to paint (issue 17)
+            window.after_first_paint.append(lambda: setattr(window, "instance_server", listen_for_show(key, window)))
 
         def terminate() -> None:
             """SIGTERM/SIGINT/SIGHUP (logout, kill, Ctrl+C): stop every run's tree, then quit."""
@@ -219,41 +301,58 @@ def main(data_dir: str | None = None) -> int:
         from PySide6.QtGui import QIcon
 
         app.setWindowIcon(QIcon(str(icon)))
-    key = instance_key(home)
-    if ask_running_instance_to_show(key):
-        print(f"{APP_NAME} is already running on {home}; it was brought to the front.")
-        return 0
-    server = QLocalServer()
-    QLocalServer.removeServer(key)  # a stale socket from a crashed instance
-    server.listen(key)
+    lock = _take_or_show(home)
+    if not isinstance(lock, InstanceLock):
+        return lock
     install_excepthook(log_path)
     import qasync
 
     from prismq_desktop.core.store.schema import RegistryError
 
-    while True:
-        try:
-            with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
-                return runner.run(run_window(app, home, server))
-        except RegistryError as exc:  # damaged, locked, read-only, newer, full: say it, offer a way out
-            log.error("registry: %s", exc)
-            box = registry_problem_box(exc)
-            box.exec()  # not inside a coroutine: the loop has ended
-            choice = box.property("choice")
-            if choice == "other":
-                from PySide6.QtWidgets import QFileDialog
+    try:
+        while True:
+            try:
+                with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
+                    return runner.run(run_window(app, home, instance_key(home)))
+            except RegistryError as exc:  # damaged, locked, read-only, newer, full: say it, offer a way out
+                log.error("registry: %s", exc)
+                box = registry_problem_box(exc)
+                box.exec()  # not inside a coroutine: the loop has ended
+                choice = box.property("choice")
+                if choice == "other":
+                    from PySide6.QtWidgets import QFileDialog
 
-                picked = QFileDialog.getExistingDirectory(None, "Open another data dir", str(home.parent))
-                if not picked:
+                    picked = QFileDialog.getExistingDirectory(None, "Open another data dir", str(home.parent))
+                    if not picked:
+                        return 1
+                    home = paths.data_dir(picked)
+                    lock.release()
+                    taken = _take_or_show(home)
+                    if not isinstance(taken, InstanceLock):
+                        return taken
+                    lock = taken
+                elif choice == "aside":
+                    from prismq_desktop.core.store.database import move_aside
+
+                    moved = move_aside(cast(Path, getattr(exc, "path", None)))
+                    log.warning("moved the unusable registry aside to %s", moved)
+                elif choice != "retry":
                     return 1
-                home = paths.data_dir(picked)
-            elif choice == "aside":
-                from prismq_desktop.core.store.database import move_aside
+    finally:
+        lock.release()
 
-                moved = move_aside(cast(Path, getattr(exc, "path", None)))
-                log.warning("moved the unusable registry aside to %s", moved)
-            elif choice != "retry":
-                return 1
+
+def _take_or_show(home: Path) -> InstanceLock | int:
+    """This data dir's window lock, or the exit status when another window has it (asked to come
+    to the front: 0; it did not answer: 1, said on stderr)."""
+    lock = InstanceLock.take(home)
+    if lock is not None:
+        return lock
+    if ask_running_instance_to_show(instance_key(home), wait=SHOW_WAIT):
+        print(f"{APP_NAME} is already running on {home}; it was brought to the front.")
+        return 0
+    print(f"{APP_NAME} is already running on {home} (it did not answer within {SHOW_WAIT:.0f} s).", file=sys.stderr)
+    return 1
 
 
 def registry_problem_box(exc: Exception) -> QMessageBox:
@@ -262,6 +361,8 @@ def registry_problem_box(exc: Exception) -> QMessageBox:
     Its "choice" property is set to "other" (open another data dir), "aside" (move the bad file
     aside, renamed with a timestamp; offered for a file that is itself the problem), "retry"
     (a lock or a full disk may pass) or "quit"."""
+    from PySide6.QtWidgets import QMessageBox
+
     from prismq_desktop.core.store.schema import RegistryLocked, RegistryUnusable
 
     box = QMessageBox(QMessageBox.Icon.Critical, APP_NAME, "The run registry cannot be used.")
