@@ -75,7 +75,7 @@ from prismq_desktop.core.process.executor import Job
 from prismq_desktop.core.process.launch import Launch, child_environment, is_frozen
 from prismq_desktop.core.process.local import SubprocessWrapper
 from prismq_desktop.core.process.supervisor import Supervisor
-from prismq_desktop.core.process.tree import IS_WINDOWS
+from prismq_desktop.core.process.tree import IS_WINDOWS, ServedTree
 
 __all__ = ["DEFAULT_PRELOAD", "PoolStats", "ResourcePool", "WorkerStats", "pool_supported"]
 
@@ -413,7 +413,10 @@ class ResourcePool:
         job = slot.job
         assert slot.pid is not None
         supervisor = Supervisor(job, loop, threadsafe=not pipes.watched)
-        supervisor.attach(slot.worker.make_tree(slot.pid))
+        tree = slot.tree = slot.worker.make_tree(slot.pid, slot.ticks)
+        if isinstance(tree, ServedTree) and slot.exited.done():
+            tree.left = slot.left  # the exit came with the start (a run that was over at once)
+        supervisor.attach(tree)
         if job.capture.log is not None:
             job.capture.log.meta(
                 event="pool",
@@ -444,6 +447,7 @@ class ResourcePool:
             env = msg.get("env")
             if isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
                 worker.base_env = env
+            worker.subreaper = msg.get("subreaper") is True
             self._hand_out(worker)
             return
         slot = worker.slot
@@ -454,6 +458,8 @@ class ResourcePool:
             self._latencies.append(slot.latency)
             pid = int(msg.get("pid") or 0)
             slot.pid = pid or None
+            ticks = msg.get("ticks")
+            slot.ticks = ticks if isinstance(ticks, int) and ticks >= 0 else None
             if slot.abandoned:
                 if pid:
                     self._kill_group(pid)
@@ -474,6 +480,10 @@ class ResourcePool:
         elif kind == "exit":
             worker.slot = None
             worker.runs += 1
+            if worker.subreaper:
+                slot.left = _left_behind(msg.get("left"))
+                if isinstance(slot.tree, ServedTree):
+                    slot.tree.left = slot.left
             if not slot.started.done():  # cannot happen (started comes first); never leave a waiter hanging
                 slot.started.set_exception(StartFailed("the child ended before it started"))
             if not slot.exited.done():
@@ -704,6 +714,18 @@ def _close_pools_at_exit() -> None:
 def env_diff(env: dict[str, str], base: dict[str, str]) -> dict[str, Any]:
     """`env` as what to set and unset on top of `base` (a fork server's environment)."""
     return {"set": {k: v for k, v in env.items() if base.get(k) != v}, "unset": [k for k in base if k not in env]}
+
+
+def _left_behind(value: object) -> list[tuple[int, int]] | None:
+    """An "exit" message's ``left`` as (pid, start ticks) pairs: [] when absent (nothing was left),
+    None when malformed (not known: the tree then looks for itself)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        return None
+    pairs = [(item[0], item[1]) for item in value if isinstance(item, list) and len(item) == 2
+             and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in item)]
+    return pairs if len(pairs) == len(value) else None
 
 
 def _describe(code: int | None) -> str:

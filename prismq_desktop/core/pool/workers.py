@@ -22,9 +22,11 @@ from typing import Any, Protocol
 
 from prismq_desktop.core.pool import forkserver
 from prismq_desktop.core.process.executor import Job
-from prismq_desktop.core.process.tree import ProcessTree
+from prismq_desktop.core.process.tree import ProcessTree, ServedTree
 
 log = logging.getLogger(__name__)
+
+RECV_SIZE = 64 * 1024  # control messages are small; 256 KiB buffers cost an mmap per recv (see pipes.READ_SIZE)
 
 
 class WorkerSettings(Protocol):
@@ -56,8 +58,12 @@ class Slot:
         self.sent = 0.0
         self.latency: float | None = None
         self.pid: int | None = None
+        self.ticks: int | None = None  # the child's start in clock ticks, as the server reported it
         self.lost: str | None = None
         self.abandoned = False
+        #: What the run left behind, from its "exit" (a subreaper server): None until then, or if not known.
+        self.left: list[tuple[int, int]] | None = None
+        self.tree: ProcessTree | None = None
 
 
 class Worker:
@@ -88,6 +94,8 @@ class Worker:
         self.preload_failed: dict[str, str] = {}
         #: The worker's own environment, from its "ready" (a request then carries only the difference).
         self.base_env: dict[str, str] | None = None
+        #: The worker is a child subreaper that reports what each run left behind (its "ready" says so).
+        self.subreaper = False
         self.reader_thread: threading.Thread | None = None  # the control channel's reader, if not the loop
 
     @property
@@ -108,8 +116,11 @@ class Worker:
     def close_channel(self) -> None:
         raise NotImplementedError
 
-    def make_tree(self, pid: int) -> ProcessTree:
-        return ProcessTree(pid)
+    def make_tree(self, pid: int, ticks: int | None = None) -> ProcessTree:
+        """The run's tree; `ticks`: its start as the worker reported it (no /proc read then)."""
+        if self.subreaper and self.pid is not None:
+            return ServedTree(pid, self.pid, ticks=ticks)
+        return ProcessTree(pid, ticks=ticks)
 
     def _read_channel(self) -> Iterable[dict[str, Any]]:
         raise NotImplementedError
@@ -199,7 +210,7 @@ class ForkServerWorker(Worker):
         assert self.sock is not None
         while True:
             try:
-                data = self.sock.recv(256 * 1024)
+                data = self.sock.recv(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -241,7 +252,7 @@ class ForkServerWorker(Worker):
     def _read_channel(self) -> Iterable[dict[str, Any]]:
         assert self.sock is not None
         while True:
-            data = self.sock.recv(256 * 1024)
+            data = self.sock.recv(RECV_SIZE)
             if not data:
                 return
             yield from self._decoder.feed(data)
