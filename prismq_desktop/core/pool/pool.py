@@ -66,6 +66,7 @@ from typing import Any, Literal
 import psutil
 
 from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode
+from prismq_desktop.core.pool.forkserver import _cwd_problem as cwd_problem
 from prismq_desktop.core.pool.pipes import RunPipes
 from prismq_desktop.core.pool.routing import DEFAULT_PRELOAD, worker_request
 from prismq_desktop.core.pool.stats import PoolStats, WorkerStats, percentile
@@ -376,9 +377,15 @@ class ResourcePool:
         pipes = RunPipes(out_r, err_r)
         try:
             slot.sent = time.perf_counter()
-            worker.send_run(request, (out_w, err_w))
+            if not self._send_direct(worker, slot, request, (out_w, err_w)):
+                worker.send_run(request, (out_w, err_w))
         except OSError:
             worker.retire()  # its EOF fails the slot below
+        except StartFailed as exc:
+            worker.slot = None
+            self._release(worker)
+            pipes.close()
+            return Outcome(OutcomeKind.FAILED_TO_START, None, f"cannot start {job.launch.argv[1]}: {exc}")
         finally:
             os.close(out_w)
             os.close(err_w)
@@ -398,6 +405,31 @@ class ResourcePool:
                 return None
             return Outcome(OutcomeKind.FAILED_TO_START, None, f"cannot start {job.launch.argv[1]}: {exc}")
         return slot, pipes
+
+    def _send_direct(self, worker: Worker, slot: Slot, request: dict[str, Any], fds: tuple[int, int]) -> bool:
+        """Send the run straight to the server's announced spare (no round trip through the server);
+        the slot is started at once, its pid and start ticks known. False: it goes through the server
+        (a function task whose module the server imports first, or no spare: the request then gives
+        the spare back, so the server may use it). StartFailed: the directory is not usable, checked
+        here as the server would (the run failed to start; nothing was sent)."""
+        if not isinstance(worker, ForkServerWorker) or worker.spare is None:
+            return False
+        if "function_preload" in request:
+            request["spare"] = worker.drop_spare()
+            return False
+        problem = cwd_problem(request.get("cwd", ""))
+        if problem is not None:
+            raise StartFailed(problem)
+        got = worker.send_direct(request, fds)
+        if got is None:
+            return False
+        slot.direct = True
+        slot.pid, slot.ticks = got
+        slot.latency = time.perf_counter() - slot.sent
+        self._latencies.append(slot.latency)
+        worker.served += 1
+        slot.started.set_result(got[0])
+        return True
 
     @staticmethod
     def _kill_group(pid: int) -> None:
@@ -450,8 +482,18 @@ class ResourcePool:
             worker.subreaper = msg.get("subreaper") is True
             self._hand_out(worker)
             return
+        if kind == "spare":
+            if isinstance(worker, ForkServerWorker):
+                worker.keep_spare(msg)
+            return
         slot = worker.slot
-        if slot is None or msg.get("seq") != slot.seq:
+        if kind == "exit" and msg.get("seq") is None:  # the server's spare died: ours, or the run we sent it
+            if isinstance(worker, ForkServerWorker) and worker.spare is not None and worker.spare[0] == msg.get("pid"):
+                worker.drop_spare()
+                return
+            if slot is None or not slot.direct or slot.pid != msg.get("pid"):
+                return
+        elif slot is None or msg.get("seq") != slot.seq:
             return
         if kind == "started":
             slot.latency = received - slot.sent

@@ -59,6 +59,7 @@ class Slot:
         self.latency: float | None = None
         self.pid: int | None = None
         self.ticks: int | None = None  # the child's start in clock ticks, as the server reported it
+        self.direct = False  # sent straight to the server's spare (its exit may come with no seq)
         self.lost: str | None = None
         self.abandoned = False
         #: What the run left behind, from its "exit" (a subreaper server): None until then, or if not known.
@@ -177,6 +178,9 @@ class ForkServerWorker(Worker):
         self.sock: socket.socket | None = None
         self._watched = False
         self._decoder = forkserver.Decoder()
+        #: The server's spare, announced to us ("spare": pid, start ticks, its socket): a run is
+        #: sent straight to it (`send_direct`), with no round trip through the server.
+        self.spare: tuple[int, int | None, socket.socket] | None = None
 
     def start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -210,24 +214,82 @@ class ForkServerWorker(Worker):
         assert self.sock is not None
         while True:
             try:
-                data = self.sock.recv(RECV_SIZE)
+                data, fds, _flags, _addr = socket.recv_fds(self.sock, RECV_SIZE, forkserver.MAX_FDS)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
-                data = b""
+                data, fds = b"", []
             if not data:
+                for fd in fds:
+                    os.close(fd)
                 self._unwatch()
                 self.on_eof(self)
                 return
             now = time.perf_counter()
             try:
-                messages = list(self._decoder.feed(data))
+                messages = [self._took_spare(msg) for msg in self._decoder.feed(data, fds)]
             except ValueError:
                 log.warning("pool fork server %s sent garbage; retiring it", self.pid)
                 self.retire()
                 return
+            self._close_stray_fds()
             for msg in messages:
                 self.on_message(self, msg, now)
+
+    def _took_spare(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """A "spare" message brings the spare's socket (the first fd received with it): put it in
+        the message (``_fd``), for `keep_spare` on the loop thread."""
+        if msg.get("t") == "spare" and self._decoder.fds:
+            msg["_fd"] = self._decoder.fds.pop(0)
+        return msg
+
+    def keep_spare(self, msg: dict[str, Any]) -> None:
+        """On the loop: keep the announced spare (pid, start ticks, socket) for `send_direct`."""
+        fd = msg.pop("_fd", None)
+        if not isinstance(fd, int):
+            return
+        link = socket.socket(fileno=fd)
+        pid, ticks = msg.get("pid"), msg.get("ticks")
+        if self.retiring or not isinstance(pid, int) or pid <= 0:
+            link.close()
+            return
+        self.drop_spare()
+        self.spare = (pid, ticks if isinstance(ticks, int) and ticks >= 0 else None, link)
+
+    def _close_stray_fds(self) -> None:
+        fds, self._decoder.fds = self._decoder.fds, []
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def drop_spare(self) -> int | None:
+        """Let go of the announced spare (closing our copy of its socket); its pid, if there was one."""
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return None
+        with contextlib.suppress(OSError):
+            spare[2].close()
+        return spare[0]
+
+    def send_direct(self, request: dict[str, Any], fds: tuple[int, int]) -> tuple[int, int | None] | None:
+        """Send a run straight to the announced spare: (its pid, start ticks), or None if there
+        is none or it is gone (then nothing was sent: the server takes the run)."""
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return None
+        pid, ticks, link = spare
+        try:
+            data = forkserver.encode(dict(request, direct=True))
+            sent = socket.send_fds(link, [data], list(fds), socket.MSG_DONTWAIT)
+            while sent < len(data):  # a request is far below the socket buffer: this does not loop
+                rest = data[sent:]
+                sent += _nonblocking(link, lambda: link.send(rest, socket.MSG_DONTWAIT))  # noqa: B023
+        except OSError:
+            return None  # the spare died (its exit comes from the server): nothing ran
+        finally:
+            with contextlib.suppress(OSError):
+                link.close()
+        return pid, ticks
 
     def _unwatch(self) -> None:
         if self._watched and self.sock is not None:
@@ -252,12 +314,17 @@ class ForkServerWorker(Worker):
     def _read_channel(self) -> Iterable[dict[str, Any]]:
         assert self.sock is not None
         while True:
-            data = self.sock.recv(RECV_SIZE)
+            data, fds, _flags, _addr = socket.recv_fds(self.sock, RECV_SIZE, forkserver.MAX_FDS)
             if not data:
+                for fd in fds:
+                    os.close(fd)
                 return
-            yield from self._decoder.feed(data)
+            messages = [self._took_spare(msg) for msg in self._decoder.feed(data, fds)]
+            self._close_stray_fds()
+            yield from messages
 
     def close_socket(self) -> None:
+        self.drop_spare()
         self._unwatch()
         if self.sock is not None:
             with contextlib.suppress(OSError):
