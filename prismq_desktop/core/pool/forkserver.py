@@ -21,14 +21,15 @@ server -> pool  ``{"t": "ready", "pid", "preloaded", "failed", "env", "subreaper
                 ``[[pid, ticks], ...]``, what the run left behind (absent: nothing);
                 ``{"t": "spare", "pid"[, "ticks"]}`` with the spare's socket attached (see below).
 
-Direct hand-off: once the spare has its session (its "r"), the server announces it to the pool
-with its socket, and the pool sends a run (``"direct": true``, the pipes attached) straight to
-the spare - the pid and start are known already, so no "started" and no round trip through the
-server; the spare tells the server ``{"t": "took", "seq"}`` on its socket and runs. The server
-never hands an announced spare a run itself; a request through the server (a function task whose
-module the server imports first, or no spare announced yet) may give it back (``"spare": pid``).
-An announced spare that dies is reported as ``{"t": "exit", "seq": null, "pid", "code"}`` (the
-pool matches the pid: its spare, or the run it had just sent there).
+Direct hand-off: as it forks a spare the server announces it to the pool with its socket, and
+the pool sends a run (``"direct": true``, the pipes attached) straight to the spare once the
+spare's "r" is there (the pool reads it: the spare has its own session by then) - the pid and
+start are known already, so no "started" and no hop through the server on the run's start. The
+server learns of the run when it reaps it: the "exit" of an announced pid goes out with seq
+null, and the pool matches the pid (its spare, or the run it sent there). When the pool sends a
+run through the server instead (a function task whose module the server imports first, a spare
+not ready yet, or no announcement yet) it gives its spare back (closes its copy); the server may
+hand that spare the run, and the run's "started" names it.
 
 Messages are a 4-byte big-endian length and UTF-8 JSON. EOF on the control socket means the
 pool is gone: the server kills its children's process groups (and its spare, and whatever
@@ -475,8 +476,6 @@ def _spare_main(sock: socket.socket, close_fds: list[int], warm: bool) -> NoRetu
                     os.close(fd)
                 if len(take) != 2:
                     os._exit(127)
-                if req.get("direct"):  # from the pool itself: the server learns its spare is a run now
-                    sock.sendall(encode({"t": "took", "seq": req.get("seq")}))
                 _become_run(req, take[0], take[1], sock, handshake=bool(req.get("handshake")))
     except BaseException:  # noqa: BLE001 - a spare never returns into the server
         os._exit(1)
@@ -655,16 +654,12 @@ class _Server:
         self.use_spare = spare
         self.warm = warm
         self.spare: tuple[int, socket.socket] | None = None
-        #: Direct hand-off: once the spare has its session ("r"), its socket goes to the pool
-        #: ("spare", SCM_RIGHTS), which then sends a run straight to it - the server is not on a
-        #: run's start path at all. `announced`: the pool holds the spare (the server never hands
-        #: it a run itself unless the pool gives it back: a request's "spare"); `spare_ready`: its
-        #: "r" was read already (by the loop); `_link_decoder`: its "took" message.
+        #: Direct hand-off: each spare's socket goes to the pool ("spare", SCM_RIGHTS) as it is
+        #: forked, and the pool sends a run straight to it - the server is not on a run's start
+        #: path at all (and learns of the run when it reaps it). `offered`: pids announced and not
+        #: handed a run here: their "exit" goes out with seq null (the pool matches the pid).
         self.direct = True
-        self.announced = False
-        self.spare_ready = False
-        self.link_eof = False
-        self._link_decoder = Decoder()
+        self.offered: set[int] = set()
         self.refill_at = 0.0  # monotonic time the next spare is due (see spawn)
         #: pid -> start in clock ticks (/proc/PID/stat field 22), known at the fork: sent with
         #: "started", so the pool's tree needs no /proc read for it (Linux; else not kept)
@@ -724,49 +719,24 @@ class _Server:
                 self.spare = self.fork_child(self.warm)
             except OSError:
                 self.spare = None  # try again at the next request
-            self.announced = self.spare_ready = self.link_eof = False
-            self._link_decoder = Decoder()
+                return
+            if self.direct:
+                self.announce()
 
-    def spare_readable(self) -> None:
-        """The spare's link: its "r" (it has its session: announce it to the pool), then its "took"
-        (it got a run from the pool: it is that run's root now; the next spare is due)."""
+    def announce(self) -> None:
+        """Give the pool the new spare's socket (and pid, start ticks): the pool sends a run straight
+        to it once the spare's "r" is there (the pool reads it: its own session is set up by then)."""
         assert self.spare is not None
         pid, link = self.spare
+        msg: dict[str, Any] = {"t": "spare", "pid": pid}
+        ticks = self.ticks.get(pid)
+        if ticks is not None:
+            msg["ticks"] = ticks
         try:
-            data = link.recv(4096, socket.MSG_DONTWAIT)  # (the link's blocking mode is shared with the pool's copy)
-        except (BlockingIOError, InterruptedError):
-            return
+            socket.send_fds(self.sock, [encode(msg)], [link.fileno()])
         except OSError:
-            data = b""
-        if not data:  # it died: its reaping (SIGCHLD) reports it; stop watching a link at EOF
-            self.link_eof = True
             return
-        if not self.spare_ready and data[:1] == b"r":
-            self.spare_ready = True
-            data = data[1:]
-            if self.direct and not self.announced:
-                self.announced = True
-                msg: dict[str, Any] = {"t": "spare", "pid": pid}
-                ticks = self.ticks.get(pid)
-                if ticks is not None:
-                    msg["ticks"] = ticks
-                try:
-                    socket.send_fds(self.sock, [encode(msg)], [link.fileno()])
-                except OSError:
-                    self.announced = False
-        try:
-            messages = list(self._link_decoder.feed(data))
-        except ValueError:
-            messages = []
-        for msg in messages:
-            if msg.get("t") == "took" and self.announced:
-                self.children[pid] = msg.get("seq")
-                link.close()
-                self.spare = None
-                self.announced = self.spare_ready = False
-                # The next spare once this run ends, or REFILL_AFTER into it (see spawn).
-                self.refill_at = time.monotonic() + REFILL_AFTER
-                return
+        self.offered.add(pid)
 
     def spawn(self, req: dict[str, Any], fds: list[int]) -> None:
         seq = req.get("seq")
@@ -778,11 +748,10 @@ class _Server:
             if problem is not None:
                 self.send({"t": "started", "seq": seq, "pid": 0, "error": problem})
                 return
-            if self.announced and self.spare is not None and req.get("spare") == self.spare[0]:
-                self.announced = False  # the pool gave its spare back (and closed its copy)
-            if self.announced:  # the pool holds the spare and may send it a run itself: fork another
-                self._fork_for(req, fds, seq)
-                return
+            # An announced spare may take this run too: the pool sends through the server only
+            # when it has no spare (the announcement is still on its way: this run's "started"
+            # names the spare, and the pool lets go of it) or gave it back with this request; a
+            # spare the pool sent a run to was reaped before the pool could send another.
             preload = req.get("function_preload")
             if isinstance(preload, dict) and _preload_function(preload) and self.spare is not None:
                 self.spare[1].close()  # forked before the import: it lacks the module; it exits on EOF
@@ -805,13 +774,13 @@ class _Server:
         assert self.spare is not None
         (pid, link), self.spare = self.spare, None
         try:
-            ready = b"r" if self.spare_ready else link.recv(1)  # normally long since in the buffer
+            ready = link.recv(1)  # normally long since in the buffer (the pool never read it: see spawn)
         except OSError:
             ready = b""
-        self.spare_ready = False
         if ready != b"r":
             link.close()
             return False
+        self.offered.discard(pid)  # a run through the server: its "started" names the pid
         self.children[pid] = seq
         self.started(seq, pid)
         with contextlib.suppress(OSError):
@@ -854,13 +823,12 @@ class _Server:
                 break
             seq = self.children.pop(pid, None)
             self.ticks.pop(pid, None)
-            announced = False
-            if self.spare is not None and self.spare[0] == pid:  # the spare died (idle, or with a run it had no time to report)
-                announced = self.announced
+            offered = pid in self.offered
+            self.offered.discard(pid)
+            if self.spare is not None and self.spare[0] == pid:  # the spare died, or ended the run the pool sent it
                 self.spare[1].close()
                 self.spare = None
-                self.announced = self.spare_ready = False
-            if seq is not None or announced:  # seq None: the pool matches the pid (its spare, or the run it sent there)
+            if seq is not None or offered:  # seq None: the pool matches the pid (its spare, or the run it sent there)
                 ended.append({"t": "exit", "seq": seq, "pid": pid, "code": os.waitstatus_to_exitcode(status)})
             # (a pid with no seq that is no spare: something a run left behind, killed by the pool - reaped here)
         for msg in ended:
@@ -884,10 +852,7 @@ class _Server:
         self.refill()
         while True:
             try:
-                watch = [self.sock.fileno(), self.wake_r]
-                if self.spare is not None and self.direct and not self.link_eof:
-                    watch.append(self.spare[1].fileno())
-                ready, _, _ = select.select(watch, [], [], self.refill_due())
+                ready, _, _ = select.select([self.sock.fileno(), self.wake_r], [], [], self.refill_due())
             except InterruptedError:
                 continue
             if self.wake_r in ready:
@@ -895,8 +860,6 @@ class _Server:
                     while os.read(self.wake_r, 4096):
                         pass
             self.reap()
-            if self.spare is not None and not self.link_eof and self.spare[1].fileno() in ready:
-                self.spare_readable()
             if self.sock.fileno() in ready:
                 try:
                     data, fds, _flags, _addr = socket.recv_fds(self.sock, RECV_SIZE, MAX_FDS)
@@ -985,7 +948,8 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()  # the children's first collections then leave the shared heap alone
     _BASE_ENV = dict(os.environ)  # what a run's "env_diff" is relative to (a preload may have changed it)
     server.send(
-        {"t": "ready", "pid": os.getpid(), "preloaded": loaded, "failed": failed, "env": _BASE_ENV, "subreaper": server.subreaper}
+        {"t": "ready", "pid": os.getpid(), "preloaded": loaded, "failed": failed, "env": _BASE_ENV, "subreaper": server.subreaper,
+         "direct": server.direct and server.use_spare}
     )
     try:
         server.serve()

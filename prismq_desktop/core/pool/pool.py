@@ -86,6 +86,7 @@ LATENCY_SAMPLES = 1000  # start latencies kept for the mean / p95
 BROKEN_AFTER = 3  # workers in a row dying before they are ready: stop trying, spawn normally
 QUEUE_POLL = 0.05  # how often a queued run checks whether it was cancelled
 REAP_TIMEOUT = 3.0  # a retired worker that has not exited by then is killed
+SPARE_WAIT = 0.05  # how long a run waits for the fork server's next spare before going through the server
 
 
 def pool_supported() -> bool:
@@ -366,6 +367,19 @@ class ResourcePool:
         None: the worker died first (nothing ran, the run may go elsewhere); an Outcome: the
         child could not become the run (failed to start).
         """
+        if (isinstance(worker, ForkServerWorker) and worker.announces and not threaded
+                and "function_preload" not in request):
+            # A run that just ended has the server forking the next spare: wait for it (≈ 1 ms)
+            # rather than send this run through the server, which would wait for it too.
+            try:
+                await worker.wait_spare(SPARE_WAIT)
+            except asyncio.CancelledError:
+                worker.reserved = False
+                self._hand_out(worker)
+                raise
+            if worker.retiring:
+                worker.reserved = False
+                return None  # nothing was sent: the run may go to another worker
         slot = Slot(next(self._seq), job, worker, loop)
         request["seq"] = slot.seq
         if worker.base_env is not None:  # only what differs from the server's own environment
@@ -415,8 +429,7 @@ class ResourcePool:
         if not isinstance(worker, ForkServerWorker) or worker.spare is None:
             return False
         if "function_preload" in request:
-            request["spare"] = worker.drop_spare()
-            return False
+            return False  # through the server, which imports the module first (its "started" may name our spare)
         problem = cwd_problem(request.get("cwd", ""))
         if problem is not None:
             raise StartFailed(problem)
@@ -480,6 +493,8 @@ class ResourcePool:
             if isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
                 worker.base_env = env
             worker.subreaper = msg.get("subreaper") is True
+            if isinstance(worker, ForkServerWorker):
+                worker.announces = msg.get("direct") is True
             self._hand_out(worker)
             return
         if kind == "spare":
@@ -500,6 +515,8 @@ class ResourcePool:
             self._latencies.append(slot.latency)
             pid = int(msg.get("pid") or 0)
             slot.pid = pid or None
+            if isinstance(worker, ForkServerWorker) and worker.spare is not None and worker.spare[0] == pid:
+                worker.drop_spare()  # the server gave this run the spare it had announced to us
             ticks = msg.get("ticks")
             slot.ticks = ticks if isinstance(ticks, int) and ticks >= 0 else None
             if slot.abandoned:

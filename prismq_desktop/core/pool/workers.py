@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import select
+import signal
 import socket
 import subprocess
 import threading
@@ -181,6 +182,8 @@ class ForkServerWorker(Worker):
         #: The server's spare, announced to us ("spare": pid, start ticks, its socket): a run is
         #: sent straight to it (`send_direct`), with no round trip through the server.
         self.spare: tuple[int, int | None, socket.socket] | None = None
+        self.announces = False  # the server announces its spares (its "ready" says so)
+        self._spare_waiter: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -255,6 +258,39 @@ class ForkServerWorker(Worker):
             return
         self.drop_spare()
         self.spare = (pid, ticks if isinstance(ticks, int) and ticks >= 0 else None, link)
+        waiter, self._spare_waiter = self._spare_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait_spare(self, timeout: float) -> bool:
+        """Wait (on the loop, at most `timeout` s) until an announced spare has said "r" - it has
+        its own session - so a run can be sent straight to it; False: none in time (a run just
+        ended and the server is still forking it), the run goes through the server then."""
+        loop = self.loop
+        deadline = loop.time() + timeout
+        while not self.retiring:
+            spare = self.spare
+            if spare is not None:
+                fd = spare[2].fileno()
+                if select.select([fd], [], [], 0)[0]:
+                    return True
+            if loop.time() >= deadline:
+                return False
+            fut: asyncio.Future[None] = loop.create_future()
+            timer = loop.call_at(deadline, _resolve, fut)
+            try:
+                if spare is not None:
+                    loop.add_reader(fd, _resolve, fut)
+                else:
+                    self._spare_waiter = fut
+                await fut
+            finally:
+                timer.cancel()
+                if spare is not None:
+                    loop.remove_reader(fd)
+                elif self._spare_waiter is fut:
+                    self._spare_waiter = None
+        return False
 
     def _close_stray_fds(self) -> None:
         fds, self._decoder.fds = self._decoder.fds, []
@@ -272,20 +308,31 @@ class ForkServerWorker(Worker):
         return spare[0]
 
     def send_direct(self, request: dict[str, Any], fds: tuple[int, int]) -> tuple[int, int | None] | None:
-        """Send a run straight to the announced spare: (its pid, start ticks), or None if there
-        is none or it is gone (then nothing was sent: the server takes the run)."""
+        """Send a run straight to the announced spare once its "r" says it has its own session:
+        (its pid, start ticks); None if there is none, it is not ready or it is gone (then nothing
+        was sent, our copy of its socket is closed - given back - and the server takes the run)."""
         spare, self.spare = self.spare, None
         if spare is None:
             return None
         pid, ticks, link = spare
         try:
-            data = forkserver.encode(dict(request, direct=True))
-            sent = socket.send_fds(link, [data], list(fds), socket.MSG_DONTWAIT)
-            while sent < len(data):  # a request is far below the socket buffer: this does not loop
-                rest = data[sent:]
-                sent += _nonblocking(link, lambda: link.send(rest, socket.MSG_DONTWAIT))  # noqa: B023
-        except OSError:
-            return None  # the spare died (its exit comes from the server): nothing ran
+            try:
+                if link.recv(1, socket.MSG_DONTWAIT) != b"r":  # b"": it died
+                    return None
+            except OSError:  # not ready yet (no session of its own yet): the server hands it over
+                return None
+            try:
+                data = forkserver.encode(dict(request, direct=True))
+                sent = socket.send_fds(link, [data], list(fds), socket.MSG_DONTWAIT)
+                while sent < len(data):  # a request is far below the socket buffer: this does not loop
+                    rest = data[sent:]
+                    sent += _nonblocking(link, lambda: link.send(rest, socket.MSG_DONTWAIT))  # noqa: B023
+            except OSError:
+                # Its "r" is taken, so the server could not hand it a run: end it (its exit comes
+                # from the server, matched to nothing); the run goes through the server.
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                return None
         finally:
             with contextlib.suppress(OSError):
                 link.close()
@@ -329,6 +376,11 @@ class ForkServerWorker(Worker):
         if self.sock is not None:
             with contextlib.suppress(OSError):
                 self.sock.close()
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _nonblocking(sock: socket.socket, send: Callable[[], int], timeout: float = 10.0) -> int:
