@@ -367,6 +367,7 @@ class ResourcePool:
         None: the worker died first (nothing ran, the run may go elsewhere); an Outcome: the
         child could not become the run (failed to start).
         """
+        requested = time.perf_counter()
         if (isinstance(worker, ForkServerWorker) and worker.announces and not threaded
                 and "function_preload" not in request):
             # A run that just ended has the server forking the next spare: wait for it (≈ 1 ms)
@@ -390,7 +391,7 @@ class ResourcePool:
         err_r, err_w = os.pipe()
         pipes = RunPipes(out_r, err_r)
         try:
-            slot.sent = time.perf_counter()
+            slot.sent = requested  # the start latency counts the wait for the spare too
             if not self._send_direct(worker, slot, request, (out_w, err_w)):
                 worker.send_run(request, (out_w, err_w))
         except OSError:
@@ -423,13 +424,15 @@ class ResourcePool:
     def _send_direct(self, worker: Worker, slot: Slot, request: dict[str, Any], fds: tuple[int, int]) -> bool:
         """Send the run straight to the server's announced spare (no round trip through the server);
         the slot is started at once, its pid and start ticks known. False: it goes through the server
-        (a function task whose module the server imports first, or no spare: the request then gives
-        the spare back, so the server may use it). StartFailed: the directory is not usable, checked
-        here as the server would (the run failed to start; nothing was sent)."""
+        (a function task whose module the server imports first, or no spare ready: our copy of the
+        spare's socket is closed first - given back - so the server may hand it the run).
+        StartFailed: the directory is not usable, checked here as the server would (the run failed
+        to start; nothing was sent)."""
         if not isinstance(worker, ForkServerWorker) or worker.spare is None:
             return False
         if "function_preload" in request:
-            return False  # through the server, which imports the module first (its "started" may name our spare)
+            worker.drop_spare()  # given back: the server imports the module first, then forks or hands over
+            return False
         problem = cwd_problem(request.get("cwd", ""))
         if problem is not None:
             raise StartFailed(problem)
