@@ -486,7 +486,7 @@ _STDIO: tuple[str, str] = ("utf-8", "strict")  # the server's stdio encoding and
 _STARTUP_UNBUFFERED = False  # was the server started unbuffered (PYTHONUNBUFFERED)? (set by main)
 
 
-def _cwd_problem(cwd: str) -> str | None:
+def cwd_problem(cwd: str) -> str | None:
     """Why a child could not change into `cwd` (checked before its pid is reported), or None."""
     try:
         if not os.path.isdir(cwd):
@@ -744,7 +744,7 @@ class _Server:
             if len(fds) != 2:
                 self.send({"t": "started", "seq": seq, "pid": 0, "error": "the run's output pipes did not arrive"})
                 return
-            problem = _cwd_problem(req.get("cwd", ""))
+            problem = cwd_problem(req.get("cwd", ""))
             if problem is not None:
                 self.send({"t": "started", "seq": seq, "pid": 0, "error": problem})
                 return

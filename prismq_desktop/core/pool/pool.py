@@ -66,7 +66,7 @@ from typing import Any, Literal
 import psutil
 
 from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode
-from prismq_desktop.core.pool.forkserver import _cwd_problem as cwd_problem
+from prismq_desktop.core.pool.forkserver import cwd_problem
 from prismq_desktop.core.pool.pipes import RunPipes
 from prismq_desktop.core.pool.routing import DEFAULT_PRELOAD, worker_request
 from prismq_desktop.core.pool.stats import PoolStats, WorkerStats, percentile

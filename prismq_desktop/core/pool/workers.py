@@ -251,7 +251,7 @@ class ForkServerWorker(Worker):
         fd = msg.pop("_fd", None)
         if not isinstance(fd, int):
             return
-        link = socket.socket(fileno=fd)
+        link = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=fd)  # (given: no getsockopt queries)
         pid, ticks = msg.get("pid"), msg.get("ticks")
         if self.retiring or not isinstance(pid, int) or pid <= 0:
             link.close()
