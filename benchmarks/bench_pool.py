@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -50,6 +51,35 @@ FIRST_LINE_GOAL_MS = 4.0  # issue #17: the pool's first line, median
 #: A pool round has this many times the spawn round's runs, so that it lasts about as long
 #: (40 pooled runs took ~0.25 s: one other process's burst on this shared machine swung it 3x).
 POOL_ROUND_FACTOR = 4
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_now(pool: ResourcePool) -> tuple[float, float, float]:
+    """CPU seconds so far: this process, the pool's fork servers, and their reaped children (Linux /proc)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    servers = children = 0
+    for worker in pool._workers:
+        try:
+            with open(f"/proc/{worker.pid}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        servers += int(fields[11]) + int(fields[12])
+        children += int(fields[13]) + int(fields[14])
+    return me.ru_utime + me.ru_stime, servers / _TICK, children / _TICK
+
+
+async def cpu_round(pool: ResourcePool, n: int, rounds: list[tuple[float, float, float]], coro: Any) -> float:
+    """Run `coro` (a tasks/s round of `n` pooled runs), noting its CPU per run (parent, servers, children)."""
+    before = cpu_now(pool)
+    workers = {w.pid for w in pool._workers}
+    tps = await coro
+    after = cpu_now(pool)
+    if {w.pid for w in pool._workers} == workers:  # (a worker replaced mid-round would skew the sums)
+        rounds.append(tuple((a - b) / n * 1000 for a, b in zip(after, before, strict=True)))  # type: ignore[arg-type]
+    return float(tps)
 
 
 def make_spec(script: str) -> RunSpec:
@@ -132,13 +162,17 @@ async def measure(n: int, warmup: int, rounds: int, per_round: int) -> dict[str,
                         else:
                             lat["raw"].append(await raw_once((os.path.join(SCRIPTS, script),), env, False))
                 tps: dict[str, list[float]] = {"pool": [], "spawn": [], "pool_executor": [], "spawn_executor": []}
+                cpu: dict[str, list[tuple[float, float, float]]] = {"engine": [], "executor": []}
                 await round_tps(pooled, spec, max(2, per_round // 4))  # warm-up
                 await round_tps(spawned, spec, max(2, per_round // 4))
                 for r in range(rounds):
                     sides = ("pool", "spawn") if r % 2 == 0 else ("spawn", "pool")
                     for side in sides:
                         n_side = per_round * POOL_ROUND_FACTOR if side == "pool" else per_round
-                        tps[side].append(await round_tps(pooled if side == "pool" else spawned, spec, n_side))
+                        if side == "pool":
+                            tps[side].append(await cpu_round(pool, n_side, cpu["engine"], round_tps(pooled, spec, n_side)))
+                        else:
+                            tps[side].append(await round_tps(spawned, spec, n_side))
                 launch = resolve(spec)
                 wrapper = SubprocessWrapper()
                 for r in range(rounds):
@@ -146,8 +180,12 @@ async def measure(n: int, warmup: int, rounds: int, per_round: int) -> dict[str,
                     for side in sides:
                         executor: Executor = pool if side == "pool" else wrapper
                         n_side = per_round * POOL_ROUND_FACTOR if side == "pool" else per_round
-                        tps[f"{side}_executor"].append(await round_tps_executor(executor, launch, n_side))
-                results[label] = {"latency_s": lat, "tasks_per_s": tps}
+                        got = round_tps_executor(executor, launch, n_side)
+                        if side == "pool":
+                            tps[f"{side}_executor"].append(await cpu_round(pool, n_side, cpu["executor"], got))
+                        else:
+                            tps[f"{side}_executor"].append(await got)
+                results[label] = {"latency_s": lat, "tasks_per_s": tps, "cpu_ms": cpu}
             results["pool_stats"] = pool.stats()
     finally:
         shutil.rmtree(home, ignore_errors=True)
@@ -169,6 +207,7 @@ def main() -> int:
     elapsed = time.perf_counter() - started
 
     figures = []
+    cpu_notes: list[str] = []
     details: dict[str, Any] = {"n": n, "warmup": warmup, "rounds": rounds, "per_round": per_round, "slots": SLOTS}
     for label, _script, goal in WORKLOADS:
         lat = {k: [x * 1000 for x in v] for k, v in results[label]["latency_s"].items()}
@@ -200,6 +239,18 @@ def main() -> int:
             figure(f"{label}: pool first line vs raw spawn (no engine)", pool_ms, median(lat["raw"]), unit="ms",
                    goal_kind="info")
         )
+        for where, rows in results[label]["cpu_ms"].items():
+            if not rows:
+                continue
+            parts = [median([r[i] for r in rows]) for i in range(3)]
+            details[label][f"cpu_ms_{where}"] = rows
+            cpu_notes.append(f"{label}, {where}: CPU per pooled run app / fork servers / children = "
+                             + " / ".join(f"{x:.2f}" for x in parts) + f" ms (median of {len(rows)} rounds)")
+            figures.append(
+                figure(f"{label}: CPU per pooled run ({where}): app / fork servers / children, total", sum(parts), None,
+                       unit="ms", goal_kind="info",
+                       note=" / ".join(f"{x:.2f}" for x in parts) + " ms (median rounds; /proc ticks of 10 ms over the round)")
+            )
     stats = results["pool_stats"]
     figures.append(figure("pool start latency (request → child pid), mean", stats.start_latency_mean_ms, None, unit="ms",
                           goal_kind="info"))
@@ -225,7 +276,11 @@ def main() -> int:
         "'raw spawn (no engine)': `create_subprocess_exec` + `readline()`, no registry/log/events — the floor of a fresh start.",
         "'executor only': `ResourcePool.execute` vs `SubprocessWrapper.execute` on bare Jobs (capture without a log file), "
         "same rounds: what the engine's own per-run work (registry, log, events) costs the pool's throughput.",
+        "'CPU per pooled run': over each pooled tasks/s round, this process's CPU (getrusage) and the fork servers' own "
+        "and reaped children's (/proc/PID/stat utime+stime, cutime+cstime), divided by the round's runs; the row's "
+        "note gives the three parts.",
         f"Interpreter: {sys.executable}.",
+        *cpu_notes,
     ]
     title = "Warm worker pool vs fresh spawns"
     print_table(title, figures, notes)

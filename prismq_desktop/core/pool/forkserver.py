@@ -10,16 +10,38 @@ ready, then serves requests from the control socket (fd N, one end of a socketpa
 pool -> server  ``{"t": "run", "seq", "kind": "path"|"module", "target", "argv", "cwd", "env",
                 "unbuffered"}`` with the run's stdout and stderr pipe write ends attached
                 (SCM_RIGHTS, `socket.send_fds`);
-server -> pool  ``{"t": "ready", "pid", "preloaded", "failed", "env"}`` once (``env``: the server's
-                own environment, so a request may carry ``"env_diff": {"set", "unset"}`` against
-                it instead of the whole ``"env"``);
-                ``{"t": "started", "seq", "pid"[, "error"]}`` once the child that is the run
-                exists in a session of its own (``"error"``: it could not be made, e.g. the
-                directory is gone: the run failed to start); ``{"t": "exit", "seq", "pid",
-                "code"}`` when it is reaped: the code is negative for a signal, as in `subprocess`.
+server -> pool  ``{"t": "ready", "pid", "preloaded", "failed", "env", "subreaper"}`` once (``env``:
+                the server's own environment, so a request may carry ``"env_diff": {"set",
+                "unset"}`` against it instead of the whole ``"env"``; ``subreaper``: see below);
+                ``{"t": "started", "seq", "pid"[, "ticks"][, "error"]}`` once the child that is
+                the run exists in a session of its own (``"ticks"``: its start as /proc/PID/stat
+                field 22, Linux; ``"error"``: it could not be made, e.g. the directory is gone:
+                the run failed to start); ``{"t": "exit", "seq", "pid", "code"[, "left"]}`` when
+                it is reaped: the code is negative for a signal, as in `subprocess`; ``"left"``:
+                ``[[pid, ticks], ...]``, what the run left behind (absent: nothing);
+                ``{"t": "spare", "pid"[, "ticks"]}`` with the spare's socket attached (see below).
+
+Direct hand-off: as it forks a spare the server announces it to the pool with its socket, and
+the pool sends a run (``"direct": true``, the pipes attached) straight to the spare once the
+spare's "r" is there (the pool reads it: the spare has its own session by then) - the pid and
+start are known already, so no "started" and no hop through the server on the run's start. The
+server learns of the run when it reaps it: the "exit" of an announced pid goes out with seq
+null, and the pool matches the pid (its spare, or the run it sent there). When the pool sends a
+run through the server instead (a function task whose module the server imports first, a spare
+not ready yet, or no announcement yet) it gives its spare back (closes its copy); the server may
+hand that spare the run, and the run's "started" names it.
 
 Messages are a 4-byte big-endian length and UTF-8 JSON. EOF on the control socket means the
-pool is gone: the server kills its children's process groups (and its spare) and exits.
+pool is gone: the server kills its children's process groups (and its spare, and whatever
+re-parented to it) and exits.
+
+Leftovers (Linux): the server is a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``), so a
+run's descendants whose parent exited re-parent to the server, not to the app. It serves one
+run at a time, so when a run's root is reaped every child of the server that is neither the
+spare nor a run's root is that run's: the "exit" lists them (one /proc read, in the server), and
+the pool stops them - and looks for nothing more when the list is absent and the run's process
+group is empty (process/tree.py, `ServedTree`). This also finds a daemon that double-forked
+without exec, which carries no run tag in /proc/PID/environ (it keeps the server's).
 
 The spare: the server keeps one child forked ahead. Right after the fork it calls `setsid()`
 (its own session, so the pool's `ProcessTree` stops it exactly like a spawned run), resets the
@@ -76,6 +98,7 @@ from typing import Any, NoReturn
 _HEADER = struct.Struct("!I")
 MAX_MESSAGE = 64 * 1024 * 1024
 MAX_FDS = 16
+RECV_SIZE = 64 * 1024  # a request is small; a 256 KiB buffer would cost an mmap and a munmap per recv
 WARM_UP_AFTER = 0.02  # seconds a spare waits for a request before it warms up (sustained runs skip it)
 REFILL_AFTER = 0.02  # seconds into a run the next spare is forked, if the run has not ended by then
 STATUS_CONTROL_C_EXIT = 0xC000013A  # what Windows Python exits with after an unhandled Ctrl+C
@@ -444,7 +467,7 @@ def _spare_main(sock: socket.socket, close_fds: list[int], warm: bool) -> NoRetu
                 _warm_up()
         decoder = Decoder()
         while True:
-            data, fds, _flags, _addr = socket.recv_fds(sock, 256 * 1024, MAX_FDS)
+            data, fds, _flags, _addr = socket.recv_fds(sock, RECV_SIZE, MAX_FDS)
             if not data:
                 os._exit(0)
             for req in decoder.feed(data, fds):
@@ -463,7 +486,7 @@ _STDIO: tuple[str, str] = ("utf-8", "strict")  # the server's stdio encoding and
 _STARTUP_UNBUFFERED = False  # was the server started unbuffered (PYTHONUNBUFFERED)? (set by main)
 
 
-def _cwd_problem(cwd: str) -> str | None:
+def cwd_problem(cwd: str) -> str | None:
     """Why a child could not change into `cwd` (checked before its pid is reported), or None."""
     try:
         if not os.path.isdir(cwd):
@@ -538,6 +561,87 @@ def _load_runner(path: str) -> None:
         return
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_LINUX = sys.platform.startswith("linux")
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _boot_clock() -> int:
+    """The boot clock in ns (the clock of /proc/PID/stat's start time; Linux), else 0."""
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME) if _LINUX else 0
+
+
+def _fork_ticks(pid: int, before: int, after: int) -> int | None:
+    """A child's start in clock ticks, as /proc/PID/stat field 22 gives it: the kernel takes the
+    boot clock during the fork, so when the clock read just before and just after falls in one
+    tick, that is it (no read); else one read of the file. None off Linux."""
+    if not _LINUX:
+        return None
+    tick = 1_000_000_000 // _CLOCK_TICKS
+    if before // tick == after // tick:
+        return before // tick
+    return _read_ticks(pid)
+
+
+def _read_ticks(pid: int) -> int | None:
+    """/proc/PID/stat field 22 (start in clock ticks since boot); None when gone or unreadable."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        return int(data.rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _own_children() -> list[int]:
+    """This process's direct children (/proc/self/task/TID/children: a re-parented orphan can be
+    any thread's child); [] when unreadable."""
+    pids: list[int] = []
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return pids
+    for tid in tids:
+        try:
+            fd = os.open(f"/proc/self/task/{tid}/children", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            data = b""
+            while chunk := os.read(fd, 65536):
+                data += chunk
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        pids.extend(int(x) for x in data.split() if x.isdigit())
+    return pids
+
+
+def _become_subreaper() -> bool:
+    """Linux: make the server a child subreaper, so what a run leaves behind (a double-forked
+    daemon, a setsid() escaper whose parent exited) re-parents to the server rather than to the
+    app: the server sees it when the run's root is reaped and says so in the "exit", and the
+    pool looks for leftovers only then. False if that cannot be (then the app's own subreaper and
+    the run tag find them, as for a spawned run). ctypes is imported for this one call and taken
+    out of sys.modules again: a run finds the modules a fresh interpreter (plus the preloads) has."""
+    if not _LINUX or not os.path.exists("/proc/self/task"):
+        return False
+    before = set(sys.modules)
+    try:
+        import ctypes
+
+        ok = bool(ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (ImportError, OSError, AttributeError):
+        ok = False
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+    return ok
+
+
 class _Server:
     """Serves run requests; keeps one spare child forked ahead, so a request costs no fork."""
 
@@ -550,7 +654,19 @@ class _Server:
         self.use_spare = spare
         self.warm = warm
         self.spare: tuple[int, socket.socket] | None = None
+        #: Direct hand-off: each spare's socket goes to the pool ("spare", SCM_RIGHTS) as it is
+        #: forked, and the pool sends a run straight to it - the server is not on a run's start
+        #: path at all (and learns of the run when it reaps it). `offered`: pids announced and not
+        #: handed a run here: their "exit" goes out with seq null (the pool matches the pid).
+        self.direct = True
+        self.offered: set[int] = set()
         self.refill_at = 0.0  # monotonic time the next spare is due (see spawn)
+        #: pid -> start in clock ticks (/proc/PID/stat field 22), known at the fork: sent with
+        #: "started", so the pool's tree needs no /proc read for it (Linux; else not kept)
+        self.ticks: dict[int, int] = {}
+        #: A child subreaper (see `_become_subreaper`): what a run leaves behind re-parents here,
+        #: and each "exit" says what that is ("left"), so the pool looks no further when it is nothing.
+        self.subreaper = False
 
     def send(self, msg: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
@@ -559,6 +675,7 @@ class _Server:
     def fork_child(self, warm: bool = True) -> tuple[int, socket.socket]:
         """Fork a child that takes its own session and waits on the returned socket for a request."""
         ours, theirs = socket.socketpair()
+        before = _boot_clock()
         try:
             pid = os.fork()
         except BaseException:
@@ -571,7 +688,30 @@ class _Server:
             _spare_main(theirs, [self.sock.fileno(), self.wake_r, self.wake_w, spare], warm)
         theirs.close()
         self.children[pid] = None
+        ticks = _fork_ticks(pid, before, _boot_clock())
+        if ticks is not None:
+            self.ticks[pid] = ticks
         return pid, ours
+
+    def started(self, seq: Any, pid: int) -> None:
+        """Tell the pool the run's child exists (with its start ticks, when known)."""
+        msg: dict[str, Any] = {"t": "started", "seq": seq, "pid": pid}
+        ticks = self.ticks.get(pid)
+        if ticks is not None:
+            msg["ticks"] = ticks
+        self.send(msg)
+
+    def left_behind(self) -> list[list[int]]:
+        """``[pid, start ticks]`` of this server's live children that are neither a run's root nor
+        a spare: what the run that just ended left behind (re-parented here; the server serves one
+        run at a time). Read from /proc only here, in the server, at a run's end."""
+        left: list[list[int]] = []
+        for pid in _own_children():
+            if pid not in self.children:
+                ticks = _read_ticks(pid)
+                if ticks is not None:  # None: gone already
+                    left.append([pid, ticks])
+        return left
 
     def refill(self) -> None:
         if self.use_spare and self.spare is None:
@@ -579,6 +719,24 @@ class _Server:
                 self.spare = self.fork_child(self.warm)
             except OSError:
                 self.spare = None  # try again at the next request
+                return
+            if self.direct:
+                self.announce()
+
+    def announce(self) -> None:
+        """Give the pool the new spare's socket (and pid, start ticks): the pool sends a run straight
+        to it once the spare's "r" is there (the pool reads it: its own session is set up by then)."""
+        assert self.spare is not None
+        pid, link = self.spare
+        msg: dict[str, Any] = {"t": "spare", "pid": pid}
+        ticks = self.ticks.get(pid)
+        if ticks is not None:
+            msg["ticks"] = ticks
+        try:
+            socket.send_fds(self.sock, [encode(msg)], [link.fileno()])
+        except OSError:
+            return
+        self.offered.add(pid)
 
     def spawn(self, req: dict[str, Any], fds: list[int]) -> None:
         seq = req.get("seq")
@@ -586,10 +744,14 @@ class _Server:
             if len(fds) != 2:
                 self.send({"t": "started", "seq": seq, "pid": 0, "error": "the run's output pipes did not arrive"})
                 return
-            problem = _cwd_problem(req.get("cwd", ""))
+            problem = cwd_problem(req.get("cwd", ""))
             if problem is not None:
                 self.send({"t": "started", "seq": seq, "pid": 0, "error": problem})
                 return
+            # An announced spare may take this run too: the pool sends through the server only
+            # when it has no spare (the announcement is still on its way: this run's "started"
+            # names the spare, and the pool lets go of it) or gave it back with this request; a
+            # spare the pool sent a run to was reaped before the pool could send another.
             preload = req.get("function_preload")
             if isinstance(preload, dict) and _preload_function(preload) and self.spare is not None:
                 self.spare[1].close()  # forked before the import: it lacks the module; it exits on EOF
@@ -612,14 +774,15 @@ class _Server:
         assert self.spare is not None
         (pid, link), self.spare = self.spare, None
         try:
-            ready = link.recv(1)  # normally long since in the buffer
+            ready = link.recv(1)  # normally long since in the buffer (the pool never read it: see spawn)
         except OSError:
             ready = b""
         if ready != b"r":
             link.close()
             return False
+        self.offered.discard(pid)  # a run through the server: its "started" names the pid
         self.children[pid] = seq
-        self.send({"t": "started", "seq": seq, "pid": pid})
+        self.started(seq, pid)
         with contextlib.suppress(OSError):
             socket.send_fds(link, [encode(req)], fds)
         link.close()
@@ -641,7 +804,7 @@ class _Server:
         except OSError:
             reply = b""
         if reply == b"k":
-            self.send({"t": "started", "seq": seq, "pid": pid})
+            self.started(seq, pid)
             with contextlib.suppress(OSError):
                 link.sendall(b"g")
         else:
@@ -650,21 +813,33 @@ class _Server:
         link.close()
 
     def reap(self) -> None:
+        ended: list[dict[str, Any]] = []
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                break
             seq = self.children.pop(pid, None)
-            if self.spare is not None and self.spare[0] == pid:  # the spare died idle
+            self.ticks.pop(pid, None)
+            offered = pid in self.offered
+            self.offered.discard(pid)
+            if self.spare is not None and self.spare[0] == pid:  # the spare died, or ended the run the pool sent it
                 self.spare[1].close()
                 self.spare = None
-            if seq is not None:
-                self.send({"t": "exit", "seq": seq, "pid": pid, "code": os.waitstatus_to_exitcode(status)})
-                self.refill_at = 0.0  # the run is over: fork the next spare now, while the pool takes the exit
-                self.refill()
+            if seq is not None or offered:  # seq None: the pool matches the pid (its spare, or the run it sent there)
+                ended.append({"t": "exit", "seq": seq, "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+            # (a pid with no seq that is no spare: something a run left behind, killed by the pool - reaped here)
+        for msg in ended:
+            if self.subreaper:
+                left = self.left_behind()
+                if left:
+                    msg["left"] = left
+            self.send(msg)
+        if ended:
+            self.refill_at = 0.0  # the run is over: fork the next spare now, while the pool takes the exit
+            self.refill()
 
     def refill_due(self) -> float | None:
         """Seconds until the spare is to be forked (None: not due, or there is one)."""
@@ -687,7 +862,7 @@ class _Server:
             self.reap()
             if self.sock.fileno() in ready:
                 try:
-                    data, fds, _flags, _addr = socket.recv_fds(self.sock, 256 * 1024, MAX_FDS)
+                    data, fds, _flags, _addr = socket.recv_fds(self.sock, RECV_SIZE, MAX_FDS)
                 except OSError as exc:
                     if exc.errno in (errno.EINTR, errno.EAGAIN):
                         continue
@@ -704,10 +879,14 @@ class _Server:
                 self.refill()
 
     def shutdown(self) -> None:
-        """Kill what still runs (each child's whole session group, the spare too), reap, and go."""
+        """Kill what still runs (each child's whole session group, the spare too, and whatever
+        re-parented here), reap, and go."""
         if self.spare is not None:
             self.spare[1].close()
             self.spare = None
+        if self.subreaper:
+            for pid in _own_children():
+                self.children.setdefault(pid, None)
         for pid in list(self.children):
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
@@ -734,7 +913,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and not args[0].startswith("--"):  # run through BOOT: the first argument is this file
         args = args[1:]
-    fd, preload, spare, warm = -1, "", True, True
+    fd, preload, spare, warm, direct = -1, "", True, True, True
     it = iter(args)
     for arg in it:
         if arg == "--fd":
@@ -745,6 +924,8 @@ def main(argv: list[str] | None = None) -> int:
             spare = False
         elif arg == "--no-warm-up":
             warm = False
+        elif arg == "--no-direct":
+            direct = False
     if fd < 0:
         print("usage: forkserver --fd N [--preload mod1,mod2]", file=sys.stderr)
         return 2
@@ -759,12 +940,17 @@ def main(argv: list[str] | None = None) -> int:
 
     loaded, failed = _preload([name for name in preload.split(",") if name])
     server = _Server(sock, spare=spare, warm=warm)
+    server.subreaper = _become_subreaper()
+    server.direct = direct
     signal.signal(signal.SIGCHLD, _noop)
     signal.set_wakeup_fd(server.wake_w, warn_on_full_buffer=False)
     gc.collect()
     gc.freeze()  # the children's first collections then leave the shared heap alone
     _BASE_ENV = dict(os.environ)  # what a run's "env_diff" is relative to (a preload may have changed it)
-    server.send({"t": "ready", "pid": os.getpid(), "preloaded": loaded, "failed": failed, "env": _BASE_ENV})
+    server.send(
+        {"t": "ready", "pid": os.getpid(), "preloaded": loaded, "failed": failed, "env": _BASE_ENV, "subreaper": server.subreaper,
+         "direct": server.direct and server.use_spare}
+    )
     try:
         server.serve()
     finally:

@@ -16,7 +16,10 @@ from prismq_desktop.core.process.executor import Job
 from prismq_desktop.core.process.logfile import Stream
 from prismq_desktop.core.process.pipes import feed_chunks, pipe_reader, thread_future
 
-READ_SIZE = 256 * 1024  # one read per wake-up, as asyncio's pipe transport reads
+#: One read per wake-up. A pipe holds 64 KiB (nothing here widens it), so a bigger buffer never
+#: gets more - and a 256 KiB one is above glibc's mmap threshold: an mmap, its page faults and a
+#: munmap for every read (≈ 20 µs against ≈ 1.5 µs for 64 KiB, measured with a 6-byte line).
+READ_SIZE = 64 * 1024
 
 
 class PipeReader:

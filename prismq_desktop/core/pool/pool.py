@@ -66,6 +66,7 @@ from typing import Any, Literal
 import psutil
 
 from prismq_desktop.core.models import Outcome, OutcomeKind, RunMode
+from prismq_desktop.core.pool.forkserver import cwd_problem
 from prismq_desktop.core.pool.pipes import RunPipes
 from prismq_desktop.core.pool.routing import DEFAULT_PRELOAD, worker_request
 from prismq_desktop.core.pool.stats import PoolStats, WorkerStats, percentile
@@ -75,7 +76,7 @@ from prismq_desktop.core.process.executor import Job
 from prismq_desktop.core.process.launch import Launch, child_environment, is_frozen
 from prismq_desktop.core.process.local import SubprocessWrapper
 from prismq_desktop.core.process.supervisor import Supervisor
-from prismq_desktop.core.process.tree import IS_WINDOWS
+from prismq_desktop.core.process.tree import IS_WINDOWS, ServedTree
 
 __all__ = ["DEFAULT_PRELOAD", "PoolStats", "ResourcePool", "WorkerStats", "pool_supported"]
 
@@ -85,6 +86,7 @@ LATENCY_SAMPLES = 1000  # start latencies kept for the mean / p95
 BROKEN_AFTER = 3  # workers in a row dying before they are ready: stop trying, spawn normally
 QUEUE_POLL = 0.05  # how often a queued run checks whether it was cancelled
 REAP_TIMEOUT = 3.0  # a retired worker that has not exited by then is killed
+SPARE_WAIT = 0.05  # how long a run waits for the fork server's next spare before going through the server
 
 
 def pool_supported() -> bool:
@@ -365,6 +367,20 @@ class ResourcePool:
         None: the worker died first (nothing ran, the run may go elsewhere); an Outcome: the
         child could not become the run (failed to start).
         """
+        requested = time.perf_counter()
+        if (isinstance(worker, ForkServerWorker) and worker.announces and not threaded
+                and "function_preload" not in request):
+            # A run that just ended has the server forking the next spare: wait for it (≈ 1 ms)
+            # rather than send this run through the server, which would wait for it too.
+            try:
+                await worker.wait_spare(SPARE_WAIT)
+            except asyncio.CancelledError:
+                worker.reserved = False
+                self._hand_out(worker)
+                raise
+            if worker.retiring:
+                worker.reserved = False
+                return None  # nothing was sent: the run may go to another worker
         slot = Slot(next(self._seq), job, worker, loop)
         request["seq"] = slot.seq
         if worker.base_env is not None:  # only what differs from the server's own environment
@@ -375,10 +391,16 @@ class ResourcePool:
         err_r, err_w = os.pipe()
         pipes = RunPipes(out_r, err_r)
         try:
-            slot.sent = time.perf_counter()
-            worker.send_run(request, (out_w, err_w))
+            slot.sent = requested  # the start latency counts the wait for the spare too
+            if not self._send_direct(worker, slot, request, (out_w, err_w)):
+                worker.send_run(request, (out_w, err_w))
         except OSError:
             worker.retire()  # its EOF fails the slot below
+        except StartFailed as exc:
+            worker.slot = None
+            self._release(worker)
+            pipes.close()
+            return Outcome(OutcomeKind.FAILED_TO_START, None, f"cannot start {job.launch.argv[1]}: {exc}")
         finally:
             os.close(out_w)
             os.close(err_w)
@@ -399,6 +421,32 @@ class ResourcePool:
             return Outcome(OutcomeKind.FAILED_TO_START, None, f"cannot start {job.launch.argv[1]}: {exc}")
         return slot, pipes
 
+    def _send_direct(self, worker: Worker, slot: Slot, request: dict[str, Any], fds: tuple[int, int]) -> bool:
+        """Send the run straight to the server's announced spare (no round trip through the server);
+        the slot is started at once, its pid and start ticks known. False: it goes through the server
+        (a function task whose module the server imports first, or no spare ready: our copy of the
+        spare's socket is closed first - given back - so the server may hand it the run).
+        StartFailed: the directory is not usable, checked here as the server would (the run failed
+        to start; nothing was sent)."""
+        if not isinstance(worker, ForkServerWorker) or worker.spare is None:
+            return False
+        if "function_preload" in request:
+            worker.drop_spare()  # given back: the server imports the module first, then forks or hands over
+            return False
+        problem = cwd_problem(request.get("cwd", ""))
+        if problem is not None:
+            raise StartFailed(problem)
+        got = worker.send_direct(request, fds)
+        if got is None:
+            return False
+        slot.direct = True
+        slot.pid, slot.ticks = got
+        slot.latency = time.perf_counter() - slot.sent
+        self._latencies.append(slot.latency)
+        worker.served += 1
+        slot.started.set_result(got[0])
+        return True
+
     @staticmethod
     def _kill_group(pid: int) -> None:
         if IS_WINDOWS:
@@ -413,7 +461,10 @@ class ResourcePool:
         job = slot.job
         assert slot.pid is not None
         supervisor = Supervisor(job, loop, threadsafe=not pipes.watched)
-        supervisor.attach(slot.worker.make_tree(slot.pid))
+        tree = slot.tree = slot.worker.make_tree(slot.pid, slot.ticks)
+        if isinstance(tree, ServedTree) and slot.exited.done():
+            tree.left = slot.left  # the exit came with the start (a run that was over at once)
+        supervisor.attach(tree)
         if job.capture.log is not None:
             job.capture.log.meta(
                 event="pool",
@@ -444,16 +495,33 @@ class ResourcePool:
             env = msg.get("env")
             if isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
                 worker.base_env = env
+            worker.subreaper = msg.get("subreaper") is True
+            if isinstance(worker, ForkServerWorker):
+                worker.announces = msg.get("direct") is True
             self._hand_out(worker)
             return
+        if kind == "spare":
+            if isinstance(worker, ForkServerWorker):
+                worker.keep_spare(msg)
+            return
         slot = worker.slot
-        if slot is None or msg.get("seq") != slot.seq:
+        if kind == "exit" and msg.get("seq") is None:  # the server's spare died: ours, or the run we sent it
+            if isinstance(worker, ForkServerWorker) and worker.spare is not None and worker.spare[0] == msg.get("pid"):
+                worker.drop_spare()
+                return
+            if slot is None or not slot.direct or slot.pid != msg.get("pid"):
+                return
+        elif slot is None or msg.get("seq") != slot.seq:
             return
         if kind == "started":
             slot.latency = received - slot.sent
             self._latencies.append(slot.latency)
             pid = int(msg.get("pid") or 0)
             slot.pid = pid or None
+            if isinstance(worker, ForkServerWorker) and worker.spare is not None and worker.spare[0] == pid:
+                worker.drop_spare()  # the server gave this run the spare it had announced to us
+            ticks = msg.get("ticks")
+            slot.ticks = ticks if isinstance(ticks, int) and ticks >= 0 else None
             if slot.abandoned:
                 if pid:
                     self._kill_group(pid)
@@ -474,6 +542,10 @@ class ResourcePool:
         elif kind == "exit":
             worker.slot = None
             worker.runs += 1
+            if worker.subreaper:
+                slot.left = _left_behind(msg.get("left"))
+                if isinstance(slot.tree, ServedTree):
+                    slot.tree.left = slot.left
             if not slot.started.done():  # cannot happen (started comes first); never leave a waiter hanging
                 slot.started.set_exception(StartFailed("the child ended before it started"))
             if not slot.exited.done():
@@ -704,6 +776,18 @@ def _close_pools_at_exit() -> None:
 def env_diff(env: dict[str, str], base: dict[str, str]) -> dict[str, Any]:
     """`env` as what to set and unset on top of `base` (a fork server's environment)."""
     return {"set": {k: v for k, v in env.items() if base.get(k) != v}, "unset": [k for k in base if k not in env]}
+
+
+def _left_behind(value: object) -> list[tuple[int, int]] | None:
+    """An "exit" message's ``left`` as (pid, start ticks) pairs: [] when absent (nothing was left),
+    None when malformed (not known: the tree then looks for itself)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        return None
+    pairs = [(item[0], item[1]) for item in value if isinstance(item, list) and len(item) == 2
+             and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in item)]
+    return pairs if len(pairs) == len(value) else None
 
 
 def _describe(code: int | None) -> str:

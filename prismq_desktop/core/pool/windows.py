@@ -150,8 +150,8 @@ class WinWorker(Worker):  # pragma: no cover - Windows only
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()
 
-    def make_tree(self, pid: int) -> ProcessTree:
-        return WinTree(pid)
+    def make_tree(self, pid: int, ticks: int | None = None) -> ProcessTree:
+        return WinTree(pid)  # (ticks are a Linux fork server's)
 
     def _read_channel(self) -> Iterable[dict[str, Any]]:
         assert self.proc is not None and self.proc.stdout is not None

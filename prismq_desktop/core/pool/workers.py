@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import select
+import signal
 import socket
 import subprocess
 import threading
@@ -22,9 +23,11 @@ from typing import Any, Protocol
 
 from prismq_desktop.core.pool import forkserver
 from prismq_desktop.core.process.executor import Job
-from prismq_desktop.core.process.tree import ProcessTree
+from prismq_desktop.core.process.tree import ProcessTree, ServedTree
 
 log = logging.getLogger(__name__)
+
+RECV_SIZE = 64 * 1024  # control messages are small; 256 KiB buffers cost an mmap per recv (see pipes.READ_SIZE)
 
 
 class WorkerSettings(Protocol):
@@ -56,8 +59,13 @@ class Slot:
         self.sent = 0.0
         self.latency: float | None = None
         self.pid: int | None = None
+        self.ticks: int | None = None  # the child's start in clock ticks, as the server reported it
+        self.direct = False  # sent straight to the server's spare (its exit may come with no seq)
         self.lost: str | None = None
         self.abandoned = False
+        #: What the run left behind, from its "exit" (a subreaper server): None until then, or if not known.
+        self.left: list[tuple[int, int]] | None = None
+        self.tree: ProcessTree | None = None
 
 
 class Worker:
@@ -88,6 +96,8 @@ class Worker:
         self.preload_failed: dict[str, str] = {}
         #: The worker's own environment, from its "ready" (a request then carries only the difference).
         self.base_env: dict[str, str] | None = None
+        #: The worker is a child subreaper that reports what each run left behind (its "ready" says so).
+        self.subreaper = False
         self.reader_thread: threading.Thread | None = None  # the control channel's reader, if not the loop
 
     @property
@@ -108,8 +118,11 @@ class Worker:
     def close_channel(self) -> None:
         raise NotImplementedError
 
-    def make_tree(self, pid: int) -> ProcessTree:
-        return ProcessTree(pid)
+    def make_tree(self, pid: int, ticks: int | None = None) -> ProcessTree:
+        """The run's tree; `ticks`: its start as the worker reported it (no /proc read then)."""
+        if self.subreaper and self.pid is not None:
+            return ServedTree(pid, self.pid, ticks=ticks)
+        return ProcessTree(pid, ticks=ticks)
 
     def _read_channel(self) -> Iterable[dict[str, Any]]:
         raise NotImplementedError
@@ -166,6 +179,11 @@ class ForkServerWorker(Worker):
         self.sock: socket.socket | None = None
         self._watched = False
         self._decoder = forkserver.Decoder()
+        #: The server's spare, announced to us ("spare": pid, start ticks, its socket): a run is
+        #: sent straight to it (`send_direct`), with no round trip through the server.
+        self.spare: tuple[int, int | None, socket.socket] | None = None
+        self.announces = False  # the server announces its spares (its "ready" says so)
+        self._spare_waiter: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -199,24 +217,126 @@ class ForkServerWorker(Worker):
         assert self.sock is not None
         while True:
             try:
-                data = self.sock.recv(256 * 1024)
+                data, fds, _flags, _addr = socket.recv_fds(self.sock, RECV_SIZE, forkserver.MAX_FDS)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
-                data = b""
+                data, fds = b"", []
             if not data:
+                for fd in fds:
+                    os.close(fd)
                 self._unwatch()
                 self.on_eof(self)
                 return
             now = time.perf_counter()
             try:
-                messages = list(self._decoder.feed(data))
+                messages = [self._took_spare(msg) for msg in self._decoder.feed(data, fds)]
             except ValueError:
                 log.warning("pool fork server %s sent garbage; retiring it", self.pid)
                 self.retire()
                 return
+            self._close_stray_fds()
             for msg in messages:
                 self.on_message(self, msg, now)
+
+    def _took_spare(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """A "spare" message brings the spare's socket (the first fd received with it): put it in
+        the message (``_fd``), for `keep_spare` on the loop thread."""
+        if msg.get("t") == "spare" and self._decoder.fds:
+            msg["_fd"] = self._decoder.fds.pop(0)
+        return msg
+
+    def keep_spare(self, msg: dict[str, Any]) -> None:
+        """On the loop: keep the announced spare (pid, start ticks, socket) for `send_direct`."""
+        fd = msg.pop("_fd", None)
+        if not isinstance(fd, int):
+            return
+        link = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=fd)  # (given: no getsockopt queries)
+        pid, ticks = msg.get("pid"), msg.get("ticks")
+        if self.retiring or not isinstance(pid, int) or pid <= 0:
+            link.close()
+            return
+        self.drop_spare()
+        self.spare = (pid, ticks if isinstance(ticks, int) and ticks >= 0 else None, link)
+        waiter, self._spare_waiter = self._spare_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait_spare(self, timeout: float) -> bool:
+        """Wait (on the loop, at most `timeout` s) until an announced spare has said "r" - it has
+        its own session - so a run can be sent straight to it; False: none in time (a run just
+        ended and the server is still forking it), the run goes through the server then."""
+        loop = self.loop
+        deadline = loop.time() + timeout
+        while not self.retiring:
+            spare = self.spare
+            if spare is not None:
+                fd = spare[2].fileno()
+                if select.select([fd], [], [], 0)[0]:
+                    return True
+            if loop.time() >= deadline:
+                return False
+            fut: asyncio.Future[None] = loop.create_future()
+            timer = loop.call_at(deadline, _resolve, fut)
+            try:
+                if spare is not None:
+                    loop.add_reader(fd, _resolve, fut)
+                else:
+                    self._spare_waiter = fut
+                await fut
+            finally:
+                timer.cancel()
+                if spare is not None:
+                    loop.remove_reader(fd)
+                elif self._spare_waiter is fut:
+                    self._spare_waiter = None
+        return False
+
+    def _close_stray_fds(self) -> None:
+        fds, self._decoder.fds = self._decoder.fds, []
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def drop_spare(self) -> int | None:
+        """Let go of the announced spare (closing our copy of its socket); its pid, if there was one."""
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return None
+        with contextlib.suppress(OSError):
+            spare[2].close()
+        return spare[0]
+
+    def send_direct(self, request: dict[str, Any], fds: tuple[int, int]) -> tuple[int, int | None] | None:
+        """Send a run straight to the announced spare once its "r" says it has its own session:
+        (its pid, start ticks); None if there is none, it is not ready or it is gone (then nothing
+        was sent, our copy of its socket is closed - given back - and the server takes the run)."""
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return None
+        pid, ticks, link = spare
+        try:
+            try:
+                if link.recv(1, socket.MSG_DONTWAIT) != b"r":  # b"": it died
+                    return None
+            except OSError:  # not ready yet (no session of its own yet): the server hands it over
+                return None
+            try:
+                data = forkserver.encode(dict(request, direct=True))
+                sent = socket.send_fds(link, [data], list(fds), socket.MSG_DONTWAIT)
+                while sent < len(data):  # a request is far below the socket buffer: this does not loop
+                    rest = data[sent:]
+                    sent += _nonblocking(link, lambda: link.send(rest, socket.MSG_DONTWAIT))  # noqa: B023
+            except OSError:
+                # Its "r" is taken, so the server could not hand it a run: end it (its exit comes
+                # from the server, matched to nothing); the run goes through the server.
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                return None
+        finally:
+            with contextlib.suppress(OSError):
+                link.close()
+        return pid, ticks
 
     def _unwatch(self) -> None:
         if self._watched and self.sock is not None:
@@ -241,16 +361,26 @@ class ForkServerWorker(Worker):
     def _read_channel(self) -> Iterable[dict[str, Any]]:
         assert self.sock is not None
         while True:
-            data = self.sock.recv(256 * 1024)
+            data, fds, _flags, _addr = socket.recv_fds(self.sock, RECV_SIZE, forkserver.MAX_FDS)
             if not data:
+                for fd in fds:
+                    os.close(fd)
                 return
-            yield from self._decoder.feed(data)
+            messages = [self._took_spare(msg) for msg in self._decoder.feed(data, fds)]
+            self._close_stray_fds()
+            yield from messages
 
     def close_socket(self) -> None:
+        self.drop_spare()
         self._unwatch()
         if self.sock is not None:
             with contextlib.suppress(OSError):
                 self.sock.close()
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _nonblocking(sock: socket.socket, send: Callable[[], int], timeout: float = 10.0) -> int:

@@ -99,7 +99,9 @@ def windows_creationflags() -> int:
 class ProcessTree:
     """The process tree rooted at one started child."""
 
-    def __init__(self, pid: int, tag: str | None = None, spawned: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self, pid: int, tag: str | None = None, spawned: tuple[int, int] | None = None, ticks: int | None = None
+    ) -> None:
         self.pid = pid
         #: The run's ``PRISMQ_RUN_TAG`` (the Supervisor sets it): finds re-parented descendants.
         self.tag = tag
@@ -107,8 +109,9 @@ class ProcessTree:
         self.stopped = 0  # how many live processes the last stop sequence found (for "tree of N stopped")
         # the start time is read once from /proc/PID/stat (psutil's formula, its boot time kept):
         # a psutil.Process costs more and is made only when a stop or a snapshot needs one
-        # (`spawned`: the boot clock read just before and after the spawn, see `spawn_clock`)
-        self._ticks = start_ticks(pid, spawned) if IS_LINUX else None
+        # (`spawned`: the boot clock read just before and after the spawn, see `spawn_clock`;
+        # `ticks`: the start as whoever forked it already knows it - a pool's fork server)
+        self._ticks = (ticks if ticks is not None else start_ticks(pid, spawned)) if IS_LINUX else None
         self.create_time: float | None = (self._ticks / _CLOCK_TICKS + _boot_time() if self._ticks is not None
                                           else None if IS_LINUX else start_time(pid))
         self._proc: psutil.Process | None = None
@@ -376,6 +379,52 @@ class ProcessTree:
         return group or bool(adopted)
 
 
+class ServedTree(ProcessTree):
+    """A pooled run's tree, when its fork server (`server`, a pid) is a child subreaper.
+
+    What the run leaves behind re-parents to the server, not to the app, and the server lists
+    it in the run's "exit" (pool/forkserver.py): `left`, (pid, start ticks) pairs - None until
+    that exit came, or when it is not known (the server died). At the run's end `nothing_left`
+    is then one killpg probe and no /proc read at all. The stop paths (`adopted`) take the
+    reported pids and their descendants, the server's children carrying the run's tag (a daemon
+    exec'd mid-run), and the app's as `ProcessTree` does (a dead server's orphans go there).
+    """
+
+    def __init__(self, pid: int, server: int, tag: str | None = None, ticks: int | None = None) -> None:
+        super().__init__(pid, tag=tag, ticks=ticks)
+        self.server = server
+        self.left: list[tuple[int, int]] | None = None
+
+    def nothing_left(self) -> bool:
+        if self.left is None:
+            return super().nothing_left()
+        return not self.left and not self.group_alive()
+
+    def adopted(self, everywhere: bool = False, children: list[int] | None = None) -> list[psutil.Process]:
+        roots: list[psutil.Process] = []
+        for pid, ticks in self.left or ():
+            if start_ticks(pid) == ticks:  # still the process the server saw, not a reused pid
+                with contextlib.suppress(psutil.Error):
+                    roots.append(psutil.Process(pid))
+        if self.tag is not None:
+            needle = f"{RUN_TAG_VAR}={self.tag}".encode()
+            reported = {p.pid for p in roots}
+            for pid in children_of(self.server):
+                if pid != self.pid and pid not in reported and _environ_has(pid, needle):
+                    with contextlib.suppress(psutil.Error):
+                        roots.append(psutil.Process(pid))
+        found: dict[int, psutil.Process] = {}
+        for proc in roots:
+            found.setdefault(proc.pid, proc)
+            with contextlib.suppress(psutil.Error):
+                for kid in proc.children(recursive=True):
+                    found.setdefault(kid.pid, kid)
+        for proc in super().adopted(everywhere, children):
+            found.setdefault(proc.pid, proc)
+        found.pop(self.pid, None)
+        return list(found.values())
+
+
 def _console_host(proc: psutil.Process) -> bool:
     """Windows: the console host (conhost.exe) Windows starts for each console process - a child
     of it in the process table, even with CREATE_NO_WINDOW ("Windows Command-Line: Inside the
@@ -459,6 +508,23 @@ def own_children() -> list[int]:
             pass
     try:
         return [p.pid for p in psutil.Process().children()]
+    except psutil.Error:
+        return []
+
+
+def children_of(pid: int) -> list[int]:
+    """The direct children of process `pid` (Linux: /proc/PID/task/TID/children), else psutil's."""
+    if IS_LINUX:
+        pids: list[int] = []
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                    pids.extend(int(x) for x in fh.read().split())
+            return pids
+        except (OSError, ValueError):
+            pass
+    try:
+        return [p.pid for p in psutil.Process(pid).children()]
     except psutil.Error:
         return []
 
