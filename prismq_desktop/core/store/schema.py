@@ -73,9 +73,16 @@ class RegistryFull(RegistryError):
 _DATA_DIR_HINT = "or start with another data dir (--data-dir)"
 
 
-def translate(exc: sqlite3.Error, path: Path | str, busy_timeout: float | None = None) -> RegistryError:
+#: what a registry call can raise: SQLite's errors, and UnicodeDecodeError when the message of
+#: one quotes a damaged page's bytes (sqlite3 decodes it as UTF-8: "malformed database schema (…)")
+_DB_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+
+
+def translate(exc: sqlite3.Error | UnicodeDecodeError, path: Path | str, busy_timeout: float | None = None) -> RegistryError:
     """The `RegistryError` (one line: what is wrong, what to do) for an `sqlite3` error on `path`."""
     path = Path(path)
+    if isinstance(exc, UnicodeDecodeError):  # only a damaged file gives SQLite bytes that are not text
+        exc = sqlite3.DatabaseError("database disk image is malformed")
     code = getattr(exc, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
     text = str(exc)
@@ -116,7 +123,7 @@ def translate(exc: sqlite3.Error, path: Path | str, busy_timeout: float | None =
 class _Cursor(sqlite3.Cursor):
     """A cursor whose fetches raise `RegistryError`s (a damaged page may only show when read)."""
 
-    def _fail(self, exc: sqlite3.Error) -> RegistryError:
+    def _fail(self, exc: sqlite3.Error | UnicodeDecodeError) -> RegistryError:
         conn = self.connection
         assert isinstance(conn, RegistryConnection)
         return translate(exc, conn.registry_path, conn.busy_timeout)
@@ -124,25 +131,25 @@ class _Cursor(sqlite3.Cursor):
     def fetchone(self) -> Any:
         try:
             return super().fetchone()
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise self._fail(exc) from exc
 
     def fetchall(self) -> list[Any]:
         try:
             return super().fetchall()
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise self._fail(exc) from exc
 
     def fetchmany(self, size: int | None = 1) -> list[Any]:
         try:
             return super().fetchmany(size)
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise self._fail(exc) from exc
 
     def __next__(self) -> Any:
         try:
             return super().__next__()
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise self._fail(exc) from exc
 
 
@@ -160,7 +167,7 @@ class RegistryConnection(sqlite3.Connection):
     #: opened read-only because the disk is full (`connect`): a write says the disk is full
     disk_full: bool = False
 
-    def _error(self, exc: sqlite3.Error) -> RegistryError:
+    def _error(self, exc: sqlite3.Error | UnicodeDecodeError) -> RegistryError:
         if self.disk_full:  # opened read-only on a full disk (`_full_disk_reader`): it stays read-only
             import shutil
 
@@ -182,7 +189,7 @@ class RegistryConnection(sqlite3.Connection):
             return cur.execute(sql, parameters)
         except sqlite3.IntegrityError:
             raise  # a constraint (a duplicate name, a claimed fire): the tables answer it themselves
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise self._error(exc) from exc
 
     def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
@@ -191,13 +198,13 @@ class RegistryConnection(sqlite3.Connection):
             return cur.executemany(sql, parameters)
         except sqlite3.IntegrityError:
             raise
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise self._error(exc) from exc
 
     def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
         try:
             return super().executescript(sql_script)
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise self._error(exc) from exc
 
 

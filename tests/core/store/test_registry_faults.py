@@ -40,6 +40,20 @@ def scrambled_pages(db: Path) -> None:
     db.write_bytes(bytes(data))
 
 
+def garbled_schema_name(db: Path) -> None:
+    """A damaged schema row whose name is not UTF-8: SQLite quotes it in its error message, which
+    Python's sqlite3 then fails to decode (UnicodeDecodeError, not an sqlite3 error). Scrambled
+    pages hit this now and then; this makes it certain."""
+    with RunRegistry(db) as reg:
+        reg.create(RunSpec("x.py"))
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA writable_schema=ON")
+    con.execute("UPDATE sqlite_schema SET name = CAST(X'72ff90' AS TEXT), sql = 'CREATE TABLE broken garbage' "
+                "WHERE name = 'runs'")
+    con.commit()
+    con.close()
+
+
 def a_directory(db: Path) -> None:
     db.mkdir(parents=True)
 
@@ -55,6 +69,7 @@ def from_the_future(db: Path) -> None:
 CASES = [
     (random_bytes, RegistryCorrupt, "is damaged (file is not a database)"),
     (scrambled_pages, RegistryCorrupt, "is damaged (database disk image is malformed)"),
+    (garbled_schema_name, RegistryCorrupt, "is damaged (database disk image is malformed)"),
     (a_directory, RegistryCorrupt, "is a directory, not a file"),
     (from_the_future, RegistryNewer, "written by a newer PrismQ Desktop (schema 999"),
 ]
