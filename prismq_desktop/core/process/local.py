@@ -39,6 +39,19 @@ from prismq_desktop.core.process.tree import ProcessTree, popen_kwargs, spawn_cl
 
 __all__ = ["SubprocessWrapper", "popen_piped"]
 
+
+def _wait_in_thread(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen[bytes], run_id: int,
+                    exited: asyncio.Future[object]) -> None:
+    """Wait for `proc` in a thread and settle `exited` with its code: the fallback when no pidfd
+    could be had (EMFILE, an older kernel), shared by the loop's reads and the pipe mux."""
+    waiter = thread_future(loop, proc.wait, f"run-{run_id}-wait")
+
+    def done(fut: asyncio.Future[object]) -> None:
+        if not exited.done():
+            exited.set_result(fut.result())
+
+    waiter.add_done_callback(done)
+
 log = logging.getLogger(__name__)
 
 
@@ -214,13 +227,7 @@ class SubprocessWrapper:
         supervisor.attach(ProcessTree(proc.pid, spawned=spawned))
 
         def wait_in_thread() -> None:
-            waiter = thread_future(loop, proc.wait, f"run-{job.run_id}-wait")
-
-            def done(fut: asyncio.Future[object]) -> None:
-                if not exited.done():
-                    exited.set_result(fut.result())
-
-            waiter.add_done_callback(done)
+            _wait_in_thread(loop, proc, job.run_id, exited)
 
         def reaped() -> None:
             loop.remove_reader(pidfd)
@@ -281,13 +288,7 @@ class SubprocessWrapper:
         exited: asyncio.Future[object] = loop.create_future()
 
         def wait_in_thread() -> None:
-            waiter = thread_future(loop, proc.wait, f"run-{job.run_id}-wait")
-
-            def done(fut: asyncio.Future[object]) -> None:
-                if not exited.done():
-                    exited.set_result(fut.result())
-
-            waiter.add_done_callback(done)
+            _wait_in_thread(loop, proc, job.run_id, exited)
 
         def on_exit(code: int | None) -> None:
             if code is None:
